@@ -1,1 +1,21 @@
-//! x
+//! Gatehouse: a secure-by-default web application server.
+//!
+//! The application library behind the `gatehouse` binary. Domains live in their own modules
+//! (`identity`, `audit`, …), each with its service functions and queries; `web` holds the shared
+//! page plumbing, `store` the database, `app` the router and its middleware stack. The generic
+//! security layers come from the `gatehouse-security` crate.
+
+pub mod app;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod identity;
+pub mod ops;
+pub mod store;
+pub mod telemetry;
+pub mod web;
+
+pub use app::{AppState, Application};
+pub use config::Settings;
+pub use error::Error;

@@ -1,0 +1,265 @@
+//! The application: shared state, the router with its middleware stack, and the server.
+//!
+//! [`Application::build`] does everything that can fail before serving (database, migrations,
+//! first admin, binding the listeners), so a bad start fails loudly and early;
+//! [`Application::run_until`] serves until the shutdown future resolves, then lets in-flight
+//! requests finish (bounded by `GATEHOUSE_SHUTDOWN_TIMEOUT`).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use gatehouse_security::body_limit::BodyLimitLayer;
+use gatehouse_security::{
+    CatchPanicLayer, ClientIpLayer, RejectTraceLayer, RequestIdLayer, SecurityHeadersConfig,
+    SecurityHeadersLayer, sensitive,
+};
+use http::StatusCode;
+use secrecy::ExposeSecret as _;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::audit::AuditContext;
+use crate::config::Settings;
+use crate::identity::{Email, users};
+use crate::store::Db;
+use crate::telemetry::Metrics;
+use crate::web::assets::Assets;
+use crate::web::templates::Templates;
+use crate::{ops, web};
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The configuration.
+    pub settings: Arc<Settings>,
+    /// The database.
+    pub db: Db,
+    /// Redis, when configured.
+    pub redis: Option<redis::Client>,
+    /// Parsed templates.
+    pub templates: Arc<Templates>,
+    /// Embedded static files.
+    pub assets: Arc<Assets>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// A built application, bound and ready to serve.
+#[derive(Debug)]
+pub struct Application {
+    state: AppState,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+}
+
+impl Application {
+    /// Connects, migrates, creates the first admin if asked, and binds the listeners.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        create_private_dir(&settings.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {} (GATEHOUSE_DATA_DIR)",
+                settings.data_dir.display()
+            )
+        })?;
+        let db = Db::connect(
+            settings.database_url.expose_secret(),
+            settings.database_max_connections,
+        )
+        .await
+        .context("cannot connect to the database named by GATEHOUSE_DATABASE_URL")?;
+        db.migrate().await.context("cannot migrate the database")?;
+
+        if let Some(raw) = &settings.admin_email {
+            let email = Email::parse(raw).context("GATEHOUSE_ADMIN_EMAIL")?;
+            if let Some(admin) = users::bootstrap_admin(&db, email, &AuditContext::system()).await?
+            {
+                tracing::info!(
+                    event = "admin_bootstrapped",
+                    user_id = %admin.id,
+                    "first admin created from GATEHOUSE_ADMIN_EMAIL"
+                );
+            }
+        }
+
+        let redis = settings
+            .redis_url
+            .as_ref()
+            .map(|url| redis::Client::open(url.expose_secret()))
+            .transpose()
+            .context("GATEHOUSE_REDIS_URL is not a valid Redis URL")?;
+
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (GATEHOUSE_LISTEN)", settings.listen))?;
+        let metrics_listener =
+            match settings.metrics_listen {
+                Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+                    format!("cannot listen on {addr} (GATEHOUSE_METRICS_LISTEN)")
+                })?),
+                None => None,
+            };
+
+        let assets = Arc::new(Assets::embedded());
+        let templates = Arc::new(Templates::new(assets.clone())?);
+        let state = AppState {
+            settings: Arc::new(settings),
+            db,
+            redis,
+            templates,
+            assets,
+            metrics: Arc::new(Metrics::new()),
+        };
+        Ok(Self {
+            state,
+            listener,
+            metrics_listener,
+        })
+    }
+
+    /// The address the HTTP server is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.state.settings.listen)
+    }
+
+    /// The address the metrics server is bound to, when enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// The shared state (tests use it to reach the database).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then waits for in-flight requests to finish, at most
+    /// `GATEHOUSE_SHUTDOWN_TIMEOUT`.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let grace = self.state.settings.shutdown_timeout;
+        let address = self.local_addr();
+        let router = router(self.state.clone())?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+
+        if let Some(listener) = self.metrics_listener {
+            let metrics = ops::metrics_router(self.state.metrics.clone());
+            let rx = stop_rx.clone();
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, metrics)
+                    .with_graceful_shutdown(stopped(rx))
+                    .await
+                {
+                    tracing::error!(error = %e, "metrics server failed");
+                }
+            });
+        }
+
+        tracing::info!(
+            event = "listening",
+            address = %address,
+            env = self.state.settings.env.as_str(),
+            database = self.state.db.backend_name(),
+            "Gatehouse is listening"
+        );
+        let server = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
+        let deadline = async move {
+            stopped(stop_rx).await;
+            tracing::info!(event = "shutting_down", "finishing in-flight requests");
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = server => result.context("the HTTP server failed")?,
+            () = deadline => tracing::warn!(
+                event = "shutdown_timeout",
+                "in-flight requests did not finish within GATEHOUSE_SHUTDOWN_TIMEOUT; closing them"
+            ),
+        }
+        self.state.db.close().await;
+        tracing::info!(event = "stopped", "Gatehouse stopped");
+        Ok(())
+    }
+}
+
+/// Every route, wrapped in the request pipeline.
+///
+/// The stack, outermost first (DESIGN.md §2, with the reasons for each place):
+/// 1. sensitive headers: `Authorization`, `Cookie`, `Set-Cookie` are marked before anything can
+///    log them;
+/// 2. request ID, then 3. client IP: both cannot panic, so running them first lets every
+///    response, a panic's 500 included, carry the request ID, and lets the span name the client;
+/// 4. the request span, log line and metrics: it sees the final status of everything below;
+/// 5. security headers with the CSP nonce: on every response, error pages included;
+/// 6. error rendering: problem+json or an HTML page, with the request ID;
+/// 7. panic catcher: a panic below becomes a bare 500 that 6 renders;
+/// 8. TRACE refused;
+/// 9. timeout, then 10. body-size limit (413 on a too-large `Content-Length` before reading);
+/// 11. CORS: preflights answered here, before any route runs;
+/// 12. the routes (rate limiting, authentication and CSRF join here as they arrive).
+pub fn router(state: AppState) -> anyhow::Result<Router> {
+    let settings = &state.settings;
+    let cors = settings
+        .cors_policy()
+        .context("GATEHOUSE_CORS_ORIGINS is not a valid origin list")?;
+    let stack = ServiceBuilder::new()
+        .layer(sensitive::sensitive_headers_layer())
+        .layer(RequestIdLayer::new())
+        .layer(ClientIpLayer::new(settings.trusted_proxies.clone()))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::telemetry::observe,
+        ))
+        .layer(SecurityHeadersLayer::new(SecurityHeadersConfig {
+            hsts: settings.is_production(),
+            csp_report_uri: Some("/csp-report".into()),
+        }))
+        .layer(middleware::from_fn_with_state(
+            state.templates.clone(),
+            web::errors::render_errors,
+        ))
+        .layer(CatchPanicLayer::new())
+        .layer(RejectTraceLayer::new())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            settings.request_timeout,
+        ))
+        .layer(BodyLimitLayer::new(settings.body_limit))
+        .layer(cors.layer());
+    Ok(Router::new()
+        .merge(ops::router())
+        .merge(web::router())
+        .fallback(web::not_found)
+        .layer(stack)
+        .layer(DefaultBodyLimit::max(settings.body_limit))
+        .with_state(state))
+}
+
+/// Creates the data directory readable by this user only.
+fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
+}

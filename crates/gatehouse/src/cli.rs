@@ -1,0 +1,402 @@
+//! The `gatehouse` command line: `serve` (the default), `migrate`, `config check`, `user …`,
+//! `audit verify`, `audit head`.
+//!
+//! Exit codes: `0` success, `1` a refused configuration, a failed check or an operation error,
+//! `2` a usage error.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use secrecy::ExposeSecret as _;
+
+use crate::app::Application;
+use crate::audit::{self, AuditContext};
+use crate::config::{Environment, Settings, Sources};
+use crate::identity::users::{self, NewUser};
+use crate::identity::{DisplayName, Email, Role, UserStatus};
+use crate::store::Db;
+use crate::telemetry;
+
+/// Gatehouse: a secure-by-default web application server.
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about)]
+pub struct Cli {
+    /// TOML configuration file (also `GATEHOUSE_CONFIG`).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve HTTP (the default).
+    Serve {
+        /// Address to bind, overriding GATEHOUSE_LISTEN.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Apply pending database migrations.
+    Migrate,
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Check the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (secrets redacted) and every production problem.
+    /// Exits 1 when production mode would refuse to start.
+    Check {
+        /// Judge the configuration as production even if GATEHOUSE_ENV says otherwise.
+        #[arg(long)]
+        production: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user.
+    Add {
+        /// Email address.
+        #[arg(long)]
+        email: String,
+        /// admin, manager or user.
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// Display name.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List users.
+    List {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a user's role.
+    SetRole(RoleArgs),
+    /// Stop a user from signing in.
+    Disable(EmailArg),
+    /// Let a disabled user sign in again.
+    Enable(EmailArg),
+}
+
+#[derive(Debug, Args)]
+struct RoleArgs {
+    /// Email address.
+    #[arg(long)]
+    email: String,
+    /// admin, manager or user.
+    #[arg(long)]
+    role: String,
+}
+
+#[derive(Debug, Args)]
+struct EmailArg {
+    /// Email address.
+    #[arg(long)]
+    email: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain and name the first broken record. Exits 1 if it is broken.
+    Verify {
+        /// A head hash kept from `audit head`: also catches removed newest records.
+        #[arg(long, value_name = "HASH")]
+        head: Option<String>,
+    },
+    /// Print the newest record's hash, to keep somewhere else.
+    Head,
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let sources = Sources::from_process(cli.config);
+    let command = cli.command.unwrap_or(Command::Serve { listen: None });
+    let mut settings = match Settings::load(&sources) {
+        Ok(s) => s,
+        Err(errors) => {
+            eprint!("error: {errors}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    match command {
+        Command::Serve { listen } => {
+            if let Some(addr) = listen {
+                settings.listen = addr;
+            }
+            serve(settings).await
+        }
+        Command::Config(ConfigCommand::Check { production }) => {
+            Ok(config_check(&settings, production))
+        }
+        Command::Migrate => {
+            telemetry::init_stderr("warn");
+            let db = connect(&settings).await?;
+            db.close().await;
+            println!("migrations applied ({})", db.backend_name());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User(cmd) => {
+            telemetry::init_stderr("warn");
+            let db = connect(&settings).await?;
+            let code = user_command(&db, cmd).await;
+            db.close().await;
+            code
+        }
+        Command::Audit(cmd) => {
+            telemetry::init_stderr("warn");
+            let db = connect(&settings).await?;
+            let code = audit_command(&db, cmd).await;
+            db.close().await;
+            code
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+    telemetry::init(&settings.log_filter, settings.log_format);
+    if settings.is_production() {
+        let problems = settings.production_problems();
+        if !problems.is_empty() {
+            eprintln!("error: production mode refuses to start:");
+            for p in &problems {
+                eprintln!("  - {p}");
+            }
+            eprintln!("run `gatehouse config check` to see the whole configuration");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    for w in settings.warnings() {
+        tracing::warn!(event = "config_warning", setting = %w.setting, "{}", w.message);
+    }
+    let app = Application::build(settings).await?;
+    app.run_until(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+fn config_check(settings: &Settings, production: bool) -> ExitCode {
+    let judged_as_production = production || settings.env == Environment::Production;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "Effective configuration (secrets redacted):");
+    for (name, value) in settings.describe() {
+        let _ = writeln!(out, "  {name:<36} {value}");
+    }
+    let warnings = settings.warnings();
+    if !warnings.is_empty() {
+        let _ = writeln!(out, "\nWarnings:");
+        for w in &warnings {
+            let _ = writeln!(out, "  - {w}");
+        }
+    }
+    let problems = settings.production_problems();
+    if problems.is_empty() {
+        let _ = writeln!(out, "\nNo production problems.");
+        return ExitCode::SUCCESS;
+    }
+    let _ = writeln!(
+        out,
+        "\nProduction problems (production mode refuses to start):"
+    );
+    for p in &problems {
+        let _ = writeln!(out, "  - {p}");
+    }
+    if judged_as_production {
+        ExitCode::FAILURE
+    } else {
+        let _ = writeln!(
+            out,
+            "(GATEHOUSE_ENV is development, so these do not stop `serve`; use --production to fail on them)"
+        );
+        ExitCode::SUCCESS
+    }
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<Db> {
+    let db = Db::connect(
+        settings.database_url.expose_secret(),
+        settings.database_max_connections,
+    )
+    .await
+    .context("cannot connect to the database named by GATEHOUSE_DATABASE_URL")?;
+    db.migrate().await.context("cannot migrate the database")?;
+    Ok(db)
+}
+
+async fn user_command(db: &Db, cmd: UserCommand) -> anyhow::Result<ExitCode> {
+    let ctx = AuditContext::cli();
+    match cmd {
+        UserCommand::Add { email, role, name } => {
+            let new = NewUser {
+                email: Email::parse(&email)?,
+                role: role.parse::<Role>()?,
+                display_name: DisplayName::parse(&name)?,
+            };
+            let user = users::create(db, new, &ctx).await?;
+            println!("created {} {} ({})", user.id, user.email, user.role);
+        }
+        UserCommand::List { json } => {
+            let all = users::list(db).await?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                for u in &all {
+                    let line = serde_json::json!({
+                        "id": u.id,
+                        "email": u.email.as_str(),
+                        "display_name": u.display_name.as_str(),
+                        "role": u.role.as_str(),
+                        "status": u.status.as_str(),
+                        "created_at": crate::store::timestamp_text(u.created_at),
+                    });
+                    let _ = writeln!(out, "{line}");
+                }
+            } else {
+                let _ = writeln!(
+                    out,
+                    "{:<36}  {:<32}  {:<8}  {:<8}  NAME",
+                    "ID", "EMAIL", "ROLE", "STATUS"
+                );
+                for u in &all {
+                    let _ = writeln!(
+                        out,
+                        "{:<36}  {:<32}  {:<8}  {:<8}  {}",
+                        u.id,
+                        u.email,
+                        u.role,
+                        u.status,
+                        u.display_name.as_str()
+                    );
+                }
+            }
+        }
+        UserCommand::SetRole(args) => {
+            let email = Email::parse(&args.email)?;
+            let user = users::set_role(db, &email, args.role.parse()?, &ctx)
+                .await
+                .map_err(|e| not_found_as(e, &email))?;
+            println!("{} is now {}", user.email, user.role);
+        }
+        UserCommand::Disable(args) => {
+            let email = Email::parse(&args.email)?;
+            let user = users::set_status(db, &email, UserStatus::Disabled, &ctx)
+                .await
+                .map_err(|e| not_found_as(e, &email))?;
+            println!("{} is now {}", user.email, user.status);
+        }
+        UserCommand::Enable(args) => {
+            let email = Email::parse(&args.email)?;
+            let user = users::set_status(db, &email, UserStatus::Active, &ctx)
+                .await
+                .map_err(|e| not_found_as(e, &email))?;
+            println!("{} is now {}", user.email, user.status);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn not_found_as(e: crate::Error, email: &Email) -> anyhow::Error {
+    match e {
+        crate::Error::NotFound => anyhow::anyhow!("no user has the address {email}"),
+        other => other.into(),
+    }
+}
+
+async fn audit_command(db: &Db, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AuditCommand::Head => {
+            match audit::head(db).await? {
+                Some((id, hash)) => println!("{hash}  (record {id})"),
+                None => println!("the audit log is empty"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Verify { head } => {
+            let total = audit::count(db).await?;
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "verifying {bar:40} {pos}/{len} records ({eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let report = audit::verify(db, head.as_deref(), |n| bar.set_position(n)).await?;
+            bar.finish_and_clear();
+            match report.broken {
+                None => {
+                    println!(
+                        "audit chain intact: {} records, head {}",
+                        report.checked,
+                        report.head.as_deref().unwrap_or("(empty)")
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(b) => {
+                    match b.id {
+                        Some(id) => println!(
+                            "audit chain BROKEN at record {id}: {} ({} records before it verified)",
+                            b.reason, report.checked
+                        ),
+                        None => println!("audit chain BROKEN: {}", b.reason),
+                    }
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,1273 @@
+//! Settings: one typed struct built from defaults < TOML file < environment.
+//!
+//! Every setting has an environment name (the table in README.md), a TOML key (the same name in
+//! lower case without the `GATEHOUSE_` prefix: `GATEHOUSE_PUBLIC_URL` is `public_url`, `SMTP_HOST`
+//! is `smtp_host`) and, for secrets, a `NAME_FILE` variant whose value is a path to read the
+//! secret from (mounted secrets). The seeds' Flask names (`SECRET_KEY`, `FLASK_ENV`,
+//! `DATABASE_URL`, `SMTP_USER`, …) are accepted as aliases. In development a `.env` file in the
+//! working directory is read too, below the real environment.
+//!
+//! Loading never stops at the first problem: [`Settings::load`] returns every invalid value at
+//! once, and [`Settings::production_problems`] lists everything production mode refuses, each
+//! message naming the variable to set.
+//!
+//! # Security
+//! - Secrets are [`SecretString`]s: `Debug` redacts them and [`Settings::describe`] prints
+//!   `[redacted]`, so `config check` output and logs never carry them.
+//! - A missing secret key in development is replaced by a random one for this run only, with a
+//!   warning; production refuses to start without a key of at least 32 bytes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use gatehouse_security::{CorsPolicy, TrustedProxies};
+use rand::RngCore as _;
+use secrecy::{ExposeSecret as _, SecretString};
+use url::Url;
+
+/// Minimum length of the secret key in production, in bytes.
+pub const MIN_SECRET_KEY_BYTES: usize = 32;
+
+/// Which rules apply: development is forgiving and explains; production refuses weak settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Environment {
+    /// Local work: generated secret, readable logs, `.env` read, links logged.
+    Development,
+    /// Every fail-fast check on, JSON logs, HSTS.
+    Production,
+}
+
+impl Environment {
+    /// The lower-case name used in settings and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Production => "production",
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (production default).
+    Json,
+    /// Human-readable lines (development default).
+    Text,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain text (only acceptable to a loopback relay).
+    None,
+    /// Plain connection upgraded with STARTTLS (default).
+    Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+}
+
+/// Outgoing mail settings.
+#[derive(Clone, Debug)]
+pub struct SmtpSettings {
+    /// SMTP relay host; unset means mail is written to the log (development only).
+    pub host: Option<String>,
+    /// SMTP port; defaults by TLS mode (25, 587, 465).
+    pub port: u16,
+    /// SMTP user name.
+    pub username: Option<String>,
+    /// SMTP password.
+    pub password: Option<SecretString>,
+    /// The `From` address of every mail.
+    pub from: String,
+    /// Transport security.
+    pub tls: SmtpTls,
+}
+
+/// The whole configuration of one Gatehouse process.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `GATEHOUSE_ENV`: development or production.
+    pub env: Environment,
+    /// `GATEHOUSE_LISTEN`: the address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// `GATEHOUSE_PUBLIC_URL`: the base of every link Gatehouse sends, without a trailing slash.
+    pub public_url: Url,
+    /// `GATEHOUSE_SECRET_KEY`: the root of every derived key.
+    pub secret_key: SecretString,
+    /// True when no key was configured and a random one was made for this run.
+    pub secret_key_generated: bool,
+    /// `GATEHOUSE_DATA_DIR`: SQLite file, uploads, local state.
+    pub data_dir: PathBuf,
+    /// `GATEHOUSE_DATABASE_URL`: `sqlite://…` or `postgres://…`.
+    pub database_url: SecretString,
+    /// `GATEHOUSE_DATABASE_MAX_CONNECTIONS`: pool size.
+    pub database_max_connections: u32,
+    /// `GATEHOUSE_REDIS_URL`: sessions and rate limits go to Redis when set.
+    pub redis_url: Option<SecretString>,
+    /// `GATEHOUSE_TRUSTED_PROXIES`: peers whose `Forwarded` / `X-Forwarded-For` are believed.
+    pub trusted_proxies: TrustedProxies,
+    /// The same list as written, for display.
+    pub trusted_proxies_raw: Vec<String>,
+    /// `GATEHOUSE_CORS_ORIGINS`: origins allowed to call Gatehouse from a browser.
+    pub cors_origins: Vec<String>,
+    /// `GATEHOUSE_CORS_ALLOW_CREDENTIALS`: whether allowed origins may send cookies.
+    pub cors_allow_credentials: bool,
+    /// `GATEHOUSE_ADMIN_EMAIL`: on a first start with no users, this admin is created.
+    pub admin_email: Option<String>,
+    /// `GATEHOUSE_METRICS_LISTEN`: Prometheus `/metrics` on its own address.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `SMTP_*`: outgoing mail.
+    pub smtp: SmtpSettings,
+    /// `UPLOAD_FOLDER`: where uploads are stored.
+    pub upload_folder: PathBuf,
+    /// `MAX_CONTENT_LENGTH`: the largest upload, in bytes.
+    pub max_content_length: u64,
+    /// `GATEHOUSE_BODY_LIMIT`: the largest request body on ordinary routes, in bytes.
+    pub body_limit: usize,
+    /// `GATEHOUSE_REQUEST_TIMEOUT`: longest time a request may take.
+    pub request_timeout: Duration,
+    /// `GATEHOUSE_SHUTDOWN_TIMEOUT`: how long in-flight requests get to finish on shutdown.
+    pub shutdown_timeout: Duration,
+    /// `GATEHOUSE_LOG`: log filter (`info`, `gatehouse=debug,warn`, …).
+    pub log_filter: String,
+    /// `GATEHOUSE_LOG_FORMAT`: `json` or `text`.
+    pub log_format: LogFormat,
+}
+
+/// Where a value came from, for `config check`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Built-in default.
+    Default,
+    /// The TOML file.
+    File,
+    /// The `.env` file.
+    DotEnv,
+    /// The process environment.
+    Env,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Default => "default",
+            Self::File => "config file",
+            Self::DotEnv => ".env",
+            Self::Env => "environment",
+        })
+    }
+}
+
+/// A setting Gatehouse knows: its environment name, aliases and whether it is secret.
+struct Spec {
+    name: &'static str,
+    aliases: &'static [&'static str],
+    secret: bool,
+}
+
+const fn spec(name: &'static str, aliases: &'static [&'static str], secret: bool) -> Spec {
+    Spec {
+        name,
+        aliases,
+        secret,
+    }
+}
+
+/// Every setting, in the order `config check` prints them.
+const SPECS: &[Spec] = &[
+    spec("GATEHOUSE_ENV", &["FLASK_ENV"], false),
+    spec("GATEHOUSE_LISTEN", &[], false),
+    spec("GATEHOUSE_PUBLIC_URL", &[], false),
+    spec(
+        "GATEHOUSE_SECRET_KEY",
+        &["SECRET_KEY", "FLASK_SECRET_KEY"],
+        true,
+    ),
+    spec("GATEHOUSE_DATA_DIR", &[], false),
+    spec("GATEHOUSE_DATABASE_URL", &["DATABASE_URL"], true),
+    spec("GATEHOUSE_DATABASE_MAX_CONNECTIONS", &[], false),
+    spec("GATEHOUSE_REDIS_URL", &["REDIS_URL"], true),
+    spec("GATEHOUSE_TRUSTED_PROXIES", &[], false),
+    spec("GATEHOUSE_CORS_ORIGINS", &[], false),
+    spec("GATEHOUSE_CORS_ALLOW_CREDENTIALS", &[], false),
+    spec("GATEHOUSE_ADMIN_EMAIL", &[], false),
+    spec("GATEHOUSE_METRICS_LISTEN", &[], false),
+    spec("SMTP_HOST", &[], false),
+    spec("SMTP_PORT", &[], false),
+    spec("SMTP_USERNAME", &["SMTP_USER"], false),
+    spec("SMTP_PASSWORD", &[], true),
+    spec("SMTP_FROM", &[], false),
+    spec("SMTP_TLS", &[], false),
+    spec("UPLOAD_FOLDER", &[], false),
+    spec("MAX_CONTENT_LENGTH", &[], false),
+    spec("GATEHOUSE_BODY_LIMIT", &[], false),
+    spec("GATEHOUSE_REQUEST_TIMEOUT", &[], false),
+    spec("GATEHOUSE_SHUTDOWN_TIMEOUT", &[], false),
+    spec("GATEHOUSE_LOG", &[], false),
+    spec("GATEHOUSE_LOG_FORMAT", &[], false),
+];
+
+/// The TOML key of a setting: its name in lower case without the `GATEHOUSE_` prefix.
+fn toml_key(name: &str) -> String {
+    name.strip_prefix("GATEHOUSE_")
+        .unwrap_or(name)
+        .to_ascii_lowercase()
+}
+
+/// The raw inputs of a load: environment variables, an optional TOML file, a `.env` file.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// The process environment (or a test's stand-in for it).
+    pub env: HashMap<String, String>,
+    /// Path of the TOML file (`--config` or `GATEHOUSE_CONFIG`).
+    pub config_file: Option<PathBuf>,
+    /// Path of a `.env` file to read in development; `None` reads nothing.
+    pub dotenv_file: Option<PathBuf>,
+}
+
+impl Sources {
+    /// The real process environment, `--config`, and `./.env`.
+    pub fn from_process(config_file: Option<PathBuf>) -> Self {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let config_file = config_file.or_else(|| env.get("GATEHOUSE_CONFIG").map(PathBuf::from));
+        Self {
+            env,
+            config_file,
+            dotenv_file: Some(PathBuf::from(".env")),
+        }
+    }
+}
+
+/// A value that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The variable to fix.
+    pub setting: String,
+    /// What is wrong and what to set.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.setting, self.message)
+    }
+}
+
+/// Every problem found while loading, reported together.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "the configuration is not usable:")?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Raw string values with their origins, before typing.
+struct Raw {
+    values: BTreeMap<&'static str, (String, Origin)>,
+}
+
+impl Raw {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(|(v, _)| v.as_str())
+    }
+}
+
+fn collect_raw(sources: &Sources, errors: &mut Vec<ConfigError>) -> Raw {
+    let mut values = BTreeMap::new();
+
+    if let Some(path) = &sources.config_file {
+        match read_toml(path) {
+            Ok(table) => {
+                for (key, value) in table {
+                    match SPECS.iter().find(|s| toml_key(s.name) == key) {
+                        Some(spec) => match toml_value_to_string(&value) {
+                            Some(v) => {
+                                values.insert(spec.name, (v, Origin::File));
+                            }
+                            None => errors.push(ConfigError {
+                                setting: format!("{} (key `{key}`)", path.display()),
+                                message: "expected a string, number, boolean or list of strings"
+                                    .into(),
+                            }),
+                        },
+                        None => errors.push(ConfigError {
+                            setting: format!("{} (key `{key}`)", path.display()),
+                            message:
+                                "unknown setting; see the configuration reference in README.md"
+                                    .into(),
+                        }),
+                    }
+                }
+            }
+            Err(message) => errors.push(ConfigError {
+                setting: "GATEHOUSE_CONFIG".into(),
+                message,
+            }),
+        }
+    }
+
+    let production_in_env = ["GATEHOUSE_ENV", "FLASK_ENV"].iter().any(|k| {
+        sources
+            .env
+            .get(*k)
+            .is_some_and(|v| v.trim() == "production")
+    });
+    let mut dotenv = HashMap::new();
+    if !production_in_env {
+        if let Some(path) = sources.dotenv_file.as_deref().filter(|p| p.exists()) {
+            match dotenvy::from_path_iter(path) {
+                Ok(iter) => {
+                    for item in iter {
+                        match item {
+                            Ok((k, v)) => {
+                                dotenv.insert(k, v);
+                            }
+                            Err(e) => errors.push(ConfigError {
+                                setting: path.display().to_string(),
+                                message: format!("cannot be parsed: {e}"),
+                            }),
+                        }
+                    }
+                }
+                Err(e) => errors.push(ConfigError {
+                    setting: path.display().to_string(),
+                    message: format!("cannot be read: {e}"),
+                }),
+            }
+        }
+    }
+
+    // The .env file sits below the real environment: apply it first.
+    for (layer, origin) in [(&dotenv, Origin::DotEnv), (&sources.env, Origin::Env)] {
+        for spec in SPECS {
+            if let Some(v) = lookup(spec, layer, errors) {
+                values.insert(spec.name, (v, origin));
+            }
+        }
+    }
+    Raw { values }
+}
+
+/// Finds a setting in one layer: the name, then its `_FILE` variant, then each alias.
+fn lookup(
+    spec: &Spec,
+    layer: &HashMap<String, String>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<String> {
+    for name in std::iter::once(&spec.name).chain(spec.aliases) {
+        if let Some(v) = layer.get(*name).filter(|v| !v.is_empty()) {
+            return Some(v.clone());
+        }
+        if spec.secret {
+            let file_var = format!("{name}_FILE");
+            if let Some(path) = layer.get(&file_var).filter(|v| !v.is_empty()) {
+                return match std::fs::read_to_string(path) {
+                    Ok(content) => Some(content.trim_end_matches(['\n', '\r']).to_owned()),
+                    Err(e) => {
+                        errors.push(ConfigError {
+                            setting: file_var,
+                            message: format!("cannot read the file it names: {e}"),
+                        });
+                        None
+                    }
+                };
+            }
+        }
+    }
+    None
+}
+
+fn read_toml(path: &Path) -> Result<toml::Table, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the configuration file {}: {e}", path.display()))?;
+    text.parse::<toml::Table>()
+        .map_err(|e| format!("{} is not valid TOML: {e}", path.display()))
+}
+
+fn toml_value_to_string(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.join(",")),
+        _ => None,
+    }
+}
+
+/// Parses a byte size: a plain number of bytes, or a number with `K`, `KiB`, `M`, `MiB`, `G`,
+/// `GiB` (powers of 1024, as the seeds' `16 * 1024 * 1024`).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+/// Parses a duration in seconds (`30`) or with a unit (`30s`, `5m`, `500ms`).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    match unit.trim() {
+        "" | "s" => Some(Duration::from_secs(n)),
+        "ms" => Some(Duration::from_millis(n)),
+        "m" | "min" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
+        _ => None,
+    }
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split([',', ' ', '\n', '\t'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Typed reading of raw values; every failure is recorded, a default is used to keep going.
+struct Reader<'a> {
+    raw: &'a Raw,
+    errors: &'a mut Vec<ConfigError>,
+}
+
+impl Reader<'_> {
+    fn parse<T>(
+        &mut self,
+        name: &str,
+        default: T,
+        expected: &str,
+        f: impl Fn(&str) -> Option<T>,
+    ) -> T {
+        match self.raw.get(name) {
+            None => default,
+            Some(v) => f(v).unwrap_or_else(|| {
+                self.errors.push(ConfigError {
+                    setting: name.into(),
+                    message: format!("expected {expected}, got `{v}`"),
+                });
+                default
+            }),
+        }
+    }
+
+    fn fail(&mut self, name: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            setting: name.into(),
+            message: message.into(),
+        });
+    }
+}
+
+impl Settings {
+    /// Builds the settings from `sources`, or returns every invalid value at once.
+    pub fn load(sources: &Sources) -> Result<Self, ConfigErrors> {
+        Self::load_with_origins(sources).map(|(s, _)| s)
+    }
+
+    /// Like [`Settings::load`], also telling where each configured value came from.
+    pub fn load_with_origins(
+        sources: &Sources,
+    ) -> Result<(Self, BTreeMap<&'static str, Origin>), ConfigErrors> {
+        let mut errors = Vec::new();
+        let raw = collect_raw(sources, &mut errors);
+        let mut r = Reader {
+            raw: &raw,
+            errors: &mut errors,
+        };
+
+        let env = r.parse(
+            "GATEHOUSE_ENV",
+            Environment::Development,
+            "`development` or `production`",
+            |v| match v.trim().to_ascii_lowercase().as_str() {
+                "development" | "dev" => Some(Environment::Development),
+                "production" | "prod" => Some(Environment::Production),
+                _ => None,
+            },
+        );
+        let listen = r.parse(
+            "GATEHOUSE_LISTEN",
+            SocketAddr::from(([127, 0, 0, 1], 8080)),
+            "an address such as `127.0.0.1:8080` or `0.0.0.0:8080`",
+            |v| v.trim().parse().ok(),
+        );
+        let default_public = Url::parse(&format!("http://{listen}")).ok();
+        let public_url = match raw.get("GATEHOUSE_PUBLIC_URL") {
+            None => default_public,
+            Some(v) => match parse_public_url(v) {
+                Ok(u) => Some(u),
+                Err(m) => {
+                    r.fail("GATEHOUSE_PUBLIC_URL", m);
+                    default_public
+                }
+            },
+        };
+
+        let (secret_key, secret_key_generated) = match raw.get("GATEHOUSE_SECRET_KEY") {
+            Some(v) => (SecretString::from(v.to_owned()), false),
+            None => (generate_secret(), true),
+        };
+
+        let data_dir = r.parse(
+            "GATEHOUSE_DATA_DIR",
+            PathBuf::from("./gatehouse-data"),
+            "a directory path",
+            |v| Some(PathBuf::from(v)),
+        );
+        let default_db = format!("sqlite://{}/gatehouse.db", data_dir.display());
+        let database_url = raw
+            .get("GATEHOUSE_DATABASE_URL")
+            .unwrap_or(&default_db)
+            .to_owned();
+        let db_scheme_ok = ["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|p| database_url.starts_with(p));
+        if !db_scheme_ok {
+            r.fail(
+                "GATEHOUSE_DATABASE_URL",
+                "must start with `sqlite://` or `postgres://`",
+            );
+        }
+        let database_max_connections = r.parse(
+            "GATEHOUSE_DATABASE_MAX_CONNECTIONS",
+            10,
+            "a number of connections between 1 and 1000",
+            |v| v.trim().parse().ok().filter(|n| (1..=1000).contains(n)),
+        );
+        let redis_url = raw.get("GATEHOUSE_REDIS_URL").map(str::to_owned);
+        if let Some(u) = &redis_url {
+            if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+                r.fail(
+                    "GATEHOUSE_REDIS_URL",
+                    "must start with `redis://` or `rediss://`",
+                );
+            }
+        }
+
+        let trusted_proxies_raw = raw
+            .get("GATEHOUSE_TRUSTED_PROXIES")
+            .map(split_list)
+            .unwrap_or_default();
+        let trusted_proxies = match TrustedProxies::parse(&trusted_proxies_raw.join(",")) {
+            Ok(t) => t,
+            Err(e) => {
+                r.fail(
+                    "GATEHOUSE_TRUSTED_PROXIES",
+                    format!("{e}; expected CIDRs or addresses such as `10.0.0.0/8, 127.0.0.1`"),
+                );
+                TrustedProxies::default()
+            }
+        };
+
+        let cors_origins = raw
+            .get("GATEHOUSE_CORS_ORIGINS")
+            .map(split_list)
+            .unwrap_or_default();
+        let cors_allow_credentials = r.parse(
+            "GATEHOUSE_CORS_ALLOW_CREDENTIALS",
+            true,
+            "`true` or `false`",
+            parse_bool,
+        );
+        if let Err(e) = CorsPolicy::new(&cors_origins, false) {
+            r.fail("GATEHOUSE_CORS_ORIGINS", e.to_string());
+        }
+
+        let admin_email = raw.get("GATEHOUSE_ADMIN_EMAIL").map(str::to_owned);
+        if let Some(e) = &admin_email {
+            if let Err(m) = crate::identity::Email::parse(e) {
+                r.fail("GATEHOUSE_ADMIN_EMAIL", m.to_string());
+            }
+        }
+        let metrics_listen = r.parse(
+            "GATEHOUSE_METRICS_LISTEN",
+            None,
+            "an address such as `127.0.0.1:9090`",
+            |v| v.trim().parse().ok().map(Some),
+        );
+
+        let smtp_tls = r.parse(
+            "SMTP_TLS",
+            SmtpTls::Starttls,
+            "`none`, `starttls` or `tls`",
+            |v| match v.trim().to_ascii_lowercase().as_str() {
+                "none" | "off" | "false" => Some(SmtpTls::None),
+                "starttls" => Some(SmtpTls::Starttls),
+                "tls" | "ssl" | "smtps" => Some(SmtpTls::Tls),
+                _ => None,
+            },
+        );
+        let default_port = match smtp_tls {
+            SmtpTls::None => 25,
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+        };
+        let smtp = SmtpSettings {
+            host: raw.get("SMTP_HOST").map(str::to_owned),
+            port: r.parse("SMTP_PORT", default_port, "a port number", |v| {
+                v.trim().parse().ok()
+            }),
+            username: raw.get("SMTP_USERNAME").map(str::to_owned),
+            password: raw
+                .get("SMTP_PASSWORD")
+                .map(|v| SecretString::from(v.to_owned())),
+            from: raw
+                .get("SMTP_FROM")
+                .map(str::to_owned)
+                .unwrap_or_else(|| "Gatehouse <gatehouse@localhost>".to_owned()),
+            tls: smtp_tls,
+        };
+
+        let upload_folder = r.parse(
+            "UPLOAD_FOLDER",
+            data_dir.join("uploads"),
+            "a directory path",
+            |v| Some(PathBuf::from(v)),
+        );
+        let max_content_length = r.parse(
+            "MAX_CONTENT_LENGTH",
+            16 << 20,
+            "a size such as `16777216` or `16MiB`",
+            |v| parse_size(v).filter(|n| *n > 0),
+        );
+        let body_limit = r.parse(
+            "GATEHOUSE_BODY_LIMIT",
+            1 << 20,
+            "a size such as `1MiB`",
+            |v| {
+                parse_size(v)
+                    .filter(|n| *n > 0)
+                    .and_then(|n| usize::try_from(n).ok())
+            },
+        );
+        let request_timeout = r.parse(
+            "GATEHOUSE_REQUEST_TIMEOUT",
+            Duration::from_secs(30),
+            "a duration such as `30s`",
+            |v| parse_duration(v).filter(|d| !d.is_zero()),
+        );
+        let shutdown_timeout = r.parse(
+            "GATEHOUSE_SHUTDOWN_TIMEOUT",
+            Duration::from_secs(30),
+            "a duration such as `30s`",
+            parse_duration,
+        );
+        let log_filter = raw.get("GATEHOUSE_LOG").unwrap_or("info").to_owned();
+        let default_format = match env {
+            Environment::Production => LogFormat::Json,
+            Environment::Development => LogFormat::Text,
+        };
+        let log_format = r.parse(
+            "GATEHOUSE_LOG_FORMAT",
+            default_format,
+            "`json` or `text`",
+            |v| match v.trim().to_ascii_lowercase().as_str() {
+                "json" => Some(LogFormat::Json),
+                "text" | "pretty" => Some(LogFormat::Text),
+                _ => None,
+            },
+        );
+
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        let origins = raw.values.iter().map(|(k, (_, o))| (*k, *o)).collect();
+        let settings = Self {
+            env,
+            listen,
+            public_url: public_url.ok_or_else(|| {
+                ConfigErrors(vec![ConfigError {
+                    setting: "GATEHOUSE_PUBLIC_URL".into(),
+                    message: "set it to the https:// address users reach Gatehouse at".into(),
+                }])
+            })?,
+            secret_key,
+            secret_key_generated,
+            data_dir,
+            database_url: SecretString::from(database_url),
+            database_max_connections,
+            redis_url: redis_url.map(SecretString::from),
+            trusted_proxies,
+            trusted_proxies_raw,
+            cors_origins,
+            cors_allow_credentials,
+            admin_email,
+            metrics_listen,
+            smtp,
+            upload_folder,
+            max_content_length,
+            body_limit,
+            request_timeout,
+            shutdown_timeout,
+            log_filter,
+            log_format,
+        };
+        Ok((settings, origins))
+    }
+
+    /// True in production mode.
+    pub fn is_production(&self) -> bool {
+        self.env == Environment::Production
+    }
+
+    /// Everything production mode refuses, each naming the variable to set. `serve` refuses to
+    /// start in production when this is not empty; `config check` prints it.
+    pub fn production_problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        let mut problem = |setting: &str, message: String| {
+            problems.push(ConfigError {
+                setting: setting.into(),
+                message,
+            });
+        };
+        if self.secret_key_generated {
+            problem(
+                "GATEHOUSE_SECRET_KEY",
+                format!(
+                    "is not set: set it (or GATEHOUSE_SECRET_KEY_FILE) to at least {MIN_SECRET_KEY_BYTES} random bytes, e.g. the output of `openssl rand -base64 48`"
+                ),
+            );
+        } else if self.secret_key.expose_secret().len() < MIN_SECRET_KEY_BYTES {
+            problem(
+                "GATEHOUSE_SECRET_KEY",
+                format!(
+                    "is {} bytes long: set it to at least {MIN_SECRET_KEY_BYTES} random bytes, e.g. the output of `openssl rand -base64 48`",
+                    self.secret_key.expose_secret().len()
+                ),
+            );
+        }
+        if self.public_url.scheme() != "https" {
+            problem(
+                "GATEHOUSE_PUBLIC_URL",
+                format!(
+                    "is `{}`: set it to the https:// address users reach Gatehouse at",
+                    self.public_url.as_str().trim_end_matches('/')
+                ),
+            );
+        }
+        if self.cors_allow_credentials && self.cors_origins.iter().any(|o| o == "*") {
+            problem(
+                "GATEHOUSE_CORS_ORIGINS",
+                "is `*` while GATEHOUSE_CORS_ALLOW_CREDENTIALS is true: list the allowed origins, or set GATEHOUSE_CORS_ALLOW_CREDENTIALS=false".into(),
+            );
+        }
+        problems
+    }
+
+    /// Advice that does not stop production (weak but sometimes deliberate choices).
+    pub fn warnings(&self) -> Vec<ConfigError> {
+        let mut warnings = Vec::new();
+        if let Some(db) = postgres_url(self.database_url.expose_secret()) {
+            let loopback = db.host_str().is_some_and(is_loopback_host);
+            let sslmode = db
+                .query_pairs()
+                .find(|(k, _)| k == "sslmode")
+                .map(|(_, v)| v.into_owned());
+            let strict = matches!(
+                sslmode.as_deref(),
+                Some("require" | "verify-ca" | "verify-full")
+            );
+            if !loopback && !strict {
+                warnings.push(ConfigError {
+                    setting: "GATEHOUSE_DATABASE_URL".into(),
+                    message: "PostgreSQL is not on this host and the URL does not set `sslmode=require` (or verify-ca / verify-full): add it".into(),
+                });
+            }
+            if self.redis_url.is_none() {
+                warnings.push(ConfigError {
+                    setting: "GATEHOUSE_REDIS_URL".into(),
+                    message: "PostgreSQL without Redis: rate limits are counted per instance; set GATEHOUSE_REDIS_URL when running several instances".into(),
+                });
+            }
+        }
+        if let Some(redis) = &self.redis_url {
+            if let Ok(u) = Url::parse(redis.expose_secret()) {
+                let loopback = u.host_str().is_some_and(is_loopback_host);
+                if !loopback && u.scheme() != "rediss" && u.password().is_none() {
+                    warnings.push(ConfigError {
+                        setting: "GATEHOUSE_REDIS_URL".into(),
+                        message: "Redis is not on this host and uses neither TLS (`rediss://`) nor a password".into(),
+                    });
+                }
+            }
+        }
+        if self.secret_key_generated && !self.is_production() {
+            warnings.push(ConfigError {
+                setting: "GATEHOUSE_SECRET_KEY".into(),
+                message: "is not set: a random key is used for this run, so sessions and tokens do not survive a restart".into(),
+            });
+        }
+        warnings
+    }
+
+    /// The effective configuration as (name, value) pairs with secrets redacted.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        fn opt(v: &Option<String>) -> String {
+            v.clone().unwrap_or_else(|| "(not set)".into())
+        }
+        fn secret(set: bool) -> String {
+            if set { "[redacted]" } else { "(not set)" }.into()
+        }
+        vec![
+            ("GATEHOUSE_ENV", self.env.as_str().into()),
+            ("GATEHOUSE_LISTEN", self.listen.to_string()),
+            (
+                "GATEHOUSE_PUBLIC_URL",
+                self.public_url.as_str().trim_end_matches('/').into(),
+            ),
+            (
+                "GATEHOUSE_SECRET_KEY",
+                if self.secret_key_generated {
+                    "(not set: random for this run)".into()
+                } else {
+                    secret(true)
+                },
+            ),
+            ("GATEHOUSE_DATA_DIR", self.data_dir.display().to_string()),
+            (
+                "GATEHOUSE_DATABASE_URL",
+                redact_url(self.database_url.expose_secret()),
+            ),
+            (
+                "GATEHOUSE_DATABASE_MAX_CONNECTIONS",
+                self.database_max_connections.to_string(),
+            ),
+            (
+                "GATEHOUSE_REDIS_URL",
+                self.redis_url
+                    .as_ref()
+                    .map(|u| redact_url(u.expose_secret()))
+                    .unwrap_or_else(|| "(not set)".into()),
+            ),
+            (
+                "GATEHOUSE_TRUSTED_PROXIES",
+                self.trusted_proxies_raw.join(","),
+            ),
+            ("GATEHOUSE_CORS_ORIGINS", self.cors_origins.join(",")),
+            (
+                "GATEHOUSE_CORS_ALLOW_CREDENTIALS",
+                self.cors_allow_credentials.to_string(),
+            ),
+            ("GATEHOUSE_ADMIN_EMAIL", opt(&self.admin_email)),
+            (
+                "GATEHOUSE_METRICS_LISTEN",
+                self.metrics_listen
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "(not set)".into()),
+            ),
+            ("SMTP_HOST", opt(&self.smtp.host)),
+            ("SMTP_PORT", self.smtp.port.to_string()),
+            ("SMTP_USERNAME", opt(&self.smtp.username)),
+            ("SMTP_PASSWORD", secret(self.smtp.password.is_some())),
+            ("SMTP_FROM", self.smtp.from.clone()),
+            (
+                "SMTP_TLS",
+                match self.smtp.tls {
+                    SmtpTls::None => "none",
+                    SmtpTls::Starttls => "starttls",
+                    SmtpTls::Tls => "tls",
+                }
+                .into(),
+            ),
+            ("UPLOAD_FOLDER", self.upload_folder.display().to_string()),
+            ("MAX_CONTENT_LENGTH", self.max_content_length.to_string()),
+            ("GATEHOUSE_BODY_LIMIT", self.body_limit.to_string()),
+            (
+                "GATEHOUSE_REQUEST_TIMEOUT",
+                format!("{}s", self.request_timeout.as_secs()),
+            ),
+            (
+                "GATEHOUSE_SHUTDOWN_TIMEOUT",
+                format!("{}s", self.shutdown_timeout.as_secs()),
+            ),
+            ("GATEHOUSE_LOG", self.log_filter.clone()),
+            (
+                "GATEHOUSE_LOG_FORMAT",
+                match self.log_format {
+                    LogFormat::Json => "json",
+                    LogFormat::Text => "text",
+                }
+                .into(),
+            ),
+        ]
+    }
+
+    /// The CORS policy these settings describe. A `*` with credentials (refused in production)
+    /// falls back to `*` without credentials in development.
+    pub fn cors_policy(&self) -> Result<CorsPolicy, gatehouse_security::Error> {
+        let wildcard = self.cors_origins.iter().any(|o| o == "*");
+        let credentials = self.cors_allow_credentials && !wildcard;
+        CorsPolicy::new(&self.cors_origins, credentials)
+    }
+}
+
+fn parse_public_url(v: &str) -> Result<Url, String> {
+    let url = Url::parse(v.trim()).map_err(|e| format!("is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("must be an http:// or https:// address with a host".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err("must not carry a query, fragment or user name".into());
+    }
+    Ok(url)
+}
+
+fn postgres_url(url: &str) -> Option<Url> {
+    (url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        .then(|| Url::parse(url).ok())
+        .flatten()
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A URL with its password replaced, for display.
+pub fn redact_url(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("[redacted]"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "[unparseable, redacted]".into(),
+    }
+}
+
+fn generate_secret() -> SecretString {
+    let mut bytes = [0u8; 48];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    SecretString::from(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(pairs: &[(&str, &str)]) -> Sources {
+        Sources {
+            env: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            config_file: None,
+            dotenv_file: None,
+        }
+    }
+
+    fn production_problem_names(pairs: &[(&str, &str)]) -> Vec<String> {
+        let settings = Settings::load(&sources(pairs)).unwrap();
+        settings
+            .production_problems()
+            .into_iter()
+            .map(|p| p.setting)
+            .collect()
+    }
+
+    const GOOD_KEY: &str = "0123456789abcdef0123456789abcdef-long-enough";
+
+    #[test]
+    fn defaults_are_a_working_development_setup() {
+        let s = Settings::load(&sources(&[])).unwrap();
+        assert_eq!(s.env, Environment::Development);
+        assert!(s.secret_key_generated);
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.public_url.as_str(), "http://127.0.0.1:8080/");
+        assert!(
+            s.database_url
+                .expose_secret()
+                .starts_with("sqlite://./gatehouse-data/")
+        );
+        assert_eq!(s.max_content_length, 16 * 1024 * 1024);
+        assert_eq!(s.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn generated_secrets_differ_per_start() {
+        let a = Settings::load(&sources(&[])).unwrap();
+        let b = Settings::load(&sources(&[])).unwrap();
+        assert_ne!(a.secret_key.expose_secret(), b.secret_key.expose_secret());
+        assert!(a.secret_key.expose_secret().len() >= MIN_SECRET_KEY_BYTES);
+    }
+
+    #[test]
+    fn flask_aliases_are_accepted() {
+        let s = Settings::load(&sources(&[
+            ("FLASK_ENV", "production"),
+            ("SECRET_KEY", GOOD_KEY),
+            ("SMTP_USER", "mailer"),
+            ("DATABASE_URL", "postgres://u@db.internal/app"),
+        ]))
+        .unwrap();
+        assert_eq!(s.env, Environment::Production);
+        assert_eq!(s.secret_key.expose_secret(), GOOD_KEY);
+        assert_eq!(s.smtp.username.as_deref(), Some("mailer"));
+        assert!(s.database_url.expose_secret().starts_with("postgres://"));
+    }
+
+    #[test]
+    fn the_gatehouse_name_wins_over_an_alias() {
+        let s = Settings::load(&sources(&[
+            ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
+            ("SECRET_KEY", "alias-value"),
+        ]))
+        .unwrap();
+        assert_eq!(s.secret_key.expose_secret(), GOOD_KEY);
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, format!("{GOOD_KEY}\n")).unwrap();
+        let s = Settings::load(&sources(&[(
+            "GATEHOUSE_SECRET_KEY_FILE",
+            path.to_str().unwrap(),
+        )]))
+        .unwrap();
+        assert_eq!(s.secret_key.expose_secret(), GOOD_KEY);
+        assert!(!s.secret_key_generated);
+    }
+
+    #[test]
+    fn a_missing_secret_file_is_an_error_naming_the_variable() {
+        let err = Settings::load(&sources(&[(
+            "GATEHOUSE_SECRET_KEY_FILE",
+            "/nonexistent/gatehouse/key",
+        )]))
+        .unwrap_err();
+        assert_eq!(err.0[0].setting, "GATEHOUSE_SECRET_KEY_FILE");
+    }
+
+    #[test]
+    fn every_invalid_value_is_reported_at_once() {
+        let err = Settings::load(&sources(&[
+            ("GATEHOUSE_LISTEN", "not-an-address"),
+            ("GATEHOUSE_ENV", "staging"),
+            ("MAX_CONTENT_LENGTH", "lots"),
+            ("GATEHOUSE_TRUSTED_PROXIES", "10.0.0.0/99"),
+            ("GATEHOUSE_CORS_ORIGINS", "null"),
+        ]))
+        .unwrap_err();
+        let names: Vec<_> = err.0.iter().map(|e| e.setting.as_str()).collect();
+        for expected in [
+            "GATEHOUSE_LISTEN",
+            "GATEHOUSE_ENV",
+            "MAX_CONTENT_LENGTH",
+            "GATEHOUSE_TRUSTED_PROXIES",
+            "GATEHOUSE_CORS_ORIGINS",
+        ] {
+            assert!(
+                names.contains(&expected),
+                "{expected} missing from {names:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn toml_file_sits_between_defaults_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gatehouse.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nbody_limit = \"2MiB\"\ncors_origins = [\"https://a.example\", \"https://b.example\"]\n",
+        )
+        .unwrap();
+        let mut src = sources(&[("GATEHOUSE_LISTEN", "127.0.0.1:9100")]);
+        src.config_file = Some(path);
+        let (s, origins) = Settings::load_with_origins(&src).unwrap();
+        assert_eq!(s.listen.port(), 9100, "the environment wins over the file");
+        assert_eq!(s.body_limit, 2 << 20, "the file wins over the default");
+        assert_eq!(s.cors_origins.len(), 2);
+        assert_eq!(origins["GATEHOUSE_BODY_LIMIT"], Origin::File);
+        assert_eq!(origins["GATEHOUSE_LISTEN"], Origin::Env);
+    }
+
+    #[test]
+    fn unknown_toml_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gatehouse.toml");
+        std::fs::write(&path, "secret_kye = \"typo\"\n").unwrap();
+        let mut src = sources(&[]);
+        src.config_file = Some(path);
+        let err = Settings::load(&src).unwrap_err();
+        assert!(err.0[0].message.contains("unknown setting"));
+    }
+
+    #[test]
+    fn dotenv_is_read_in_development_below_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(
+            &path,
+            "GATEHOUSE_LISTEN=127.0.0.1:7000\nGATEHOUSE_LOG=debug\n",
+        )
+        .unwrap();
+        let mut src = sources(&[("GATEHOUSE_LOG", "warn")]);
+        src.dotenv_file = Some(path.clone());
+        let s = Settings::load(&src).unwrap();
+        assert_eq!(s.listen.port(), 7000);
+        assert_eq!(s.log_filter, "warn");
+
+        let mut prod = sources(&[
+            ("GATEHOUSE_ENV", "production"),
+            ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
+        ]);
+        prod.dotenv_file = Some(path);
+        let s = Settings::load(&prod).unwrap();
+        assert_eq!(s.listen.port(), 8080, "production ignores .env");
+    }
+
+    #[test]
+    fn production_refuses_a_missing_secret_key() {
+        let names = production_problem_names(&[
+            ("GATEHOUSE_ENV", "production"),
+            ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+        ]);
+        assert_eq!(names, ["GATEHOUSE_SECRET_KEY"]);
+    }
+
+    #[test]
+    fn production_refuses_a_short_secret_key() {
+        let names = production_problem_names(&[
+            ("GATEHOUSE_ENV", "production"),
+            ("GATEHOUSE_SECRET_KEY", "too-short"),
+            ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+        ]);
+        assert_eq!(names, ["GATEHOUSE_SECRET_KEY"]);
+    }
+
+    #[test]
+    fn production_refuses_a_plain_http_public_url() {
+        let names = production_problem_names(&[
+            ("GATEHOUSE_ENV", "production"),
+            ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
+            ("GATEHOUSE_PUBLIC_URL", "http://gate.example"),
+        ]);
+        assert_eq!(names, ["GATEHOUSE_PUBLIC_URL"]);
+    }
+
+    #[test]
+    fn production_refuses_wildcard_cors_with_credentials() {
+        let names = production_problem_names(&[
+            ("GATEHOUSE_ENV", "production"),
+            ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
+            ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+            ("GATEHOUSE_CORS_ORIGINS", "*"),
+        ]);
+        assert_eq!(names, ["GATEHOUSE_CORS_ORIGINS"]);
+        let names = production_problem_names(&[
+            ("GATEHOUSE_ENV", "production"),
+            ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
+            ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+            ("GATEHOUSE_CORS_ORIGINS", "*"),
+            ("GATEHOUSE_CORS_ALLOW_CREDENTIALS", "false"),
+        ]);
+        assert!(
+            names.is_empty(),
+            "a public API without credentials is allowed"
+        );
+    }
+
+    #[test]
+    fn a_sound_production_configuration_has_no_problems() {
+        let names = production_problem_names(&[
+            ("GATEHOUSE_ENV", "production"),
+            ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
+            ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+            ("GATEHOUSE_CORS_ORIGINS", "https://app.example"),
+        ]);
+        assert!(names.is_empty(), "{names:?}");
+    }
+
+    #[test]
+    fn describe_never_shows_secrets() {
+        let s = Settings::load(&sources(&[
+            ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
+            (
+                "GATEHOUSE_DATABASE_URL",
+                "postgres://app:hunter2hunter2@db/app",
+            ),
+            ("SMTP_PASSWORD", "smtp-secret-value"),
+        ]))
+        .unwrap();
+        let printed = format!("{:?}{:?}", s.describe(), s);
+        for secret in [GOOD_KEY, "hunter2hunter2", "smtp-secret-value"] {
+            assert!(!printed.contains(secret), "{secret} leaked");
+        }
+    }
+
+    #[test]
+    fn remote_postgres_without_tls_is_warned_about() {
+        let s = Settings::load(&sources(&[(
+            "GATEHOUSE_DATABASE_URL",
+            "postgres://app@db.internal/app",
+        )]))
+        .unwrap();
+        assert!(
+            s.warnings()
+                .iter()
+                .any(|w| w.message.contains("sslmode=require"))
+        );
+        let s = Settings::load(&sources(&[(
+            "GATEHOUSE_DATABASE_URL",
+            "postgres://app@db.internal/app?sslmode=verify-full",
+        )]))
+        .unwrap();
+        assert!(
+            !s.warnings()
+                .iter()
+                .any(|w| w.message.contains("sslmode=require"))
+        );
+    }
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_size("16777216"), Some(16 << 20));
+        assert_eq!(parse_size("16MiB"), Some(16 << 20));
+        assert_eq!(parse_size("64k"), Some(64 << 10));
+        assert_eq!(parse_size("12 parsecs"), None);
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("soon"), None);
+    }
+}

@@ -1,0 +1,108 @@
+//! The application's one error type and how it becomes a response.
+//!
+//! Handlers return [`Error`]; it becomes an RFC 9457 problem (see
+//! [`gatehouse_security::Problem`]). The error-page layer in `web::errors` then fills in the
+//! request ID and renders an HTML page instead when the client asked for one.
+//!
+//! # Security
+//! Internal errors (database, I/O, bugs) are logged in full inside the request's span, which
+//! carries the request ID, and answered with a bare 500: no SQL, path, or message reaches the
+//! client.
+
+use axum::response::{IntoResponse, Response};
+use gatehouse_security::Problem;
+use http::StatusCode;
+
+/// Everything that can go wrong in Gatehouse, each with the status it answers.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 400: the request cannot be understood; the message is safe to show.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// 404: nothing here, or nothing the caller may see.
+    #[error("not found")]
+    NotFound,
+    /// 409: the change conflicts with existing data; the message is safe to show.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// 413: the body is larger than this route accepts.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// 415: the body's content type is not one this route reads.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// 422: the input is well-formed but invalid; the message is safe to show.
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// 503: a dependency is unavailable.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// 500: a database error; logged, never shown.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// 500: anything else unexpected; logged, never shown.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The problem document clients see.
+    pub fn to_problem(&self) -> Problem {
+        let problem = Problem::new(self.status());
+        match self {
+            Self::BadRequest(m) | Self::Conflict(m) | Self::Invalid(m) => problem.with_detail(m),
+            Self::NotFound
+            | Self::PayloadTooLarge
+            | Self::UnsupportedMediaType
+            | Self::Unavailable(_)
+            | Self::Database(_)
+            | Self::Internal(_) => problem,
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        match &self {
+            Self::Database(e) => {
+                tracing::error!(event = "internal_error", error = %e, "database error")
+            }
+            Self::Internal(e) => {
+                tracing::error!(event = "internal_error", error = ?e, "internal error")
+            }
+            Self::Unavailable(m) => {
+                tracing::warn!(event = "unavailable", reason = %m, "dependency unavailable")
+            }
+            _ => {}
+        }
+        self.to_problem().into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_say_nothing_internal() {
+        let e = Error::Internal(anyhow::anyhow!("SELECT secret FROM /var/lib/db"));
+        let body = String::from_utf8(e.to_problem().to_json().to_vec()).unwrap();
+        assert!(!body.contains("SELECT"), "{body}");
+        assert!(!body.contains("/var/lib"), "{body}");
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

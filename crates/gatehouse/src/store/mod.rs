@@ -1,0 +1,199 @@
+//! Storage: the database chosen from the URL once at startup, migrations, transactions.
+//!
+//! [`Db`] is a value, not a global: `sqlite://…` gives an embedded SQLite file (WAL, foreign
+//! keys, busy timeout, a pool), `postgres://…` a PostgreSQL pool. Queries elsewhere match on it
+//! and keep their two SQL variants side by side, because the dialects differ where it matters
+//! (UUID and time types, placeholders, locking).
+//!
+//! # Security
+//! - Every query binds its values; no SQL is ever built from input.
+//! - [`Db::begin`] opens a *write* transaction: on SQLite it is `BEGIN IMMEDIATE`, which takes the
+//!   database's write lock up front, so a transaction that reads and then writes (the audit
+//!   chain head, a single-use token) cannot interleave with another writer.
+//! - Database errors are logged by the caller's error type and never shown to clients.
+
+use std::path::Path;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+use time::OffsetDateTime;
+
+use crate::Error;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long a connection attempt may take before the pool gives up.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The database, chosen once from the URL.
+#[derive(Clone, Debug)]
+pub enum Db {
+    /// Embedded SQLite file.
+    Sqlite(SqlitePool),
+    /// PostgreSQL server.
+    Postgres(PgPool),
+}
+
+/// A write transaction on either backend. Dropping it without [`Tx::commit`] rolls back.
+#[derive(Debug)]
+pub enum Tx {
+    /// SQLite, begun `IMMEDIATE`.
+    Sqlite(Transaction<'static, Sqlite>),
+    /// PostgreSQL.
+    Postgres(Transaction<'static, Postgres>),
+}
+
+impl Tx {
+    /// Commits the change and everything recorded with it.
+    pub async fn commit(self) -> Result<(), Error> {
+        match self {
+            Self::Sqlite(tx) => tx.commit().await?,
+            Self::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+impl Db {
+    /// Connects to the database `url` names (creating the SQLite file and its folder if needed).
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, Error> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)?.application_name("gatehouse");
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await?;
+            return Ok(Self::Postgres(pool));
+        }
+        if let Some(path) = sqlite_file(url) {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    Error::Internal(anyhow::anyhow!(
+                        "cannot create the database folder {}: {e}",
+                        parent.display()
+                    ))
+                })?;
+            }
+        }
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5))
+            .pragma("trusted_schema", "OFF");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        Ok(Self::Sqlite(pool))
+    }
+
+    /// Applies every pending migration of this backend.
+    pub async fn migrate(&self) -> Result<(), Error> {
+        match self {
+            Self::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+            Self::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+        }
+        .map_err(|e| Error::Internal(anyhow::anyhow!("migration failed: {e}")))
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), Error> {
+        let _: i32 = match self {
+            Self::Sqlite(pool) => sqlx::query_scalar("SELECT 1").fetch_one(pool).await?,
+            Self::Postgres(pool) => sqlx::query_scalar("SELECT 1").fetch_one(pool).await?,
+        };
+        Ok(())
+    }
+
+    /// Opens a write transaction (see the module's Security section).
+    pub async fn begin(&self) -> Result<Tx, Error> {
+        Ok(match self {
+            Self::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Closes every connection; later queries fail.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(pool) => pool.close().await,
+            Self::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// The file a `sqlite:` URL names, or `None` for an in-memory database.
+fn sqlite_file(url: &str) -> Option<&Path> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| Path::new(path))
+}
+
+/// The current time in UTC, cut to microseconds: what both backends store exactly.
+pub fn now() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(t)
+}
+
+/// RFC 3339 in UTC with exactly six fractional digits: sorts as text and hashes stably.
+pub fn timestamp_text(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+/// Parses what [`timestamp_text`] wrote.
+pub fn parse_timestamp(s: &str) -> Result<OffsetDateTime, Error> {
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("bad timestamp `{s}` in the database: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        assert_eq!(
+            sqlite_file("sqlite://./data/g.db?mode=rwc"),
+            Some(Path::new("./data/g.db"))
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://x/y"), None);
+    }
+
+    #[test]
+    fn timestamps_round_trip_at_microsecond_precision() {
+        let t = now();
+        let text = timestamp_text(t);
+        assert_eq!(text.len(), "2026-01-01T00:00:00.000000Z".len());
+        assert_eq!(parse_timestamp(&text).unwrap(), t);
+    }
+}

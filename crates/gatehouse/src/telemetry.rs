@@ -1,0 +1,221 @@
+//! Telemetry: log set-up, one span and one log line per request, Prometheus metrics.
+//!
+//! Logs are JSON lines in production and readable lines in development (`GATEHOUSE_LOG_FORMAT`),
+//! filtered by `GATEHOUSE_LOG`. Every request runs inside a `request` span carrying the method,
+//! the matched route template, the request ID and the client IP; when it finishes, one event
+//! records the status and latency, and the metrics are updated.
+//!
+//! # Security
+//! - The span records the route *template* (`/items/{id}`), never the raw path or query, so
+//!   tokens in URLs never reach the logs; unmatched paths are logged as `<unmatched>`.
+//! - Header values are not logged; `Authorization`, `Cookie` and `Set-Cookie` are additionally
+//!   marked sensitive by the outermost layer.
+//! - Metrics labels are the same bounded set (method, route template, status), so an attacker
+//!   cannot grow the label space by requesting random paths.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use gatehouse_security::{ClientIp, RequestId};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tracing::Instrument as _;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+use crate::config::LogFormat;
+
+/// Installs the global log subscriber. Safe to call more than once (later calls do nothing).
+pub fn init(filter: &str, format: LogFormat) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
+            .try_init(),
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .try_init(),
+    };
+    // Already installed (tests start many apps in one process): keep the first.
+    drop(result);
+}
+
+/// Installs a readable subscriber writing to standard error, for command-line tools.
+pub fn init_stderr(filter: &str) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let result = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_writer(std::io::stderr),
+        )
+        .try_init();
+    drop(result);
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+/// The process's Prometheus metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<HttpLabels, Counter>,
+    latency: Family<RouteLabels, Histogram>,
+    csp_reports: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("gatehouse");
+        let requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route template and status",
+            requests.clone(),
+        );
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.000_25, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                2.5, 5.0,
+            ])
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by method and route template",
+            latency.clone(),
+        );
+        let csp_reports = Counter::default();
+        registry.register(
+            "csp_reports",
+            "Content-Security-Policy violation reports received",
+            csp_reports.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            csp_reports,
+        }
+    }
+
+    fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&HttpLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// Counts one CSP violation report.
+    pub fn csp_report(&self) {
+        self.csp_reports.inc();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Middleware: the request span, its closing log line and the metrics.
+pub async fn observe(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "<unmatched>".to_owned(), |p| p.as_str().to_owned());
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|id| id.as_str().to_owned())
+        .unwrap_or_default();
+    let client_ip = req
+        .extensions()
+        .get::<ClientIp>()
+        .map(|ip| ip.0.to_string())
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "request",
+        method = %method,
+        route = %route,
+        request_id = %request_id,
+        client_ip = %client_ip,
+    );
+    let response = next.run(req).instrument(span.clone()).await;
+    let latency = start.elapsed();
+    let status = response.status().as_u16();
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            latency_ms = latency.as_secs_f64() * 1_000.0,
+            "request finished"
+        );
+    });
+    metrics.observe(method.as_str(), &route, status, latency.as_secs_f64());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_encode_requests_by_route_template() {
+        let m = Metrics::new();
+        m.observe("GET", "/items/{id}", 200, 0.002);
+        m.csp_report();
+        let text = m.encode();
+        assert!(
+            text.contains(
+                r#"gatehouse_http_requests_total{method="GET",route="/items/{id}",status="200"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("gatehouse_csp_reports_total 1"), "{text}");
+    }
+}

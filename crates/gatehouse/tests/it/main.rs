@@ -1,0 +1,17 @@
+//! Gatehouse's integration tests: one binary, the real server on port 0, a fresh database per
+//! test, every backend present.
+
+mod helpers;
+
+mod audit;
+mod cli;
+mod cors;
+mod errors;
+mod headers;
+mod health;
+mod limits;
+mod metrics;
+mod pages;
+mod proxies;
+mod request_id;
+mod shutdown;
