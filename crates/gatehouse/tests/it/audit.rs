@@ -151,6 +151,39 @@ on_every_backend! {
         assert_eq!(report.checked, 16);
     }
 
+    async fn concurrent_appends_that_read_the_head_first_never_fork(backend) {
+        // Transactions whose first statement is the read of the chain head: the case the
+        // SQLite write lock taken at BEGIN and the PostgreSQL advisory lock exist for.
+        let app = spawn_app(backend).await;
+        let writers: Vec<_> = (0..16)
+            .map(|i| {
+                let db = app.db.clone();
+                tokio::spawn(async move {
+                    let mut tx = db.begin().await.unwrap();
+                    audit::record(
+                        &mut tx,
+                        &AuditContext::system(),
+                        audit::AuditEvent {
+                            action: "test.append",
+                            entity_type: "test",
+                            entity_id: Some(i.to_string()),
+                            changes: serde_json::json!({"n": i}),
+                        },
+                    )
+                    .await
+                    .unwrap();
+                    tx.commit().await.unwrap();
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap();
+        }
+        let report = audit::verify(&app.db, None, |_| {}).await.unwrap();
+        assert_eq!(report.broken, None);
+        assert_eq!(report.checked, 16);
+    }
+
     async fn a_failed_change_leaves_no_audit_record(backend) {
         let app = spawn_app(backend).await;
         add_user(&app.db, "a@example.com").await;
