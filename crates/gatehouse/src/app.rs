@@ -245,7 +245,8 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
             settings.request_timeout,
         ))
         .layer(BodyLimitLayer::new(settings.body_limit))
-        .layer(cors.layer());
+        // No allowlist, no CORS headers at all: browsers then refuse every cross-origin read.
+        .option_layer((!cors.origins().is_empty()).then(|| cors.layer()));
     Ok(Router::new()
         .merge(ops::router())
         .merge(web::router())

@@ -74,5 +74,6 @@ on_every_backend! {
             .await
             .unwrap();
         assert!(res.headers().get("access-control-allow-origin").is_none());
+        assert!(res.headers().get("access-control-allow-credentials").is_none());
     }
 }
