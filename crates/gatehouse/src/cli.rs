@@ -187,7 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
-    telemetry::init(&settings.log_filter, settings.log_format);
+    let _log_guard = telemetry::init(&settings.log_filter, settings.log_format);
     if settings.is_production() {
         let problems = settings.production_problems();
         if !problems.is_empty() {

@@ -32,9 +32,29 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::LogFormat;
 
-/// Installs the global log subscriber. Safe to call more than once (later calls do nothing).
-pub fn init(filter: &str, format: LogFormat) {
+/// Keeps the log writer thread alive; dropping it flushes every pending line.
+#[derive(Debug)]
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard {
+    _worker: Option<tracing_appender::non_blocking::WorkerGuard>,
+}
+
+/// Installs the global log subscriber writing to standard output. Safe to call more than once
+/// (later calls do nothing).
+///
+/// Lines are formatted on the request's thread but written by a dedicated thread in batches,
+/// so a slow or contended standard output never holds up a request. The writer is lossless: if
+/// its queue fills, requests wait rather than lines being dropped (security events must not be
+/// lost).
+pub fn init(filter: &str, format: LogFormat) -> LogGuard {
+    use std::io::IsTerminal as _;
+
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::stdout().is_terminal();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("gatehouse-log")
+        .finish(std::io::BufWriter::new(std::io::stdout()));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Json => registry
@@ -43,15 +63,23 @@ pub fn init(filter: &str, format: LogFormat) {
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
-                    .with_span_list(false),
+                    .with_span_list(false)
+                    .with_writer(writer),
             )
             .try_init(),
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_ansi(ansi)
+                    .with_writer(writer),
+            )
             .try_init(),
     };
     // Already installed (tests start many apps in one process): keep the first.
-    drop(result);
+    LogGuard {
+        _worker: result.is_ok().then_some(guard),
+    }
 }
 
 /// Installs a readable subscriber writing to standard error, for command-line tools.

@@ -8,7 +8,7 @@ pub mod templates;
 
 use axum::Router;
 use axum::extract::State;
-use axum::response::Html;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use gatehouse_security::CspNonce;
 
@@ -24,12 +24,16 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `GET /`: the home page.
-async fn home(State(state): State<AppState>, nonce: CspNonce) -> Result<Html<String>, Error> {
-    state.templates.page(
+async fn home(State(state): State<AppState>, nonce: CspNonce) -> Result<Response, Error> {
+    if let Some(page) = state.templates.prerendered("home.html") {
+        return Ok(page.into_response());
+    }
+    let page = state.templates.page(
         "home.html",
         &nonce,
         minijinja::context! { title => "Welcome" },
-    )
+    )?;
+    Ok(page.into_response())
 }
 
 /// Anything no route matched: a 404 problem or page.

@@ -5,6 +5,11 @@
 //! on small machines matters), the syntax is Jinja's (what the seeds' Flask templates used), and
 //! auto-escaping is on for every `.html` template.
 //!
+//! Pages whose output does not depend on the request at all (the anonymous home page) are
+//! rendered once at startup: rendering them with a probe nonce shows whether the nonce appears
+//! in the output; if it does not, the bytes are the same for every request and are served as
+//! they are.
+//!
 //! # Security
 //! - Auto-escaping is on for `.html` templates; nothing is marked safe from user input.
 //! - Every page gets the request's CSP nonce as `nonce`; an inline `<script>` or `<style>` must
@@ -12,7 +17,10 @@
 
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
 use axum::response::Html;
+use bytes::Bytes;
 use gatehouse_security::{CspNonce, Problem};
 use minijinja::{Environment, Value, context};
 use serde::Serialize;
@@ -26,10 +34,18 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("error.html", include_str!("../../templates/error.html")),
 ];
 
+/// Pages rendered once at startup when they turn out not to depend on the nonce, with their
+/// fixed context.
+const PRERENDERED: &[(&str, &str)] = &[("home.html", "Welcome")];
+
+/// A nonce value that cannot occur in a page by accident.
+const PROBE_NONCE: &str = "gatehouse-prerender-probe-3b9f1c";
+
 /// The parsed templates.
 #[derive(Debug)]
 pub struct Templates {
     env: Environment<'static>,
+    prerendered: HashMap<&'static str, Bytes>,
 }
 
 impl Templates {
@@ -57,7 +73,22 @@ impl Templates {
                     })
             },
         );
-        Ok(Self { env })
+        let mut templates = Self {
+            env,
+            prerendered: HashMap::new(),
+        };
+        for (name, title) in PRERENDERED {
+            let Html(page) = templates.render(name, PROBE_NONCE, context! { title => title })?;
+            if !page.contains(PROBE_NONCE) {
+                templates.prerendered.insert(name, Bytes::from(page));
+            }
+        }
+        Ok(templates)
+    }
+
+    /// The page rendered at startup, when `name` does not depend on the request.
+    pub fn prerendered(&self, name: &str) -> Option<Html<Bytes>> {
+        self.prerendered.get(name).cloned().map(Html)
     }
 
     /// Renders a full page with the request's nonce merged into `ctx`.
@@ -67,7 +98,11 @@ impl Templates {
         nonce: &CspNonce,
         ctx: S,
     ) -> Result<Html<String>, Error> {
-        let ctx = context! { nonce => nonce.as_str(), ..Value::from_serialize(&ctx) };
+        self.render(name, nonce.as_str(), ctx)
+    }
+
+    fn render<S: Serialize>(&self, name: &str, nonce: &str, ctx: S) -> Result<Html<String>, Error> {
+        let ctx = context! { nonce => nonce, ..Value::from_serialize(&ctx) };
         self.env
             .get_template(name)
             .and_then(|t| t.render(ctx))
