@@ -88,13 +88,13 @@ pub struct SecurityHeadersConfig {
 /// Found in the request extensions once [`SecurityHeadersLayer`] has run. As an extractor it
 /// fails with a 500 [`Problem`] when the layer is not installed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CspNonce(String);
+pub struct CspNonce(Arc<str>);
 
 impl CspNonce {
     fn generate() -> Self {
         let mut bytes = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut bytes);
-        Self(STANDARD.encode(bytes))
+        Self(STANDARD.encode(bytes).into())
     }
 
     /// The nonce, base64-encoded.
@@ -259,6 +259,8 @@ where
         let this = self.project();
         let mut response = ready!(this.inner.poll(cx))?;
         let headers = response.headers_mut();
+        // One allocation for all the headers below instead of regrowing as they are added.
+        headers.reserve(12);
         if let Some(csp) = this.csp.take() {
             set_default(headers, header::CONTENT_SECURITY_POLICY, csp);
         }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware;
 use gatehouse_security::body_limit::BodyLimitLayer;
 use gatehouse_security::{
     CatchPanicLayer, ClientIpLayer, RejectTraceLayer, RequestIdLayer, SecurityHeadersConfig,
@@ -28,8 +27,9 @@ use crate::audit::AuditContext;
 use crate::config::Settings;
 use crate::identity::{Email, users};
 use crate::store::Db;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, ObserveLayer};
 use crate::web::assets::Assets;
+use crate::web::errors::ErrorPagesLayer;
 use crate::web::templates::Templates;
 use crate::{ops, web};
 
@@ -40,8 +40,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The database.
     pub db: Db,
-    /// Redis, when configured.
-    pub redis: Option<redis::Client>,
+    /// Redis, when configured (behind an `Arc`: cloning a client copies its connection info).
+    pub redis: Option<Arc<redis::Client>>,
     /// Parsed templates.
     pub templates: Arc<Templates>,
     /// Embedded static files.
@@ -90,7 +90,7 @@ impl Application {
         let redis = settings
             .redis_url
             .as_ref()
-            .map(|url| redis::Client::open(url.expose_secret()))
+            .map(|url| redis::Client::open(url.expose_secret()).map(Arc::new))
             .transpose()
             .context("GATEHOUSE_REDIS_URL is not a valid Redis URL")?;
 
@@ -226,18 +226,12 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .layer(sensitive::sensitive_headers_layer())
         .layer(RequestIdLayer::new())
         .layer(ClientIpLayer::new(settings.trusted_proxies.clone()))
-        .layer(middleware::from_fn_with_state(
-            state.metrics.clone(),
-            crate::telemetry::observe,
-        ))
+        .layer(ObserveLayer::new(state.metrics.clone()))
         .layer(SecurityHeadersLayer::new(SecurityHeadersConfig {
             hsts: settings.is_production(),
             csp_report_uri: Some("/csp-report".into()),
         }))
-        .layer(middleware::from_fn_with_state(
-            state.templates.clone(),
-            web::errors::render_errors,
-        ))
+        .layer(ErrorPagesLayer::new(state.templates.clone()))
         .layer(CatchPanicLayer::new())
         .layer(RejectTraceLayer::new())
         .layer(TimeoutLayer::with_status_code(

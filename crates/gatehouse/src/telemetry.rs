@@ -13,19 +13,22 @@
 //! - Metrics labels are the same bounded set (method, route template, status), so an attacker
 //!   cannot grow the label space by requesting random paths.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, Request};
 use axum::response::Response;
 use gatehouse_security::{ClientIp, RequestId};
+use http::Method;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use tracing::Instrument as _;
+use tower::{Layer, Service};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -189,43 +192,140 @@ impl Metrics {
     }
 }
 
-/// Middleware: the request span, its closing log line and the metrics.
-pub async fn observe(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "<unmatched>".to_owned(), |p| p.as_str().to_owned());
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|id| id.as_str().to_owned())
-        .unwrap_or_default();
-    let client_ip = req
-        .extensions()
-        .get::<ClientIp>()
-        .map(|ip| ip.0.to_string())
-        .unwrap_or_default();
-    let span = tracing::info_span!(
-        "request",
-        method = %method,
-        route = %route,
-        request_id = %request_id,
-        client_ip = %client_ip,
-    );
-    let response = next.run(req).instrument(span.clone()).await;
-    let latency = start.elapsed();
-    let status = response.status().as_u16();
-    span.in_scope(|| {
-        tracing::info!(
-            status,
-            latency_ms = latency.as_secs_f64() * 1_000.0,
-            "request finished"
+/// The label for `method`: the standard methods by name, anything else as `OTHER`, so clients
+/// cannot grow the label set with invented methods.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "OTHER",
+    }
+}
+
+const UNMATCHED: &str = "<unmatched>";
+
+/// Displays an optional value as itself or as nothing.
+struct OrEmpty<'a, T>(Option<&'a T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrEmpty<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(v) => v.fmt(f),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Layer: the request span, its closing log line and the metrics.
+#[derive(Clone, Debug)]
+pub struct ObserveLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl ObserveLayer {
+    /// Observes requests into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Observe {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// The service of [`ObserveLayer`].
+#[derive(Clone, Debug)]
+pub struct Observe<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> Service<Request> for Observe<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ObserveFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let start = Instant::now();
+        let method = method_label(req.method());
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        let span = tracing::info_span!(
+            "request",
+            method,
+            route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str),
+            request_id = %OrEmpty(req.extensions().get::<RequestId>()),
+            client_ip = %OrEmpty(req.extensions().get::<ClientIp>()),
         );
-    });
-    metrics.observe(method.as_str(), &route, status, latency.as_secs_f64());
-    response
+        let inner = span.in_scope(|| self.inner.call(req));
+        ObserveFuture {
+            inner,
+            span,
+            start,
+            method,
+            route,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`Observe`].
+    pub struct ObserveFuture<F> {
+        #[pin]
+        inner: F,
+        span: tracing::Span,
+        start: Instant,
+        method: &'static str,
+        route: Option<MatchedPath>,
+        metrics: Arc<Metrics>,
+    }
+}
+
+impl<F, E> Future for ObserveFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &result {
+            let latency = this.start.elapsed();
+            let status = response.status().as_u16();
+            tracing::info!(
+                status,
+                latency_ms = latency.as_secs_f64() * 1_000.0,
+                "request finished"
+            );
+            let route = this.route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+            this.metrics
+                .observe(this.method, route, status, latency.as_secs_f64());
+        }
+        Poll::Ready(result)
+    }
 }
 
 #[cfg(test)]

@@ -12,26 +12,112 @@
 //! stack trace or internal detail that a lower layer might have written passes through.
 //! Responses that carry their own JSON error body on purpose (`/readyz`) are left alone.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use gatehouse_security::{CspNonce, Problem, RequestId};
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use tower::{Layer, Service};
 
 use super::templates::Templates;
 
-/// Middleware: see the module documentation.
-pub async fn render_errors(
-    State(templates): State<Arc<Templates>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let wants_html = wants_html(&req);
-    let request_id = req.extensions().get::<RequestId>().cloned();
-    let nonce = req.extensions().get::<CspNonce>().cloned();
-    let response = next.run(req).await;
+/// Layer: see the module documentation.
+#[derive(Clone, Debug)]
+pub struct ErrorPagesLayer {
+    templates: Arc<Templates>,
+}
+
+impl ErrorPagesLayer {
+    /// Renders HTML error pages with `templates`.
+    pub fn new(templates: Arc<Templates>) -> Self {
+        Self { templates }
+    }
+}
+
+impl<S> Layer<S> for ErrorPagesLayer {
+    type Service = ErrorPages<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ErrorPages {
+            inner,
+            templates: self.templates.clone(),
+        }
+    }
+}
+
+/// The service of [`ErrorPagesLayer`].
+#[derive(Clone, Debug)]
+pub struct ErrorPages<S> {
+    inner: S,
+    templates: Arc<Templates>,
+}
+
+/// What the request said about how to render an error, kept until the response is known.
+#[derive(Debug)]
+struct RenderContext {
+    wants_html: bool,
+    request_id: Option<RequestId>,
+    nonce: Option<CspNonce>,
+    templates: Arc<Templates>,
+}
+
+impl<S> Service<Request> for ErrorPages<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ErrorPagesFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let context = RenderContext {
+            wants_html: wants_html(&req),
+            request_id: req.extensions().get::<RequestId>().cloned(),
+            nonce: req.extensions().get::<CspNonce>().cloned(),
+            templates: self.templates.clone(),
+        };
+        ErrorPagesFuture {
+            inner: self.inner.call(req),
+            context: Some(context),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`ErrorPages`].
+    pub struct ErrorPagesFuture<F> {
+        #[pin]
+        inner: F,
+        context: Option<RenderContext>,
+    }
+}
+
+impl<F, E> Future for ErrorPagesFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.inner.poll(cx))?;
+        Poll::Ready(Ok(match this.context.take() {
+            Some(context) => render(context, response),
+            None => response,
+        }))
+    }
+}
+
+/// Rebuilds an error response as a problem or an HTML page; leaves others alone.
+fn render(context: RenderContext, response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
@@ -41,12 +127,12 @@ pub async fn render_errors(
         None if is_bare(&response) => Problem::new(status),
         None => return response,
     };
-    let problem = match request_id {
+    let problem = match context.request_id {
         Some(id) => problem.with_request_id(id.as_str()),
         None => problem,
     };
-    let mut rendered = match (wants_html, nonce) {
-        (true, Some(nonce)) => match templates.error_page(&problem, &nonce) {
+    let mut rendered = match (context.wants_html, context.nonce) {
+        (true, Some(nonce)) => match context.templates.error_page(&problem, &nonce) {
             Ok(page) => page.into_response(),
             Err(e) => {
                 tracing::error!(error = ?e, "cannot render the error page");
