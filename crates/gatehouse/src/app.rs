@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use gatehouse_security::body_limit::BodyLimitLayer;
 use gatehouse_security::{
     CatchPanicLayer, ClientIpLayer, RejectTraceLayer, RequestIdLayer, SecurityHeadersConfig,
@@ -155,16 +155,13 @@ impl Application {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
 
         if let Some(listener) = self.metrics_listener {
             let metrics = ops::metrics_router(self.state.metrics.clone());
-            let rx = stop_rx.clone();
+            let mut rx = stop_rx.clone();
             tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, metrics)
-                    .with_graceful_shutdown(stopped(rx))
+                    .with_graceful_shutdown(async move { until_stopped(&mut rx).await })
                     .await
                 {
                     tracing::error!(error = %e, "metrics server failed");
@@ -179,18 +176,20 @@ impl Application {
             database = self.state.db.backend_name(),
             "Gatehouse is listening"
         );
-        let server = axum::serve(
+        let server = serve_http(
             self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
+            router,
+            self.state.settings.header_timeout,
+            stop_rx.clone(),
+        );
+        let mut stop_rx = stop_rx;
         let deadline = async move {
-            stopped(stop_rx).await;
+            until_stopped(&mut stop_rx).await;
             tracing::info!(event = "shutting_down", "finishing in-flight requests");
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
-            result = server => result.context("the HTTP server failed")?,
+            () = server => {}
             () = deadline => tracing::warn!(
                 event = "shutdown_timeout",
                 "in-flight requests did not finish within GATEHOUSE_SHUTDOWN_TIMEOUT; closing them"
@@ -248,6 +247,71 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .layer(stack)
         .layer(DefaultBodyLimit::max(settings.body_limit))
         .with_state(state))
+}
+
+/// Serves HTTP/1.1 on `listener` until `stop` turns true, then lets open requests finish.
+///
+/// hyper directly rather than `axum::serve`, for one setting axum does not expose: the
+/// header-read timeout (`GATEHOUSE_HEADER_TIMEOUT`). Without it a client that sends its request
+/// headers a byte at a time (slowloris) holds a connection and a task forever, because the
+/// request timeout only starts once the headers are complete.
+async fn serve_http(
+    listener: TcpListener,
+    router: Router,
+    header_timeout: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::error!(event = "accept_failed", error = %e, "cannot accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    continue;
+                }
+            },
+            () = until_stopped(&mut stop) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                tower::ServiceExt::oneshot(router.clone(), req.map(axum::body::Body::new))
+            });
+        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let mut stop = stop.clone();
+        connections.spawn(async move {
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                }
+                () = until_stopped(&mut stop) => {
+                    // Finish the request in flight, then close; idle connections close now.
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+/// Resolves once `stop` is true (or its sender is gone).
+async fn until_stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`: drop it here, not across an await.
+    let _ = stop.wait_for(|stop| *stop).await.map(drop);
 }
 
 /// Creates the data directory readable by this user only.

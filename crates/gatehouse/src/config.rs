@@ -131,6 +131,8 @@ pub struct Settings {
     pub body_limit: usize,
     /// `GATEHOUSE_REQUEST_TIMEOUT`: longest time a request may take.
     pub request_timeout: Duration,
+    /// `GATEHOUSE_HEADER_TIMEOUT`: longest time a client may take to send its request headers.
+    pub header_timeout: Duration,
     /// `GATEHOUSE_SHUTDOWN_TIMEOUT`: how long in-flight requests get to finish on shutdown.
     pub shutdown_timeout: Duration,
     /// `GATEHOUSE_LOG`: log filter (`info`, `gatehouse=debug,warn`, …).
@@ -207,6 +209,7 @@ const SPECS: &[Spec] = &[
     spec("MAX_CONTENT_LENGTH", &[], false),
     spec("GATEHOUSE_BODY_LIMIT", &[], false),
     spec("GATEHOUSE_REQUEST_TIMEOUT", &[], false),
+    spec("GATEHOUSE_HEADER_TIMEOUT", &[], false),
     spec("GATEHOUSE_SHUTDOWN_TIMEOUT", &[], false),
     spec("GATEHOUSE_LOG", &[], false),
     spec("GATEHOUSE_LOG_FORMAT", &[], false),
@@ -680,6 +683,12 @@ impl Settings {
             "a duration such as `30s`",
             |v| parse_duration(v).filter(|d| !d.is_zero()),
         );
+        let header_timeout = r.parse(
+            "GATEHOUSE_HEADER_TIMEOUT",
+            Duration::from_secs(10),
+            "a duration such as `10s`",
+            |v| parse_duration(v).filter(|d| !d.is_zero()),
+        );
         let shutdown_timeout = r.parse(
             "GATEHOUSE_SHUTDOWN_TIMEOUT",
             Duration::from_secs(30),
@@ -732,6 +741,7 @@ impl Settings {
             max_content_length,
             body_limit,
             request_timeout,
+            header_timeout,
             shutdown_timeout,
             log_filter,
             log_format,
@@ -909,6 +919,10 @@ impl Settings {
             (
                 "GATEHOUSE_REQUEST_TIMEOUT",
                 format!("{}s", self.request_timeout.as_secs()),
+            ),
+            (
+                "GATEHOUSE_HEADER_TIMEOUT",
+                format!("{}s", self.header_timeout.as_secs()),
             ),
             (
                 "GATEHOUSE_SHUTDOWN_TIMEOUT",

@@ -55,4 +55,20 @@ on_every_backend! {
         assert!(response.starts_with("HTTP/1.1 503"), "{response}");
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
+
+    async fn a_client_that_never_finishes_its_headers_is_disconnected(backend) {
+        let app = spawn_app_with(backend, &[("GATEHOUSE_HEADER_TIMEOUT", "1s")]).await;
+        // Slowloris: a request line and one header, then nothing.
+        let mut stream = TcpStream::connect(app.addr).await.unwrap();
+        stream.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            stream.read_to_end(&mut rest),
+        )
+        .await;
+        assert!(closed.is_ok(), "the server kept a half-sent request open");
+        let text = String::from_utf8_lossy(&rest);
+        assert!(!text.contains("200 OK"), "{text}");
+    }
 }
