@@ -67,13 +67,7 @@ impl Application {
                 settings.data_dir.display()
             )
         })?;
-        let db = Db::connect(
-            settings.database_url.expose_secret(),
-            settings.database_max_connections,
-        )
-        .await
-        .context("cannot connect to the database named by GATEHOUSE_DATABASE_URL")?;
-        db.migrate().await.context("cannot migrate the database")?;
+        let db = open_database(&settings).await?;
 
         if let Some(raw) = &settings.admin_email {
             let email = Email::parse(raw).context("GATEHOUSE_ADMIN_EMAIL")?;
@@ -199,6 +193,18 @@ impl Application {
         tracing::info!(event = "stopped", "Gatehouse stopped");
         Ok(())
     }
+}
+
+/// Connects to the configured database and applies pending migrations.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
+    let db = Db::connect(
+        settings.database_url.expose_secret(),
+        settings.database_max_connections,
+    )
+    .await
+    .context("cannot connect to the database named by GATEHOUSE_DATABASE_URL")?;
+    db.migrate().await.context("cannot migrate the database")?;
+    Ok(db)
 }
 
 /// Every route, wrapped in the request pipeline.

@@ -8,9 +8,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use secrecy::ExposeSecret as _;
 
 use crate::app::Application;
 use crate::audit::{self, AuditContext};
@@ -164,21 +162,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate => {
             telemetry::init_stderr("warn");
-            let db = connect(&settings).await?;
+            let db = crate::app::open_database(&settings).await?;
             db.close().await;
             println!("migrations applied ({})", db.backend_name());
             Ok(ExitCode::SUCCESS)
         }
         Command::User(cmd) => {
             telemetry::init_stderr("warn");
-            let db = connect(&settings).await?;
+            let db = crate::app::open_database(&settings).await?;
             let code = user_command(&db, cmd).await;
             db.close().await;
             code
         }
         Command::Audit(cmd) => {
             telemetry::init_stderr("warn");
-            let db = connect(&settings).await?;
+            let db = crate::app::open_database(&settings).await?;
             let code = audit_command(&db, cmd).await;
             db.close().await;
             code
@@ -268,17 +266,6 @@ fn config_check(settings: &Settings, production: bool) -> ExitCode {
     }
 }
 
-async fn connect(settings: &Settings) -> anyhow::Result<Db> {
-    let db = Db::connect(
-        settings.database_url.expose_secret(),
-        settings.database_max_connections,
-    )
-    .await
-    .context("cannot connect to the database named by GATEHOUSE_DATABASE_URL")?;
-    db.migrate().await.context("cannot migrate the database")?;
-    Ok(db)
-}
-
 async fn user_command(db: &Db, cmd: UserCommand) -> anyhow::Result<ExitCode> {
     let ctx = AuditContext::cli();
     match cmd {
@@ -332,22 +319,24 @@ async fn user_command(db: &Db, cmd: UserCommand) -> anyhow::Result<ExitCode> {
                 .map_err(|e| not_found_as(e, &email))?;
             println!("{} is now {}", user.email, user.role);
         }
-        UserCommand::Disable(args) => {
-            let email = Email::parse(&args.email)?;
-            let user = users::set_status(db, &email, UserStatus::Disabled, &ctx)
-                .await
-                .map_err(|e| not_found_as(e, &email))?;
-            println!("{} is now {}", user.email, user.status);
-        }
-        UserCommand::Enable(args) => {
-            let email = Email::parse(&args.email)?;
-            let user = users::set_status(db, &email, UserStatus::Active, &ctx)
-                .await
-                .map_err(|e| not_found_as(e, &email))?;
-            println!("{} is now {}", user.email, user.status);
-        }
+        UserCommand::Disable(args) => set_status(db, &args, UserStatus::Disabled, &ctx).await?,
+        UserCommand::Enable(args) => set_status(db, &args, UserStatus::Active, &ctx).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn set_status(
+    db: &Db,
+    args: &EmailArg,
+    status: UserStatus,
+    ctx: &AuditContext,
+) -> anyhow::Result<()> {
+    let email = Email::parse(&args.email)?;
+    let user = users::set_status(db, &email, status, ctx)
+        .await
+        .map_err(|e| not_found_as(e, &email))?;
+    println!("{} is now {}", user.email, user.status);
+    Ok(())
 }
 
 fn not_found_as(e: crate::Error, email: &Email) -> anyhow::Error {

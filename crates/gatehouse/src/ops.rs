@@ -45,38 +45,10 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    let database = match tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await {
-        Ok(Ok(())) => "ok",
-        Ok(Err(e)) => {
-            tracing::warn!(event = "readiness_failed", dependency = "database", error = %e, "database check failed");
-            "unavailable"
-        }
-        Err(_) => {
-            tracing::warn!(
-                event = "readiness_failed",
-                dependency = "database",
-                "database check timed out"
-            );
-            "unavailable"
-        }
-    };
+    let database = check("database", state.db.ping()).await;
     let redis = match &state.redis {
         None => "not configured",
-        Some(client) => match tokio::time::timeout(CHECK_TIMEOUT, ping_redis(client)).await {
-            Ok(Ok(())) => "ok",
-            Ok(Err(e)) => {
-                tracing::warn!(event = "readiness_failed", dependency = "redis", error = %e, "redis check failed");
-                "unavailable"
-            }
-            Err(_) => {
-                tracing::warn!(
-                    event = "readiness_failed",
-                    dependency = "redis",
-                    "redis check timed out"
-                );
-                "unavailable"
-            }
-        },
+        Some(client) => check("redis", ping_redis(client)).await,
     };
     let ready = database == "ok" && redis != "unavailable";
     let status = if ready {
@@ -93,6 +65,29 @@ async fn readyz(State(state): State<AppState>) -> Response {
         })),
     )
         .into_response()
+}
+
+/// Runs one dependency check within [`CHECK_TIMEOUT`]: `ok` or `unavailable`, with the reason
+/// in the log only.
+async fn check<E: std::fmt::Display>(
+    dependency: &'static str,
+    probe: impl std::future::Future<Output = Result<(), E>>,
+) -> &'static str {
+    match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
+        Ok(Ok(())) => "ok",
+        Ok(Err(e)) => {
+            tracing::warn!(event = "readiness_failed", dependency, error = %e, "dependency check failed");
+            "unavailable"
+        }
+        Err(_) => {
+            tracing::warn!(
+                event = "readiness_failed",
+                dependency,
+                "dependency check timed out"
+            );
+            "unavailable"
+        }
+    }
 }
 
 async fn ping_redis(client: &redis::Client) -> redis::RedisResult<()> {
