@@ -59,8 +59,16 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects, migrates, creates the first admin if asked, and binds the listeners.
+    /// Refuses a production configuration with problems, then connects, migrates, creates the
+    /// first admin if asked, and binds the listeners.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        if settings.is_production() {
+            let problems = settings.production_problems();
+            if !problems.is_empty() {
+                let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                anyhow::bail!("production mode refuses to start: {}", list.join("; "));
+            }
+        }
         create_private_dir(&settings.data_dir).with_context(|| {
             format!(
                 "cannot create the data directory {} (GATEHOUSE_DATA_DIR)",

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::Application;
 use crate::audit::{self, AuditContext};
-use crate::config::{Environment, Settings, Sources};
+use crate::config::{Environment, Origin, Settings, Sources};
 use crate::identity::users::{self, NewUser};
 use crate::identity::{DisplayName, Email, Role, UserStatus};
 use crate::store::Db;
@@ -143,8 +143,8 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let sources = Sources::from_process(cli.config);
     let command = cli.command.unwrap_or(Command::Serve { listen: None });
-    let mut settings = match Settings::load(&sources) {
-        Ok(s) => s,
+    let (mut settings, origins) = match Settings::load_with_origins(&sources) {
+        Ok(loaded) => loaded,
         Err(errors) => {
             eprint!("error: {errors}");
             return Ok(ExitCode::FAILURE);
@@ -158,7 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve(settings).await
         }
         Command::Config(ConfigCommand::Check { production }) => {
-            Ok(config_check(&settings, production))
+            Ok(config_check(&settings, &origins, production))
         }
         Command::Migrate => {
             telemetry::init_stderr("warn");
@@ -229,12 +229,17 @@ async fn shutdown_signal() {
     }
 }
 
-fn config_check(settings: &Settings, production: bool) -> ExitCode {
+fn config_check(
+    settings: &Settings,
+    origins: &std::collections::BTreeMap<&'static str, Origin>,
+    production: bool,
+) -> ExitCode {
     let judged_as_production = production || settings.env == Environment::Production;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "Effective configuration (secrets redacted):");
     for (name, value) in settings.describe() {
-        let _ = writeln!(out, "  {name:<36} {value}");
+        let origin = origins.get(name).copied().unwrap_or(Origin::Default);
+        let _ = writeln!(out, "  {name:<36} {value}  ({origin})");
     }
     let warnings = settings.warnings();
     if !warnings.is_empty() {

@@ -235,3 +235,43 @@ on_every_backend! {
         assert!(created.is_none());
     }
 }
+
+#[tokio::test]
+async fn the_library_refuses_a_production_configuration_with_problems_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = gatehouse::config::Settings::load(&gatehouse::config::Sources {
+        env: env_of(&[
+            ("GATEHOUSE_ENV", "production"),
+            ("GATEHOUSE_LISTEN", "127.0.0.1:0"),
+            ("GATEHOUSE_DATA_DIR", dir.path().to_str().unwrap()),
+            ("GATEHOUSE_SECRET_KEY", "short"),
+            ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+        ])
+        .into_iter()
+        .collect(),
+        config_file: None,
+        dotenv_file: None,
+    })
+    .unwrap();
+    let err = gatehouse::Application::build(settings).await.unwrap_err();
+    assert!(err.to_string().contains("GATEHOUSE_SECRET_KEY"), "{err}");
+}
+
+#[test]
+fn config_check_says_where_each_value_came_from() {
+    let out = run_cli(
+        &env_of(&[("GATEHOUSE_LISTEN", "127.0.0.1:9999")]),
+        &["config", "check"],
+    );
+    let text = stdout(&out);
+    let listen = text
+        .lines()
+        .find(|l| l.contains("GATEHOUSE_LISTEN"))
+        .unwrap();
+    assert!(
+        listen.contains("127.0.0.1:9999") && listen.contains("(environment)"),
+        "{listen}"
+    );
+    let env = text.lines().find(|l| l.contains("GATEHOUSE_ENV")).unwrap();
+    assert!(env.contains("(default)"), "{env}");
+}
