@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod mail;
 pub mod ops;
 pub mod store;
 pub mod telemetry;
