@@ -4,6 +4,7 @@
 //! is always trimmed, lower-cased and plausible; a [`Role`] is one of three. They import neither
 //! axum nor sqlx.
 
+pub mod sessions;
 pub mod users;
 
 use std::fmt;

@@ -15,5 +15,6 @@ mod metrics;
 mod pages;
 mod proxies;
 mod request_id;
+mod sessions;
 mod shutdown;
 mod smtp_sink;
