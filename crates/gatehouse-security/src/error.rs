@@ -1,7 +1,11 @@
-//! The crate's one error type, returned by the constructors that validate configuration.
+//! The crate's one error type.
 //!
-//! Every variant is a configuration mistake detected at startup; none is produced while
-//! serving a request (request-time failures are answered with a [`Problem`](crate::Problem)).
+//! Almost every variant is a configuration mistake detected at startup by a validating
+//! constructor. The exceptions are the rate-limit store variants, which a [`Limiter`] returns
+//! while serving (the layer turns them into its failure policy). Request-time refusals are
+//! answered with a [`Problem`](crate::Problem), not an error.
+//!
+//! [`Limiter`]: crate::rate_limit::Limiter
 //!
 //! # Security
 //!
@@ -43,4 +47,53 @@ pub enum Error {
     /// any of which would let it alter or break the policy. Holds the URI.
     #[error("invalid CSP report URI {0:?}: it must be visible ASCII without spaces, `;` or `,`")]
     InvalidReportUri(String),
+
+    /// Returned by [`Quota::new`](crate::rate_limit::Quota::new) when the limit or the period
+    /// is zero, or when `period / limit` is shorter than the one-microsecond resolution of the
+    /// rate limiter.
+    #[error(
+        "invalid rate-limit quota of {limit} per {period:?}: both must be positive and \
+         period / limit at least 1 µs"
+    )]
+    InvalidQuota {
+        /// The requests allowed per period.
+        limit: u32,
+        /// The period.
+        period: std::time::Duration,
+    },
+
+    /// Returned by [`Rule::new`](crate::rate_limit::Rule::new) for a name that is empty, longer
+    /// than 64 bytes or not made of ASCII letters, digits, `-`, `_` and `.` (names prefix the
+    /// stored keys, so a `:` could make two rules share keys), and by
+    /// [`RateLimitLayer::new`](crate::rate_limit::RateLimitLayer::new) for a name used twice.
+    /// Holds the name.
+    #[error(
+        "invalid rate-limit rule name {0:?}: use 1 to 64 ASCII letters, digits, `-`, `_` or `.`, \
+         each name once"
+    )]
+    InvalidRuleName(String),
+
+    /// The exception to "configuration mistakes only": produced while serving, by
+    /// [`Limiter::check`](crate::rate_limit::Limiter::check) when the Redis store did not answer
+    /// in time or failed. The layer answers it with the rule's
+    /// [`FailurePolicy`](crate::rate_limit::FailurePolicy) (a `503` problem or a pass), never
+    /// with this message. Holds a description without keys or credentials.
+    #[error("rate-limit store failed: {0}")]
+    RateLimitStore(String),
+
+    /// Produced while serving, by [`Limiter::check`](crate::rate_limit::Limiter::check) when
+    /// the memory store is full of keys that are all still limited and a new key arrives. The
+    /// layer answers it with the rule's [`FailurePolicy`](crate::rate_limit::FailurePolicy).
+    #[error("rate-limit memory store is full of live keys")]
+    RateLimitStoreFull,
+
+    /// Returned by [`CsrfLayer::try_new`](crate::CsrfLayer::try_new) when an allowed origin is
+    /// `*`, `null`, or not `scheme://host[:port]` as browsers send it (the rules of
+    /// [`CorsPolicy::new`](crate::CorsPolicy::new)): it would match any site, or never match.
+    /// Holds the entry.
+    #[error(
+        "invalid CSRF allowed origin {0:?}: expected scheme://host[:port] exactly as browsers send it; \
+         `*` and `null` are never allowed"
+    )]
+    InvalidCsrfOrigin(String),
 }

@@ -12,6 +12,9 @@
 //! | [`panic`](mod@panic) | [`CatchPanicLayer`]: a panic becomes an opaque 500 with the request ID |
 //! | [`method`] | [`RejectTraceLayer`]: `TRACE` and `TRACK` get a 405 |
 //! | [`cors`] | [`CorsPolicy`]: validated origins, turned into tower-http's `CorsLayer` |
+//! | [`body_limit`] | [`BodyLimitLayer`]: 413 before reading an oversized `Content-Length` |
+//! | [`rate_limit`] | [`RateLimitLayer`] and [`Limiter`]: GCRA over a memory or Redis [`Store`] |
+//! | [`csrf`] | [`CsrfLayer`]: synchronizer tokens ([`CsrfToken`]) plus Origin / `Sec-Fetch-Site` checks |
 //! | [`sensitive`] | [`sensitive_headers_layer`]: credentials never reach the logs |
 //! | [`error`] | [`Error`], the configuration mistakes the constructors refuse |
 //!
@@ -29,7 +32,10 @@
 //! CatchPanicLayer             a panic below becomes a `Problem` the layers above complete
 //! RejectTraceLayer
 //! timeout / body limit        tower-http
-//! CorsPolicy::layer()         innermost, so it answers preflights before any route logic
+//! CorsPolicy::layer()         answers preflights before any route logic
+//! RateLimitLayer              keyed on the client IP (or a hashed header) of the layers above
+//! (the app's session layer)   puts the session's CsrfSecret in the extensions
+//! CsrfLayer                   unsafe methods need an allowed origin and a valid token
 //! routes
 //! ```
 //!
@@ -50,22 +56,29 @@
 pub mod body_limit;
 pub mod client_ip;
 pub mod cors;
+pub mod csrf;
 pub mod error;
 pub mod headers;
 pub mod method;
 pub mod panic;
 pub mod problem;
+pub mod rate_limit;
 pub mod request_id;
 pub mod sensitive;
 
 pub use body_limit::BodyLimitLayer;
 pub use client_ip::{ClientIp, ClientIpLayer, TrustedProxies};
 pub use cors::CorsPolicy;
+pub use csrf::{CsrfConfig, CsrfExempt, CsrfLayer, CsrfSecret, CsrfToken};
 pub use error::Error;
 pub use headers::{CspNonce, SecurityHeadersConfig, SecurityHeadersLayer};
 pub use method::RejectTraceLayer;
 pub use panic::CatchPanicLayer;
 pub use problem::{PROBLEM_JSON, Problem};
+pub use rate_limit::{
+    Decision, FailurePolicy, KeySource, Limiter, MemoryStore, Quota, RateLimitLayer, RedisStore,
+    Rule, Store,
+};
 pub use request_id::{REQUEST_ID_HEADER, RequestId, RequestIdLayer};
 pub use sensitive::sensitive_headers_layer;
 
