@@ -204,8 +204,8 @@ impl Decision {
 pub enum Store {
     /// In this process: fast, bounded, per instance.
     Memory(MemoryStore),
-    /// In Redis: shared by every instance.
-    Redis(RedisStore),
+    /// In Redis: shared by every instance (boxed: a Redis client with TLS support is large).
+    Redis(Box<RedisStore>),
 }
 
 impl From<MemoryStore> for Store {
@@ -216,7 +216,7 @@ impl From<MemoryStore> for Store {
 
 impl From<RedisStore> for Store {
     fn from(store: RedisStore) -> Self {
-        Self::Redis(store)
+        Self::Redis(Box::new(store))
     }
 }
 

@@ -13,9 +13,11 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use gatehouse_security::body_limit::BodyLimitLayer;
+use gatehouse_security::rate_limit::{FailurePolicy, KeySource, Quota, Rule};
 use gatehouse_security::{
-    CatchPanicLayer, ClientIpLayer, RejectTraceLayer, RequestIdLayer, SecurityHeadersConfig,
-    SecurityHeadersLayer, sensitive,
+    CatchPanicLayer, ClientIpLayer, CsrfConfig, CsrfLayer, Limiter, MemoryStore, RateLimitLayer,
+    RedisStore, RejectTraceLayer, RequestIdLayer, SecurityHeadersConfig, SecurityHeadersLayer,
+    sensitive,
 };
 use http::StatusCode;
 use secrecy::ExposeSecret as _;
@@ -24,14 +26,22 @@ use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::audit::AuditContext;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
+use crate::identity::sessions::{RedisSessions, SessionConfig, SessionStore, Sessions};
 use crate::identity::{Email, users};
+use crate::keys::Keys;
+use crate::mail::Mailer;
 use crate::store::Db;
 use crate::telemetry::{Metrics, ObserveLayer};
 use crate::web::assets::Assets;
 use crate::web::errors::ErrorPagesLayer;
+use crate::web::session::SessionLayer;
 use crate::web::templates::Templates;
 use crate::{ops, web};
+
+/// Most distinct keys the in-memory rate limiter tracks (a few MiB at most).
+const RATE_LIMIT_MEMORY_KEYS: usize = 100_000;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -48,6 +58,16 @@ pub struct AppState {
     pub assets: Arc<Assets>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Keys derived from the secret key.
+    pub keys: Arc<Keys>,
+    /// Outgoing mail.
+    pub mailer: Mailer,
+    /// Sessions (database or Redis).
+    pub sessions: Sessions,
+    /// Rate limits (memory or Redis), for rules only a handler can key (an email address).
+    pub limiter: Limiter,
+    /// The time source.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// A built application, bound and ready to serve.
@@ -96,9 +116,16 @@ impl Application {
             .transpose()
             .context("GATEHOUSE_REDIS_URL is not a valid Redis URL")?;
 
+        let mut settings = settings;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {} (GATEHOUSE_LISTEN)", settings.listen))?;
+        if settings.public_url.port() == Some(0) {
+            // The default public URL names the listen address; with port 0, use the real port.
+            let _ = settings
+                .public_url
+                .set_port(Some(listener.local_addr()?.port()));
+        }
         let metrics_listener =
             match settings.metrics_listen {
                 Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
@@ -109,13 +136,41 @@ impl Application {
 
         let assets = Arc::new(Assets::embedded());
         let templates = Arc::new(Templates::new(assets.clone())?);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let session_store = match &redis {
+            Some(client) => SessionStore::Redis(RedisSessions::new(client, "gatehouse:")),
+            None => SessionStore::Database(db.clone()),
+        };
+        let sessions = Sessions::new(
+            session_store,
+            SessionConfig {
+                idle_timeout: settings.session_idle_timeout,
+                absolute_timeout: settings.session_lifetime,
+                max_per_user: (settings.max_sessions_per_user > 0)
+                    .then_some(settings.max_sessions_per_user),
+                ..SessionConfig::default()
+            },
+            clock.clone(),
+        );
+        let limiter = match &redis {
+            Some(client) => Limiter::with_system_clock(RedisStore::new(
+                client.as_ref().clone(),
+                "gatehouse:rl:",
+            )),
+            None => Limiter::with_system_clock(MemoryStore::new(RATE_LIMIT_MEMORY_KEYS)),
+        };
         let state = AppState {
+            keys: Arc::new(Keys::derive(&settings.secret_key)),
+            mailer: Mailer::start(&settings).context("outgoing mail (SMTP_*)")?,
             settings: Arc::new(settings),
             db,
             redis,
             templates,
             assets,
             metrics: Arc::new(Metrics::new()),
+            sessions,
+            limiter,
+            clock,
         };
         Ok(Self {
             state,
@@ -203,6 +258,40 @@ impl Application {
     }
 }
 
+/// The per-IP rules: every request, and sign-in attempts.
+fn rate_limit_layer(state: &AppState) -> anyhow::Result<RateLimitLayer> {
+    let settings = &state.settings;
+    let policy = |deny: bool| {
+        if deny {
+            FailurePolicy::Deny
+        } else {
+            FailurePolicy::Allow
+        }
+    };
+    let mut rules = Vec::new();
+    if let Some(rate) = settings.rate_limit {
+        rules.push(Rule::new(
+            "global",
+            Quota::new(rate.limit, rate.period)?,
+            KeySource::ClientIp,
+            policy(settings.rate_limit_deny_on_store_error),
+        )?);
+    }
+    if let Some(rate) = settings.signin_rate_limit {
+        rules.push(
+            Rule::new(
+                "signin",
+                Quota::new(rate.limit, rate.period)?,
+                KeySource::ClientIp,
+                policy(settings.signin_rate_limit_deny_on_store_error),
+            )?
+            .path_prefix("/login")
+            .methods([http::Method::POST]),
+        );
+    }
+    Ok(RateLimitLayer::new(state.limiter.clone(), rules)?.exempt(["/healthz", "/readyz"]))
+}
+
 /// Connects to the configured database and applies pending migrations.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
     let db = Db::connect(
@@ -229,7 +318,10 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
 /// 8. TRACE refused;
 /// 9. timeout, then 10. body-size limit (413 on a too-large `Content-Length` before reading);
 /// 11. CORS: preflights answered here, before any route runs;
-/// 12. the routes (rate limiting, authentication and CSRF join here as they arrive).
+/// 12. rate limits per client IP (`/healthz` and `/readyz` exempt);
+/// 13. the session: cookie → `CurrentUser` and the session's CSRF secret;
+/// 14. CSRF, on the form routes only;
+/// 15. the routes.
 pub fn router(state: AppState) -> anyhow::Result<Router> {
     let settings = &state.settings;
     let cors = settings
@@ -253,10 +345,23 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         ))
         .layer(BodyLimitLayer::new(settings.body_limit))
         // No allowlist, no CORS headers at all: browsers then refuse every cross-origin read.
-        .option_layer((!cors.origins().is_empty()).then(|| cors.layer()));
+        .option_layer((!cors.origins().is_empty()).then(|| cors.layer()))
+        .layer(rate_limit_layer(&state)?)
+        .layer(SessionLayer::new(state.clone()));
+    // CSRF guards the forms (sign-in, account); `/` needs no token for anonymous visitors and
+    // `/csp-report` is posted by browsers without one.
+    let mut csrf_origins = vec![settings.public_url.origin().ascii_serialization()];
+    csrf_origins.extend(cors.origins().iter().filter(|o| *o != "*").cloned());
+    let csrf = CsrfLayer::try_new(CsrfConfig {
+        allowed_origins: csrf_origins,
+        secure_cookie: settings.is_production(),
+        form_body_limit: 64 * 1024,
+    })
+    .context("GATEHOUSE_PUBLIC_URL / GATEHOUSE_CORS_ORIGINS give an invalid CSRF origin")?;
     Ok(Router::new()
         .merge(ops::router())
         .merge(web::router())
+        .merge(web::auth::router().layer(csrf))
         .fallback(web::not_found)
         .layer(stack)
         .layer(DefaultBodyLimit::max(settings.body_limit))

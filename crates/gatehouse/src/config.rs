@@ -119,6 +119,25 @@ pub struct Settings {
     pub cors_allow_credentials: bool,
     /// `GATEHOUSE_ADMIN_EMAIL`: on a first start with no users, this admin is created.
     pub admin_email: Option<String>,
+    /// `GATEHOUSE_ALLOWED_DOMAINS`: addresses in these domains may sign in by magic link (and get
+    /// an account with role `user` on first sign-in), besides existing active users.
+    pub allowed_domains: Vec<String>,
+    /// `GATEHOUSE_SESSION_IDLE_TIMEOUT`: a session unused this long ends.
+    pub session_idle_timeout: Duration,
+    /// `GATEHOUSE_SESSION_LIFETIME`: a session ends this long after sign-in.
+    pub session_lifetime: Duration,
+    /// `GATEHOUSE_MAX_SESSIONS_PER_USER`: the oldest sessions beyond this are revoked (0: no limit).
+    pub max_sessions_per_user: u32,
+    /// `GATEHOUSE_RATE_LIMIT`: every request per client IP (`None`: off).
+    pub rate_limit: Option<Rate>,
+    /// `GATEHOUSE_RATE_LIMIT_ON_STORE_ERROR`: allow or deny when Redis cannot decide (global rule).
+    pub rate_limit_deny_on_store_error: bool,
+    /// `GATEHOUSE_SIGNIN_RATE_LIMIT`: sign-in attempts per client IP (`None`: off).
+    pub signin_rate_limit: Option<Rate>,
+    /// `GATEHOUSE_SIGNIN_RATE_LIMIT_ON_STORE_ERROR`: allow or deny when Redis cannot decide.
+    pub signin_rate_limit_deny_on_store_error: bool,
+    /// `GATEHOUSE_MAGIC_LINK_RATE_LIMIT`: sign-in mails per address (`None`: off).
+    pub magic_link_rate_limit: Option<Rate>,
     /// `GATEHOUSE_METRICS_LISTEN`: Prometheus `/metrics` on its own address.
     pub metrics_listen: Option<SocketAddr>,
     /// `SMTP_*`: outgoing mail.
@@ -198,6 +217,15 @@ const SPECS: &[Spec] = &[
     spec("GATEHOUSE_CORS_ORIGINS", &[], false),
     spec("GATEHOUSE_CORS_ALLOW_CREDENTIALS", &[], false),
     spec("GATEHOUSE_ADMIN_EMAIL", &[], false),
+    spec("GATEHOUSE_ALLOWED_DOMAINS", &[], false),
+    spec("GATEHOUSE_SESSION_IDLE_TIMEOUT", &[], false),
+    spec("GATEHOUSE_SESSION_LIFETIME", &[], false),
+    spec("GATEHOUSE_MAX_SESSIONS_PER_USER", &[], false),
+    spec("GATEHOUSE_RATE_LIMIT", &[], false),
+    spec("GATEHOUSE_RATE_LIMIT_ON_STORE_ERROR", &[], false),
+    spec("GATEHOUSE_SIGNIN_RATE_LIMIT", &[], false),
+    spec("GATEHOUSE_SIGNIN_RATE_LIMIT_ON_STORE_ERROR", &[], false),
+    spec("GATEHOUSE_MAGIC_LINK_RATE_LIMIT", &[], false),
     spec("GATEHOUSE_METRICS_LISTEN", &[], false),
     spec("SMTP_HOST", &[], false),
     spec("SMTP_PORT", &[], false),
@@ -616,6 +644,76 @@ impl Settings {
                 r.fail("GATEHOUSE_ADMIN_EMAIL", m.to_string());
             }
         }
+        let allowed_domains: Vec<String> = raw
+            .get("GATEHOUSE_ALLOWED_DOMAINS")
+            .map(split_list)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| d.trim_start_matches('@').to_ascii_lowercase())
+            .collect();
+        if allowed_domains
+            .iter()
+            .any(|d| !d.contains('.') || d.contains('@') || d.contains('*'))
+        {
+            r.fail(
+                "GATEHOUSE_ALLOWED_DOMAINS",
+                "expected domain names such as `example.com` (no wildcards)",
+            );
+        }
+        let session_idle_timeout = r.parse(
+            "GATEHOUSE_SESSION_IDLE_TIMEOUT",
+            Duration::from_secs(24 * 3600),
+            "a duration such as `24h`",
+            |v| parse_duration(v).filter(|d| !d.is_zero()),
+        );
+        let session_lifetime = r.parse(
+            "GATEHOUSE_SESSION_LIFETIME",
+            Duration::from_secs(7 * 24 * 3600),
+            "a duration such as `168h`",
+            |v| parse_duration(v).filter(|d| !d.is_zero()),
+        );
+        let max_sessions_per_user = r.parse(
+            "GATEHOUSE_MAX_SESSIONS_PER_USER",
+            0,
+            "a number (0 for no limit)",
+            |v| v.trim().parse().ok(),
+        );
+        let rate = |r: &mut Reader<'_>, name: &str, default: Rate| {
+            r.parse(
+                name,
+                Some(default),
+                "a rate such as `100/min`, `5/min`, `3/15min`, or `off`",
+                parse_rate,
+            )
+        };
+        let rate_limit = rate(
+            &mut r,
+            "GATEHOUSE_RATE_LIMIT",
+            Rate::new(100, Duration::from_secs(60)),
+        );
+        let signin_rate_limit = rate(
+            &mut r,
+            "GATEHOUSE_SIGNIN_RATE_LIMIT",
+            Rate::new(5, Duration::from_secs(60)),
+        );
+        let magic_link_rate_limit = rate(
+            &mut r,
+            "GATEHOUSE_MAGIC_LINK_RATE_LIMIT",
+            Rate::new(3, Duration::from_secs(15 * 60)),
+        );
+        let policy = |r: &mut Reader<'_>, name: &str, deny: bool| {
+            r.parse(name, deny, "`allow` or `deny`", |v| {
+                match v.trim().to_ascii_lowercase().as_str() {
+                    "allow" => Some(false),
+                    "deny" => Some(true),
+                    _ => None,
+                }
+            })
+        };
+        let rate_limit_deny_on_store_error =
+            policy(&mut r, "GATEHOUSE_RATE_LIMIT_ON_STORE_ERROR", false);
+        let signin_rate_limit_deny_on_store_error =
+            policy(&mut r, "GATEHOUSE_SIGNIN_RATE_LIMIT_ON_STORE_ERROR", true);
         let metrics_listen = r.parse(
             "GATEHOUSE_METRICS_LISTEN",
             None,
@@ -735,6 +833,15 @@ impl Settings {
             cors_origins,
             cors_allow_credentials,
             admin_email,
+            allowed_domains,
+            session_idle_timeout,
+            session_lifetime,
+            max_sessions_per_user,
+            rate_limit,
+            rate_limit_deny_on_store_error,
+            signin_rate_limit,
+            signin_rate_limit_deny_on_store_error,
+            magic_link_rate_limit,
             metrics_listen,
             smtp,
             upload_folder,
@@ -788,6 +895,17 @@ impl Settings {
                     self.public_url.as_str().trim_end_matches('/')
                 ),
             );
+        }
+        match &self.smtp.host {
+            None => problem(
+                "SMTP_HOST",
+                "is not set: sign-in links are sent by mail; set SMTP_HOST (and SMTP_PORT, SMTP_USERNAME, SMTP_PASSWORD, SMTP_FROM, SMTP_TLS)".into(),
+            ),
+            Some(host) if self.smtp.tls == SmtpTls::None && !is_loopback_host(host) => problem(
+                "SMTP_TLS",
+                format!("is `none` for the remote relay `{host}`: set SMTP_TLS=starttls or SMTP_TLS=tls (plain text is only allowed to a relay on this host)"),
+            ),
+            Some(_) => {}
         }
         if self.cors_allow_credentials && self.cors_origins.iter().any(|o| o == "*") {
             problem(
@@ -893,6 +1011,36 @@ impl Settings {
                 self.cors_allow_credentials.to_string(),
             ),
             ("GATEHOUSE_ADMIN_EMAIL", opt(&self.admin_email)),
+            ("GATEHOUSE_ALLOWED_DOMAINS", self.allowed_domains.join(",")),
+            (
+                "GATEHOUSE_SESSION_IDLE_TIMEOUT",
+                format!("{}s", self.session_idle_timeout.as_secs()),
+            ),
+            (
+                "GATEHOUSE_SESSION_LIFETIME",
+                format!("{}s", self.session_lifetime.as_secs()),
+            ),
+            (
+                "GATEHOUSE_MAX_SESSIONS_PER_USER",
+                self.max_sessions_per_user.to_string(),
+            ),
+            ("GATEHOUSE_RATE_LIMIT", show_rate(self.rate_limit)),
+            (
+                "GATEHOUSE_RATE_LIMIT_ON_STORE_ERROR",
+                show_policy(self.rate_limit_deny_on_store_error),
+            ),
+            (
+                "GATEHOUSE_SIGNIN_RATE_LIMIT",
+                show_rate(self.signin_rate_limit),
+            ),
+            (
+                "GATEHOUSE_SIGNIN_RATE_LIMIT_ON_STORE_ERROR",
+                show_policy(self.signin_rate_limit_deny_on_store_error),
+            ),
+            (
+                "GATEHOUSE_MAGIC_LINK_RATE_LIMIT",
+                show_rate(self.magic_link_rate_limit),
+            ),
             (
                 "GATEHOUSE_METRICS_LISTEN",
                 self.metrics_listen
@@ -947,6 +1095,53 @@ impl Settings {
         let credentials = self.cors_allow_credentials && !wildcard;
         CorsPolicy::new(&self.cors_origins, credentials)
     }
+}
+
+/// A number of events per period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    /// Events allowed per period (also the burst).
+    pub limit: u32,
+    /// The period.
+    pub period: Duration,
+}
+
+impl Rate {
+    /// `limit` per `period`.
+    pub const fn new(limit: u32, period: Duration) -> Self {
+        Self { limit, period }
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}s", self.limit, self.period.as_secs())
+    }
+}
+
+/// Parses `N/period` (`100/min`, `5/60s`, `3/15min`, `10/s`, `1000/h`) or `off` (`Some(None)`).
+pub fn parse_rate(s: &str) -> Option<Option<Rate>> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("off") {
+        return Some(None);
+    }
+    let (n, period) = s.split_once('/')?;
+    let limit: u32 = n.trim().parse().ok().filter(|n| *n > 0)?;
+    let period = period.trim();
+    let period = if period.starts_with(|c: char| c.is_ascii_digit()) {
+        parse_duration(period)?
+    } else {
+        parse_duration(&format!("1{period}"))?
+    };
+    (!period.is_zero()).then_some(Some(Rate::new(limit, period)))
+}
+
+fn show_rate(rate: Option<Rate>) -> String {
+    rate.map_or_else(|| "off".to_owned(), |r| r.to_string())
+}
+
+fn show_policy(deny: bool) -> String {
+    if deny { "deny" } else { "allow" }.to_owned()
 }
 
 fn parse_public_url(v: &str) -> Result<Url, String> {
@@ -1173,6 +1368,7 @@ mod tests {
     #[test]
     fn production_refuses_a_missing_secret_key() {
         let names = production_problem_names(&[
+            ("SMTP_HOST", "smtp.example"),
             ("GATEHOUSE_ENV", "production"),
             ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
         ]);
@@ -1183,6 +1379,7 @@ mod tests {
     fn production_refuses_a_short_secret_key() {
         let names = production_problem_names(&[
             ("GATEHOUSE_ENV", "production"),
+            ("SMTP_HOST", "smtp.example"),
             ("GATEHOUSE_SECRET_KEY", "too-short"),
             ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
         ]);
@@ -1194,6 +1391,7 @@ mod tests {
         let names = production_problem_names(&[
             ("GATEHOUSE_ENV", "production"),
             ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
+            ("SMTP_HOST", "smtp.example"),
             ("GATEHOUSE_PUBLIC_URL", "http://gate.example"),
         ]);
         assert_eq!(names, ["GATEHOUSE_PUBLIC_URL"]);
@@ -1205,6 +1403,7 @@ mod tests {
             ("GATEHOUSE_ENV", "production"),
             ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
             ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+            ("SMTP_HOST", "smtp.example"),
             ("GATEHOUSE_CORS_ORIGINS", "*"),
         ]);
         assert_eq!(names, ["GATEHOUSE_CORS_ORIGINS"]);
@@ -1213,6 +1412,7 @@ mod tests {
             ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
             ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
             ("GATEHOUSE_CORS_ORIGINS", "*"),
+            ("SMTP_HOST", "smtp.example"),
             ("GATEHOUSE_CORS_ALLOW_CREDENTIALS", "false"),
         ]);
         assert!(
@@ -1228,8 +1428,41 @@ mod tests {
             ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
             ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
             ("GATEHOUSE_CORS_ORIGINS", "https://app.example"),
+            ("SMTP_HOST", "smtp.example"),
         ]);
         assert!(names.is_empty(), "{names:?}");
+    }
+
+    #[test]
+    fn production_refuses_to_run_without_a_mail_transport() {
+        let names = production_problem_names(&[
+            ("GATEHOUSE_ENV", "production"),
+            ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
+            ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+        ]);
+        assert_eq!(names, ["SMTP_HOST"]);
+    }
+
+    #[test]
+    fn production_refuses_plain_text_mail_to_a_remote_relay() {
+        let base = [
+            ("GATEHOUSE_ENV", "production"),
+            ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
+            ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+            ("SMTP_TLS", "none"),
+        ];
+        let remote: Vec<_> = base
+            .iter()
+            .copied()
+            .chain([("SMTP_HOST", "smtp.example")])
+            .collect();
+        assert_eq!(production_problem_names(&remote), ["SMTP_TLS"]);
+        let local: Vec<_> = base
+            .iter()
+            .copied()
+            .chain([("SMTP_HOST", "127.0.0.1")])
+            .collect();
+        assert!(production_problem_names(&local).is_empty());
     }
 
     #[test]
@@ -1271,6 +1504,25 @@ mod tests {
                 .iter()
                 .any(|w| w.message.contains("sslmode=require"))
         );
+    }
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(
+            parse_rate("100/min"),
+            Some(Some(Rate::new(100, Duration::from_secs(60))))
+        );
+        assert_eq!(
+            parse_rate("3/15min"),
+            Some(Some(Rate::new(3, Duration::from_secs(900))))
+        );
+        assert_eq!(
+            parse_rate("10/s"),
+            Some(Some(Rate::new(10, Duration::from_secs(1))))
+        );
+        assert_eq!(parse_rate("off"), Some(None));
+        assert_eq!(parse_rate("0/min"), None);
+        assert_eq!(parse_rate("lots"), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod keys;
 pub mod mail;
 pub mod ops;
 pub mod store;

@@ -90,7 +90,7 @@ fn redis_backend(test: &str) -> Option<Backend> {
     let client = redis_client(test)?;
     let prefix = random_prefix();
     let store = |client: redis::Client| {
-        Store::Redis(RedisStore::new(client, prefix.clone()).with_time(RedisTime::Caller))
+        Store::from(RedisStore::new(client, prefix.clone()).with_time(RedisTime::Caller))
     };
     Some(Backend {
         store: store(client.clone()),

@@ -4,7 +4,9 @@
 //! is always trimmed, lower-cased and plausible; a [`Role`] is one of three. They import neither
 //! axum nor sqlx.
 
+pub mod magic_links;
 pub mod sessions;
+pub mod signin;
 pub mod users;
 
 use std::fmt;

@@ -135,10 +135,12 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// Redis-backed session storage.
+/// Redis-backed session storage. Connects on first use (and reconnects as needed), so the
+/// server starts while Redis is down and `/readyz` says so.
 #[derive(Clone)]
 pub struct RedisSessions {
-    conn: redis::aio::ConnectionManager,
+    client: redis::Client,
+    conn: Arc<tokio::sync::OnceCell<redis::aio::ConnectionManager>>,
     prefix: String,
 }
 
@@ -151,15 +153,21 @@ impl std::fmt::Debug for RedisSessions {
 }
 
 impl RedisSessions {
-    /// Connects (and reconnects as needed) to `client`; keys start with `prefix`.
-    pub async fn connect(client: &redis::Client, prefix: &str) -> Result<Self, Error> {
-        let conn = redis::aio::ConnectionManager::new(client.clone())
-            .await
-            .map_err(redis_error)?;
-        Ok(Self {
-            conn,
+    /// Sessions in the Redis `client` names; keys start with `prefix`.
+    pub fn new(client: &redis::Client, prefix: &str) -> Self {
+        Self {
+            client: client.clone(),
+            conn: Arc::default(),
             prefix: prefix.to_owned(),
-        })
+        }
+    }
+
+    async fn conn(&self) -> Result<redis::aio::ConnectionManager, Error> {
+        self.conn
+            .get_or_try_init(|| redis::aio::ConnectionManager::new(self.client.clone()))
+            .await
+            .cloned()
+            .map_err(redis_error)
     }
 
     fn session_key(&self, id_hash: &str) -> String {
@@ -364,7 +372,7 @@ impl Sessions {
                 .await?;
             }
             SessionStore::Redis(r) => {
-                let mut conn = r.conn.clone();
+                let mut conn = r.conn().await?;
                 let value = serde_json::to_string(&StoredSession::from(s))
                     .map_err(|e| Error::Internal(e.into()))?;
                 redis::pipe()
@@ -412,7 +420,7 @@ impl Sessions {
                     .transpose()
             }
             SessionStore::Redis(r) => {
-                let mut conn = r.conn.clone();
+                let mut conn = r.conn().await?;
                 let value: Option<String> = conn
                     .get(r.session_key(id_hash))
                     .await
@@ -450,7 +458,7 @@ impl Sessions {
             .map(session_from_sqlite)
             .collect(),
             SessionStore::Redis(r) => {
-                let mut conn = r.conn.clone();
+                let mut conn = r.conn().await?;
                 let ids: Vec<String> = conn
                     .zrange(r.user_key(user_id), 0, -1)
                     .await
@@ -490,7 +498,7 @@ impl Sessions {
                     .await?;
             }
             SessionStore::Redis(r) => {
-                let mut conn = r.conn.clone();
+                let mut conn = r.conn().await?;
                 let value = serde_json::to_string(&StoredSession::from(s))
                     .map_err(|e| Error::Internal(e.into()))?;
                 // XX: only if it still exists (a revoked session must not come back).
@@ -524,7 +532,7 @@ impl Sessions {
                     .await?;
             }
             SessionStore::Redis(r) => {
-                let mut conn = r.conn.clone();
+                let mut conn = r.conn().await?;
                 redis::pipe()
                     .atomic()
                     .del(r.session_key(id_hash))

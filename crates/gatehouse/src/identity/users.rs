@@ -353,6 +353,32 @@ pub async fn find_by_email(db: &Db, email: &Email) -> Result<Option<User>, Error
     }
 }
 
+/// The user with this id, if any.
+pub async fn find_by_id(db: &Db, id: Uuid) -> Result<Option<User>, Error> {
+    match db {
+        Db::Postgres(pool) => {
+            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+            sqlx::query(&sql)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+                .as_ref()
+                .map(user_from_pg)
+                .transpose()
+        }
+        Db::Sqlite(pool) => {
+            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
+            sqlx::query(&sql)
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await?
+                .as_ref()
+                .map(user_from_sqlite)
+                .transpose()
+        }
+    }
+}
+
 /// Every user, oldest first.
 pub async fn list(db: &Db) -> Result<Vec<User>, Error> {
     match db {

@@ -2,8 +2,10 @@
 //! violation reports.
 
 pub mod assets;
+pub mod auth;
 pub mod csp_report;
 pub mod errors;
+pub mod session;
 pub mod templates;
 
 use axum::Router;
@@ -23,8 +25,31 @@ pub fn router() -> Router<AppState> {
         .route("/csp-report", post(csp_report::receive))
 }
 
-/// `GET /`: the home page.
-async fn home(State(state): State<AppState>, nonce: CspNonce) -> Result<Response, Error> {
+/// `GET /`: the dashboard when signed in, else the home page.
+async fn home(
+    State(state): State<AppState>,
+    nonce: CspNonce,
+    current: Option<session::CurrentUser>,
+) -> Result<Response, Error> {
+    if let Some(current) = current {
+        // `/` sits outside the CSRF layer (anonymous visitors need no token or cookie): the
+        // sign-out form's token comes from the session's own secret.
+        let csrf = gatehouse_security::CsrfSecret::from_bytes(current.session.csrf_secret).token();
+        let page = state.templates.page(
+            "dashboard.html",
+            &nonce,
+            minijinja::context! {
+                title => "Dashboard",
+                csrf_token => csrf.as_str(),
+                user => minijinja::context! {
+                    email => current.user.email.as_str(),
+                    role => current.user.role.as_str(),
+                    name => current.user.display_name.as_str(),
+                },
+            },
+        )?;
+        return Ok(page.into_response());
+    }
     if let Some(page) = state.templates.prerendered("home.html") {
         return Ok(page.into_response());
     }

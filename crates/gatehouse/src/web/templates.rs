@@ -32,6 +32,28 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
     ("home.html", include_str!("../../templates/home.html")),
     ("error.html", include_str!("../../templates/error.html")),
+    ("login.html", include_str!("../../templates/login.html")),
+    (
+        "login_sent.html",
+        include_str!("../../templates/login_sent.html"),
+    ),
+    (
+        "login_confirm.html",
+        include_str!("../../templates/login_confirm.html"),
+    ),
+    (
+        "dashboard.html",
+        include_str!("../../templates/dashboard.html"),
+    ),
+    ("account.html", include_str!("../../templates/account.html")),
+    (
+        "mail/magic_link.txt",
+        include_str!("../../templates/mail/magic_link.txt"),
+    ),
+    (
+        "mail/magic_link.html",
+        include_str!("../../templates/mail/magic_link.html"),
+    ),
 ];
 
 /// Pages rendered once at startup when they turn out not to depend on the nonce, with their
@@ -108,6 +130,20 @@ impl Templates {
             .and_then(|t| t.render(ctx))
             .map(Html)
             .map_err(|e| Error::Internal(anyhow::anyhow!("rendering {name}: {e:#}")))
+    }
+
+    /// A mail's plain-text and HTML bodies, from `mail/{name}.txt` and `mail/{name}.html`.
+    pub fn mail<S: Serialize>(&self, name: &str, ctx: S) -> Result<(String, String), Error> {
+        let render = |file: String| {
+            self.env
+                .get_template(&file)
+                .and_then(|t| t.render(&ctx))
+                .map_err(|e| Error::Internal(anyhow::anyhow!("rendering {file}: {e:#}")))
+        };
+        Ok((
+            render(format!("mail/{name}.txt"))?,
+            render(format!("mail/{name}.html"))?,
+        ))
     }
 
     /// The HTML error page for a problem.

@@ -21,6 +21,7 @@ fn serve_in_production(extra: &[(&str, &str)]) -> std::process::Output {
         ("GATEHOUSE_DATA_DIR", &data),
         ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
         ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+        ("SMTP_HOST", "smtp.example"),
     ]);
     for (k, v) in extra {
         env.retain(|(name, _)| name != k);
@@ -141,6 +142,7 @@ fn config_check_redacts_secrets_and_fails_on_production_problems() {
 #[test]
 fn config_check_passes_a_sound_production_configuration() {
     let env = env_of(&[
+        ("SMTP_HOST", "smtp.example"),
         ("GATEHOUSE_ENV", "production"),
         ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
         ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
@@ -274,4 +276,15 @@ fn config_check_says_where_each_value_came_from() {
     );
     let env = text.lines().find(|l| l.contains("GATEHOUSE_ENV")).unwrap();
     assert!(env.contains("(default)"), "{env}");
+}
+
+#[test]
+fn production_refuses_to_start_without_smtp() {
+    let out = serve_in_production(&[("SMTP_HOST", "")]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("SMTP_HOST: is not set"),
+        "{}",
+        stderr(&out)
+    );
 }

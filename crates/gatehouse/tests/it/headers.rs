@@ -100,6 +100,7 @@ on_every_backend! {
                 ("GATEHOUSE_ENV", "production"),
                 ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
                 ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+                ("SMTP_HOST", "127.0.0.1"),
             ],
         )
         .await;

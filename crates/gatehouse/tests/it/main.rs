@@ -17,4 +17,6 @@ mod proxies;
 mod request_id;
 mod sessions;
 mod shutdown;
+mod signin;
 mod smtp_sink;
+mod visitor;

@@ -64,7 +64,7 @@ pub(crate) async fn fixture(store: Store, test: &str, config: SessionConfig) -> 
             let url = redis_url(test)?;
             let client = redis::Client::open(url).unwrap();
             let prefix = format!("gh-test:{}:", Uuid::new_v4().simple());
-            SessionStore::Redis(RedisSessions::connect(&client, &prefix).await.unwrap())
+            SessionStore::Redis(RedisSessions::new(&client, &prefix))
         }
     };
     let clock = ManualClock::new();

@@ -114,6 +114,11 @@ impl SmtpSink {
         }
     }
 
+    /// Forgets every message received so far.
+    pub(crate) fn clear(&self) {
+        self.received.lock().unwrap().clear();
+    }
+
     /// Every message received for `recipient`, oldest first.
     pub(crate) fn messages_to(&self, recipient: &str) -> Vec<ReceivedMail> {
         self.received

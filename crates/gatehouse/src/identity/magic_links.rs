@@ -1,0 +1,300 @@
+//! Magic sign-in links and their one-time codes.
+//!
+//! A link carries a 256-bit random token, valid 15 minutes, usable once. The same mail carries
+//! an 8-character one-time code (Crockford base32) for signing in on another device, entered
+//! with the email that asked for it; 5 wrong codes end every pending link of that address.
+//!
+//! # Security
+//! - Tokens are stored as SHA-256, codes as HMAC-SHA256 under a key derived from the secret key
+//!   (a plain hash of 40 bits could be brute-forced offline).
+//! - Consumption is one conditional `UPDATE … WHERE consumed_at IS NULL AND expires_at > now
+//!   RETURNING …`: of two concurrent uses exactly one wins, on both backends.
+//! - Code comparison is constant-time.
+//! - `next` is kept only when it is a same-origin path ([`safe_next`]).
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::Rng as _;
+use rand::RngCore as _;
+use secrecy::{ExposeSecret as _, SecretString};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use super::Email;
+use crate::Error;
+use crate::keys::Keys;
+use crate::store::{Db, timestamp_text};
+
+/// How long a link (and its code) is valid.
+pub const LINK_LIFETIME: Duration = Duration::from_secs(15 * 60);
+/// Wrong codes that end an address's pending links.
+pub const MAX_CODE_ATTEMPTS: i64 = 5;
+/// Length of the one-time code.
+pub const CODE_LEN: usize = 8;
+/// Crockford's base32 alphabet: no I, L, O, U to misread.
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// A freshly issued link: what goes in the mail. Never stored as is.
+#[derive(Debug)]
+pub struct IssuedLink {
+    /// The link's token.
+    pub token: SecretString,
+    /// The one-time code.
+    pub code: SecretString,
+}
+
+/// A consumed link: who signs in, and where to go next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumed {
+    /// The address the link was sent to.
+    pub email: Email,
+    /// A safe same-origin path, if one was asked for.
+    pub next: Option<String>,
+}
+
+/// The outcome of entering a code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeOutcome {
+    /// Right code: the link is consumed.
+    Accepted(Consumed),
+    /// Wrong (or no pending link): the attempt was counted.
+    Rejected,
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Normalizes a typed code: upper case, no spaces or dashes, Crockford's look-alikes mapped.
+fn normalize_code(raw: &str) -> String {
+    raw.chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .map(|c| match c.to_ascii_uppercase() {
+            'O' => '0',
+            'I' | 'L' => '1',
+            other => other,
+        })
+        .collect()
+}
+
+/// `next` if it is a path on this site: one leading `/`, not `//` or `/\`, no scheme, no
+/// control characters, at most 512 bytes. Anything else gives `None` (go to `/`).
+pub fn safe_next(next: &str) -> Option<String> {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && next.len() <= 512
+        && !next.chars().any(|c| c.is_control() || c == '\\');
+    ok.then(|| next.to_owned())
+}
+
+/// Creates a link for `email`.
+pub async fn issue(
+    db: &Db,
+    keys: &Keys,
+    now: time::OffsetDateTime,
+    email: &Email,
+    next: Option<&str>,
+) -> Result<IssuedLink, Error> {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = URL_SAFE_NO_PAD.encode(bytes);
+    let mut rng = rand::rngs::OsRng;
+    let code: String = (0..CODE_LEN)
+        .map(|_| char::from(CROCKFORD[rng.gen_range(0..CROCKFORD.len())]))
+        .collect();
+    let code_mac = keys.code_mac(&[email.as_str(), &code]);
+    let next = next.and_then(safe_next);
+    let expires = now + LINK_LIFETIME;
+    match db {
+        Db::Postgres(pool) => {
+            sqlx::query(
+                "INSERT INTO magic_links (token_hash, email, code_mac, next_path, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(token_hash(&token))
+            .bind(email.as_str())
+            .bind(&code_mac)
+            .bind(&next)
+            .bind(now)
+            .bind(expires)
+            .execute(pool)
+            .await?;
+        }
+        Db::Sqlite(pool) => {
+            sqlx::query(
+                "INSERT INTO magic_links (token_hash, email, code_mac, next_path, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(token_hash(&token))
+            .bind(email.as_str())
+            .bind(&code_mac)
+            .bind(&next)
+            .bind(timestamp_text(now))
+            .bind(timestamp_text(expires))
+            .execute(pool)
+            .await?;
+        }
+    }
+    Ok(IssuedLink {
+        token: SecretString::from(token),
+        code: SecretString::from(code),
+    })
+}
+
+/// Uses the link `raw_token` names, once: `None` if unknown, used, expired or out of attempts.
+pub async fn consume_token(
+    db: &Db,
+    now: time::OffsetDateTime,
+    raw_token: &str,
+) -> Result<Option<Consumed>, Error> {
+    if raw_token.len() != 43 {
+        return Ok(None);
+    }
+    consume_where_hash(db, now, &token_hash(raw_token)).await
+}
+
+async fn consume_where_hash(
+    db: &Db,
+    now: time::OffsetDateTime,
+    hash: &str,
+) -> Result<Option<Consumed>, Error> {
+    let row: Option<(String, Option<String>)> = match db {
+        Db::Postgres(pool) => {
+            sqlx::query_as(
+                "UPDATE magic_links SET consumed_at = $2 \
+                 WHERE token_hash = $1 AND consumed_at IS NULL AND expires_at > $2 AND failed_attempts < $3 \
+                 RETURNING email, next_path",
+            )
+            .bind(hash)
+            .bind(now)
+            .bind(MAX_CODE_ATTEMPTS)
+            .fetch_optional(pool)
+            .await?
+        }
+        Db::Sqlite(pool) => {
+            sqlx::query_as(
+                "UPDATE magic_links SET consumed_at = ?2 \
+                 WHERE token_hash = ?1 AND consumed_at IS NULL AND expires_at > ?2 AND failed_attempts < ?3 \
+                 RETURNING email, next_path",
+            )
+            .bind(hash)
+            .bind(timestamp_text(now))
+            .bind(MAX_CODE_ATTEMPTS)
+            .fetch_optional(pool)
+            .await?
+        }
+    };
+    row.map(|(email, next)| {
+        Ok(Consumed {
+            email: Email::parse(&email)
+                .map_err(|e| Error::Internal(anyhow::anyhow!("bad email in magic_links: {e}")))?,
+            next,
+        })
+    })
+    .transpose()
+}
+
+/// Signs in with the code mailed to `email`: consumes the matching pending link, or counts a
+/// failed attempt against every pending link of the address.
+pub async fn consume_code(
+    db: &Db,
+    keys: &Keys,
+    now: time::OffsetDateTime,
+    email: &Email,
+    raw_code: &str,
+) -> Result<CodeOutcome, Error> {
+    let code = normalize_code(raw_code);
+    let pending: Vec<(String, String)> = match db {
+        Db::Postgres(pool) => {
+            sqlx::query_as(
+                "SELECT token_hash, code_mac FROM magic_links \
+                 WHERE email = $1 AND consumed_at IS NULL AND expires_at > $2 AND failed_attempts < $3",
+            )
+            .bind(email.as_str())
+            .bind(now)
+            .bind(MAX_CODE_ATTEMPTS)
+            .fetch_all(pool)
+            .await?
+        }
+        Db::Sqlite(pool) => {
+            sqlx::query_as(
+                "SELECT token_hash, code_mac FROM magic_links \
+                 WHERE email = ? AND consumed_at IS NULL AND expires_at > ? AND failed_attempts < ?",
+            )
+            .bind(email.as_str())
+            .bind(timestamp_text(now))
+            .bind(MAX_CODE_ATTEMPTS)
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    let expected = keys.code_mac(&[email.as_str(), &code]);
+    let matching = pending
+        .iter()
+        .find(|(_, mac)| bool::from(mac.as_bytes().ct_eq(expected.as_bytes())));
+    if code.len() == CODE_LEN {
+        if let Some((hash, _)) = matching {
+            if let Some(consumed) = consume_where_hash(db, now, hash).await? {
+                return Ok(CodeOutcome::Accepted(consumed));
+            }
+        }
+    }
+    match db {
+        Db::Postgres(pool) => {
+            sqlx::query(
+                "UPDATE magic_links SET failed_attempts = failed_attempts + 1 \
+                 WHERE email = $1 AND consumed_at IS NULL AND expires_at > $2",
+            )
+            .bind(email.as_str())
+            .bind(now)
+            .execute(pool)
+            .await?;
+        }
+        Db::Sqlite(pool) => {
+            sqlx::query(
+                "UPDATE magic_links SET failed_attempts = failed_attempts + 1 \
+                 WHERE email = ? AND consumed_at IS NULL AND expires_at > ?",
+            )
+            .bind(email.as_str())
+            .bind(timestamp_text(now))
+            .execute(pool)
+            .await?;
+        }
+    }
+    Ok(CodeOutcome::Rejected)
+}
+
+/// The token as the mail's link carries it.
+pub fn expose(secret: &SecretString) -> &str {
+    secret.expose_secret()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_must_be_a_same_origin_path() {
+        for good in ["/", "/account", "/items?page=2"] {
+            assert_eq!(safe_next(good).as_deref(), Some(good));
+        }
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil.example",
+            "javascript:alert(1)",
+            "account",
+            "/a\r\nSet-Cookie: x=1",
+            "",
+        ] {
+            assert_eq!(safe_next(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn typed_codes_are_forgiving_about_case_spaces_and_look_alikes() {
+        assert_eq!(normalize_code(" abcd-efgh "), "ABCDEFGH");
+        assert_eq!(normalize_code("o1l0"), "0110");
+    }
+}

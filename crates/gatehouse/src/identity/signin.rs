@@ -1,0 +1,192 @@
+//! Passwordless sign-in: who may get a link, sending it, and turning a used link into a session.
+//!
+//! # Security
+//! - **No oracle.** [`request_link`] returns before looking anything up: the allowlist check,
+//!   the link and the mail all happen in a background task, so the response (status, body and
+//!   timing) is the same for every address, allowed or not.
+//! - Only allowlisted addresses get a mail: an active user, or an address in a domain of
+//!   `GATEHOUSE_ALLOWED_DOMAINS` (who gets an account with role `user` at first sign-in).
+//!   Disabled users get nothing, and a link sent before they were disabled does not sign them in.
+//! - Every sign-in creates a new session (fresh token and CSRF secret) and is audited.
+
+use gatehouse_security::Quota;
+use sha2::Digest as _;
+
+use crate::Error;
+use crate::app::AppState;
+use crate::audit::{self, Actor, AuditContext, AuditEvent};
+use crate::identity::magic_links::{self, Consumed};
+use crate::identity::sessions::{SessionMeta, SessionToken};
+use crate::identity::users::{self, NewUser};
+use crate::identity::{DisplayName, Email, Role, User, UserStatus};
+use crate::mail::{Mail, mask_email};
+
+/// Why a consumed link does not sign anyone in.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// The address is not (or no longer) allowed.
+    #[error("this address may not sign in")]
+    NotAllowed,
+    /// Anything else.
+    #[error(transparent)]
+    Other(#[from] Error),
+}
+
+/// Whether, and as whom, an address may sign in by link.
+enum Allowance {
+    /// An active user.
+    User(User),
+    /// No account yet, in an allowed domain: one is created at first sign-in.
+    NewInAllowedDomain,
+    /// Unknown outside the allowed domains, or disabled.
+    No,
+}
+
+async fn allowance(state: &AppState, email: &Email) -> Result<Allowance, Error> {
+    Ok(match users::find_by_email(&state.db, email).await? {
+        Some(user) if user.status == UserStatus::Active => Allowance::User(user),
+        Some(_) => Allowance::No,
+        None if domain_allowed(state, email) => Allowance::NewInAllowedDomain,
+        None => Allowance::No,
+    })
+}
+
+fn domain_allowed(state: &AppState, email: &Email) -> bool {
+    state
+        .settings
+        .allowed_domains
+        .iter()
+        .any(|d| d == email.domain())
+}
+
+/// Queues "send a link to `email` if it is allowed" and returns at once.
+pub fn request_link(state: &AppState, email: Email, next: Option<String>) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = send_link(&state, &email, next.as_deref()).await {
+            tracing::error!(event = "magic_link_failed", to = %mask_email(&email), error = %e, "could not send a sign-in link");
+        }
+    });
+}
+
+async fn send_link(state: &AppState, email: &Email, next: Option<&str>) -> Result<(), Error> {
+    if matches!(allowance(state, email).await?, Allowance::No) {
+        tracing::info!(event = "magic_link_not_allowed", to = %mask_email(email), "no link for an address that is not allowed");
+        return Ok(());
+    }
+    if let Some(rate) = state.settings.magic_link_rate_limit {
+        // Keyed by a hash: the rate-limit store never holds addresses.
+        let key = hex::encode(sha2::Sha256::digest(email.as_str().as_bytes()));
+        let quota = Quota::new(rate.limit, rate.period)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("magic link quota: {e}")))?;
+        let decision = state
+            .limiter
+            .check(&format!("magic-link-mail:{key}"), &quota)
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        if !decision.allowed {
+            tracing::info!(event = "rate_limited", rule = "magic_link_mail", to = %mask_email(email), "too many sign-in mails for one address");
+            return Ok(());
+        }
+    }
+    let link = magic_links::issue(&state.db, &state.keys, state.clock.now(), email, next).await?;
+    let base = state.settings.public_url.as_str().trim_end_matches('/');
+    let url = format!(
+        "{base}/login/magic/verify?token={}",
+        magic_links::expose(&link.token)
+    );
+    let code = magic_links::expose(&link.code);
+    let minutes = magic_links::LINK_LIFETIME.as_secs() / 60;
+    let (text, html) = state.templates.mail(
+        "magic_link",
+        minijinja::context! { url => url, code => code, minutes => minutes },
+    )?;
+    state
+        .mailer
+        .send(Mail {
+            to: email.clone(),
+            subject: "Your Gatehouse sign-in link".into(),
+            text,
+            html,
+        })
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
+    tracing::info!(event = "magic_link_sent", to = %mask_email(email), "sign-in link queued");
+    Ok(())
+}
+
+/// Signs in the owner of a consumed link: a new session, audited.
+pub async fn complete(
+    state: &AppState,
+    consumed: &Consumed,
+    method: &'static str,
+    meta: &SessionMeta,
+    request_id: Option<String>,
+) -> Result<(SessionToken, User), SignInError> {
+    let user = match allowance(state, &consumed.email).await? {
+        Allowance::User(user) => user,
+        Allowance::No => return Err(SignInError::NotAllowed),
+        Allowance::NewInAllowedDomain => {
+            let ctx = AuditContext {
+                actor: Actor::System,
+                client_ip: meta.client_ip,
+                request_id: request_id.clone(),
+            };
+            let new = NewUser {
+                email: consumed.email.clone(),
+                display_name: DisplayName::default(),
+                role: Role::User,
+            };
+            users::create(&state.db, new, &ctx).await?
+        }
+    };
+    let (token, session) = state.sessions.create(user.id, meta).await?;
+    let ctx = AuditContext {
+        actor: Actor::User(user.id),
+        client_ip: meta.client_ip,
+        request_id,
+    };
+    let mut tx = state.db.begin().await?;
+    audit::record(
+        &mut tx,
+        &ctx,
+        AuditEvent {
+            action: "auth.sign_in",
+            entity_type: "session",
+            entity_id: Some(session.id_hash[..16].to_owned()),
+            changes: serde_json::json!({ "method": method }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(event = "sign_in", user_id = %user.id, method, "signed in");
+    Ok((token, user))
+}
+
+/// Records a failed code attempt.
+pub async fn record_failed_code(
+    state: &AppState,
+    email: &Email,
+    meta: &SessionMeta,
+    request_id: Option<String>,
+) -> Result<(), Error> {
+    let ctx = AuditContext {
+        actor: Actor::System,
+        client_ip: meta.client_ip,
+        request_id,
+    };
+    let mut tx = state.db.begin().await?;
+    audit::record(
+        &mut tx,
+        &ctx,
+        AuditEvent {
+            action: "auth.code_failed",
+            entity_type: "email",
+            entity_id: Some(mask_email(email)),
+            changes: serde_json::json!({}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::warn!(event = "sign_in_failed", method = "code", to = %mask_email(email), "wrong one-time code");
+    Ok(())
+}

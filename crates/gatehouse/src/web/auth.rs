@@ -1,0 +1,430 @@
+//! Sign-in pages and actions: the login form, magic links with their confirmation page, one-time
+//! codes, sign-out, and the account page with the user's sessions.
+//!
+//! Every page works without JavaScript; every form carries the CSRF token.
+//!
+//! # Security
+//! - `POST /login/magic` answers the same page, status and timing for every address (the work
+//!   happens off the request path, see `identity::signin`).
+//! - The emailed link opens a confirmation page; only its `POST` signs in, so mail scanners that
+//!   fetch links consume nothing. That page sends `Referrer-Policy: no-referrer` so the token
+//!   never leaks to another site.
+//! - A used, expired or refused link gets one message whatever the reason.
+//! - Sign-in always creates a new session (fixation), and `next` is followed only when it is a
+//!   same-origin path.
+
+use axum::extract::{Query, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use gatehouse_security::{ClientIp, CspNonce, CsrfToken, RequestId};
+use http::header::{CACHE_CONTROL, REFERRER_POLICY, SET_COOKIE, USER_AGENT};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use minijinja::context;
+use serde::Deserialize;
+
+use super::session::{CurrentUser, clear_cookie, set_cookie};
+use crate::Error;
+use crate::app::AppState;
+use crate::audit::{self, Actor, AuditContext, AuditEvent};
+use crate::identity::Email;
+use crate::identity::magic_links::{self, CodeOutcome, safe_next};
+use crate::identity::sessions::SessionMeta;
+use crate::identity::signin::{self, SignInError};
+use crate::store::timestamp_text;
+
+/// The sign-in and account routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login_page))
+        .route("/login/magic", post(request_link))
+        .route("/login/magic/verify", get(confirm_page).post(verify_link))
+        .route("/login/code", post(verify_code))
+        .route("/logout", post(logout))
+        .route("/account", get(account))
+        .route("/account/sessions/revoke", post(revoke_session))
+        .route(
+            "/account/sessions/revoke-others",
+            post(revoke_other_sessions),
+        )
+}
+
+const LINK_FAILED: &str =
+    "This sign-in link has expired or was already used. Ask for a new one below.";
+const CODE_FAILED: &str = "That code is not right, or it has expired.";
+
+#[derive(Debug, Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct EmailForm {
+    email: String,
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenParam {
+    token: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct CodeForm {
+    email: String,
+    code: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct SessionForm {
+    id: String,
+}
+
+fn meta(ip: ClientIp, headers: &HeaderMap) -> SessionMeta {
+    SessionMeta {
+        client_ip: Some(ip.0),
+        user_agent: headers
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    }
+}
+
+fn with_status(status: StatusCode, page: Html<String>) -> Response {
+    (status, page).into_response()
+}
+
+async fn login_page(
+    State(state): State<AppState>,
+    nonce: CspNonce,
+    csrf: CsrfToken,
+    user: Option<CurrentUser>,
+    Query(q): Query<NextQuery>,
+) -> Result<Response, Error> {
+    let next = q.next.as_deref().and_then(safe_next);
+    if user.is_some() {
+        return Ok(Redirect::to(next.as_deref().unwrap_or("/")).into_response());
+    }
+    let page = state.templates.page(
+        "login.html",
+        &nonce,
+        context! { title => "Sign in", csrf_token => csrf.as_str(), next => next },
+    )?;
+    Ok(page.into_response())
+}
+
+async fn request_link(
+    State(state): State<AppState>,
+    nonce: CspNonce,
+    csrf: CsrfToken,
+    Form(form): Form<EmailForm>,
+) -> Result<Response, Error> {
+    let next = form.next.as_deref().and_then(safe_next);
+    let Ok(email) = Email::parse(&form.email) else {
+        let page = state.templates.page(
+            "login.html",
+            &nonce,
+            context! {
+                title => "Sign in",
+                csrf_token => csrf.as_str(),
+                next => next,
+                error => "Enter a valid email address.",
+                email => form.email.trim(),
+            },
+        )?;
+        return Ok(with_status(StatusCode::UNPROCESSABLE_ENTITY, page));
+    };
+    signin::request_link(&state, email.clone(), next);
+    let page = state.templates.page(
+        "login_sent.html",
+        &nonce,
+        context! {
+            title => "Check your inbox",
+            csrf_token => csrf.as_str(),
+            email => email.as_str(),
+            minutes => magic_links::LINK_LIFETIME.as_secs() / 60,
+        },
+    )?;
+    Ok(page.into_response())
+}
+
+async fn confirm_page(
+    State(state): State<AppState>,
+    nonce: CspNonce,
+    csrf: CsrfToken,
+    Query(q): Query<TokenParam>,
+) -> Result<Response, Error> {
+    let page = state.templates.page(
+        "login_confirm.html",
+        &nonce,
+        context! { title => "Confirm sign-in", csrf_token => csrf.as_str(), token => q.token },
+    )?;
+    let mut response = page.into_response();
+    let headers = response.headers_mut();
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Signs in and redirects, or renders the login page with `failure`.
+async fn finish_sign_in(
+    state: &AppState,
+    result: Result<
+        (
+            crate::identity::sessions::SessionToken,
+            crate::identity::User,
+        ),
+        SignInError,
+    >,
+    next: Option<String>,
+    render_failure: impl FnOnce() -> Result<Response, Error>,
+) -> Result<Response, Error> {
+    match result {
+        Ok((token, _user)) => {
+            let mut response = Redirect::to(next.as_deref().unwrap_or("/")).into_response();
+            response
+                .headers_mut()
+                .append(SET_COOKIE, set_cookie(state, &token));
+            Ok(response)
+        }
+        Err(SignInError::NotAllowed) => render_failure(),
+        Err(SignInError::Other(e)) => Err(e),
+    }
+}
+
+async fn verify_link(
+    State(state): State<AppState>,
+    nonce: CspNonce,
+    csrf: CsrfToken,
+    ip: ClientIp,
+    request_id: RequestId,
+    headers: HeaderMap,
+    Form(form): Form<TokenParam>,
+) -> Result<Response, Error> {
+    let failure = || -> Result<Response, Error> {
+        let page = state.templates.page(
+            "login.html",
+            &nonce,
+            context! { title => "Sign in", csrf_token => csrf.as_str(), error => LINK_FAILED },
+        )?;
+        Ok(with_status(StatusCode::BAD_REQUEST, page))
+    };
+    let Some(consumed) =
+        magic_links::consume_token(&state.db, state.clock.now(), &form.token).await?
+    else {
+        return failure();
+    };
+    let meta = meta(ip, &headers);
+    let result = signin::complete(
+        &state,
+        &consumed,
+        "magic_link",
+        &meta,
+        Some(request_id.as_str().to_owned()),
+    )
+    .await;
+    finish_sign_in(&state, result, consumed.next.clone(), failure).await
+}
+
+async fn verify_code(
+    State(state): State<AppState>,
+    nonce: CspNonce,
+    csrf: CsrfToken,
+    ip: ClientIp,
+    request_id: RequestId,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Result<Response, Error> {
+    let meta = meta(ip, &headers);
+    let failure = |email: &str| -> Result<Response, Error> {
+        let page = state.templates.page(
+            "login_sent.html",
+            &nonce,
+            context! {
+                title => "Check your inbox",
+                csrf_token => csrf.as_str(),
+                email => email,
+                minutes => magic_links::LINK_LIFETIME.as_secs() / 60,
+                error => CODE_FAILED,
+            },
+        )?;
+        Ok(with_status(StatusCode::BAD_REQUEST, page))
+    };
+    let Ok(email) = Email::parse(&form.email) else {
+        return failure(form.email.trim());
+    };
+    match magic_links::consume_code(
+        &state.db,
+        &state.keys,
+        state.clock.now(),
+        &email,
+        &form.code,
+    )
+    .await?
+    {
+        CodeOutcome::Accepted(consumed) => {
+            let result = signin::complete(
+                &state,
+                &consumed,
+                "code",
+                &meta,
+                Some(request_id.as_str().to_owned()),
+            )
+            .await;
+            finish_sign_in(&state, result, consumed.next.clone(), || {
+                failure(email.as_str())
+            })
+            .await
+        }
+        CodeOutcome::Rejected => {
+            signin::record_failed_code(&state, &email, &meta, Some(request_id.as_str().to_owned()))
+                .await?;
+            failure(email.as_str())
+        }
+    }
+}
+
+async fn audit_session_event(
+    state: &AppState,
+    current: &CurrentUser,
+    ip: ClientIp,
+    request_id: &RequestId,
+    action: &'static str,
+    changes: serde_json::Value,
+) -> Result<(), Error> {
+    let ctx = AuditContext {
+        actor: Actor::User(current.user.id),
+        client_ip: Some(ip.0),
+        request_id: Some(request_id.as_str().to_owned()),
+    };
+    let mut tx = state.db.begin().await?;
+    audit::record(
+        &mut tx,
+        &ctx,
+        AuditEvent {
+            action,
+            entity_type: "session",
+            entity_id: Some(current.session.id_hash[..16].to_owned()),
+            changes,
+        },
+    )
+    .await?;
+    tx.commit().await
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    ip: ClientIp,
+    request_id: RequestId,
+) -> Result<Response, Error> {
+    state
+        .sessions
+        .revoke(current.user.id, &current.session.id_hash)
+        .await?;
+    audit_session_event(
+        &state,
+        &current,
+        ip,
+        &request_id,
+        "auth.sign_out",
+        serde_json::json!({}),
+    )
+    .await?;
+    tracing::info!(event = "sign_out", user_id = %current.user.id, "signed out");
+    let mut response = Redirect::to("/").into_response();
+    response
+        .headers_mut()
+        .append(SET_COOKIE, clear_cookie(&state));
+    Ok(response)
+}
+
+async fn account(
+    State(state): State<AppState>,
+    nonce: CspNonce,
+    csrf: CsrfToken,
+    current: CurrentUser,
+) -> Result<Response, Error> {
+    let sessions: Vec<_> = state
+        .sessions
+        .list(current.user.id)
+        .await?
+        .into_iter()
+        .map(|s| {
+            context! {
+                id => s.id_hash,
+                current => s.id_hash == current.session.id_hash,
+                device => s.user_agent.unwrap_or_else(|| "Unknown device".into()),
+                ip => s.client_ip.unwrap_or_default(),
+                created => timestamp_text(s.created_at)[..16].replace('T', " "),
+                last_seen => timestamp_text(s.last_seen_at)[..16].replace('T', " "),
+            }
+        })
+        .collect();
+    let page = state.templates.page(
+        "account.html",
+        &nonce,
+        context! {
+            title => "Your account",
+            csrf_token => csrf.as_str(),
+            user => context! {
+                email => current.user.email.as_str(),
+                role => current.user.role.as_str(),
+                name => current.user.display_name.as_str(),
+            },
+            sessions => sessions,
+        },
+    )?;
+    Ok(page.into_response())
+}
+
+async fn revoke_session(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    ip: ClientIp,
+    request_id: RequestId,
+    Form(form): Form<SessionForm>,
+) -> Result<Response, Error> {
+    if state.sessions.revoke(current.user.id, &form.id).await? {
+        let short: String = form.id.chars().take(16).collect();
+        audit_session_event(
+            &state,
+            &current,
+            ip,
+            &request_id,
+            "session.revoke",
+            serde_json::json!({ "revoked": short }),
+        )
+        .await?;
+    }
+    if form.id == current.session.id_hash {
+        let mut response = Redirect::to("/").into_response();
+        response
+            .headers_mut()
+            .append(SET_COOKIE, clear_cookie(&state));
+        return Ok(response);
+    }
+    Ok(Redirect::to("/account").into_response())
+}
+
+async fn revoke_other_sessions(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    ip: ClientIp,
+    request_id: RequestId,
+) -> Result<Response, Error> {
+    let ended = state
+        .sessions
+        .revoke_all(current.user.id, Some(&current.session.id_hash))
+        .await?;
+    audit_session_event(
+        &state,
+        &current,
+        ip,
+        &request_id,
+        "session.revoke_others",
+        serde_json::json!({ "revoked": ended }),
+    )
+    .await?;
+    Ok(Redirect::to("/account").into_response())
+}

@@ -1,0 +1,343 @@
+//! Passwordless sign-in over HTTP: magic links, one-time codes, sessions, CSRF, rate limits,
+//! with mail read from the local SMTP sink.
+
+use gatehouse::audit::{self, AuditContext};
+use gatehouse::identity::users::{self, NewUser};
+use gatehouse::identity::{DisplayName, Email, Role};
+
+use crate::helpers::{Backend, TestApp, spawn_app_with};
+use crate::on_every_backend;
+use crate::smtp_sink::{ReceivedMail, SmtpSink};
+use crate::visitor::{Visitor, field};
+
+async fn app_with_mail(backend: Backend, extra: &[(&str, &str)]) -> (TestApp, SmtpSink) {
+    let sink = SmtpSink::start().await;
+    let port = sink.port.to_string();
+    // Tests post many forms from one IP: the sign-in limit is off unless a test sets it.
+    let mut env = vec![
+        ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
+        ("SMTP_HOST", "127.0.0.1"),
+        ("SMTP_PORT", port.as_str()),
+        ("SMTP_TLS", "none"),
+    ];
+    env.extend_from_slice(extra);
+    (spawn_app_with(backend, &env).await, sink)
+}
+
+async fn add_user(app: &TestApp, email: &str) {
+    users::create(
+        &app.db,
+        NewUser {
+            email: Email::parse(email).unwrap(),
+            display_name: DisplayName::default(),
+            role: Role::User,
+        },
+        &AuditContext::cli(),
+    )
+    .await
+    .unwrap();
+}
+
+/// The link's path and query, and the one-time code, from a sign-in mail.
+fn link_and_code(mail: &ReceivedMail) -> (String, String) {
+    let marker = "/login/magic/verify?token=";
+    let start = mail.data.find(marker).expect("a link in the mail");
+    let link = mail.data[start..start + marker.len() + 43].to_owned();
+    let code_marker = "enter this code on the sign-in page: ";
+    let c = mail.data.find(code_marker).expect("a code in the mail") + code_marker.len();
+    (link, mail.data[c..c + 8].to_owned())
+}
+
+async fn request_link(v: &mut Visitor<'_>, email: &str, next: Option<&str>) -> (u16, String) {
+    let csrf = v.csrf_from("/login").await;
+    let mut fields = vec![("csrf_token", csrf.as_str()), ("email", email)];
+    if let Some(next) = next {
+        fields.push(("next", next));
+    }
+    let (status, _, page) = v.post("/login/magic", &fields).await;
+    (status, page)
+}
+
+/// Opens the link and confirms; returns the final response.
+async fn confirm(v: &mut Visitor<'_>, link: &str) -> (u16, reqwest::header::HeaderMap, String) {
+    let (status, headers, page) = v.get(link).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    let token = field(&page, "token").unwrap();
+    let csrf = field(&page, "csrf_token").unwrap();
+    v.post(
+        "/login/magic/verify",
+        &[("csrf_token", &csrf), ("token", &token)],
+    )
+    .await
+}
+
+/// Removes per-response values (CSRF tokens, nonces) so two pages can be compared.
+fn normalized(page: &str) -> String {
+    let mut out = page.to_owned();
+    while let Some(start) = out.find("name=\"csrf_token\" value=\"") {
+        let from = start + "name=\"csrf_token\" value=\"".len();
+        let end = from + out[from..].find('"').unwrap();
+        out.replace_range(start..end, "");
+    }
+    out
+}
+
+on_every_backend! {
+    async fn a_user_signs_in_with_a_magic_link_and_out_again(backend) {
+        let (app, sink) = app_with_mail(backend, &[]).await;
+        add_user(&app, "ada@example.com").await;
+        let mut v = Visitor::new(&app);
+
+        let (status, page) = request_link(&mut v, "Ada@Example.com", None).await;
+        assert_eq!(status, 200);
+        assert!(page.contains("Check your inbox"), "{page}");
+        let mail = sink.wait_for("ada@example.com").await;
+        let (link, _) = link_and_code(&mail);
+
+        let (status, headers, _) = confirm(&mut v, &link).await;
+        assert_eq!(status, 303);
+        assert_eq!(headers["location"], "/");
+        let cookie = headers.get_all("set-cookie").iter().find(|c| c.to_str().unwrap().starts_with("gatehouse=")).expect("a session cookie").to_str().unwrap().to_owned();
+        for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+            assert!(cookie.contains(attribute), "{cookie}");
+        }
+
+        let (status, headers, page) = v.get("/").await;
+        assert_eq!(status, 200);
+        assert!(page.contains("ada@example.com"), "{page}");
+        assert_eq!(headers["cache-control"], "no-store");
+        let (_, _, account) = v.get("/account").await;
+        assert!(account.contains("this device"), "{account}");
+
+        let csrf = field(&page, "csrf_token").unwrap();
+        let (status, headers, _) = v.post("/logout", &[("csrf_token", &csrf)]).await;
+        assert_eq!(status, 303);
+        assert!(headers["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+        let (_, _, page) = v.get("/").await;
+        assert!(!page.contains("ada@example.com"));
+        let (status, headers, _) = v.get("/account").await;
+        assert_eq!(status, 303);
+        assert_eq!(headers["location"], "/login?next=%2Faccount");
+
+        let actions: Vec<String> = audit::records_after(&app.db, 0, 100).await.unwrap().into_iter().map(|r| r.action).collect();
+        assert!(actions.contains(&"auth.sign_in".to_owned()), "{actions:?}");
+        assert!(actions.contains(&"auth.sign_out".to_owned()), "{actions:?}");
+    }
+
+    async fn known_and_unknown_addresses_get_the_same_answer_and_only_known_get_mail(backend) {
+        let (app, sink) = app_with_mail(backend, &[]).await;
+        add_user(&app, "known@example.com").await;
+        let mut v = Visitor::new(&app);
+        let (s1, unknown) = request_link(&mut v, "stranger@example.com", None).await;
+        let (s2, known) = request_link(&mut v, "known@example.com", None).await;
+        assert_eq!(s1, s2);
+        assert_eq!(
+            normalized(&unknown).replace("stranger@example.com", "X"),
+            normalized(&known).replace("known@example.com", "X")
+        );
+        sink.wait_for("known@example.com").await;
+        assert!(sink.messages_to("stranger@example.com").is_empty());
+    }
+
+    async fn opening_the_link_consumes_nothing_and_a_link_works_once(backend) {
+        let (app, sink) = app_with_mail(backend, &[]).await;
+        add_user(&app, "ada@example.com").await;
+        let mut v = Visitor::new(&app);
+        request_link(&mut v, "ada@example.com", None).await;
+        let (link, _) = link_and_code(&sink.wait_for("ada@example.com").await);
+        // A mail scanner fetching the link twice changes nothing.
+        v.get(&link).await;
+        v.get(&link).await;
+        let (status, _, _) = confirm(&mut v, &link).await;
+        assert_eq!(status, 303);
+        let mut other = Visitor::new(&app);
+        let (status, _, page) = confirm(&mut other, &link).await;
+        assert_eq!(status, 400);
+        assert!(page.contains("expired or was already used"), "{page}");
+    }
+
+    async fn two_concurrent_uses_of_a_link_sign_in_exactly_once(backend) {
+        let (app, sink) = app_with_mail(backend, &[]).await;
+        add_user(&app, "ada@example.com").await;
+        let mut v = Visitor::new(&app);
+        request_link(&mut v, "ada@example.com", None).await;
+        let (link, _) = link_and_code(&sink.wait_for("ada@example.com").await);
+        let mut a = Visitor::new(&app);
+        let mut b = Visitor::new(&app);
+        let (_, _, page_a) = a.get(&link).await;
+        let (_, _, page_b) = b.get(&link).await;
+        let token = field(&page_a, "token").unwrap();
+        let (csrf_a, csrf_b) = (field(&page_a, "csrf_token").unwrap(), field(&page_b, "csrf_token").unwrap());
+        let form_a = [("csrf_token", csrf_a.as_str()), ("token", token.as_str())];
+        let form_b = [("csrf_token", csrf_b.as_str()), ("token", token.as_str())];
+        let (ra, rb) = tokio::join!(
+            a.post("/login/magic/verify", &form_a),
+            b.post("/login/magic/verify", &form_b),
+        );
+        let mut statuses = [ra.0, rb.0];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [303, 400]);
+    }
+
+    async fn the_one_time_code_signs_in_and_five_wrong_codes_end_the_link(backend) {
+        let (app, sink) = app_with_mail(backend, &[]).await;
+        add_user(&app, "ada@example.com").await;
+        add_user(&app, "bo@example.com").await;
+        let mut v = Visitor::new(&app);
+        request_link(&mut v, "ada@example.com", None).await;
+        let (_, code) = link_and_code(&sink.wait_for("ada@example.com").await);
+        let csrf = v.csrf_from("/login").await;
+        let (status, _, _) = v.post("/login/code", &[("csrf_token", &csrf), ("email", "ada@example.com"), ("code", &code.to_lowercase())]).await;
+        assert_eq!(status, 303, "codes are case-insensitive");
+
+        let mut w = Visitor::new(&app);
+        request_link(&mut w, "bo@example.com", None).await;
+        let (_, code) = link_and_code(&sink.wait_for("bo@example.com").await);
+        let csrf = w.csrf_from("/login").await;
+        for _ in 0..5 {
+            let (status, _, page) = w.post("/login/code", &[("csrf_token", &csrf), ("email", "bo@example.com"), ("code", "00000000")]).await;
+            assert_eq!(status, 400);
+            assert!(page.contains("not right"), "{page}");
+        }
+        let (status, _, _) = w.post("/login/code", &[("csrf_token", &csrf), ("email", "bo@example.com"), ("code", &code)]).await;
+        assert_eq!(status, 400, "the right code no longer works after five wrong ones");
+        let failed = audit::records_after(&app.db, 0, 100).await.unwrap().into_iter().filter(|r| r.action == "auth.code_failed").count();
+        assert_eq!(failed, 6);
+    }
+
+    async fn next_is_followed_only_to_same_origin_paths(backend) {
+        let (app, sink) = app_with_mail(backend, &[("GATEHOUSE_MAGIC_LINK_RATE_LIMIT", "off")]).await;
+        add_user(&app, "ada@example.com").await;
+        for (next, expected) in [("/account", "/account"), ("//evil.example/", "/"), ("https://evil.example/", "/")] {
+            let mut v = Visitor::new(&app);
+            request_link(&mut v, "ada@example.com", Some(next)).await;
+            let mail = sink.wait_for("ada@example.com").await;
+            let (link, _) = link_and_code(&mail);
+            let (status, headers, _) = confirm(&mut v, &link).await;
+            assert_eq!(status, 303);
+            assert_eq!(headers["location"], expected, "next={next}");
+            sink.clear();
+        }
+    }
+
+    async fn every_sign_in_gets_a_new_session(backend) {
+        let (app, sink) = app_with_mail(backend, &[]).await;
+        add_user(&app, "ada@example.com").await;
+        let mut v = Visitor::new(&app);
+        // The attacker plants a cookie value before the victim signs in (fixation).
+        v.cookies.insert("gatehouse".into(), "A".repeat(43));
+        request_link(&mut v, "ada@example.com", None).await;
+        let (link, _) = link_and_code(&sink.wait_for("ada@example.com").await);
+        confirm(&mut v, &link).await;
+        let session = v.cookies.get("gatehouse").cloned().unwrap();
+        assert_ne!(session, "A".repeat(43));
+        let (_, _, page) = v.get("/").await;
+        assert!(page.contains("ada@example.com"));
+    }
+
+    async fn a_disabled_user_is_signed_out_at_once_and_cannot_use_a_pending_link(backend) {
+        let (app, sink) = app_with_mail(backend, &[("GATEHOUSE_MAGIC_LINK_RATE_LIMIT", "off")]).await;
+        add_user(&app, "ada@example.com").await;
+        add_user(&app, "admin@example.com").await;
+        let mut v = Visitor::new(&app);
+        request_link(&mut v, "ada@example.com", None).await;
+        let (link, _) = link_and_code(&sink.wait_for("ada@example.com").await);
+        confirm(&mut v, &link).await;
+        sink.clear();
+        request_link(&mut Visitor::new(&app), "ada@example.com", None).await;
+        let (pending, _) = link_and_code(&sink.wait_for("ada@example.com").await);
+        users::set_status(&app.db, &Email::parse("ada@example.com").unwrap(), gatehouse::identity::UserStatus::Disabled, &AuditContext::cli()).await.unwrap();
+        let (_, _, page) = v.get("/").await;
+        assert!(!page.contains("ada@example.com"), "the session stopped working");
+        let mut w = Visitor::new(&app);
+        let (status, _, _) = confirm(&mut w, &pending).await;
+        assert_eq!(status, 400);
+    }
+
+    async fn sign_in_forms_refuse_missing_tokens_and_cross_site_posts(backend) {
+        let (app, _sink) = app_with_mail(backend, &[]).await;
+        let mut v = Visitor::new(&app);
+        let csrf = v.csrf_from("/login").await;
+        let (status, _, _) = v.post("/login/magic", &[("email", "a@example.com")]).await;
+        assert_eq!(status, 403, "no token");
+        let cross = app
+            .request(reqwest::Method::POST, "/login/magic")
+            .header("origin", "https://evil.example")
+            .header("cookie", format!("gatehouse-csrf={}", v.cookies["gatehouse-csrf"]))
+            .form(&[("csrf_token", csrf.as_str()), ("email", "a@example.com")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cross.status(), 403, "cross-site post");
+        let (status, _, _) = v.post("/login/magic", &[("csrf_token", &csrf), ("email", "a@example.com")]).await;
+        assert_eq!(status, 200, "the same form with its token passes");
+    }
+
+    async fn sign_in_attempts_are_rate_limited_per_ip(backend) {
+        let (app, _sink) = app_with_mail(backend, &[("GATEHOUSE_SIGNIN_RATE_LIMIT", "3/min")]).await;
+        let mut v = Visitor::new(&app);
+        let csrf = v.csrf_from("/login").await;
+        for _ in 0..3 {
+            let (status, headers, _) = v.post("/login/magic", &[("csrf_token", &csrf), ("email", "a@example.com")]).await;
+            assert_eq!(status, 200);
+            assert!(headers.contains_key("ratelimit-remaining"));
+        }
+        let (status, headers, page) = v.post("/login/magic", &[("csrf_token", &csrf), ("email", "a@example.com")]).await;
+        assert_eq!(status, 429);
+        assert!(headers.contains_key("retry-after"));
+        assert!(page.contains("Too Many Requests"), "{page}");
+        assert_eq!(app.get("/healthz").await.status(), 200, "health checks are never limited");
+    }
+
+    async fn at_most_three_sign_in_mails_per_address(backend) {
+        let (app, sink) = app_with_mail(backend, &[("GATEHOUSE_SIGNIN_RATE_LIMIT", "off")]).await;
+        add_user(&app, "ada@example.com").await;
+        add_user(&app, "bo@example.com").await;
+        let mut v = Visitor::new(&app);
+        for _ in 0..4 {
+            let (status, _) = request_link(&mut v, "ada@example.com", None).await;
+            assert_eq!(status, 200, "the answer does not change");
+        }
+        // A later mail to someone else proves the queue has drained past Ada's requests.
+        request_link(&mut v, "bo@example.com", None).await;
+        sink.wait_for("bo@example.com").await;
+        assert_eq!(sink.messages_to("ada@example.com").len(), 3);
+    }
+}
+
+#[tokio::test]
+async fn sign_in_works_with_sessions_and_rate_limits_in_redis() {
+    let Some(redis) =
+        crate::helpers::redis_url("signin::sign_in_works_with_sessions_and_rate_limits_in_redis")
+    else {
+        return;
+    };
+    let (app, sink) = app_with_mail(
+        Backend::Sqlite,
+        &[
+            ("GATEHOUSE_REDIS_URL", &redis),
+            ("GATEHOUSE_SIGNIN_RATE_LIMIT", "5/min"),
+        ],
+    )
+    .await;
+    add_user(&app, "ada@example.com").await;
+    let mut v = Visitor::new(&app);
+    request_link(&mut v, "ada@example.com", None).await;
+    let (link, _) = link_and_code(&sink.wait_for("ada@example.com").await);
+    let (status, _, _) = confirm(&mut v, &link).await;
+    assert_eq!(status, 303);
+    let (_, _, page) = v.get("/").await;
+    assert!(page.contains("ada@example.com"), "{page}");
+    let (_, headers, _) = v.get("/account").await;
+    assert!(headers.contains_key("ratelimit-remaining"));
+    // The session lives in Redis, not in the database.
+    let rows: i64 = match &app.db {
+        gatehouse::store::Db::Sqlite(pool) => sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
+            .fetch_one(pool)
+            .await
+            .unwrap(),
+        gatehouse::store::Db::Postgres(_) => unreachable!(),
+    };
+    assert_eq!(rows, 0);
+}

@@ -1,0 +1,98 @@
+//! A browser stand-in over HTTP: keeps cookies, reads CSRF tokens from pages, posts forms.
+
+use std::collections::BTreeMap;
+
+use crate::helpers::TestApp;
+
+/// One visitor of a test app, with its own cookies.
+pub(crate) struct Visitor<'a> {
+    app: &'a TestApp,
+    pub(crate) cookies: BTreeMap<String, String>,
+}
+
+/// The value of the first `name="…" value="…"` hidden field in `page`.
+pub(crate) fn field(page: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker)? + marker.len();
+    let end = start + page[start..].find('"')?;
+    Some(
+        page[start..end]
+            .replace("&#x2f;", "/")
+            .replace("&#x3d;", "=")
+            .replace("&amp;", "&"),
+    )
+}
+
+impl<'a> Visitor<'a> {
+    pub(crate) fn new(app: &'a TestApp) -> Self {
+        Self {
+            app,
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn remember(&mut self, res: &reqwest::Response) {
+        for set in res.headers().get_all("set-cookie") {
+            let text = set.to_str().unwrap();
+            let pair = text.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || text.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    /// `GET path` with this visitor's cookies; returns status, headers and body.
+    pub(crate) async fn get(&mut self, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
+        let res = self
+            .app
+            .request(reqwest::Method::GET, path)
+            .header("cookie", self.cookie_header())
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        self.remember(&res);
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        (status, headers, res.text().await.unwrap())
+    }
+
+    /// Posts a form (the CSRF token must be among `fields`), with this visitor's cookies.
+    pub(crate) async fn post(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        let res = self
+            .app
+            .request(reqwest::Method::POST, path)
+            .header("cookie", self.cookie_header())
+            .header("accept", "text/html")
+            .form(fields)
+            .send()
+            .await
+            .unwrap();
+        self.remember(&res);
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        (status, headers, res.text().await.unwrap())
+    }
+
+    /// The CSRF token of the page at `path`.
+    pub(crate) async fn csrf_from(&mut self, path: &str) -> String {
+        let (status, _, page) = self.get(path).await;
+        assert_eq!(status, 200, "{path}: {page}");
+        field(&page, "csrf_token").unwrap_or_else(|| panic!("no csrf_token on {path}"))
+    }
+}
