@@ -138,7 +138,7 @@ impl Application {
         let templates = Arc::new(Templates::new(assets.clone())?);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let session_store = match &redis {
-            Some(client) => SessionStore::Redis(RedisSessions::new(client, "gatehouse:")),
+            Some(client) => SessionStore::Redis(RedisSessions::new(client, &settings.redis_prefix)),
             None => SessionStore::Database(db.clone()),
         };
         let sessions = Sessions::new(
@@ -155,7 +155,7 @@ impl Application {
         let limiter = match &redis {
             Some(client) => Limiter::with_system_clock(RedisStore::new(
                 client.as_ref().clone(),
-                "gatehouse:rl:",
+                format!("{}rl:", settings.redis_prefix),
             )),
             None => Limiter::with_system_clock(MemoryStore::new(RATE_LIMIT_MEMORY_KEYS)),
         };

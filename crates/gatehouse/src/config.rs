@@ -109,6 +109,8 @@ pub struct Settings {
     pub database_max_connections: u32,
     /// `GATEHOUSE_REDIS_URL`: sessions and rate limits go to Redis when set.
     pub redis_url: Option<SecretString>,
+    /// `GATEHOUSE_REDIS_PREFIX`: prefix of every Redis key (deployments sharing a Redis differ).
+    pub redis_prefix: String,
     /// `GATEHOUSE_TRUSTED_PROXIES`: peers whose `Forwarded` / `X-Forwarded-For` are believed.
     pub trusted_proxies: TrustedProxies,
     /// The same list as written, for display.
@@ -213,6 +215,7 @@ const SPECS: &[Spec] = &[
     spec("GATEHOUSE_DATABASE_URL", &["DATABASE_URL"], true),
     spec("GATEHOUSE_DATABASE_MAX_CONNECTIONS", &[], false),
     spec("GATEHOUSE_REDIS_URL", &["REDIS_URL"], true),
+    spec("GATEHOUSE_REDIS_PREFIX", &[], false),
     spec("GATEHOUSE_TRUSTED_PROXIES", &[], false),
     spec("GATEHOUSE_CORS_ORIGINS", &[], false),
     spec("GATEHOUSE_CORS_ALLOW_CREDENTIALS", &[], false),
@@ -609,6 +612,20 @@ impl Settings {
             }
         }
 
+        let redis_prefix = raw
+            .get("GATEHOUSE_REDIS_PREFIX")
+            .unwrap_or("gatehouse:")
+            .to_owned();
+        if redis_prefix.is_empty()
+            || redis_prefix
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            r.fail(
+                "GATEHOUSE_REDIS_PREFIX",
+                "expected a key prefix without spaces, such as `gatehouse:`",
+            );
+        }
         let trusted_proxies_raw = raw
             .get("GATEHOUSE_TRUSTED_PROXIES")
             .map(split_list)
@@ -828,6 +845,7 @@ impl Settings {
             database_url: SecretString::from(database_url),
             database_max_connections,
             redis_url: redis_url.map(SecretString::from),
+            redis_prefix,
             trusted_proxies,
             trusted_proxies_raw,
             cors_origins,
@@ -1001,6 +1019,7 @@ impl Settings {
                     .map(|u| redact_url(u.expose_secret()))
                     .unwrap_or_else(|| "(not set)".into()),
             ),
+            ("GATEHOUSE_REDIS_PREFIX", self.redis_prefix.clone()),
             (
                 "GATEHOUSE_TRUSTED_PROXIES",
                 self.trusted_proxies_raw.join(","),

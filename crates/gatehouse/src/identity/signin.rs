@@ -59,8 +59,14 @@ fn domain_allowed(state: &AppState, email: &Email) -> bool {
         .any(|d| d == email.domain())
 }
 
-/// Queues "send a link to `email` if it is allowed" and returns at once.
-pub fn request_link(state: &AppState, email: Email, next: Option<String>) {
+/// Counts this request against the address's mail budget, then queues "send a link to
+/// `email` if it is allowed" and returns. The budget is checked for every address alike, in
+/// the request path, so it tells nothing about which addresses exist; over budget, nothing is
+/// queued at all.
+pub async fn request_link(state: &AppState, email: Email, next: Option<String>) {
+    if !within_mail_budget(state, &email).await {
+        return;
+    }
     let state = state.clone();
     tokio::spawn(async move {
         if let Err(e) = send_link(&state, &email, next.as_deref()).await {
@@ -69,25 +75,39 @@ pub fn request_link(state: &AppState, email: Email, next: Option<String>) {
     });
 }
 
+/// Whether `email` may get another sign-in mail now (`GATEHOUSE_MAGIC_LINK_RATE_LIMIT`). When
+/// the rate-limit store cannot decide, the sign-in rules' failure policy applies.
+async fn within_mail_budget(state: &AppState, email: &Email) -> bool {
+    let Some(rate) = state.settings.magic_link_rate_limit else {
+        return true;
+    };
+    let Ok(quota) = Quota::new(rate.limit, rate.period) else {
+        return true;
+    };
+    // Keyed by a hash: the rate-limit store never holds addresses.
+    let key = hex::encode(sha2::Sha256::digest(email.as_str().as_bytes()));
+    match state
+        .limiter
+        .check(&format!("magic-link-mail:{key}"), &quota)
+        .await
+    {
+        Ok(decision) if decision.allowed => true,
+        Ok(_) => {
+            tracing::info!(event = "rate_limited", rule = "magic_link_mail", to = %mask_email(email), "too many sign-in mails for one address");
+            false
+        }
+        Err(e) => {
+            let deny = state.settings.signin_rate_limit_deny_on_store_error;
+            tracing::warn!(event = "rate_limit_store_error", rule = "magic_link_mail", error = %e, deny, "cannot check the sign-in mail budget");
+            !deny
+        }
+    }
+}
+
 async fn send_link(state: &AppState, email: &Email, next: Option<&str>) -> Result<(), Error> {
     if matches!(allowance(state, email).await?, Allowance::No) {
         tracing::info!(event = "magic_link_not_allowed", to = %mask_email(email), "no link for an address that is not allowed");
         return Ok(());
-    }
-    if let Some(rate) = state.settings.magic_link_rate_limit {
-        // Keyed by a hash: the rate-limit store never holds addresses.
-        let key = hex::encode(sha2::Sha256::digest(email.as_str().as_bytes()));
-        let quota = Quota::new(rate.limit, rate.period)
-            .map_err(|e| Error::Internal(anyhow::anyhow!("magic link quota: {e}")))?;
-        let decision = state
-            .limiter
-            .check(&format!("magic-link-mail:{key}"), &quota)
-            .await
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
-        if !decision.allowed {
-            tracing::info!(event = "rate_limited", rule = "magic_link_mail", to = %mask_email(email), "too many sign-in mails for one address");
-            return Ok(());
-        }
     }
     let link = magic_links::issue(&state.db, &state.keys, state.clock.now(), email, next).await?;
     let base = state.settings.public_url.as_str().trim_end_matches('/');

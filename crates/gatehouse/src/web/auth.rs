@@ -134,7 +134,7 @@ async fn request_link(
         )?;
         return Ok(with_status(StatusCode::UNPROCESSABLE_ENTITY, page));
     };
-    signin::request_link(&state, email.clone(), next);
+    signin::request_link(&state, email.clone(), next).await;
     let page = state.templates.page(
         "login_sent.html",
         &nonce,

@@ -172,6 +172,11 @@ pub(crate) async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)])
         ("GATEHOUSE_DATABASE_MAX_CONNECTIONS".into(), "4".into()),
         ("GATEHOUSE_SECRET_KEY".into(), GOOD_KEY.into()),
         ("GATEHOUSE_SHUTDOWN_TIMEOUT".into(), "10s".into()),
+        // Apps that use Redis must not see each other's keys, nor earlier runs'.
+        (
+            "GATEHOUSE_REDIS_PREFIX".into(),
+            format!("gh-test:{}:", uuid::Uuid::new_v4().simple()),
+        ),
     ]);
     for (k, v) in overrides {
         env.insert((*k).into(), (*v).into());

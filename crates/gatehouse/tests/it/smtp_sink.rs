@@ -100,17 +100,23 @@ impl SmtpSink {
         }
     }
 
-    /// Waits (at most 10 s) for a message to `recipient` and returns it.
+    /// Waits (at most 10 s) for a message to `recipient` and returns the newest.
     pub(crate) async fn wait_for(&self, recipient: &str) -> ReceivedMail {
+        self.wait_for_count(recipient, 1).await.pop().unwrap()
+    }
+
+    /// Waits (at most 10 s) until `count` messages to `recipient` have arrived; returns them all.
+    pub(crate) async fn wait_for_count(&self, recipient: &str, count: usize) -> Vec<ReceivedMail> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let arrived = self.arrived.notified();
-            if let Some(mail) = self.messages_to(recipient).pop() {
-                return mail;
+            let messages = self.messages_to(recipient);
+            if messages.len() >= count {
+                return messages;
             }
             tokio::time::timeout_at(deadline, arrived)
                 .await
-                .unwrap_or_else(|_| panic!("no mail to {recipient} within 10 s"));
+                .unwrap_or_else(|_| panic!("fewer than {count} mails to {recipient} within 10 s"));
         }
     }
 
