@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::app::Application;
 use crate::audit::{self, AuditContext};
 use crate::config::{Environment, Origin, Settings, Sources};
+use crate::identity::allowlist;
 use crate::identity::users::{self, NewUser};
 use crate::identity::{DisplayName, Email, Role, UserStatus};
 use crate::store::Db;
@@ -48,6 +49,22 @@ enum Command {
     /// Check the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Manage who may sign in.
+    #[command(subcommand)]
+    Allowlist(AllowlistCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AllowlistCommand {
+    /// Create a user for every address in a JSON allowlist (seed 000's users.json; formats in
+    /// README). Existing users are left unchanged; one invalid entry refuses the whole file.
+    Import {
+        /// The JSON file.
+        file: PathBuf,
+        /// Role of the users created when an entry names none.
+        #[arg(long, default_value = "user")]
+        role: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,6 +190,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let code = user_command(&db, cmd).await;
             db.close().await;
             code
+        }
+        Command::Allowlist(AllowlistCommand::Import { file, role }) => {
+            telemetry::init_stderr("warn");
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let entries = match allowlist::parse(&text, role.parse()?) {
+                Ok(entries) => entries,
+                Err(problems) => {
+                    eprintln!(
+                        "error: {} is not a usable allowlist; nothing was imported:",
+                        file.display()
+                    );
+                    for p in problems {
+                        eprintln!("  - {p}");
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let db = crate::app::open_database(&settings).await?;
+            let report = allowlist::import(&db, entries, &AuditContext::cli()).await?;
+            db.close().await;
+            println!(
+                "{} users created, {} already existed",
+                report.created.len(),
+                report.existing.len()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Audit(cmd) => {
             telemetry::init_stderr("warn");

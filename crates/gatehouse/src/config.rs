@@ -138,6 +138,8 @@ pub struct Settings {
     pub signin_rate_limit: Option<Rate>,
     /// `GATEHOUSE_SIGNIN_RATE_LIMIT_ON_STORE_ERROR`: allow or deny when Redis cannot decide.
     pub signin_rate_limit_deny_on_store_error: bool,
+    /// `GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT`: sign-in attempts per submitted address (`None`: off).
+    pub signin_email_rate_limit: Option<Rate>,
     /// `GATEHOUSE_MAGIC_LINK_RATE_LIMIT`: sign-in mails per address (`None`: off).
     pub magic_link_rate_limit: Option<Rate>,
     /// `GATEHOUSE_METRICS_LISTEN`: Prometheus `/metrics` on its own address.
@@ -228,6 +230,7 @@ const SPECS: &[Spec] = &[
     spec("GATEHOUSE_RATE_LIMIT_ON_STORE_ERROR", &[], false),
     spec("GATEHOUSE_SIGNIN_RATE_LIMIT", &[], false),
     spec("GATEHOUSE_SIGNIN_RATE_LIMIT_ON_STORE_ERROR", &[], false),
+    spec("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", &[], false),
     spec("GATEHOUSE_MAGIC_LINK_RATE_LIMIT", &[], false),
     spec("GATEHOUSE_METRICS_LISTEN", &[], false),
     spec("SMTP_HOST", &[], false),
@@ -713,6 +716,11 @@ impl Settings {
             "GATEHOUSE_SIGNIN_RATE_LIMIT",
             Rate::new(5, Duration::from_secs(60)),
         );
+        let signin_email_rate_limit = rate(
+            &mut r,
+            "GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT",
+            Rate::new(5, Duration::from_secs(60)),
+        );
         let magic_link_rate_limit = rate(
             &mut r,
             "GATEHOUSE_MAGIC_LINK_RATE_LIMIT",
@@ -859,6 +867,7 @@ impl Settings {
             rate_limit_deny_on_store_error,
             signin_rate_limit,
             signin_rate_limit_deny_on_store_error,
+            signin_email_rate_limit,
             magic_link_rate_limit,
             metrics_listen,
             smtp,
@@ -1055,6 +1064,10 @@ impl Settings {
             (
                 "GATEHOUSE_SIGNIN_RATE_LIMIT_ON_STORE_ERROR",
                 show_policy(self.signin_rate_limit_deny_on_store_error),
+            ),
+            (
+                "GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT",
+                show_rate(self.signin_email_rate_limit),
             ),
             (
                 "GATEHOUSE_MAGIC_LINK_RATE_LIMIT",

@@ -4,6 +4,7 @@
 //! is always trimmed, lower-cased and plausible; a [`Role`] is one of three. They import neither
 //! axum nor sqlx.
 
+pub mod allowlist;
 pub mod magic_links;
 pub mod sessions;
 pub mod signin;

@@ -9,12 +9,13 @@
 //!   Disabled users get nothing, and a link sent before they were disabled does not sign them in.
 //! - Every sign-in creates a new session (fresh token and CSRF secret) and is audited.
 
-use gatehouse_security::Quota;
+use gatehouse_security::{Decision, Quota};
 use sha2::Digest as _;
 
 use crate::Error;
 use crate::app::AppState;
 use crate::audit::{self, Actor, AuditContext, AuditEvent};
+use crate::config::Rate;
 use crate::identity::magic_links::{self, Consumed};
 use crate::identity::sessions::{SessionMeta, SessionToken};
 use crate::identity::users::{self, NewUser};
@@ -75,33 +76,65 @@ pub async fn request_link(state: &AppState, email: Email, next: Option<String>) 
     });
 }
 
-/// Whether `email` may get another sign-in mail now (`GATEHOUSE_MAGIC_LINK_RATE_LIMIT`). When
-/// the rate-limit store cannot decide, the sign-in rules' failure policy applies.
-async fn within_mail_budget(state: &AppState, email: &Email) -> bool {
-    let Some(rate) = state.settings.magic_link_rate_limit else {
-        return true;
-    };
-    let Ok(quota) = Quota::new(rate.limit, rate.period) else {
-        return true;
-    };
+/// Checks one event against a per-address rule. `Ok(None)`: within budget (or the rule is
+/// off); `Ok(Some(decision))`: over budget. When the store cannot decide, the sign-in rules'
+/// failure policy applies (a denial is reported as a decision with a short retry).
+async fn per_address(
+    state: &AppState,
+    rule: &'static str,
+    rate: Option<Rate>,
+    email: &Email,
+) -> Option<Decision> {
+    let rate = rate?;
+    let quota = Quota::new(rate.limit, rate.period).ok()?;
     // Keyed by a hash: the rate-limit store never holds addresses.
     let key = hex::encode(sha2::Sha256::digest(email.as_str().as_bytes()));
-    match state
-        .limiter
-        .check(&format!("magic-link-mail:{key}"), &quota)
-        .await
-    {
-        Ok(decision) if decision.allowed => true,
-        Ok(_) => {
-            tracing::info!(event = "rate_limited", rule = "magic_link_mail", to = %mask_email(email), "too many sign-in mails for one address");
-            false
+    match state.limiter.check(&format!("{rule}:{key}"), &quota).await {
+        Ok(decision) if decision.allowed => None,
+        Ok(decision) => {
+            tracing::info!(event = "rate_limited", rule, to = %mask_email(email), "per-address limit reached");
+            Some(decision)
         }
         Err(e) => {
             let deny = state.settings.signin_rate_limit_deny_on_store_error;
-            tracing::warn!(event = "rate_limit_store_error", rule = "magic_link_mail", error = %e, deny, "cannot check the sign-in mail budget");
-            !deny
+            tracing::warn!(event = "rate_limit_store_error", rule, error = %e, deny, "cannot check a per-address limit");
+            deny.then(|| Decision {
+                allowed: false,
+                limit: rate.limit,
+                remaining: 0,
+                reset_after: quota.emission_interval(),
+                retry_after: Some(quota.emission_interval()),
+            })
         }
     }
+}
+
+/// Counts a sign-in attempt for the submitted address (`GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT`).
+/// Applies to every address alike, so a refusal tells nothing about which exist.
+pub async fn attempt_allowed(state: &AppState, email: &Email) -> Result<(), Decision> {
+    match per_address(
+        state,
+        "signin_email",
+        state.settings.signin_email_rate_limit,
+        email,
+    )
+    .await
+    {
+        None => Ok(()),
+        Some(decision) => Err(decision),
+    }
+}
+
+/// Whether `email` may get another sign-in mail now (`GATEHOUSE_MAGIC_LINK_RATE_LIMIT`).
+async fn within_mail_budget(state: &AppState, email: &Email) -> bool {
+    per_address(
+        state,
+        "magic_link_mail",
+        state.settings.magic_link_rate_limit,
+        email,
+    )
+    .await
+    .is_none()
 }
 
 async fn send_link(state: &AppState, email: &Email, next: Option<&str>) -> Result<(), Error> {

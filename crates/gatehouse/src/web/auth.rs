@@ -17,6 +17,7 @@ use axum::extract::{Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
+use gatehouse_security::rate_limit::too_many_requests;
 use gatehouse_security::{ClientIp, CspNonce, CsrfToken, RequestId};
 use http::header::{CACHE_CONTROL, REFERRER_POLICY, SET_COOKIE, USER_AGENT};
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -134,6 +135,9 @@ async fn request_link(
         )?;
         return Ok(with_status(StatusCode::UNPROCESSABLE_ENTITY, page));
     };
+    if let Err(decision) = signin::attempt_allowed(&state, &email).await {
+        return Ok(too_many_requests(&decision));
+    }
     signin::request_link(&state, email.clone(), next).await;
     let page = state.templates.page(
         "login_sent.html",
@@ -253,6 +257,9 @@ async fn verify_code(
     let Ok(email) = Email::parse(&form.email) else {
         return failure(form.email.trim());
     };
+    if let Err(decision) = signin::attempt_allowed(&state, &email).await {
+        return Ok(too_many_requests(&decision));
+    }
     match magic_links::consume_code(
         &state.db,
         &state.keys,

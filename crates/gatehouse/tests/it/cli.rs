@@ -288,3 +288,37 @@ fn production_refuses_to_start_without_smtp() {
         stderr(&out)
     );
 }
+
+on_every_backend! {
+    async fn an_allowlist_file_is_imported_once_and_audited(backend) {
+        let app = spawn_app(backend).await;
+        let env = app.cli_env();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("users.json");
+        std::fs::write(&file, r#"{"users": [{"email": "Ada@Example.com", "name": "Ada", "role": "manager"}, "bo@example.com"]}"#).unwrap();
+        let path = file.to_str().unwrap();
+        let out = run_cli(&env, &["allowlist", "import", path]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).contains("2 users created, 0 already existed"), "{}", stdout(&out));
+        let again = run_cli(&env, &["allowlist", "import", path]);
+        assert!(stdout(&again).contains("0 users created, 2 already existed"), "{}", stdout(&again));
+        let list = stdout(&run_cli(&env, &["user", "list", "--json"]));
+        assert!(list.contains("\"email\":\"ada@example.com\"") && list.contains("\"role\":\"manager\""), "{list}");
+        let actions: Vec<String> = gatehouse::audit::records_after(&app.db, 0, 100).await.unwrap().into_iter().map(|r| r.action).collect();
+        assert_eq!(actions.iter().filter(|a| *a == "allowlist.import").count(), 2);
+        assert_eq!(actions.iter().filter(|a| *a == "user.create").count(), 2);
+    }
+
+    async fn an_allowlist_with_a_bad_entry_imports_nothing(backend) {
+        let app = spawn_app(backend).await;
+        let env = app.cli_env();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("users.json");
+        std::fs::write(&file, r#"["good@example.com", "not-an-address"]"#).unwrap();
+        let out = run_cli(&env, &["allowlist", "import", file.to_str().unwrap()]);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("entry 2"), "{}", stderr(&out));
+        assert!(stderr(&out).contains("nothing was imported"), "{}", stderr(&out));
+        assert!(gatehouse::identity::users::list(&app.db).await.unwrap().is_empty());
+    }
+}

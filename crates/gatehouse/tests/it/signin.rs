@@ -13,9 +13,11 @@ use crate::visitor::{Visitor, field};
 async fn app_with_mail(backend: Backend, extra: &[(&str, &str)]) -> (TestApp, SmtpSink) {
     let sink = SmtpSink::start().await;
     let port = sink.port.to_string();
-    // Tests post many forms from one IP: the sign-in limit is off unless a test sets it.
+    // Tests post many forms from one IP and for one address: the sign-in limits are off unless
+    // a test sets them.
     let mut env = vec![
         ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
+        ("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", "off"),
         ("SMTP_HOST", "127.0.0.1"),
         ("SMTP_PORT", port.as_str()),
         ("SMTP_TLS", "none"),
@@ -290,6 +292,26 @@ on_every_backend! {
         assert_eq!(app.get("/healthz").await.status(), 200, "health checks are never limited");
     }
 
+    async fn sign_in_attempts_are_rate_limited_per_address(backend) {
+        let (app, _sink) = app_with_mail(backend, &[("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", "2/min")]).await;
+        let mut v = Visitor::new(&app);
+        let csrf = v.csrf_from("/login").await;
+        let attempt = |email: &'static str| [("csrf_token", csrf.clone()), ("email", email.to_owned()), ("code", "00000000".to_owned())];
+        for _ in 0..2 {
+            let form = attempt("ada@example.com");
+            let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            assert_eq!(v.post("/login/code", &fields).await.0, 400);
+        }
+        let form = attempt("ada@example.com");
+        let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, headers, _) = v.post("/login/code", &fields).await;
+        assert_eq!(status, 429, "a third guess for the same address");
+        assert!(headers.contains_key("retry-after"));
+        let form = attempt("bo@example.com");
+        let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(v.post("/login/code", &fields).await.0, 400, "other addresses are not affected");
+    }
+
     async fn at_most_three_sign_in_mails_per_address(backend) {
         let (app, sink) = app_with_mail(backend, &[]).await;
         add_user(&app, "ada@example.com").await;
@@ -344,4 +366,41 @@ async fn sign_in_works_with_sessions_and_rate_limits_in_redis() {
         gatehouse::store::Db::Postgres(_) => unreachable!(),
     };
     assert_eq!(rows, 0);
+}
+
+#[tokio::test]
+async fn two_instances_sharing_one_redis_share_one_sign_in_budget() {
+    let Some(redis) = crate::helpers::redis_url(
+        "signin::two_instances_sharing_one_redis_share_one_sign_in_budget",
+    ) else {
+        return;
+    };
+    let prefix = format!("gh-test:{}:", uuid::Uuid::new_v4().simple());
+    let settings = [
+        ("GATEHOUSE_REDIS_URL", redis.as_str()),
+        ("GATEHOUSE_REDIS_PREFIX", prefix.as_str()),
+        ("GATEHOUSE_SIGNIN_RATE_LIMIT", "3/min"),
+    ];
+    let (one, _sink_one) = app_with_mail(Backend::Sqlite, &settings).await;
+    let (two, _sink_two) = app_with_mail(Backend::Sqlite, &settings).await;
+    let mut on_one = Visitor::new(&one);
+    let mut on_two = Visitor::new(&two);
+    let csrf_one = on_one.csrf_from("/login").await;
+    let csrf_two = on_two.csrf_from("/login").await;
+    let form_one = [
+        ("csrf_token", csrf_one.as_str()),
+        ("email", "a@example.com"),
+    ];
+    let form_two = [
+        ("csrf_token", csrf_two.as_str()),
+        ("email", "a@example.com"),
+    ];
+    assert_eq!(on_one.post("/login/magic", &form_one).await.0, 200);
+    assert_eq!(on_two.post("/login/magic", &form_two).await.0, 200);
+    assert_eq!(on_one.post("/login/magic", &form_one).await.0, 200);
+    assert_eq!(
+        on_two.post("/login/magic", &form_two).await.0,
+        429,
+        "the fourth attempt from one IP is refused, whichever instance gets it"
+    );
 }
