@@ -7,8 +7,10 @@
 //! - `POST /login/magic` answers the same page, status and timing for every address (the work
 //!   happens off the request path, see `identity::signin`).
 //! - The emailed link opens a confirmation page; only its `POST` signs in, so mail scanners that
-//!   fetch links consume nothing. That page sends `Referrer-Policy: no-referrer` so the token
-//!   never leaks to another site.
+//!   fetch links consume nothing. That page sends `Referrer-Policy: same-origin`, so its URL (and
+//!   token) is never sent to another site. Not `no-referrer` as DESIGN.md §7 words it: under
+//!   `no-referrer` browsers send `Origin: null` with the page's own form POST, which the CSRF
+//!   origin check must refuse; `same-origin` gives the same protection against leaks.
 //! - A used, expired or refused link gets one message whatever the reason.
 //! - Sign-in always creates a new session (fixation), and `next` is followed only when it is a
 //!   same-origin path.
@@ -165,7 +167,7 @@ async fn confirm_page(
     )?;
     let mut response = page.into_response();
     let headers = response.headers_mut();
-    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
