@@ -137,21 +137,7 @@ impl Application {
         let assets = Arc::new(Assets::embedded());
         let templates = Arc::new(Templates::new(assets.clone())?);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let session_store = match &redis {
-            Some(client) => SessionStore::Redis(RedisSessions::new(client, &settings.redis_prefix)),
-            None => SessionStore::Database(db.clone()),
-        };
-        let sessions = Sessions::new(
-            session_store,
-            SessionConfig {
-                idle_timeout: settings.session_idle_timeout,
-                absolute_timeout: settings.session_lifetime,
-                max_per_user: (settings.max_sessions_per_user > 0)
-                    .then_some(settings.max_sessions_per_user),
-                ..SessionConfig::default()
-            },
-            clock.clone(),
-        );
+        let sessions = sessions_for(&settings, &db, redis.as_deref(), clock.clone());
         let limiter = match &redis {
             Some(client) => Limiter::with_system_clock(RedisStore::new(
                 client.as_ref().clone(),
@@ -256,6 +242,30 @@ impl Application {
         tracing::info!(event = "stopped", "Gatehouse stopped");
         Ok(())
     }
+}
+
+/// The session service the settings describe: in Redis when `redis` is given, else in `db`.
+pub fn sessions_for(
+    settings: &Settings,
+    db: &Db,
+    redis: Option<&redis::Client>,
+    clock: Arc<dyn Clock>,
+) -> Sessions {
+    let store = match redis {
+        Some(client) => SessionStore::Redis(RedisSessions::new(client, &settings.redis_prefix)),
+        None => SessionStore::Database(db.clone()),
+    };
+    Sessions::new(
+        store,
+        SessionConfig {
+            idle_timeout: settings.session_idle_timeout,
+            absolute_timeout: settings.session_lifetime,
+            max_per_user: (settings.max_sessions_per_user > 0)
+                .then_some(settings.max_sessions_per_user),
+            ..SessionConfig::default()
+        },
+        clock,
+    )
 }
 
 /// The per-IP rules: every request, and sign-in attempts.

@@ -14,10 +14,12 @@ use crate::app::Application;
 use crate::audit::{self, AuditContext};
 use crate::config::{Environment, Origin, Settings, Sources};
 use crate::identity::allowlist;
+use crate::identity::sessions::Sessions;
 use crate::identity::users::{self, NewUser};
 use crate::identity::{DisplayName, Email, Role, UserStatus};
 use crate::store::Db;
 use crate::telemetry;
+use secrecy::ExposeSecret as _;
 
 /// Gatehouse: a secure-by-default web application server.
 #[derive(Debug, Parser)]
@@ -187,7 +189,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(cmd) => {
             telemetry::init_stderr("warn");
             let db = crate::app::open_database(&settings).await?;
-            let code = user_command(&db, cmd).await;
+            let redis = settings
+                .redis_url
+                .as_ref()
+                .map(|u| redis::Client::open(u.expose_secret()))
+                .transpose()?;
+            let sessions = crate::app::sessions_for(
+                &settings,
+                &db,
+                redis.as_ref(),
+                std::sync::Arc::new(crate::clock::SystemClock),
+            );
+            let code = user_command(&db, &sessions, cmd).await;
             db.close().await;
             code
         }
@@ -315,7 +328,7 @@ fn config_check(
     }
 }
 
-async fn user_command(db: &Db, cmd: UserCommand) -> anyhow::Result<ExitCode> {
+async fn user_command(db: &Db, sessions: &Sessions, cmd: UserCommand) -> anyhow::Result<ExitCode> {
     let ctx = AuditContext::cli();
     match cmd {
         UserCommand::Add { email, role, name } => {
@@ -366,16 +379,32 @@ async fn user_command(db: &Db, cmd: UserCommand) -> anyhow::Result<ExitCode> {
             let user = users::set_role(db, &email, args.role.parse()?, &ctx)
                 .await
                 .map_err(|e| not_found_as(e, &email))?;
+            end_sessions(sessions, &user).await?;
             println!("{} is now {}", user.email, user.role);
         }
-        UserCommand::Disable(args) => set_status(db, &args, UserStatus::Disabled, &ctx).await?,
-        UserCommand::Enable(args) => set_status(db, &args, UserStatus::Active, &ctx).await?,
+        UserCommand::Disable(args) => {
+            set_status(db, sessions, &args, UserStatus::Disabled, &ctx).await?
+        }
+        UserCommand::Enable(args) => {
+            set_status(db, sessions, &args, UserStatus::Active, &ctx).await?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// A privilege change ends every session of the user: they sign in again, into a new session
+/// under the new role.
+async fn end_sessions(sessions: &Sessions, user: &crate::identity::User) -> anyhow::Result<()> {
+    let ended = sessions.revoke_all(user.id, None).await?;
+    if ended > 0 {
+        println!("ended {ended} session(s) of {}", user.email);
+    }
+    Ok(())
+}
+
 async fn set_status(
     db: &Db,
+    sessions: &Sessions,
     args: &EmailArg,
     status: UserStatus,
     ctx: &AuditContext,
@@ -384,6 +413,7 @@ async fn set_status(
     let user = users::set_status(db, &email, status, ctx)
         .await
         .map_err(|e| not_found_as(e, &email))?;
+    end_sessions(sessions, &user).await?;
     println!("{} is now {}", user.email, user.status);
     Ok(())
 }

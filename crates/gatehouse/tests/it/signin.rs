@@ -258,6 +258,24 @@ on_every_backend! {
         assert_eq!(status, 400);
     }
 
+    async fn a_role_change_ends_the_users_sessions(backend) {
+        let (app, sink) = app_with_mail(backend, &[]).await;
+        add_user(&app, "ada@example.com").await;
+        let mut v = Visitor::new(&app);
+        request_link(&mut v, "ada@example.com", None).await;
+        let (link, _) = link_and_code(&sink.wait_for("ada@example.com").await);
+        confirm(&mut v, &link).await;
+        assert!(v.get("/").await.2.contains("ada@example.com"));
+        let out = crate::helpers::run_cli(
+            &app.cli_env(),
+            &["user", "set-role", "--email", "ada@example.com", "--role", "manager"],
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("ended 1 session"));
+        let (_, _, page) = v.get("/").await;
+        assert!(!page.contains("ada@example.com"), "the session from before the change is gone");
+    }
+
     async fn sign_in_forms_refuse_missing_tokens_and_cross_site_posts(backend) {
         let (app, _sink) = app_with_mail(backend, &[]).await;
         let mut v = Visitor::new(&app);
