@@ -173,7 +173,7 @@ where
             .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
         let name = cookie_name(self.state.settings.is_production());
         let token = match session_cookie(req.headers(), name) {
-            Some(token) if !bearer => token.to_owned(),
+            Some(token) if !bearer && needs_session(req.uri().path()) => token.to_owned(),
             // The common case, no cookie: no allocation, no lookup.
             _ => return Either::Left(self.inner.call(req)),
         };
@@ -208,6 +208,12 @@ where
     }
 }
 
+/// Paths that never act for a user: browsers send the cookie with every stylesheet and probe,
+/// and looking the session up there would only cost two queries each.
+fn needs_session(path: &str) -> bool {
+    !(path.starts_with("/static/") || matches!(path, "/healthz" | "/readyz" | "/csp-report"))
+}
+
 /// Whether the response already sets (or clears) the cookie `name`.
 fn sets_cookie(headers: &HeaderMap, name: &str) -> bool {
     headers.get_all(SET_COOKIE).iter().any(|v| {
@@ -232,6 +238,15 @@ async fn current_user(state: &AppState, token: &str) -> Result<Option<CurrentUse
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn assets_and_probes_skip_the_session_lookup() {
+        assert!(!needs_session("/static/app.css"));
+        assert!(!needs_session("/healthz"));
+        assert!(needs_session("/"));
+        assert!(needs_session("/account"));
+        assert!(needs_session("/static"), "only the asset folder itself");
+    }
 
     #[test]
     fn only_a_single_session_cookie_is_trusted() {
