@@ -72,7 +72,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use layer::{FailurePolicy, KeySource, RateLimit, RateLimitLayer, Rule};
+pub use layer::{ExtensionKey, FailurePolicy, KeySource, RateLimit, RateLimitLayer, Rule};
 pub use memory::MemoryStore;
 pub use redis_store::{RedisStore, RedisTime};
 

@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use gatehouse_security::body_limit::BodyLimitLayer;
-use gatehouse_security::rate_limit::{FailurePolicy, KeySource, Quota, Rule};
+use gatehouse_security::rate_limit::{ExtensionKey, FailurePolicy, KeySource, Quota, Rule};
 use gatehouse_security::{
     CatchPanicLayer, ClientIpLayer, CsrfConfig, CsrfLayer, Limiter, MemoryStore, RateLimitLayer,
     RedisStore, RejectTraceLayer, RequestIdLayer, SecurityHeadersConfig, SecurityHeadersLayer,
@@ -36,7 +36,7 @@ use crate::store::Db;
 use crate::telemetry::{Metrics, ObserveLayer};
 use crate::web::assets::Assets;
 use crate::web::errors::ErrorPagesLayer;
-use crate::web::session::SessionLayer;
+use crate::web::session::{CurrentUser, SessionLayer};
 use crate::web::templates::Templates;
 use crate::{ops, web};
 
@@ -302,6 +302,27 @@ fn rate_limit_layer(state: &AppState) -> anyhow::Result<RateLimitLayer> {
     Ok(RateLimitLayer::new(state.limiter.clone(), rules)?.exempt(["/healthz", "/readyz"]))
 }
 
+/// The per-account rule: a signed-in account's requests from any address.
+fn account_rate_limit_layer(state: &AppState) -> anyhow::Result<RateLimitLayer> {
+    let settings = &state.settings;
+    let mut rules = Vec::new();
+    if let Some(rate) = settings.account_rate_limit {
+        rules.push(Rule::new(
+            "account",
+            Quota::new(rate.limit, rate.period)?,
+            KeySource::Extension(ExtensionKey::new(|ext| {
+                ext.get::<CurrentUser>().map(|c| c.user.id.to_string())
+            })),
+            if settings.rate_limit_deny_on_store_error {
+                FailurePolicy::Deny
+            } else {
+                FailurePolicy::Allow
+            },
+        )?);
+    }
+    Ok(RateLimitLayer::new(state.limiter.clone(), rules)?)
+}
+
 /// Connects to the configured database and applies pending migrations.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
     let db = Db::connect(
@@ -330,6 +351,7 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
 /// 11. CORS: preflights answered here, before any route runs;
 /// 12. rate limits per client IP (`/healthz` and `/readyz` exempt);
 /// 13. the session: cookie → `CurrentUser` and the session's CSRF secret;
+/// 13b. rate limits per signed-in account (inside the session layer, which names the account);
 /// 14. CSRF, on the form routes only;
 /// 15. the routes.
 pub fn router(state: AppState) -> anyhow::Result<Router> {
@@ -357,7 +379,8 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         // No allowlist, no CORS headers at all: browsers then refuse every cross-origin read.
         .option_layer((!cors.origins().is_empty()).then(|| cors.layer()))
         .layer(rate_limit_layer(&state)?)
-        .layer(SessionLayer::new(state.clone()));
+        .layer(SessionLayer::new(state.clone()))
+        .layer(account_rate_limit_layer(&state)?);
     // CSRF guards the forms (sign-in, account); `/` needs no token for anonymous visitors and
     // `/csp-report` is posted by browsers without one.
     let mut csrf_origins = vec![settings.public_url.origin().ascii_serialization()];

@@ -134,6 +134,8 @@ pub struct Settings {
     pub rate_limit: Option<Rate>,
     /// `GATEHOUSE_RATE_LIMIT_ON_STORE_ERROR`: allow or deny when Redis cannot decide (global rule).
     pub rate_limit_deny_on_store_error: bool,
+    /// `GATEHOUSE_ACCOUNT_RATE_LIMIT`: requests per signed-in account, from any address (`None`: off).
+    pub account_rate_limit: Option<Rate>,
     /// `GATEHOUSE_SIGNIN_RATE_LIMIT`: sign-in attempts per client IP (`None`: off).
     pub signin_rate_limit: Option<Rate>,
     /// `GATEHOUSE_SIGNIN_RATE_LIMIT_ON_STORE_ERROR`: allow or deny when Redis cannot decide.
@@ -228,6 +230,7 @@ const SPECS: &[Spec] = &[
     spec("GATEHOUSE_MAX_SESSIONS_PER_USER", &[], false),
     spec("GATEHOUSE_RATE_LIMIT", &[], false),
     spec("GATEHOUSE_RATE_LIMIT_ON_STORE_ERROR", &[], false),
+    spec("GATEHOUSE_ACCOUNT_RATE_LIMIT", &[], false),
     spec("GATEHOUSE_SIGNIN_RATE_LIMIT", &[], false),
     spec("GATEHOUSE_SIGNIN_RATE_LIMIT_ON_STORE_ERROR", &[], false),
     spec("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", &[], false),
@@ -711,6 +714,11 @@ impl Settings {
             "GATEHOUSE_RATE_LIMIT",
             Rate::new(100, Duration::from_secs(60)),
         );
+        let account_rate_limit = rate(
+            &mut r,
+            "GATEHOUSE_ACCOUNT_RATE_LIMIT",
+            Rate::new(300, Duration::from_secs(60)),
+        );
         let signin_rate_limit = rate(
             &mut r,
             "GATEHOUSE_SIGNIN_RATE_LIMIT",
@@ -865,6 +873,7 @@ impl Settings {
             max_sessions_per_user,
             rate_limit,
             rate_limit_deny_on_store_error,
+            account_rate_limit,
             signin_rate_limit,
             signin_rate_limit_deny_on_store_error,
             signin_email_rate_limit,

@@ -42,7 +42,39 @@ pub enum KeySource {
     /// The SHA-256 of this header's value (for example `Authorization`, to limit API
     /// subjects). A request without the header is not counted by the rule.
     Header(HeaderName),
+    /// A key the application derives from the request's extensions, such as the signed-in
+    /// account an authentication layer placed there (so this layer must sit inside that one).
+    /// A request for which it gives `None` is not counted by the rule.
+    Extension(ExtensionKey),
 }
+
+/// Derives a rate-limit key from a request's extensions.
+type DeriveKey = dyn Fn(&http::Extensions) -> Option<String> + Send + Sync;
+
+/// The function behind [`KeySource::Extension`].
+#[derive(Clone)]
+pub struct ExtensionKey(Arc<DeriveKey>);
+
+impl ExtensionKey {
+    /// Keys requests by `key(extensions)`.
+    pub fn new(key: impl Fn(&http::Extensions) -> Option<String> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(key))
+    }
+}
+
+impl std::fmt::Debug for ExtensionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExtensionKey(..)")
+    }
+}
+
+impl PartialEq for ExtensionKey {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ExtensionKey {}
 
 /// One rate limit: a named quota, what it counts by, which requests it covers, and what to do
 /// when its store fails.
@@ -155,6 +187,7 @@ impl Rule {
                 let value = req.headers().get(name)?;
                 URL_SAFE_NO_PAD.encode_string(Sha256::digest(value.as_bytes()), &mut key);
             }
+            KeySource::Extension(derive) => key.push_str(&(derive.0)(req.extensions())?),
         }
         Some(key)
     }

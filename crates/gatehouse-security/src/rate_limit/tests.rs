@@ -368,6 +368,47 @@ async fn header_rules_count_by_a_hash_of_the_credential(backend: Backend) {
     assert!(keys.iter().all(|key| !key.contains("secret")), "{keys:?}");
 }
 
+/// What a session layer would put in the extensions: the signed-in account.
+#[derive(Clone)]
+struct Account(&'static str);
+
+async fn extension_rules_count_by_the_key_the_application_derives(backend: Backend) {
+    let rule = Rule::new(
+        "account",
+        quota(1, 60),
+        KeySource::Extension(super::ExtensionKey::new(|ext| {
+            ext.get::<Account>().map(|a| a.0.to_owned())
+        })),
+        FailurePolicy::Deny,
+    )
+    .unwrap();
+    let layer = RateLimitLayer::new(backend.limiter(), vec![rule]).unwrap();
+    let (app, _) = app(layer);
+    let as_account = |account: &'static str, ip: &str| {
+        let mut req = request(Method::GET, "/", ip);
+        req.extensions_mut().insert(Account(account));
+        req
+    };
+
+    let first = send(&app, as_account("ada", "192.0.2.1")).await;
+    let same_account_elsewhere = send(&app, as_account("ada", "198.51.100.7")).await;
+    let other_account = send(&app, as_account("bo", "192.0.2.1")).await;
+    let anonymous = get_from(&app, "/", "192.0.2.1").await;
+
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(
+        same_account_elsewhere.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "an account's budget follows it across addresses"
+    );
+    assert_eq!(other_account.status(), StatusCode::OK);
+    assert_eq!(
+        anonymous.status(),
+        StatusCode::OK,
+        "requests without the key are not counted"
+    );
+}
+
 async fn requests_without_a_client_ip_are_not_counted_by_ip_rules(backend: Backend) {
     let layer = RateLimitLayer::new(backend.limiter(), vec![ip_rule("global", 1, 60)]).unwrap();
     let (app, _) = app(layer);
@@ -475,6 +516,7 @@ over_every_store!(
     exempt_paths_are_never_limited,
     the_most_restrictive_rule_sets_the_headers,
     header_rules_count_by_a_hash_of_the_credential,
+    extension_rules_count_by_the_key_the_application_derives,
     requests_without_a_client_ip_are_not_counted_by_ip_rules,
     two_instances_sharing_a_store_share_one_budget,
     handlers_limit_by_email_with_the_same_headers,

@@ -258,6 +258,23 @@ on_every_backend! {
         assert_eq!(status, 400);
     }
 
+    async fn a_signed_in_account_is_rate_limited_across_addresses(backend) {
+        let (app, sink) = app_with_mail(backend, &[("GATEHOUSE_ACCOUNT_RATE_LIMIT", "4/min")]).await;
+        add_user(&app, "ada@example.com").await;
+        let mut v = Visitor::new(&app);
+        request_link(&mut v, "ada@example.com", None).await;
+        let (link, _) = link_and_code(&sink.wait_for("ada@example.com").await);
+        confirm(&mut v, &link).await;
+        let mut statuses = Vec::new();
+        for _ in 0..6 {
+            statuses.push(v.get("/account").await.0);
+        }
+        assert_eq!(&statuses[..4], &[200; 4], "{statuses:?}");
+        assert_eq!(statuses[4], 429, "{statuses:?}");
+        let (status, _, _) = Visitor::new(&app).get("/login").await;
+        assert_eq!(status, 200, "anonymous visitors from the same address are not affected");
+    }
+
     async fn a_role_change_ends_the_users_sessions(backend) {
         let (app, sink) = app_with_mail(backend, &[]).await;
         add_user(&app, "ada@example.com").await;
