@@ -351,9 +351,9 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
 /// 11. CORS: preflights answered here, before any route runs;
 /// 12. rate limits per client IP (`/healthz` and `/readyz` exempt);
 /// 13. the session: cookie → `CurrentUser` and the session's CSRF secret;
-/// 13b. rate limits per signed-in account (inside the session layer, which names the account);
-/// 14. CSRF, on the form routes only;
-/// 15. the routes.
+/// 14. rate limits per signed-in account (inside the session layer, which names the account);
+/// 15. CSRF, on the form routes only;
+/// 16. the routes.
 pub fn router(state: AppState) -> anyhow::Result<Router> {
     let settings = &state.settings;
     let cors = settings
