@@ -37,6 +37,9 @@ use crate::Error;
 use crate::clock::Clock;
 use crate::store::{Db, parse_timestamp, timestamp_text};
 
+/// The columns every session query reads.
+const COLUMNS: &str = "id_hash, user_id, csrf_secret, created_at, last_seen_at, expires_at, authenticated_at, client_ip, user_agent";
+
 /// Longest user-agent string kept, in characters.
 const MAX_USER_AGENT_CHARS: usize = 200;
 
@@ -399,7 +402,6 @@ impl Sessions {
     }
 
     async fn get(&self, id_hash: &str) -> Result<Option<Session>, Error> {
-        const COLUMNS: &str = "id_hash, user_id, csrf_secret, created_at, last_seen_at, expires_at, authenticated_at, client_ip, user_agent";
         match &self.store {
             SessionStore::Database(Db::Postgres(pool)) => sqlx::query(&format!(
                 "SELECT {COLUMNS} FROM sessions WHERE id_hash = $1"
@@ -437,7 +439,6 @@ impl Sessions {
     }
 
     async fn list_all(&self, user_id: Uuid) -> Result<Vec<Session>, Error> {
-        const COLUMNS: &str = "id_hash, user_id, csrf_secret, created_at, last_seen_at, expires_at, authenticated_at, client_ip, user_agent";
         match &self.store {
             SessionStore::Database(Db::Postgres(pool)) => sqlx::query(&format!(
                 "SELECT {COLUMNS} FROM sessions WHERE user_id = $1 ORDER BY created_at, id_hash"

@@ -293,6 +293,38 @@ on_every_backend! {
         assert!(!page.contains("ada@example.com"), "the session from before the change is gone");
     }
 
+    async fn session_cookies_are_host_prefixed_and_secure_in_production(backend) {
+        let (app, sink) = app_with_mail(
+            backend,
+            &[
+                ("GATEHOUSE_ENV", "production"),
+                ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+                // The sink is on this host, so plain SMTP is allowed even in production.
+                ("SMTP_HOST", "127.0.0.1"),
+            ],
+        )
+        .await;
+        add_user(&app, "ada@example.com").await;
+        let mut v = Visitor::new(&app);
+        request_link(&mut v, "ada@example.com", None).await;
+        assert!(v.cookies.contains_key("__Host-gatehouse-csrf"));
+        let mail = sink.wait_for("ada@example.com").await;
+        assert!(mail.data.contains("https://gate.example/login/magic/verify?token="), "links use the public URL");
+        let (link, _) = link_and_code(&mail);
+        let (status, headers, _) = confirm(&mut v, &link).await;
+        assert_eq!(status, 303);
+        let cookie = headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|c| c.to_str().unwrap().to_owned())
+            .find(|c| c.starts_with("__Host-gatehouse="))
+            .expect("a __Host- session cookie");
+        for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+            assert!(cookie.contains(attribute), "{cookie}");
+        }
+        assert!(!cookie.contains("Domain="), "{cookie}");
+    }
+
     async fn sign_in_forms_refuse_missing_tokens_and_cross_site_posts(backend) {
         let (app, _sink) = app_with_mail(backend, &[]).await;
         let mut v = Visitor::new(&app);
