@@ -199,6 +199,8 @@ impl Application {
             let _ = stop_tx.send(true);
         });
 
+        tokio::spawn(housekeeping(self.state.clone(), stop_rx.clone()));
+
         if let Some(listener) = self.metrics_listener {
             let metrics = ops::metrics_router(self.state.metrics.clone());
             let mut rx = stop_rx.clone();
@@ -241,6 +243,44 @@ impl Application {
         self.state.db.close().await;
         tracing::info!(event = "stopped", "Gatehouse stopped");
         Ok(())
+    }
+}
+
+/// How often expired sessions and sign-in links are deleted.
+const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Deletes expired sessions (database store; Redis expires its own) and dead sign-in links, at
+/// start and then every [`HOUSEKEEPING_INTERVAL`], until `stop`. With several instances each does
+/// it; the deletes are idempotent.
+async fn housekeeping(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = until_stopped(&mut stop) => return,
+        }
+        match state.sessions.purge_expired().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                event = "sessions_purged",
+                count = n,
+                "expired sessions deleted"
+            ),
+            Err(e) => {
+                tracing::warn!(event = "housekeeping_failed", error = %e, "cannot purge sessions")
+            }
+        }
+        match crate::identity::magic_links::purge_expired(&state.db, state.clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                event = "magic_links_purged",
+                count = n,
+                "dead sign-in links deleted"
+            ),
+            Err(e) => {
+                tracing::warn!(event = "housekeeping_failed", error = %e, "cannot purge sign-in links")
+            }
+        }
     }
 }
 

@@ -265,6 +265,28 @@ pub async fn consume_code(
     Ok(CodeOutcome::Rejected)
 }
 
+/// Deletes links that can no longer be used (expired or consumed) more than a day ago; returns
+/// how many. The day of grace keeps recent ones for investigating a sign-in.
+pub async fn purge_expired(db: &Db, now: time::OffsetDateTime) -> Result<u64, Error> {
+    let cutoff = now - time::Duration::days(1);
+    Ok(match db {
+        Db::Postgres(pool) => {
+            sqlx::query("DELETE FROM magic_links WHERE expires_at < $1 OR consumed_at < $1")
+                .bind(cutoff)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }
+        Db::Sqlite(pool) => {
+            sqlx::query("DELETE FROM magic_links WHERE expires_at < ?1 OR consumed_at < ?1")
+                .bind(timestamp_text(cutoff))
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }
+    })
+}
+
 /// The token as the mail's link carries it.
 pub fn expose(secret: &SecretString) -> &str {
     secret.expose_secret()

@@ -213,6 +213,18 @@ on_every_session_store! {
         assert!(f.sessions.load(token.expose()).await.unwrap().is_none());
     }
 
+    async fn expired_sessions_are_purged(f, SessionConfig::default()) {
+        let (old, _) = f.sessions.create(f.alice, &meta()).await.unwrap();
+        f.clock.advance(23 * HOUR);
+        let (fresh, _) = f.sessions.create(f.bob, &meta()).await.unwrap();
+        f.clock.advance(2 * HOUR);
+        let purged = f.sessions.purge_expired().await.unwrap();
+        // Redis expires its keys by itself; the database needs the purge.
+        assert!(purged <= 1);
+        assert!(f.sessions.load(old.expose()).await.unwrap().is_none());
+        assert!(f.sessions.load(fresh.expose()).await.unwrap().is_some(), "live sessions stay");
+    }
+
     async fn the_session_list_shows_where_each_session_came_from(f, SessionConfig::default()) {
         f.sessions.create(f.alice, &meta()).await.unwrap();
         f.clock.advance(Duration::from_secs(1));

@@ -325,6 +325,25 @@ on_every_backend! {
         assert!(!cookie.contains("Domain="), "{cookie}");
     }
 
+    async fn dead_sign_in_links_are_purged_after_a_day(backend) {
+        let app = spawn_app_with(backend, &[]).await;
+        let keys = gatehouse::keys::Keys::derive(&secrecy::SecretString::from(crate::helpers::GOOD_KEY));
+        let email = Email::parse("ada@example.com").unwrap();
+        let now = gatehouse::store::now();
+        let old = gatehouse::identity::magic_links::issue(&app.db, &keys, now - time::Duration::days(2), &email, None).await.unwrap();
+        let fresh = gatehouse::identity::magic_links::issue(&app.db, &keys, now, &email, None).await.unwrap();
+        // The app's own housekeeping may get there first: either way, only the live link remains.
+        gatehouse::identity::magic_links::purge_expired(&app.db, now).await.unwrap();
+        let rows: i64 = match &app.db {
+            gatehouse::store::Db::Sqlite(pool) => sqlx::query_scalar("SELECT COUNT(*) FROM magic_links").fetch_one(pool).await.unwrap(),
+            gatehouse::store::Db::Postgres(pool) => sqlx::query_scalar("SELECT COUNT(*) FROM magic_links").fetch_one(pool).await.unwrap(),
+        };
+        assert_eq!(rows, 1, "the two-day-old link is gone");
+        let use_it = |t: &secrecy::SecretString| gatehouse::identity::magic_links::expose(t).to_owned();
+        assert!(gatehouse::identity::magic_links::consume_token(&app.db, now, &use_it(&fresh.token)).await.unwrap().is_some(), "a live link stays");
+        drop(old);
+    }
+
     async fn sign_in_forms_refuse_missing_tokens_and_cross_site_posts(backend) {
         let (app, _sink) = app_with_mail(backend, &[]).await;
         let mut v = Visitor::new(&app);
