@@ -289,6 +289,7 @@ pub fn decision_headers(decision: &Decision, headers: &mut HeaderMap) {
     let limit = HeaderValue::from(decision.limit);
     let remaining = HeaderValue::from(decision.remaining);
     let reset = HeaderValue::from(ceil_secs(decision.reset_after));
+    headers.reserve(6);
     headers.insert(X_RATELIMIT_LIMIT, limit.clone());
     headers.insert(X_RATELIMIT_REMAINING, remaining.clone());
     headers.insert(X_RATELIMIT_RESET, reset.clone());

@@ -43,9 +43,22 @@ use crate::{ops, web};
 /// Most distinct keys the in-memory rate limiter tracks (a few MiB at most).
 const RATE_LIMIT_MEMORY_KEYS: usize = 100_000;
 
-/// What every handler can reach. Cheap to clone.
+/// What every handler can reach. One reference count to clone: axum clones the state for every
+/// extraction and the service stack for every request.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+/// The fields of [`AppState`].
+#[derive(Debug)]
+pub struct AppStateInner {
     /// The configuration.
     pub settings: Arc<Settings>,
     /// The database.
@@ -145,7 +158,7 @@ impl Application {
             )),
             None => Limiter::with_system_clock(MemoryStore::new(RATE_LIMIT_MEMORY_KEYS)),
         };
-        let state = AppState {
+        let state = AppState(Arc::new(AppStateInner {
             keys: Arc::new(Keys::derive(&settings.secret_key)),
             mailer: Mailer::start(&settings).context("outgoing mail (SMTP_*)")?,
             settings: Arc::new(settings),
@@ -157,7 +170,7 @@ impl Application {
             sessions,
             limiter,
             clock,
-        };
+        }));
         Ok(Self {
             state,
             listener,
