@@ -6,6 +6,7 @@
 
 pub mod allowlist;
 pub mod magic_links;
+pub mod password_policy;
 pub mod passwords;
 pub mod sessions;
 pub mod signin;
