@@ -14,12 +14,15 @@ use crate::app::Application;
 use crate::audit::{self, AuditContext};
 use crate::config::{Environment, Origin, Settings, Sources};
 use crate::identity::allowlist;
+use crate::identity::password_policy::PasswordPolicy;
+use crate::identity::passwords::{HashParams, PasswordHasher};
 use crate::identity::sessions::Sessions;
+use crate::identity::user_import;
 use crate::identity::users::{self, NewUser};
 use crate::identity::{DisplayName, Email, Role, UserStatus};
 use crate::store::Db;
 use crate::telemetry;
-use secrecy::ExposeSecret as _;
+use secrecy::{ExposeSecret as _, SecretString};
 
 /// Gatehouse: a secure-by-default web application server.
 #[derive(Debug, Parser)]
@@ -93,6 +96,15 @@ enum UserCommand {
         /// Display name.
         #[arg(long, default_value = "")]
         name: String,
+        /// Read a password from standard input (the password policy applies).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Import users with their password hashes (JSON lines, or CSV for a `.csv` file) from
+    /// another application; Werkzeug hashes keep working. One bad line imports nothing.
+    Import {
+        /// The file.
+        file: PathBuf,
     },
     /// List users.
     List {
@@ -331,14 +343,60 @@ fn config_check(
 async fn user_command(db: &Db, sessions: &Sessions, cmd: UserCommand) -> anyhow::Result<ExitCode> {
     let ctx = AuditContext::cli();
     match cmd {
-        UserCommand::Add { email, role, name } => {
+        UserCommand::Add {
+            email,
+            role,
+            name,
+            password_stdin,
+        } => {
             let new = NewUser {
                 email: Email::parse(&email)?,
                 role: role.parse::<Role>()?,
                 display_name: DisplayName::parse(&name)?,
             };
-            let user = users::create(db, new, &ctx).await?;
+            let user = if password_stdin {
+                let mut password = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut password)?;
+                let password = SecretString::from(password.trim_end_matches(['\n', '\r']));
+                if let Err(broken) =
+                    PasswordPolicy::default().check(password.expose_secret(), Some(&new.email))
+                {
+                    eprintln!("error: the password does not meet the policy; nothing was created:");
+                    for rule in broken {
+                        eprintln!("  - {rule}");
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
+                let hash = PasswordHasher::per_core(HashParams::default())?
+                    .hash(&password)
+                    .await?;
+                users::create_with_password_hash(db, new, &hash, &ctx).await?
+            } else {
+                users::create(db, new, &ctx).await?
+            };
             println!("created {} {} ({})", user.id, user.email, user.role);
+        }
+        UserCommand::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let csv = file
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+            let parsed = match user_import::parse(&text, csv) {
+                Ok(parsed) => parsed,
+                Err(problems) => {
+                    eprintln!(
+                        "error: {} cannot be imported; nothing was imported:",
+                        file.display()
+                    );
+                    for p in problems {
+                        eprintln!("  - {p}");
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let (created, existing) = user_import::import(db, parsed, &ctx).await?;
+            println!("{created} users created, {existing} already existed (left unchanged)");
         }
         UserCommand::List { json } => {
             let all = users::list(db).await?;

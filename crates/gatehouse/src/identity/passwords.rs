@@ -151,6 +151,30 @@ impl PasswordHasher {
     }
 }
 
+/// Whether `stored` is a hash in a format Gatehouse verifies (checked without verifying): what an
+/// import accepts.
+pub fn is_supported_hash(stored: &str) -> bool {
+    if stored.starts_with("$argon2") {
+        return PasswordHash::new(stored).is_ok_and(|h| h.salt.is_some() && h.hash.is_some());
+    }
+    let legacy = stored
+        .strip_prefix("pbkdf2:")
+        .or_else(|| stored.strip_prefix("scrypt:"));
+    legacy
+        .and_then(split_legacy)
+        .is_some_and(|(method, _, hash)| {
+            let numbers = method
+                .split(':')
+                .filter(|p| p.parse::<u64>().is_ok())
+                .count();
+            let pbkdf2 = stored.starts_with("pbkdf2:")
+                && matches!(method.split(':').next(), Some("sha256" | "sha512"))
+                && numbers == 1;
+            let scrypt = stored.starts_with("scrypt:") && numbers == 3;
+            (pbkdf2 || scrypt) && !hash.is_empty()
+        })
+}
+
 fn argon2(params: HashParams) -> Result<Argon2<'static>, Error> {
     let p = Params::new(
         params.memory_kib,
@@ -317,6 +341,26 @@ mod tests {
             );
         }
         assert!(verify_sync(HashParams::default(), "pässwörd-Ünïcode", WERKZEUG_UNICODE).ok);
+    }
+
+    #[test]
+    fn imports_accept_only_formats_that_can_verify() {
+        for stored in WERKZEUG {
+            assert!(is_supported_hash(stored), "{stored}");
+        }
+        assert!(is_supported_hash(
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"
+        ));
+        for unsupported in [
+            "plaintext",
+            "md5$abc$def",
+            "pbkdf2:sha1:1000$s$00",
+            "scrypt:1:2$s$00",
+            "$argon2id$broken",
+            "pbkdf2:sha256:1000$salt$not-hex",
+        ] {
+            assert!(!is_supported_hash(unsupported), "{unsupported}");
+        }
     }
 
     #[test]

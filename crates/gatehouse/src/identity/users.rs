@@ -29,8 +29,31 @@ pub struct NewUser {
 
 /// Creates a user and records `user.create`.
 pub async fn create(db: &Db, new: NewUser, ctx: &AuditContext) -> Result<User, Error> {
+    create_in(db, new, None, ctx).await
+}
+
+/// Creates a user with a password hash (argon2id, or a legacy Werkzeug hash from an import) and
+/// records `user.create`; the record says a password was set, never the hash.
+pub async fn create_with_password_hash(
+    db: &Db,
+    new: NewUser,
+    password_hash: &str,
+    ctx: &AuditContext,
+) -> Result<User, Error> {
+    create_in(db, new, Some(password_hash), ctx).await
+}
+
+async fn create_in(
+    db: &Db,
+    new: NewUser,
+    password_hash: Option<&str>,
+    ctx: &AuditContext,
+) -> Result<User, Error> {
     let mut tx = db.begin().await?;
     let user = insert(&mut tx, &new).await?;
+    if let Some(hash) = password_hash {
+        store_password_hash(&mut tx, user.id, hash).await?;
+    }
     audit::record(
         &mut tx,
         ctx,
@@ -43,6 +66,7 @@ pub async fn create(db: &Db, new: NewUser, ctx: &AuditContext) -> Result<User, E
                 "role": user.role.as_str(),
                 "status": user.status.as_str(),
                 "display_name": user.display_name.as_str(),
+                "password": if password_hash.is_some() { "set" } else { "none" },
             }),
         },
     )
@@ -351,6 +375,52 @@ pub async fn find_by_email(db: &Db, email: &Email) -> Result<Option<User>, Error
                 .transpose()
         }
     }
+}
+
+async fn store_password_hash(tx: &mut Tx, id: Uuid, hash: &str) -> Result<(), Error> {
+    let at = now();
+    match tx {
+        Tx::Postgres(tx) => {
+            sqlx::query(
+                "UPDATE users SET password_hash = $2, password_changed_at = $3 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(hash)
+            .bind(at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Tx::Sqlite(tx) => {
+            sqlx::query(
+                "UPDATE users SET password_hash = ?2, password_changed_at = ?3 WHERE id = ?1",
+            )
+            .bind(id.to_string())
+            .bind(hash)
+            .bind(timestamp_text(at))
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The stored password hash of a user, if they have a password.
+pub async fn password_hash(db: &Db, id: Uuid) -> Result<Option<String>, Error> {
+    Ok(match db {
+        Db::Postgres(pool) => {
+            sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        }
+        Db::Sqlite(pool) => {
+            sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await?
+        }
+    }
+    .flatten())
 }
 
 /// The user with this id, if any.

@@ -14,6 +14,7 @@ mod limits;
 mod mail;
 mod metrics;
 mod pages;
+mod passwords;
 mod proxies;
 mod request_id;
 mod sessions;

@@ -1,0 +1,83 @@
+//! Passwords from the command line: set with the policy enforced, or imported with their
+//! Werkzeug hashes, which keep verifying.
+
+use gatehouse::identity::passwords::{HashParams, PasswordHasher};
+use gatehouse::identity::{Email, users};
+use secrecy::SecretString;
+
+use crate::helpers::{run_cli, run_cli_with_stdin, spawn_app};
+use crate::on_every_backend;
+
+/// Made with Werkzeug 3.1.8 for "correct horse battery staple".
+const WERKZEUG_PBKDF2: &str = "pbkdf2:sha256:1000$cVyKKW03zcFPpHTW$2e12890e79f16dcb0a2ad231388a3e48473030d94b2862f8ead28abb5e9cd406";
+const WERKZEUG_SCRYPT: &str = "scrypt:16384:8:1$7stWkE1i25j1m1Xz$51348a650e1feb3126b9fdfd2a18ae7a78df8ead686395059dea5155c3fd2062b75f01d902658e470337a6dbf084ac27cc1482f97e2956168b334a1477eb12a5";
+
+async fn stored_hash(app: &crate::helpers::TestApp, email: &str) -> Option<String> {
+    let user = users::find_by_email(&app.db, &Email::parse(email).unwrap())
+        .await
+        .unwrap()
+        .expect("the user exists");
+    users::password_hash(&app.db, user.id).await.unwrap()
+}
+
+fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).into_owned()
+}
+
+on_every_backend! {
+    async fn a_user_added_with_a_password_gets_an_argon2id_hash_of_it(backend) {
+        let app = spawn_app(backend).await;
+        let out = run_cli_with_stdin(&app.cli_env(), &["user", "add", "--email", "ada@example.com", "--role", "admin", "--password-stdin"], "Vermilion-Otter-42\n");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let hash = stored_hash(&app, "ada@example.com").await.expect("a password hash");
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(!hash.contains("Vermilion"));
+        let hasher = PasswordHasher::new(HashParams::default(), 1).unwrap();
+        assert!(hasher.verify(&SecretString::from("Vermilion-Otter-42"), &hash).await.unwrap().ok, "the trailing newline is not part of the password");
+        let records = gatehouse::audit::records_after(&app.db, 0, 10).await.unwrap();
+        assert!(records[0].changes.contains("\"password\":\"set\""), "{}", records[0].changes);
+        assert!(!records[0].changes.contains("argon2"), "the hash never reaches the audit log");
+    }
+
+    async fn a_weak_password_is_refused_with_every_reason_and_nothing_is_created(backend) {
+        let app = spawn_app(backend).await;
+        let out = run_cli_with_stdin(&app.cli_env(), &["user", "add", "--email", "ada@example.com", "--password-stdin"], "password\n");
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        for reason in ["at least 12", "upper-case", "digit", "symbol", "less common"] {
+            assert!(err.contains(reason), "{reason} missing from {err}");
+        }
+        assert!(users::list(&app.db).await.unwrap().is_empty());
+    }
+
+    async fn users_imported_from_flask_keep_their_werkzeug_passwords(backend) {
+        let app = spawn_app(backend).await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("users.jsonl");
+        std::fs::write(&file, format!(
+            "{{\"email\": \"ada@example.com\", \"role\": \"manager\", \"password_hash\": \"{WERKZEUG_PBKDF2}\"}}\n{{\"email\": \"bo@example.com\", \"role\": \"user\", \"password_hash\": \"{WERKZEUG_SCRYPT}\", \"name\": \"Bo\"}}\n"
+        )).unwrap();
+        let out = run_cli(&app.cli_env(), &["user", "import", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("2 users created"));
+        let hasher = PasswordHasher::new(HashParams::default(), 1).unwrap();
+        for email in ["ada@example.com", "bo@example.com"] {
+            let hash = stored_hash(&app, email).await.unwrap();
+            let v = hasher.verify(&SecretString::from("correct horse battery staple"), &hash).await.unwrap();
+            assert!(v.ok && v.needs_rehash, "{email}: {v:?}");
+        }
+        let again = run_cli(&app.cli_env(), &["user", "import", file.to_str().unwrap()]);
+        assert!(text(&again.stdout).contains("0 users created, 2 already existed"));
+    }
+
+    async fn an_import_with_an_unverifiable_hash_imports_nothing(backend) {
+        let app = spawn_app(backend).await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("users.csv");
+        std::fs::write(&file, format!("email,role,password_hash\nada@example.com,user,{WERKZEUG_PBKDF2}\nbo@example.com,user,md5$00$00\n")).unwrap();
+        let out = run_cli(&app.cli_env(), &["user", "import", file.to_str().unwrap()]);
+        assert!(!out.status.success());
+        assert!(text(&out.stderr).contains("line 3"), "{}", text(&out.stderr));
+        assert!(users::list(&app.db).await.unwrap().is_empty(), "nothing was imported");
+    }
+}
