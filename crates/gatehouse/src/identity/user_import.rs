@@ -223,6 +223,6 @@ mod tests {
             parse("email,role\nx@y.com,user\n", true).is_err(),
             "the hash column is required"
         );
-        assert!(parse(&format!("email,role,password_hash\nx@y.com,user\n"), true).is_err());
+        assert!(parse("email,role,password_hash\nx@y.com,user\n", true).is_err());
     }
 }
