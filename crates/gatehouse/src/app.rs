@@ -28,6 +28,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::audit::AuditContext;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
+use crate::identity::passwords::{HashParams, PasswordHasher};
 use crate::identity::sessions::{RedisSessions, SessionConfig, SessionStore, Sessions};
 use crate::identity::{Email, users};
 use crate::keys::Keys;
@@ -81,6 +82,8 @@ pub struct AppStateInner {
     pub limiter: Limiter,
     /// The time source.
     pub clock: Arc<dyn Clock>,
+    /// Password hashing, one permit per core.
+    pub passwords: PasswordHasher,
 }
 
 /// A built application, bound and ready to serve.
@@ -170,6 +173,7 @@ impl Application {
             sessions,
             limiter,
             clock,
+            passwords: PasswordHasher::per_core(HashParams::default())?,
         }));
         Ok(Self {
             state,

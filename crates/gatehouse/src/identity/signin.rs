@@ -215,10 +215,65 @@ pub async fn complete(
     Ok((token, user))
 }
 
+/// Signs in with a password: the same failure for an unknown address, a wrong password, a user
+/// without a password and a disabled user, after the same work (a dummy verification when there
+/// is no hash to check). A legacy or outdated hash is replaced after a success.
+pub async fn with_password(
+    state: &AppState,
+    email: &Email,
+    password: &secrecy::SecretString,
+    meta: &SessionMeta,
+    request_id: Option<String>,
+) -> Result<(SessionToken, User), SignInError> {
+    let user = users::find_by_email(&state.db, email).await?;
+    let stored = match &user {
+        Some(u) => users::password_hash(&state.db, u.id).await?,
+        None => None,
+    };
+    let verified = match &stored {
+        Some(hash) => state.passwords.verify(password, hash).await?,
+        None => {
+            state.passwords.verify_dummy(password).await?;
+            crate::identity::passwords::Verified {
+                ok: false,
+                needs_rehash: false,
+            }
+        }
+    };
+    let user = match user {
+        Some(u) if verified.ok && u.status == UserStatus::Active => u,
+        _ => {
+            record_failure(state, email, "password", meta, request_id).await?;
+            return Err(SignInError::NotAllowed);
+        }
+    };
+    if verified.needs_rehash {
+        let fresh = state.passwords.hash(password).await?;
+        users::upgrade_password_hash(&state.db, user.id, &fresh).await?;
+        tracing::info!(event = "password_hash_upgraded", user_id = %user.id, "password hash upgraded to the current parameters");
+    }
+    let consumed = Consumed {
+        email: email.clone(),
+        next: None,
+    };
+    complete(state, &consumed, "password", meta, request_id).await
+}
+
 /// Records a failed code attempt.
 pub async fn record_failed_code(
     state: &AppState,
     email: &Email,
+    meta: &SessionMeta,
+    request_id: Option<String>,
+) -> Result<(), Error> {
+    record_failure(state, email, "code", meta, request_id).await
+}
+
+/// Records a failed sign-in attempt (`auth.code_failed` or `auth.password_failed`).
+async fn record_failure(
+    state: &AppState,
+    email: &Email,
+    method: &'static str,
     meta: &SessionMeta,
     request_id: Option<String>,
 ) -> Result<(), Error> {
@@ -232,7 +287,11 @@ pub async fn record_failed_code(
         &mut tx,
         &ctx,
         AuditEvent {
-            action: "auth.code_failed",
+            action: if method == "code" {
+                "auth.code_failed"
+            } else {
+                "auth.password_failed"
+            },
             entity_type: "email",
             entity_id: Some(mask_email(email)),
             changes: serde_json::json!({}),
@@ -240,6 +299,6 @@ pub async fn record_failed_code(
     )
     .await?;
     tx.commit().await?;
-    tracing::warn!(event = "sign_in_failed", method = "code", to = %mask_email(email), "wrong one-time code");
+    tracing::warn!(event = "sign_in_failed", method, to = %mask_email(email), "sign-in failed");
     Ok(())
 }

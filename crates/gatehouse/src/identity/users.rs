@@ -377,6 +377,14 @@ pub async fn find_by_email(db: &Db, email: &Email) -> Result<Option<User>, Error
     }
 }
 
+/// Replaces a user's password hash with a fresh one for the same password (after a sign-in
+/// verified a legacy or outdated hash). Not audited: the password did not change.
+pub async fn upgrade_password_hash(db: &Db, id: Uuid, hash: &str) -> Result<(), Error> {
+    let mut tx = db.begin().await?;
+    store_password_hash(&mut tx, id, hash).await?;
+    tx.commit().await
+}
+
 async fn store_password_hash(tx: &mut Tx, id: Uuid, hash: &str) -> Result<(), Error> {
     let at = now();
     match tx {

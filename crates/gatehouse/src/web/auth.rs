@@ -43,6 +43,7 @@ pub fn router() -> Router<AppState> {
         .route("/login/magic", post(request_link))
         .route("/login/magic/verify", get(confirm_page).post(verify_link))
         .route("/login/code", post(verify_code))
+        .route("/login/password", post(password_sign_in))
         .route("/logout", post(logout))
         .route("/account", get(account))
         .route("/account/sessions/revoke", post(revoke_session))
@@ -55,6 +56,7 @@ pub fn router() -> Router<AppState> {
 const LINK_FAILED: &str =
     "This sign-in link has expired or was already used. Ask for a new one below.";
 const CODE_FAILED: &str = "That code is not right, or it has expired.";
+const PASSWORD_FAILED: &str = "That email and password do not match an account that may sign in.";
 
 #[derive(Debug, Deserialize)]
 struct NextQuery {
@@ -76,6 +78,13 @@ struct TokenParam {
 struct CodeForm {
     email: String,
     code: String,
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    email: String,
+    password: secrecy::SecretString,
+    next: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -291,6 +300,50 @@ async fn verify_code(
             failure(email.as_str())
         }
     }
+}
+
+async fn password_sign_in(
+    State(state): State<AppState>,
+    nonce: CspNonce,
+    csrf: CsrfToken,
+    ip: ClientIp,
+    request_id: RequestId,
+    headers: HeaderMap,
+    Form(form): Form<PasswordForm>,
+) -> Result<Response, Error> {
+    let next = form.next.as_deref().and_then(safe_next);
+    let failure = || -> Result<Response, Error> {
+        let page = state.templates.page(
+            "login.html",
+            &nonce,
+            context! {
+                title => "Sign in",
+                csrf_token => csrf.as_str(),
+                next => next,
+                error => PASSWORD_FAILED,
+                email => form.email.trim(),
+            },
+        )?;
+        Ok(with_status(StatusCode::UNAUTHORIZED, page))
+    };
+    let Ok(email) = Email::parse(&form.email) else {
+        // Spend the same work as a real check: a malformed address tells nothing either.
+        state.passwords.verify_dummy(&form.password).await?;
+        return failure();
+    };
+    if let Err(decision) = signin::attempt_allowed(&state, &email).await {
+        return Ok(too_many_requests(&decision));
+    }
+    let meta = meta(ip, &headers);
+    let result = signin::with_password(
+        &state,
+        &email,
+        &form.password,
+        &meta,
+        Some(request_id.as_str().to_owned()),
+    )
+    .await;
+    finish_sign_in(&state, result, next.clone(), failure).await
 }
 
 async fn audit_session_event(

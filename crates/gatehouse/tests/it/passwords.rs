@@ -81,3 +81,125 @@ on_every_backend! {
         assert!(users::list(&app.db).await.unwrap().is_empty(), "nothing was imported");
     }
 }
+
+/// An app whose sign-in limits are off (these tests make many attempts from one address).
+async fn unlimited_app(backend: crate::helpers::Backend) -> crate::helpers::TestApp {
+    crate::helpers::spawn_app_with(
+        backend,
+        &[
+            ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
+            ("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", "off"),
+        ],
+    )
+    .await
+}
+
+fn add_with_password(app: &crate::helpers::TestApp, email: &str, password: &str) {
+    let out = run_cli_with_stdin(
+        &app.cli_env(),
+        &["user", "add", "--email", email, "--password-stdin"],
+        password,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+async fn password_sign_in(
+    v: &mut crate::visitor::Visitor<'_>,
+    email: &str,
+    password: &str,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let csrf = v.csrf_from("/login").await;
+    v.post(
+        "/login/password",
+        &[
+            ("csrf_token", &csrf),
+            ("email", email),
+            ("password", password),
+        ],
+    )
+    .await
+}
+
+on_every_backend! {
+    async fn a_user_signs_in_with_their_password(backend) {
+        let app = unlimited_app(backend).await;
+        add_with_password(&app, "ada@example.com", "Vermilion-Otter-42");
+        let mut v = crate::visitor::Visitor::new(&app);
+        let (status, headers, _) = password_sign_in(&mut v, "ada@example.com", "Vermilion-Otter-42").await;
+        assert_eq!(status, 303);
+        assert_eq!(headers["location"], "/");
+        let (_, _, page) = v.get("/").await;
+        assert!(page.contains("ada@example.com"), "{page}");
+        let records = gatehouse::audit::records_after(&app.db, 0, 100).await.unwrap();
+        assert!(records.iter().any(|r| r.action == "auth.sign_in" && r.changes.contains("password")));
+    }
+
+    async fn a_wrong_password_and_an_unknown_address_get_the_same_answer(backend) {
+        let app = unlimited_app(backend).await;
+        add_with_password(&app, "ada@example.com", "Vermilion-Otter-42");
+        let mut v = crate::visitor::Visitor::new(&app);
+        let (s1, _, wrong) = password_sign_in(&mut v, "ada@example.com", "Wrong-Password-1").await;
+        let (s2, _, unknown) = password_sign_in(&mut v, "nobody@example.com", "Wrong-Password-1").await;
+        assert_eq!((s1, s2), (401, 401));
+        let strip = |page: &str, email: &str| {
+            let mut p = page.replace(email, "X");
+            while let Some(start) = p.find("name=\"csrf_token\" value=\"") {
+                let from = start + 25;
+                let end = from + p[from..].find('"').unwrap();
+                p.replace_range(start..end, "");
+            }
+            p
+        };
+        assert_eq!(strip(&wrong, "ada@example.com"), strip(&unknown, "nobody@example.com"));
+        assert!(!wrong.contains("Wrong-Password-1"), "the password is never echoed");
+        let failed = gatehouse::audit::records_after(&app.db, 0, 100).await.unwrap().into_iter().filter(|r| r.action == "auth.password_failed").count();
+        assert_eq!(failed, 2);
+    }
+
+    async fn unknown_addresses_take_as_long_as_wrong_passwords(backend) {
+        let app = unlimited_app(backend).await;
+        add_with_password(&app, "ada@example.com", "Vermilion-Otter-42");
+        let mut v = crate::visitor::Visitor::new(&app);
+        let median = |samples: &mut Vec<std::time::Duration>| {
+            samples.sort();
+            samples[samples.len() / 2]
+        };
+        let (mut known, mut unknown) = (Vec::new(), Vec::new());
+        for _ in 0..7 {
+            let started = std::time::Instant::now();
+            password_sign_in(&mut v, "ada@example.com", "Wrong-Password-1").await;
+            known.push(started.elapsed());
+            let started = std::time::Instant::now();
+            password_sign_in(&mut v, "nobody@example.com", "Wrong-Password-1").await;
+            unknown.push(started.elapsed());
+        }
+        let (known, unknown) = (median(&mut known), median(&mut unknown));
+        let ratio = unknown.as_secs_f64() / known.as_secs_f64();
+        assert!((0.5..2.0).contains(&ratio), "unknown {unknown:?} vs known {known:?}: timing tells them apart");
+    }
+
+    async fn a_werkzeug_password_signs_in_and_is_upgraded_to_argon2id(backend) {
+        let app = unlimited_app(backend).await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("users.jsonl");
+        std::fs::write(&file, format!("{{\"email\": \"ada@example.com\", \"role\": \"user\", \"password_hash\": \"{WERKZEUG_PBKDF2}\"}}\n")).unwrap();
+        assert!(run_cli(&app.cli_env(), &["user", "import", file.to_str().unwrap()]).status.success());
+        let mut v = crate::visitor::Visitor::new(&app);
+        let (status, _, _) = password_sign_in(&mut v, "ada@example.com", "correct horse battery staple").await;
+        assert_eq!(status, 303, "a Flask user keeps their password");
+        let hash = stored_hash(&app, "ada@example.com").await.unwrap();
+        assert!(hash.starts_with("$argon2id$"), "upgraded at sign-in: {hash}");
+        let mut w = crate::visitor::Visitor::new(&app);
+        let (status, _, _) = password_sign_in(&mut w, "ada@example.com", "correct horse battery staple").await;
+        assert_eq!(status, 303, "and it still works after the upgrade");
+    }
+
+    async fn a_disabled_user_cannot_sign_in_with_a_password(backend) {
+        let app = unlimited_app(backend).await;
+        add_with_password(&app, "ada@example.com", "Vermilion-Otter-42");
+        assert!(run_cli(&app.cli_env(), &["user", "disable", "--email", "ada@example.com"]).status.success());
+        let mut v = crate::visitor::Visitor::new(&app);
+        let (status, _, _) = password_sign_in(&mut v, "ada@example.com", "Vermilion-Otter-42").await;
+        assert_eq!(status, 401);
+    }
+}
