@@ -28,7 +28,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::audit::AuditContext;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
-use crate::identity::passwords::{HashParams, PasswordHasher};
+use crate::identity::passwords::PasswordHasher;
 use crate::identity::sessions::{RedisSessions, SessionConfig, SessionStore, Sessions};
 use crate::identity::{Email, users};
 use crate::keys::Keys;
@@ -161,6 +161,7 @@ impl Application {
             )),
             None => Limiter::with_system_clock(MemoryStore::new(RATE_LIMIT_MEMORY_KEYS)),
         };
+        let passwords = PasswordHasher::per_core(settings.argon2)?;
         let state = AppState(Arc::new(AppStateInner {
             keys: Arc::new(Keys::derive(&settings.secret_key)),
             mailer: Mailer::start(&settings).context("outgoing mail (SMTP_*)")?,
@@ -173,7 +174,7 @@ impl Application {
             sessions,
             limiter,
             clock,
-            passwords: PasswordHasher::per_core(HashParams::default())?,
+            passwords,
         }));
         Ok(Self {
             state,

@@ -14,8 +14,7 @@ use crate::app::Application;
 use crate::audit::{self, AuditContext};
 use crate::config::{Environment, Origin, Settings, Sources};
 use crate::identity::allowlist;
-use crate::identity::password_policy::PasswordPolicy;
-use crate::identity::passwords::{HashParams, PasswordHasher};
+use crate::identity::passwords::PasswordHasher;
 use crate::identity::sessions::Sessions;
 use crate::identity::user_import;
 use crate::identity::users::{self, NewUser};
@@ -212,7 +211,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 redis.as_ref(),
                 std::sync::Arc::new(crate::clock::SystemClock),
             );
-            let code = user_command(&db, &sessions, cmd).await;
+            let code = user_command(&db, &sessions, &settings, cmd).await;
             db.close().await;
             code
         }
@@ -340,7 +339,12 @@ fn config_check(
     }
 }
 
-async fn user_command(db: &Db, sessions: &Sessions, cmd: UserCommand) -> anyhow::Result<ExitCode> {
+async fn user_command(
+    db: &Db,
+    sessions: &Sessions,
+    settings: &Settings,
+    cmd: UserCommand,
+) -> anyhow::Result<ExitCode> {
     let ctx = AuditContext::cli();
     match cmd {
         UserCommand::Add {
@@ -358,8 +362,9 @@ async fn user_command(db: &Db, sessions: &Sessions, cmd: UserCommand) -> anyhow:
                 let mut password = String::new();
                 std::io::Read::read_to_string(&mut std::io::stdin(), &mut password)?;
                 let password = SecretString::from(password.trim_end_matches(['\n', '\r']));
-                if let Err(broken) =
-                    PasswordPolicy::default().check(password.expose_secret(), Some(&new.email))
+                if let Err(broken) = settings
+                    .password_policy
+                    .check(password.expose_secret(), Some(&new.email))
                 {
                     eprintln!("error: the password does not meet the policy; nothing was created:");
                     for rule in broken {
@@ -367,7 +372,7 @@ async fn user_command(db: &Db, sessions: &Sessions, cmd: UserCommand) -> anyhow:
                     }
                     return Ok(ExitCode::FAILURE);
                 }
-                let hash = PasswordHasher::per_core(HashParams::default())?
+                let hash = PasswordHasher::per_core(settings.argon2)?
                     .hash(&password)
                     .await?;
                 users::create_with_password_hash(db, new, &hash, &ctx).await?

@@ -144,6 +144,10 @@ pub struct Settings {
     pub signin_email_rate_limit: Option<Rate>,
     /// `GATEHOUSE_MAGIC_LINK_RATE_LIMIT`: sign-in mails per address (`None`: off).
     pub magic_link_rate_limit: Option<Rate>,
+    /// `GATEHOUSE_ARGON2_MEMORY_KIB`, `_ITERATIONS`, `_PARALLELISM`: the cost of new password hashes.
+    pub argon2: crate::identity::passwords::HashParams,
+    /// `GATEHOUSE_PASSWORD_MIN_LENGTH` (and `_MAX_LENGTH`, `GATEHOUSE_PASSWORD_REQUIRE_CLASSES`).
+    pub password_policy: crate::identity::password_policy::PasswordPolicy,
     /// `GATEHOUSE_METRICS_LISTEN`: Prometheus `/metrics` on its own address.
     pub metrics_listen: Option<SocketAddr>,
     /// `SMTP_*`: outgoing mail.
@@ -235,6 +239,12 @@ const SPECS: &[Spec] = &[
     spec("GATEHOUSE_SIGNIN_RATE_LIMIT_ON_STORE_ERROR", &[], false),
     spec("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", &[], false),
     spec("GATEHOUSE_MAGIC_LINK_RATE_LIMIT", &[], false),
+    spec("GATEHOUSE_ARGON2_MEMORY_KIB", &[], false),
+    spec("GATEHOUSE_ARGON2_ITERATIONS", &[], false),
+    spec("GATEHOUSE_ARGON2_PARALLELISM", &[], false),
+    spec("GATEHOUSE_PASSWORD_MIN_LENGTH", &[], false),
+    spec("GATEHOUSE_PASSWORD_MAX_LENGTH", &[], false),
+    spec("GATEHOUSE_PASSWORD_REQUIRE_CLASSES", &[], false),
     spec("GATEHOUSE_METRICS_LISTEN", &[], false),
     spec("SMTP_HOST", &[], false),
     spec("SMTP_PORT", &[], false),
@@ -747,6 +757,59 @@ impl Settings {
             policy(&mut r, "GATEHOUSE_RATE_LIMIT_ON_STORE_ERROR", false);
         let signin_rate_limit_deny_on_store_error =
             policy(&mut r, "GATEHOUSE_SIGNIN_RATE_LIMIT_ON_STORE_ERROR", true);
+        let owasp = crate::identity::passwords::HashParams::default();
+        let argon2 = crate::identity::passwords::HashParams {
+            memory_kib: r.parse(
+                "GATEHOUSE_ARGON2_MEMORY_KIB",
+                owasp.memory_kib,
+                "a memory cost in KiB between 8192 and 4194304",
+                |v| {
+                    v.trim()
+                        .parse()
+                        .ok()
+                        .filter(|n| (8 * 1024..=4 * 1024 * 1024).contains(n))
+                },
+            ),
+            iterations: r.parse(
+                "GATEHOUSE_ARGON2_ITERATIONS",
+                owasp.iterations,
+                "a number of passes between 1 and 100",
+                |v| v.trim().parse().ok().filter(|n| (1..=100).contains(n)),
+            ),
+            parallelism: r.parse(
+                "GATEHOUSE_ARGON2_PARALLELISM",
+                owasp.parallelism,
+                "a number of lanes between 1 and 64",
+                |v| v.trim().parse().ok().filter(|n| (1..=64).contains(n)),
+            ),
+        };
+        let default_policy = crate::identity::password_policy::PasswordPolicy::default();
+        let min_length = r.parse(
+            "GATEHOUSE_PASSWORD_MIN_LENGTH",
+            default_policy.min_length,
+            "a length between 8 and 128",
+            |v| v.trim().parse().ok().filter(|n| (8..=128).contains(n)),
+        );
+        let max_length = r.parse(
+            "GATEHOUSE_PASSWORD_MAX_LENGTH",
+            default_policy.max_length,
+            "a length between 64 and 1024",
+            |v| v.trim().parse().ok().filter(|n| (64..=1024).contains(n)),
+        );
+        let require_classes = r.parse(
+            "GATEHOUSE_PASSWORD_REQUIRE_CLASSES",
+            true,
+            "`true` or `false`",
+            parse_bool,
+        );
+        let password_policy = crate::identity::password_policy::PasswordPolicy {
+            min_length,
+            max_length,
+            require_upper: require_classes,
+            require_lower: require_classes,
+            require_digit: require_classes,
+            require_special: require_classes,
+        };
         let metrics_listen = r.parse(
             "GATEHOUSE_METRICS_LISTEN",
             None,
@@ -878,6 +941,8 @@ impl Settings {
             signin_rate_limit_deny_on_store_error,
             signin_email_rate_limit,
             magic_link_rate_limit,
+            argon2,
+            password_policy,
             metrics_listen,
             smtp,
             upload_folder,
@@ -1081,6 +1146,30 @@ impl Settings {
             (
                 "GATEHOUSE_MAGIC_LINK_RATE_LIMIT",
                 show_rate(self.magic_link_rate_limit),
+            ),
+            (
+                "GATEHOUSE_ARGON2_MEMORY_KIB",
+                self.argon2.memory_kib.to_string(),
+            ),
+            (
+                "GATEHOUSE_ARGON2_ITERATIONS",
+                self.argon2.iterations.to_string(),
+            ),
+            (
+                "GATEHOUSE_ARGON2_PARALLELISM",
+                self.argon2.parallelism.to_string(),
+            ),
+            (
+                "GATEHOUSE_PASSWORD_MIN_LENGTH",
+                self.password_policy.min_length.to_string(),
+            ),
+            (
+                "GATEHOUSE_PASSWORD_MAX_LENGTH",
+                self.password_policy.max_length.to_string(),
+            ),
+            (
+                "GATEHOUSE_PASSWORD_REQUIRE_CLASSES",
+                self.password_policy.require_upper.to_string(),
             ),
             (
                 "GATEHOUSE_METRICS_LISTEN",
@@ -1545,6 +1634,26 @@ mod tests {
                 .iter()
                 .any(|w| w.message.contains("sslmode=require"))
         );
+    }
+
+    #[test]
+    fn password_settings_are_read_and_bounded() {
+        let s = Settings::load(&sources(&[
+            ("GATEHOUSE_ARGON2_MEMORY_KIB", "65536"),
+            ("GATEHOUSE_PASSWORD_MIN_LENGTH", "8"),
+            ("GATEHOUSE_PASSWORD_REQUIRE_CLASSES", "false"),
+        ]))
+        .unwrap();
+        assert_eq!(s.argon2.memory_kib, 65536);
+        assert_eq!(s.argon2.iterations, 2);
+        assert_eq!(s.password_policy.min_length, 8);
+        assert!(!s.password_policy.require_special);
+        let err = Settings::load(&sources(&[
+            ("GATEHOUSE_ARGON2_MEMORY_KIB", "64"),
+            ("GATEHOUSE_PASSWORD_MIN_LENGTH", "4"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
     }
 
     #[test]

@@ -39,6 +39,17 @@ on_every_backend! {
         assert!(!records[0].changes.contains("argon2"), "the hash never reaches the audit log");
     }
 
+    async fn the_password_settings_shape_new_hashes_and_the_policy(backend) {
+        let app = spawn_app(backend).await;
+        let mut env = app.cli_env();
+        env.push(("GATEHOUSE_ARGON2_MEMORY_KIB".into(), "8192".into()));
+        env.push(("GATEHOUSE_PASSWORD_MIN_LENGTH".into(), "8".into()));
+        let out = run_cli_with_stdin(&env, &["user", "add", "--email", "ada@example.com", "--password-stdin"], "Vx7!kqzp");
+        assert!(out.status.success(), "seed 004's eight characters pass at min length 8: {}", text(&out.stderr));
+        let hash = stored_hash(&app, "ada@example.com").await.unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=8192,t=2,p=1$"), "{hash}");
+    }
+
     async fn a_weak_password_is_refused_with_every_reason_and_nothing_is_created(backend) {
         let app = spawn_app(backend).await;
         let out = run_cli_with_stdin(&app.cli_env(), &["user", "add", "--email", "ada@example.com", "--password-stdin"], "password\n");
