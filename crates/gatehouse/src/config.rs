@@ -148,6 +148,8 @@ pub struct Settings {
     pub argon2: crate::identity::passwords::HashParams,
     /// `GATEHOUSE_PASSWORD_MIN_LENGTH` (and `_MAX_LENGTH`, `GATEHOUSE_PASSWORD_REQUIRE_CLASSES`).
     pub password_policy: crate::identity::password_policy::PasswordPolicy,
+    /// `GATEHOUSE_LOCKOUT_THRESHOLD`, `GATEHOUSE_LOCKOUT_DURATION`: failed password sign-ins.
+    pub throttle: crate::identity::throttle::ThrottleConfig,
     /// `GATEHOUSE_METRICS_LISTEN`: Prometheus `/metrics` on its own address.
     pub metrics_listen: Option<SocketAddr>,
     /// `SMTP_*`: outgoing mail.
@@ -245,6 +247,8 @@ const SPECS: &[Spec] = &[
     spec("GATEHOUSE_PASSWORD_MIN_LENGTH", &[], false),
     spec("GATEHOUSE_PASSWORD_MAX_LENGTH", &[], false),
     spec("GATEHOUSE_PASSWORD_REQUIRE_CLASSES", &[], false),
+    spec("GATEHOUSE_LOCKOUT_THRESHOLD", &[], false),
+    spec("GATEHOUSE_LOCKOUT_DURATION", &[], false),
     spec("GATEHOUSE_METRICS_LISTEN", &[], false),
     spec("SMTP_HOST", &[], false),
     spec("SMTP_PORT", &[], false),
@@ -810,6 +814,21 @@ impl Settings {
             require_digit: require_classes,
             require_special: require_classes,
         };
+        let throttle_default = crate::identity::throttle::ThrottleConfig::default();
+        let throttle = crate::identity::throttle::ThrottleConfig {
+            lock_threshold: r.parse(
+                "GATEHOUSE_LOCKOUT_THRESHOLD",
+                throttle_default.lock_threshold,
+                "a number of failures between 1 and 1000",
+                |v| v.trim().parse().ok().filter(|n| (1..=1000).contains(n)),
+            ),
+            lock_duration: r.parse(
+                "GATEHOUSE_LOCKOUT_DURATION",
+                throttle_default.lock_duration,
+                "a duration such as `15m`",
+                |v| parse_duration(v).filter(|d| !d.is_zero()),
+            ),
+        };
         let metrics_listen = r.parse(
             "GATEHOUSE_METRICS_LISTEN",
             None,
@@ -943,6 +962,7 @@ impl Settings {
             magic_link_rate_limit,
             argon2,
             password_policy,
+            throttle,
             metrics_listen,
             smtp,
             upload_folder,
@@ -1170,6 +1190,14 @@ impl Settings {
             (
                 "GATEHOUSE_PASSWORD_REQUIRE_CLASSES",
                 self.password_policy.require_upper.to_string(),
+            ),
+            (
+                "GATEHOUSE_LOCKOUT_THRESHOLD",
+                self.throttle.lock_threshold.to_string(),
+            ),
+            (
+                "GATEHOUSE_LOCKOUT_DURATION",
+                format!("{}s", self.throttle.lock_duration.as_secs()),
             ),
             (
                 "GATEHOUSE_METRICS_LISTEN",

@@ -10,6 +10,7 @@ pub mod password_policy;
 pub mod passwords;
 pub mod sessions;
 pub mod signin;
+pub mod throttle;
 pub mod user_import;
 pub mod users;
 

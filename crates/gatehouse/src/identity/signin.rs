@@ -259,6 +259,37 @@ pub async fn with_password(
     complete(state, &consumed, "password", meta, request_id).await
 }
 
+/// Records that failed password sign-ins locked an address (`auth.locked`).
+pub async fn record_lock(
+    state: &AppState,
+    email: &Email,
+    meta: &SessionMeta,
+    request_id: Option<String>,
+) -> Result<(), Error> {
+    let ctx = AuditContext {
+        actor: Actor::System,
+        client_ip: meta.client_ip,
+        request_id,
+    };
+    let mut tx = state.db.begin().await?;
+    audit::record(
+        &mut tx,
+        &ctx,
+        AuditEvent {
+            action: "auth.locked",
+            entity_type: "email",
+            entity_id: Some(mask_email(email)),
+            changes: serde_json::json!({
+                "minutes": state.settings.throttle.lock_duration.as_secs() / 60,
+            }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::warn!(event = "sign_in_locked", to = %mask_email(email), "password sign-in locked after repeated failures");
+    Ok(())
+}
+
 /// Records a failed code attempt.
 pub async fn record_failed_code(
     state: &AppState,

@@ -34,6 +34,7 @@ use crate::identity::Email;
 use crate::identity::magic_links::{self, CodeOutcome, safe_next};
 use crate::identity::sessions::SessionMeta;
 use crate::identity::signin::{self, SignInError};
+use crate::identity::throttle;
 use crate::store::timestamp_text;
 
 /// The sign-in and account routes.
@@ -334,6 +335,10 @@ async fn password_sign_in(
     if let Err(decision) = signin::attempt_allowed(&state, &email).await {
         return Ok(too_many_requests(&decision));
     }
+    let keys = throttle::keys(&state.settings.throttle, &email, ip.0);
+    if let Some(wait) = throttle::blocked_for(&state.db, &keys, state.clock.now()).await? {
+        return Ok(throttled(wait));
+    }
     let meta = meta(ip, &headers);
     let result = signin::with_password(
         &state,
@@ -343,7 +348,32 @@ async fn password_sign_in(
         Some(request_id.as_str().to_owned()),
     )
     .await;
+    match &result {
+        Ok(_) => throttle::clear(&state.db, &keys[0].name).await?,
+        Err(SignInError::NotAllowed) => {
+            let now = state.clock.now();
+            if throttle::record_failure(&state.db, &state.settings.throttle, &keys, now).await? {
+                signin::record_lock(&state, &email, &meta, Some(request_id.as_str().to_owned()))
+                    .await?;
+            }
+        }
+        Err(SignInError::Other(_)) => {}
+    }
     finish_sign_in(&state, result, next.clone(), failure).await
+}
+
+/// The answer while an address or IP must wait: the same for every address, known or not.
+fn throttled(wait: std::time::Duration) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut response = gatehouse_security::Problem::new(StatusCode::TOO_MANY_REQUESTS)
+        .with_detail(format!(
+            "Too many failed sign-ins. Try again in {seconds} seconds, or sign in with an email link."
+        ))
+        .into_response();
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    response
 }
 
 async fn audit_session_event(

@@ -168,25 +168,99 @@ on_every_backend! {
     }
 
     async fn unknown_addresses_take_as_long_as_wrong_passwords(backend) {
-        let app = unlimited_app(backend).await;
-        add_with_password(&app, "ada@example.com", "Vermilion-Otter-42");
+        // First failures only (later ones are throttled before any hashing): seven accounts with
+        // a wrong password against seven addresses without an account.
+        let app = crate::helpers::spawn_app_with(backend, &[
+            ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
+            ("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", "off"),
+            ("GATEHOUSE_LOCKOUT_THRESHOLD", "1000"),
+        ]).await;
+        for i in 0..7 {
+            add_with_password(&app, &format!("ada{i}@example.com"), "Vermilion-Otter-42");
+        }
         let mut v = crate::visitor::Visitor::new(&app);
         let median = |samples: &mut Vec<std::time::Duration>| {
             samples.sort();
             samples[samples.len() / 2]
         };
         let (mut known, mut unknown) = (Vec::new(), Vec::new());
-        for _ in 0..7 {
+        for i in 0..7 {
             let started = std::time::Instant::now();
-            password_sign_in(&mut v, "ada@example.com", "Wrong-Password-1").await;
+            let (status, _, _) = password_sign_in(&mut v, &format!("ada{i}@example.com"), "Wrong-Password-1").await;
             known.push(started.elapsed());
+            assert_eq!(status, 401);
             let started = std::time::Instant::now();
-            password_sign_in(&mut v, "nobody@example.com", "Wrong-Password-1").await;
+            let (status, _, _) = password_sign_in(&mut v, &format!("nobody{i}@example.com"), "Wrong-Password-1").await;
             unknown.push(started.elapsed());
+            assert_eq!(status, 401);
         }
         let (known, unknown) = (median(&mut known), median(&mut unknown));
         let ratio = unknown.as_secs_f64() / known.as_secs_f64();
         assert!((0.5..2.0).contains(&ratio), "unknown {unknown:?} vs known {known:?}: timing tells them apart");
+    }
+
+    async fn after_a_failure_the_next_attempt_waits_for_known_and_unknown_addresses_alike(backend) {
+        let app = unlimited_app(backend).await;
+        add_with_password(&app, "ada@example.com", "Vermilion-Otter-42");
+        let mut v = crate::visitor::Visitor::new(&app);
+        assert_eq!(password_sign_in(&mut v, "ada@example.com", "Wrong-Password-1").await.0, 401);
+        let (status, headers, known) = password_sign_in(&mut v, "ada@example.com", "Vermilion-Otter-42").await;
+        assert_eq!(status, 429, "even the right password waits");
+        assert!(headers.contains_key("retry-after"));
+        assert_eq!(password_sign_in(&mut v, "nobody@example.com", "Wrong-Password-1").await.0, 401);
+        let (status, _, unknown) = password_sign_in(&mut v, "nobody@example.com", "Wrong-Password-1").await;
+        assert_eq!(status, 429);
+        assert!(known.contains("Too many failed sign-ins") && unknown.contains("Too many failed sign-ins"));
+    }
+
+    async fn reaching_the_threshold_locks_the_address_and_is_audited(backend) {
+        let app = crate::helpers::spawn_app_with(backend, &[
+            ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
+            ("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", "off"),
+            ("GATEHOUSE_LOCKOUT_THRESHOLD", "1"),
+        ]).await;
+        add_with_password(&app, "ada@example.com", "Vermilion-Otter-42");
+        let mut v = crate::visitor::Visitor::new(&app);
+        assert_eq!(password_sign_in(&mut v, "ada@example.com", "Wrong-Password-1").await.0, 401);
+        let (status, headers, _) = password_sign_in(&mut v, "ada@example.com", "Vermilion-Otter-42").await;
+        assert_eq!(status, 429);
+        let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!(retry > 800, "locked for the lock duration (15 minutes): {retry}");
+        let actions: Vec<String> = gatehouse::audit::records_after(&app.db, 0, 100).await.unwrap().into_iter().map(|r| r.action).collect();
+        assert!(actions.contains(&"auth.locked".to_owned()), "{actions:?}");
+    }
+
+    async fn delays_grow_then_lock_and_a_quiet_key_starts_over(backend) {
+        use gatehouse::identity::throttle::{self, ThrottleConfig};
+        let app = spawn_app(backend).await;
+        let config = ThrottleConfig { lock_threshold: 4, lock_duration: std::time::Duration::from_secs(900) };
+        let keys = throttle::keys(&config, &Email::parse("ada@example.com").unwrap(), "203.0.113.9".parse().unwrap());
+        let email_key = &keys[..1];
+        let t0 = gatehouse::store::now();
+        let secs = |s: i64| t0 + time::Duration::seconds(s);
+        let wait = |d: Option<std::time::Duration>| d.map(|d| d.as_secs());
+        assert!(!throttle::record_failure(&app.db, &config, email_key, t0).await.unwrap());
+        assert_eq!(wait(throttle::blocked_for(&app.db, email_key, t0).await.unwrap()), Some(1));
+        assert_eq!(throttle::blocked_for(&app.db, email_key, secs(1)).await.unwrap(), None);
+        throttle::record_failure(&app.db, &config, email_key, secs(1)).await.unwrap();
+        assert_eq!(wait(throttle::blocked_for(&app.db, email_key, secs(1)).await.unwrap()), Some(2));
+        throttle::record_failure(&app.db, &config, email_key, secs(3)).await.unwrap();
+        assert_eq!(wait(throttle::blocked_for(&app.db, email_key, secs(3)).await.unwrap()), Some(4));
+        assert!(throttle::record_failure(&app.db, &config, email_key, secs(7)).await.unwrap(), "the fourth failure locks");
+        assert_eq!(wait(throttle::blocked_for(&app.db, email_key, secs(7)).await.unwrap()), Some(900));
+        // Quiet for longer than the lock: the next failure counts as the first.
+        throttle::record_failure(&app.db, &config, email_key, secs(7 + 1800)).await.unwrap();
+        assert_eq!(wait(throttle::blocked_for(&app.db, email_key, secs(7 + 1800)).await.unwrap()), Some(1));
+        throttle::clear(&app.db, &email_key[0].name).await.unwrap();
+        assert_eq!(throttle::blocked_for(&app.db, email_key, secs(7 + 1800)).await.unwrap(), None, "a success clears it");
+        // The IP key tolerates `threshold` failures before delaying.
+        let ip_key = &keys[1..];
+        for i in 0..4 {
+            throttle::record_failure(&app.db, &config, ip_key, secs(i)).await.unwrap();
+        }
+        assert_eq!(throttle::blocked_for(&app.db, ip_key, secs(3)).await.unwrap(), None);
+        throttle::record_failure(&app.db, &config, ip_key, secs(4)).await.unwrap();
+        assert_eq!(wait(throttle::blocked_for(&app.db, ip_key, secs(4)).await.unwrap()), Some(1));
     }
 
     async fn a_werkzeug_password_signs_in_and_is_upgraded_to_argon2id(backend) {
