@@ -377,6 +377,25 @@ pub async fn find_by_email(db: &Db, email: &Email) -> Result<Option<User>, Error
     }
 }
 
+/// Stores a new password hash chosen by the user and records `user.password_change` (without
+/// the hash) in the same transaction.
+pub async fn set_password(db: &Db, id: Uuid, hash: &str, ctx: &AuditContext) -> Result<(), Error> {
+    let mut tx = db.begin().await?;
+    store_password_hash(&mut tx, id, hash).await?;
+    audit::record(
+        &mut tx,
+        ctx,
+        AuditEvent {
+            action: "user.password_change",
+            entity_type: "user",
+            entity_id: Some(id.to_string()),
+            changes: serde_json::json!({}),
+        },
+    )
+    .await?;
+    tx.commit().await
+}
+
 /// Replaces a user's password hash with a fresh one for the same password (after a sign-in
 /// verified a legacy or outdated hash). Not audited: the password did not change.
 pub async fn upgrade_password_hash(db: &Db, id: Uuid, hash: &str) -> Result<(), Error> {

@@ -47,6 +47,10 @@ pub fn router() -> Router<AppState> {
         .route("/login/password", post(password_sign_in))
         .route("/logout", post(logout))
         .route("/account", get(account))
+        .route(
+            "/account/password",
+            get(password_page).post(change_password),
+        )
         .route("/account/sessions/revoke", post(revoke_session))
         .route(
             "/account/sessions/revoke-others",
@@ -360,6 +364,130 @@ async fn password_sign_in(
         Err(SignInError::Other(_)) => {}
     }
     finish_sign_in(&state, result, next.clone(), failure).await
+}
+
+/// How recent a sign-in must be for a sensitive change.
+const RECENT_SIGN_IN: time::Duration = time::Duration::minutes(10);
+
+#[derive(Deserialize)]
+struct PasswordChangeForm {
+    current: Option<secrecy::SecretString>,
+    new: secrecy::SecretString,
+    confirm: secrecy::SecretString,
+}
+
+/// Renders the password page with `extra` context and `status`.
+async fn render_password_page(
+    state: &AppState,
+    nonce: &CspNonce,
+    csrf: &CsrfToken,
+    current: &CurrentUser,
+    status: StatusCode,
+    extra: minijinja::Value,
+) -> Result<Response, Error> {
+    let has_password = crate::identity::users::password_hash(&state.db, current.user.id)
+        .await?
+        .is_some();
+    let stale = state.clock.now() - current.session.authenticated_at > RECENT_SIGN_IN;
+    let page = state.templates.page(
+        "account_password.html",
+        nonce,
+        context! {
+            title => "Your password",
+            csrf_token => csrf.as_str(),
+            has_password => has_password,
+            stale => stale,
+            min_length => state.settings.password_policy.min_length,
+            ..extra
+        },
+    )?;
+    Ok(with_status(status, page))
+}
+
+async fn password_page(
+    State(state): State<AppState>,
+    nonce: CspNonce,
+    csrf: CsrfToken,
+    current: CurrentUser,
+) -> Result<Response, Error> {
+    render_password_page(&state, &nonce, &csrf, &current, StatusCode::OK, context! {}).await
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    nonce: CspNonce,
+    csrf: CsrfToken,
+    current: CurrentUser,
+    ip: ClientIp,
+    request_id: RequestId,
+    Form(form): Form<PasswordChangeForm>,
+) -> Result<Response, Error> {
+    use secrecy::ExposeSecret as _;
+    let render =
+        |status, extra| render_password_page(&state, &nonce, &csrf, &current, status, extra);
+    if state.clock.now() - current.session.authenticated_at > RECENT_SIGN_IN {
+        return render(StatusCode::FORBIDDEN, context! {}).await;
+    }
+    if let Some(stored) = crate::identity::users::password_hash(&state.db, current.user.id).await? {
+        let given = form
+            .current
+            .clone()
+            .unwrap_or_else(|| secrecy::SecretString::from(""));
+        if !state.passwords.verify(&given, &stored).await?.ok {
+            return render(
+                StatusCode::BAD_REQUEST,
+                context! { error => "The current password is not right." },
+            )
+            .await;
+        }
+    }
+    if form.new.expose_secret() != form.confirm.expose_secret() {
+        return render(
+            StatusCode::BAD_REQUEST,
+            context! { error => "The two new passwords are not the same." },
+        )
+        .await;
+    }
+    if let Err(errors) = state
+        .settings
+        .password_policy
+        .check(form.new.expose_secret(), Some(&current.user.email))
+    {
+        return render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            context! { errors => errors },
+        )
+        .await;
+    }
+    let hash = state.passwords.hash(&form.new).await?;
+    let ctx = AuditContext {
+        actor: Actor::User(current.user.id),
+        client_ip: Some(ip.0),
+        request_id: Some(request_id.as_str().to_owned()),
+    };
+    crate::identity::users::set_password(&state.db, current.user.id, &hash, &ctx).await?;
+    let ended = state
+        .sessions
+        .revoke_all(current.user.id, Some(&current.session.id_hash))
+        .await?;
+    tracing::info!(event = "password_changed", user_id = %current.user.id, other_sessions_ended = ended, "password changed");
+    let (text, html) = state.templates.mail(
+        "password_changed",
+        context! {
+            email => current.user.email.as_str(),
+            time => timestamp_text(state.clock.now())[..16].replace('T', " "),
+            ip => ip.0.to_string(),
+        },
+    )?;
+    if let Err(e) = state.mailer.send(crate::mail::Mail {
+        to: current.user.email.clone(),
+        subject: "Your Gatehouse password was changed".into(),
+        text,
+        html,
+    }) {
+        tracing::warn!(event = "mail_failed", error = %e, "cannot queue the password-change notice");
+    }
+    render(StatusCode::OK, context! { done => true }).await
 }
 
 /// The answer while an address or IP must wait: the same for every address, known or not.

@@ -47,6 +47,18 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("account.html", include_str!("../../templates/account.html")),
     (
+        "account_password.html",
+        include_str!("../../templates/account_password.html"),
+    ),
+    (
+        "mail/password_changed.txt",
+        include_str!("../../templates/mail/password_changed.txt"),
+    ),
+    (
+        "mail/password_changed.html",
+        include_str!("../../templates/mail/password_changed.html"),
+    ),
+    (
         "mail/magic_link.txt",
         include_str!("../../templates/mail/magic_link.txt"),
     ),

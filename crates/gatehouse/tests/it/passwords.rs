@@ -288,3 +288,58 @@ on_every_backend! {
         assert_eq!(status, 401);
     }
 }
+
+on_every_backend! {
+    async fn a_user_changes_their_password_and_their_other_sessions_end(backend) {
+        let sink = crate::smtp_sink::SmtpSink::start().await;
+        let port = sink.port.to_string();
+        let app = crate::helpers::spawn_app_with(backend, &[
+            ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
+            ("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", "off"),
+            ("SMTP_HOST", "127.0.0.1"),
+            ("SMTP_PORT", port.as_str()),
+            ("SMTP_TLS", "none"),
+        ]).await;
+        add_with_password(&app, "ada@example.com", "Vermilion-Otter-42");
+        let mut here = crate::visitor::Visitor::new(&app);
+        let mut elsewhere = crate::visitor::Visitor::new(&app);
+        assert_eq!(password_sign_in(&mut here, "ada@example.com", "Vermilion-Otter-42").await.0, 303);
+        assert_eq!(password_sign_in(&mut elsewhere, "ada@example.com", "Vermilion-Otter-42").await.0, 303);
+
+        let csrf = here.csrf_from("/account/password").await;
+        let (status, _, page) = here.post("/account/password", &[("csrf_token", &csrf), ("current", "Vermilion-Otter-42"), ("new", "Cobalt-Heron-77!"), ("confirm", "Cobalt-Heron-77!")]).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains("Your password is saved"), "{page}");
+
+        assert!(here.get("/").await.2.contains("ada@example.com"), "this session stays");
+        assert!(!elsewhere.get("/").await.2.contains("ada@example.com"), "the other session ended");
+        let mut fresh = crate::visitor::Visitor::new(&app);
+        assert_eq!(password_sign_in(&mut fresh, "ada@example.com", "Cobalt-Heron-77!").await.0, 303);
+        let mut old = crate::visitor::Visitor::new(&app);
+        assert_eq!(password_sign_in(&mut old, "ada@example.com", "Vermilion-Otter-42").await.0, 401);
+
+        let notice = sink.wait_for("ada@example.com").await;
+        assert!(notice.data.contains("Your Gatehouse password was changed"), "{}", notice.data);
+        assert!(!notice.data.contains("Cobalt-Heron"), "the password is never mailed");
+        let actions: Vec<String> = gatehouse::audit::records_after(&app.db, 0, 100).await.unwrap().into_iter().map(|r| r.action).collect();
+        assert!(actions.contains(&"user.password_change".to_owned()), "{actions:?}");
+    }
+
+    async fn a_wrong_current_password_or_a_weak_new_one_changes_nothing(backend) {
+        let app = unlimited_app(backend).await;
+        add_with_password(&app, "ada@example.com", "Vermilion-Otter-42");
+        let mut v = crate::visitor::Visitor::new(&app);
+        assert_eq!(password_sign_in(&mut v, "ada@example.com", "Vermilion-Otter-42").await.0, 303);
+        let before = stored_hash(&app, "ada@example.com").await;
+        let csrf = v.csrf_from("/account/password").await;
+        let (status, _, page) = v.post("/account/password", &[("csrf_token", &csrf), ("current", "Not-My-Password-1"), ("new", "Cobalt-Heron-77!"), ("confirm", "Cobalt-Heron-77!")]).await;
+        assert_eq!(status, 400);
+        assert!(page.contains("current password is not right"), "{page}");
+        let (status, _, page) = v.post("/account/password", &[("csrf_token", &csrf), ("current", "Vermilion-Otter-42"), ("new", "password"), ("confirm", "password")]).await;
+        assert_eq!(status, 422);
+        assert!(page.contains("at least 12") && page.contains("less common"), "{page}");
+        let (status, _, _) = v.post("/account/password", &[("csrf_token", &csrf), ("current", "Vermilion-Otter-42"), ("new", "Cobalt-Heron-77!"), ("confirm", "Cobalt-Heron-78!")]).await;
+        assert_eq!(status, 400, "the two new passwords differ");
+        assert_eq!(stored_hash(&app, "ada@example.com").await, before);
+    }
+}
