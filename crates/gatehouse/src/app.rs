@@ -354,6 +354,7 @@ fn rate_limit_layer(state: &AppState) -> anyhow::Result<RateLimitLayer> {
                 policy(settings.signin_rate_limit_deny_on_store_error),
             )?
             .path_prefix("/login")
+            .path_prefix("/password")
             .methods([http::Method::POST]),
         );
     }

@@ -148,6 +148,8 @@ pub struct Settings {
     pub argon2: crate::identity::passwords::HashParams,
     /// `GATEHOUSE_PASSWORD_MIN_LENGTH` (and `_MAX_LENGTH`, `GATEHOUSE_PASSWORD_REQUIRE_CLASSES`).
     pub password_policy: crate::identity::password_policy::PasswordPolicy,
+    /// `GATEHOUSE_PASSWORD_RESET_LIFETIME`: how long a reset link works.
+    pub password_reset_lifetime: Duration,
     /// `GATEHOUSE_LOCKOUT_THRESHOLD`, `GATEHOUSE_LOCKOUT_DURATION`: failed password sign-ins.
     pub throttle: crate::identity::throttle::ThrottleConfig,
     /// `GATEHOUSE_METRICS_LISTEN`: Prometheus `/metrics` on its own address.
@@ -247,6 +249,7 @@ const SPECS: &[Spec] = &[
     spec("GATEHOUSE_PASSWORD_MIN_LENGTH", &[], false),
     spec("GATEHOUSE_PASSWORD_MAX_LENGTH", &[], false),
     spec("GATEHOUSE_PASSWORD_REQUIRE_CLASSES", &[], false),
+    spec("GATEHOUSE_PASSWORD_RESET_LIFETIME", &[], false),
     spec("GATEHOUSE_LOCKOUT_THRESHOLD", &[], false),
     spec("GATEHOUSE_LOCKOUT_DURATION", &[], false),
     spec("GATEHOUSE_METRICS_LISTEN", &[], false),
@@ -814,6 +817,12 @@ impl Settings {
             require_digit: require_classes,
             require_special: require_classes,
         };
+        let password_reset_lifetime = r.parse(
+            "GATEHOUSE_PASSWORD_RESET_LIFETIME",
+            Duration::from_secs(24 * 3600),
+            "a duration such as `24h`",
+            |v| parse_duration(v).filter(|d| !d.is_zero() && d.as_secs() <= 7 * 24 * 3600),
+        );
         let throttle_default = crate::identity::throttle::ThrottleConfig::default();
         let throttle = crate::identity::throttle::ThrottleConfig {
             lock_threshold: r.parse(
@@ -962,6 +971,7 @@ impl Settings {
             magic_link_rate_limit,
             argon2,
             password_policy,
+            password_reset_lifetime,
             throttle,
             metrics_listen,
             smtp,
@@ -1190,6 +1200,10 @@ impl Settings {
             (
                 "GATEHOUSE_PASSWORD_REQUIRE_CLASSES",
                 self.password_policy.require_upper.to_string(),
+            ),
+            (
+                "GATEHOUSE_PASSWORD_RESET_LIFETIME",
+                format!("{}s", self.password_reset_lifetime.as_secs()),
             ),
             (
                 "GATEHOUSE_LOCKOUT_THRESHOLD",

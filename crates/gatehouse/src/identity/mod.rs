@@ -7,6 +7,7 @@
 pub mod allowlist;
 pub mod magic_links;
 pub mod password_policy;
+pub mod password_reset;
 pub mod passwords;
 pub mod sessions;
 pub mod signin;

@@ -125,8 +125,9 @@ pub async fn attempt_allowed(state: &AppState, email: &Email) -> Result<(), Deci
     }
 }
 
-/// Whether `email` may get another sign-in mail now (`GATEHOUSE_MAGIC_LINK_RATE_LIMIT`).
-async fn within_mail_budget(state: &AppState, email: &Email) -> bool {
+/// Whether `email` may get another sign-in or reset mail now (`GATEHOUSE_MAGIC_LINK_RATE_LIMIT`,
+/// one budget for both).
+pub async fn within_mail_budget(state: &AppState, email: &Email) -> bool {
     per_address(
         state,
         "magic_link_mail",

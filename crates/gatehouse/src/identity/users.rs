@@ -377,16 +377,22 @@ pub async fn find_by_email(db: &Db, email: &Email) -> Result<Option<User>, Error
     }
 }
 
-/// Stores a new password hash chosen by the user and records `user.password_change` (without
-/// the hash) in the same transaction.
-pub async fn set_password(db: &Db, id: Uuid, hash: &str, ctx: &AuditContext) -> Result<(), Error> {
+/// Stores a new password hash chosen by the user and records `action` (`user.password_change`
+/// or `user.password_reset`, without the hash) in the same transaction.
+pub async fn set_password(
+    db: &Db,
+    id: Uuid,
+    hash: &str,
+    action: &'static str,
+    ctx: &AuditContext,
+) -> Result<(), Error> {
     let mut tx = db.begin().await?;
     store_password_hash(&mut tx, id, hash).await?;
     audit::record(
         &mut tx,
         ctx,
         AuditEvent {
-            action: "user.password_change",
+            action,
             entity_type: "user",
             entity_id: Some(id.to_string()),
             changes: serde_json::json!({}),

@@ -47,6 +47,8 @@ pub fn router() -> Router<AppState> {
         .route("/login/password", post(password_sign_in))
         .route("/logout", post(logout))
         .route("/account", get(account))
+        .route("/password/forgot", get(forgot_page).post(forgot))
+        .route("/password/reset", get(reset_page).post(reset))
         .route(
             "/account/password",
             get(password_page).post(change_password),
@@ -465,7 +467,14 @@ async fn change_password(
         client_ip: Some(ip.0),
         request_id: Some(request_id.as_str().to_owned()),
     };
-    crate::identity::users::set_password(&state.db, current.user.id, &hash, &ctx).await?;
+    crate::identity::users::set_password(
+        &state.db,
+        current.user.id,
+        &hash,
+        "user.password_change",
+        &ctx,
+    )
+    .await?;
     let ended = state
         .sessions
         .revoke_all(current.user.id, Some(&current.session.id_hash))
@@ -488,6 +497,172 @@ async fn change_password(
         tracing::warn!(event = "mail_failed", error = %e, "cannot queue the password-change notice");
     }
     render(StatusCode::OK, context! { done => true }).await
+}
+
+#[derive(Debug, Deserialize)]
+struct ForgotForm {
+    email: String,
+}
+
+#[derive(Deserialize)]
+struct ResetForm {
+    token: String,
+    new: secrecy::SecretString,
+    confirm: secrecy::SecretString,
+}
+
+async fn forgot_page(
+    State(state): State<AppState>,
+    nonce: CspNonce,
+    csrf: CsrfToken,
+) -> Result<Response, Error> {
+    let page = state.templates.page(
+        "password_forgot.html",
+        &nonce,
+        context! { title => "Reset your password", csrf_token => csrf.as_str() },
+    )?;
+    Ok(page.into_response())
+}
+
+async fn forgot(
+    State(state): State<AppState>,
+    nonce: CspNonce,
+    csrf: CsrfToken,
+    Form(form): Form<ForgotForm>,
+) -> Result<Response, Error> {
+    let Ok(email) = Email::parse(&form.email) else {
+        let page = state.templates.page(
+            "password_forgot.html",
+            &nonce,
+            context! { title => "Reset your password", csrf_token => csrf.as_str(), error => "Enter a valid email address." },
+        )?;
+        return Ok(with_status(StatusCode::UNPROCESSABLE_ENTITY, page));
+    };
+    if let Err(decision) = signin::attempt_allowed(&state, &email).await {
+        return Ok(too_many_requests(&decision));
+    }
+    if signin::within_mail_budget(&state, &email).await {
+        crate::identity::password_reset::request(&state, email.clone());
+    }
+    let page = state.templates.page(
+        "password_forgot.html",
+        &nonce,
+        context! {
+            title => "Check your inbox",
+            csrf_token => csrf.as_str(),
+            sent => true,
+            email => email.as_str(),
+            hours => state.settings.password_reset_lifetime.as_secs() / 3600,
+        },
+    )?;
+    Ok(page.into_response())
+}
+
+async fn render_reset(
+    state: &AppState,
+    nonce: &CspNonce,
+    csrf: &CsrfToken,
+    token: &str,
+    status: StatusCode,
+    extra: minijinja::Value,
+) -> Result<Response, Error> {
+    let page = state.templates.page(
+        "password_reset.html",
+        nonce,
+        context! { title => "Choose a new password", csrf_token => csrf.as_str(), token => token, ..extra },
+    )?;
+    let mut response = with_status(status, page);
+    let headers = response.headers_mut();
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+async fn reset_page(
+    State(state): State<AppState>,
+    nonce: CspNonce,
+    csrf: CsrfToken,
+    Query(q): Query<TokenParam>,
+) -> Result<Response, Error> {
+    render_reset(&state, &nonce, &csrf, &q.token, StatusCode::OK, context! {}).await
+}
+
+async fn reset(
+    State(state): State<AppState>,
+    nonce: CspNonce,
+    csrf: CsrfToken,
+    ip: ClientIp,
+    request_id: RequestId,
+    Form(form): Form<ResetForm>,
+) -> Result<Response, Error> {
+    use crate::identity::password_reset;
+    use secrecy::ExposeSecret as _;
+    const EXPIRED: &str = "This reset link has expired or was already used. Ask for a new one.";
+    let render = |status, extra| render_reset(&state, &nonce, &csrf, &form.token, status, extra);
+    let now = state.clock.now();
+    let user = match password_reset::peek(&state.db, &form.token, now).await? {
+        Some(id) => crate::identity::users::find_by_id(&state.db, id).await?,
+        None => None,
+    };
+    let Some(user) = user else {
+        return render(StatusCode::BAD_REQUEST, context! { error => EXPIRED }).await;
+    };
+    if form.new.expose_secret() != form.confirm.expose_secret() {
+        return render(
+            StatusCode::BAD_REQUEST,
+            context! { error => "The two new passwords are not the same." },
+        )
+        .await;
+    }
+    if let Err(errors) = state
+        .settings
+        .password_policy
+        .check(form.new.expose_secret(), Some(&user.email))
+    {
+        return render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            context! { errors => errors },
+        )
+        .await;
+    }
+    // Checked first, used up only now that the password is acceptable.
+    if password_reset::consume(&state.db, &form.token, now).await? != Some(user.id) {
+        return render(StatusCode::BAD_REQUEST, context! { error => EXPIRED }).await;
+    }
+    let hash = state.passwords.hash(&form.new).await?;
+    let ctx = AuditContext {
+        actor: Actor::User(user.id),
+        client_ip: Some(ip.0),
+        request_id: Some(request_id.as_str().to_owned()),
+    };
+    crate::identity::users::set_password(&state.db, user.id, &hash, "user.password_reset", &ctx)
+        .await?;
+    state.sessions.revoke_all(user.id, None).await?;
+    password_reset::revoke_pending(&state.db, user.id, &user.email, now).await?;
+    let keys = throttle::keys(&state.settings.throttle, &user.email, ip.0);
+    throttle::clear(&state.db, &keys[0].name).await?;
+    tracing::info!(event = "password_reset", user_id = %user.id, "password reset");
+    let (text, html) = state.templates.mail(
+        "password_changed",
+        context! {
+            email => user.email.as_str(),
+            time => timestamp_text(now)[..16].replace('T', " "),
+            ip => ip.0.to_string(),
+        },
+    )?;
+    if let Err(e) = state.mailer.send(crate::mail::Mail {
+        to: user.email.clone(),
+        subject: "Your Gatehouse password was changed".into(),
+        text,
+        html,
+    }) {
+        tracing::warn!(event = "mail_failed", error = %e, "cannot queue the password-reset notice");
+    }
+    let mut response = render(StatusCode::OK, context! { done => true }).await?;
+    response
+        .headers_mut()
+        .append(SET_COOKIE, clear_cookie(&state));
+    Ok(response)
 }
 
 /// The answer while an address or IP must wait: the same for every address, known or not.

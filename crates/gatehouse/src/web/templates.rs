@@ -51,6 +51,22 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/account_password.html"),
     ),
     (
+        "password_forgot.html",
+        include_str!("../../templates/password_forgot.html"),
+    ),
+    (
+        "password_reset.html",
+        include_str!("../../templates/password_reset.html"),
+    ),
+    (
+        "mail/password_reset.txt",
+        include_str!("../../templates/mail/password_reset.txt"),
+    ),
+    (
+        "mail/password_reset.html",
+        include_str!("../../templates/mail/password_reset.html"),
+    ),
+    (
         "mail/password_changed.txt",
         include_str!("../../templates/mail/password_changed.txt"),
     ),

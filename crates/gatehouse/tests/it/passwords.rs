@@ -343,3 +343,112 @@ on_every_backend! {
         assert_eq!(stored_hash(&app, "ada@example.com").await, before);
     }
 }
+
+async fn app_with_sink(
+    backend: crate::helpers::Backend,
+    extra: &[(&str, &str)],
+) -> (crate::helpers::TestApp, crate::smtp_sink::SmtpSink) {
+    let sink = crate::smtp_sink::SmtpSink::start().await;
+    let port = sink.port.to_string();
+    let mut env = vec![
+        ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
+        ("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", "off"),
+        ("SMTP_HOST", "127.0.0.1"),
+        ("SMTP_PORT", port.as_str()),
+        ("SMTP_TLS", "none"),
+    ];
+    env.extend_from_slice(extra);
+    (crate::helpers::spawn_app_with(backend, &env).await, sink)
+}
+
+async fn ask_for_reset(v: &mut crate::visitor::Visitor<'_>, email: &str) -> (u16, String) {
+    let csrf = v.csrf_from("/password/forgot").await;
+    let (status, _, page) = v
+        .post(
+            "/password/forgot",
+            &[("csrf_token", &csrf), ("email", email)],
+        )
+        .await;
+    (status, page)
+}
+
+fn reset_link(mail: &crate::smtp_sink::ReceivedMail) -> String {
+    let marker = "/password/reset?token=";
+    let start = mail.data.find(marker).expect("a reset link");
+    mail.data[start..start + marker.len() + 43].to_owned()
+}
+
+async fn choose(v: &mut crate::visitor::Visitor<'_>, link: &str, new: &str) -> (u16, String) {
+    let (status, headers, page) = v.get(link).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(headers["referrer-policy"], "same-origin");
+    let token = crate::visitor::field(&page, "token").unwrap();
+    let csrf = crate::visitor::field(&page, "csrf_token").unwrap();
+    let (status, _, page) = v
+        .post(
+            "/password/reset",
+            &[
+                ("csrf_token", &csrf),
+                ("token", &token),
+                ("new", new),
+                ("confirm", new),
+            ],
+        )
+        .await;
+    (status, page)
+}
+
+on_every_backend! {
+    async fn a_forgotten_password_is_reset_by_mail_and_the_lock_and_sessions_end(backend) {
+        let (app, sink) = app_with_sink(backend, &[("GATEHOUSE_LOCKOUT_THRESHOLD", "1")]).await;
+        add_with_password(&app, "ada@example.com", "Vermilion-Otter-42");
+        let mut old_session = crate::visitor::Visitor::new(&app);
+        assert_eq!(password_sign_in(&mut old_session, "ada@example.com", "Vermilion-Otter-42").await.0, 303);
+        // An attacker locks the address (threshold 1: locked for 15 minutes).
+        let mut attacker = crate::visitor::Visitor::new(&app);
+        password_sign_in(&mut attacker, "ada@example.com", "Guess-Number-1").await;
+        assert_eq!(password_sign_in(&mut attacker, "ada@example.com", "Vermilion-Otter-42").await.0, 429);
+
+        let mut v = crate::visitor::Visitor::new(&app);
+        let (status, page) = ask_for_reset(&mut v, "ada@example.com").await;
+        assert_eq!(status, 200);
+        assert!(page.contains("a reset link is on its way"), "{page}");
+        let link = reset_link(&sink.wait_for("ada@example.com").await);
+        let (status, page) = choose(&mut v, &link, "Cobalt-Heron-77!").await;
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains("Your password is reset"), "{page}");
+
+        assert!(!old_session.get("/").await.2.contains("ada@example.com"), "every session ended");
+        let mut fresh = crate::visitor::Visitor::new(&app);
+        assert_eq!(password_sign_in(&mut fresh, "ada@example.com", "Cobalt-Heron-77!").await.0, 303, "the reset cleared the lock");
+        let (status, _) = choose(&mut crate::visitor::Visitor::new(&app), &link, "Another-Heron-88!").await;
+        assert_eq!(status, 400, "a reset link works once");
+        let actions: Vec<String> = gatehouse::audit::records_after(&app.db, 0, 100).await.unwrap().into_iter().map(|r| r.action).collect();
+        assert!(actions.contains(&"user.password_reset".to_owned()), "{actions:?}");
+    }
+
+    async fn unknown_addresses_get_the_same_reset_answer_and_no_mail(backend) {
+        let (app, sink) = app_with_sink(backend, &[]).await;
+        add_with_password(&app, "ada@example.com", "Vermilion-Otter-42");
+        let mut v = crate::visitor::Visitor::new(&app);
+        let (s1, unknown) = ask_for_reset(&mut v, "nobody@example.com").await;
+        let (s2, known) = ask_for_reset(&mut v, "ada@example.com").await;
+        assert_eq!(s1, s2);
+        assert_eq!(unknown.replace("nobody@example.com", "X"), known.replace("ada@example.com", "X"));
+        sink.wait_for("ada@example.com").await;
+        assert!(sink.messages_to("nobody@example.com").is_empty());
+    }
+
+    async fn a_weak_new_password_does_not_use_up_the_reset_link(backend) {
+        let (app, sink) = app_with_sink(backend, &[]).await;
+        add_with_password(&app, "ada@example.com", "Vermilion-Otter-42");
+        let mut v = crate::visitor::Visitor::new(&app);
+        ask_for_reset(&mut v, "ada@example.com").await;
+        let link = reset_link(&sink.wait_for("ada@example.com").await);
+        let (status, page) = choose(&mut v, &link, "password").await;
+        assert_eq!(status, 422);
+        assert!(page.contains("less common"), "{page}");
+        let (status, _) = choose(&mut v, &link, "Cobalt-Heron-77!").await;
+        assert_eq!(status, 200);
+    }
+}
