@@ -267,9 +267,9 @@ impl Application {
 /// How often expired sessions and sign-in links are deleted.
 const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Deletes expired sessions (database store; Redis expires its own) and dead sign-in links, at
-/// start and then every [`HOUSEKEEPING_INTERVAL`], until `stop`. With several instances each does
-/// it; the deletes are idempotent.
+/// Deletes expired sessions (database store; Redis expires its own), dead sign-in links and reset
+/// tokens, and quiet sign-in failure counts, at start and then every [`HOUSEKEEPING_INTERVAL`],
+/// until `stop`. With several instances each does it; the deletes are idempotent.
 async fn housekeeping(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     loop {
@@ -288,15 +288,34 @@ async fn housekeeping(state: AppState, mut stop: tokio::sync::watch::Receiver<bo
                 tracing::warn!(event = "housekeeping_failed", error = %e, "cannot purge sessions")
             }
         }
-        match crate::identity::magic_links::purge_expired(&state.db, state.clock.now()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                event = "magic_links_purged",
-                count = n,
-                "dead sign-in links deleted"
+        let now = state.clock.now();
+        let purges = [
+            (
+                "magic_links",
+                crate::identity::magic_links::purge_expired(&state.db, now).await,
             ),
-            Err(e) => {
-                tracing::warn!(event = "housekeeping_failed", error = %e, "cannot purge sign-in links")
+            (
+                "password_resets",
+                crate::identity::password_reset::purge_expired(&state.db, now).await,
+            ),
+            (
+                "sign_in_failures",
+                crate::identity::throttle::purge_quiet(&state.db, &state.settings.throttle, now)
+                    .await,
+            ),
+        ];
+        for (table, result) in purges {
+            match result {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    event = "housekeeping_purged",
+                    table,
+                    count = n,
+                    "dead rows deleted"
+                ),
+                Err(e) => {
+                    tracing::warn!(event = "housekeeping_failed", table, error = %e, "cannot purge")
+                }
             }
         }
     }

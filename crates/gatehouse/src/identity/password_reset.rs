@@ -163,3 +163,24 @@ pub async fn revoke_pending(
     }
     Ok(())
 }
+
+/// Deletes reset tokens that died (expired or used) more than a day ago; returns how many.
+pub async fn purge_expired(db: &Db, now: OffsetDateTime) -> Result<u64, Error> {
+    let cutoff = now - time::Duration::days(1);
+    Ok(match db {
+        Db::Postgres(pool) => {
+            sqlx::query("DELETE FROM password_resets WHERE expires_at < $1 OR consumed_at < $1")
+                .bind(cutoff)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }
+        Db::Sqlite(pool) => {
+            sqlx::query("DELETE FROM password_resets WHERE expires_at < ?1 OR consumed_at < ?1")
+                .bind(timestamp_text(cutoff))
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }
+    })
+}

@@ -206,3 +206,31 @@ pub async fn clear(db: &Db, key: &str) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// Deletes counts that no longer matter: not blocked, and quiet for longer than a lock lasts (the
+/// next failure would start over anyway). Returns how many.
+pub async fn purge_quiet(
+    db: &Db,
+    config: &ThrottleConfig,
+    now: OffsetDateTime,
+) -> Result<u64, Error> {
+    let quiet_since = now - config.lock_duration;
+    Ok(match db {
+        Db::Postgres(pool) => sqlx::query(
+            "DELETE FROM sign_in_failures WHERE blocked_until < $1 AND last_failure_at < $2",
+        )
+        .bind(now)
+        .bind(quiet_since)
+        .execute(pool)
+        .await?
+        .rows_affected(),
+        Db::Sqlite(pool) => sqlx::query(
+            "DELETE FROM sign_in_failures WHERE blocked_until < ? AND last_failure_at < ?",
+        )
+        .bind(timestamp_text(now))
+        .bind(timestamp_text(quiet_since))
+        .execute(pool)
+        .await?
+        .rows_affected(),
+    })
+}

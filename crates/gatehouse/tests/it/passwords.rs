@@ -230,6 +230,30 @@ on_every_backend! {
         assert!(actions.contains(&"auth.locked".to_owned()), "{actions:?}");
     }
 
+    async fn quiet_failure_counts_and_dead_reset_tokens_are_purged(backend) {
+        use gatehouse::identity::throttle::{self, ThrottleConfig};
+        let app = spawn_app(backend).await;
+        let config = ThrottleConfig::default();
+        let keys = throttle::keys(&config, &Email::parse("ada@example.com").unwrap(), "203.0.113.9".parse().unwrap());
+        let t0 = gatehouse::store::now();
+        throttle::record_failure(&app.db, &config, &keys, t0).await.unwrap();
+        assert_eq!(throttle::purge_quiet(&app.db, &config, t0).await.unwrap(), 0, "recent counts stay");
+        let later = t0 + time::Duration::hours(1);
+        assert_eq!(throttle::purge_quiet(&app.db, &config, later).await.unwrap(), 2, "both keys, quiet for an hour");
+
+        add_with_password(&app, "bo@example.com", "Vermilion-Otter-42");
+        let bo = users::find_by_email(&app.db, &Email::parse("bo@example.com").unwrap()).await.unwrap().unwrap();
+        let old = gatehouse::store::timestamp_text(t0 - time::Duration::days(3));
+        match &app.db {
+            gatehouse::store::Db::Sqlite(pool) => sqlx::query("INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES ('h', ?, ?, ?)")
+                .bind(bo.id.to_string()).bind(&old).bind(&old).execute(pool).await.map(drop),
+            gatehouse::store::Db::Postgres(pool) => sqlx::query("INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES ('h', $1, $2, $2)")
+                .bind(bo.id).bind(t0 - time::Duration::days(3)).execute(pool).await.map(drop),
+        }
+        .unwrap();
+        assert_eq!(gatehouse::identity::password_reset::purge_expired(&app.db, t0).await.unwrap(), 1);
+    }
+
     async fn delays_grow_then_lock_and_a_quiet_key_starts_over(backend) {
         use gatehouse::identity::throttle::{self, ThrottleConfig};
         let app = spawn_app(backend).await;
