@@ -267,6 +267,29 @@ pub async fn record_lock(
     meta: &SessionMeta,
     request_id: Option<String>,
 ) -> Result<(), Error> {
+    let minutes = state.settings.throttle.lock_duration.as_secs() / 60;
+    audit_address_event(
+        state,
+        "auth.locked",
+        email,
+        meta,
+        request_id,
+        serde_json::json!({ "minutes": minutes }),
+    )
+    .await?;
+    tracing::warn!(event = "sign_in_locked", to = %mask_email(email), "password sign-in locked after repeated failures");
+    Ok(())
+}
+
+/// An audit record about a submitted address (masked), by the system, from this request.
+async fn audit_address_event(
+    state: &AppState,
+    action: &'static str,
+    email: &Email,
+    meta: &SessionMeta,
+    request_id: Option<String>,
+    changes: serde_json::Value,
+) -> Result<(), Error> {
     let ctx = AuditContext {
         actor: Actor::System,
         client_ip: meta.client_ip,
@@ -277,18 +300,14 @@ pub async fn record_lock(
         &mut tx,
         &ctx,
         AuditEvent {
-            action: "auth.locked",
+            action,
             entity_type: "email",
             entity_id: Some(mask_email(email)),
-            changes: serde_json::json!({
-                "minutes": state.settings.throttle.lock_duration.as_secs() / 60,
-            }),
+            changes,
         },
     )
     .await?;
-    tx.commit().await?;
-    tracing::warn!(event = "sign_in_locked", to = %mask_email(email), "password sign-in locked after repeated failures");
-    Ok(())
+    tx.commit().await
 }
 
 /// Records a failed code attempt.
@@ -309,28 +328,20 @@ async fn record_failure(
     meta: &SessionMeta,
     request_id: Option<String>,
 ) -> Result<(), Error> {
-    let ctx = AuditContext {
-        actor: Actor::System,
-        client_ip: meta.client_ip,
-        request_id,
+    let action = if method == "code" {
+        "auth.code_failed"
+    } else {
+        "auth.password_failed"
     };
-    let mut tx = state.db.begin().await?;
-    audit::record(
-        &mut tx,
-        &ctx,
-        AuditEvent {
-            action: if method == "code" {
-                "auth.code_failed"
-            } else {
-                "auth.password_failed"
-            },
-            entity_type: "email",
-            entity_id: Some(mask_email(email)),
-            changes: serde_json::json!({}),
-        },
+    audit_address_event(
+        state,
+        action,
+        email,
+        meta,
+        request_id,
+        serde_json::json!({}),
     )
     .await?;
-    tx.commit().await?;
     tracing::warn!(event = "sign_in_failed", method, to = %mask_email(email), "sign-in failed");
     Ok(())
 }

@@ -424,7 +424,6 @@ async fn change_password(
     request_id: RequestId,
     Form(form): Form<PasswordChangeForm>,
 ) -> Result<Response, Error> {
-    use secrecy::ExposeSecret as _;
     let render =
         |status, extra| render_password_page(&state, &nonce, &csrf, &current, status, extra);
     if state.clock.now() - current.session.authenticated_at > RECENT_SIGN_IN {
@@ -443,23 +442,10 @@ async fn change_password(
             .await;
         }
     }
-    if form.new.expose_secret() != form.confirm.expose_secret() {
-        return render(
-            StatusCode::BAD_REQUEST,
-            context! { error => "The two new passwords are not the same." },
-        )
-        .await;
-    }
-    if let Err(errors) = state
-        .settings
-        .password_policy
-        .check(form.new.expose_secret(), Some(&current.user.email))
+    if let Err((status, problem)) =
+        check_new_password(&state, &form.new, &form.confirm, &current.user.email)
     {
-        return render(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            context! { errors => errors },
-        )
-        .await;
+        return render(status, problem).await;
     }
     let hash = state.passwords.hash(&form.new).await?;
     let ctx = AuditContext {
@@ -480,22 +466,7 @@ async fn change_password(
         .revoke_all(current.user.id, Some(&current.session.id_hash))
         .await?;
     tracing::info!(event = "password_changed", user_id = %current.user.id, other_sessions_ended = ended, "password changed");
-    let (text, html) = state.templates.mail(
-        "password_changed",
-        context! {
-            email => current.user.email.as_str(),
-            time => timestamp_text(state.clock.now())[..16].replace('T', " "),
-            ip => ip.0.to_string(),
-        },
-    )?;
-    if let Err(e) = state.mailer.send(crate::mail::Mail {
-        to: current.user.email.clone(),
-        subject: "Your Gatehouse password was changed".into(),
-        text,
-        html,
-    }) {
-        tracing::warn!(event = "mail_failed", error = %e, "cannot queue the password-change notice");
-    }
+    notify_password_changed(&state, &current.user.email, ip);
     render(StatusCode::OK, context! { done => true }).await
 }
 
@@ -596,7 +567,6 @@ async fn reset(
     Form(form): Form<ResetForm>,
 ) -> Result<Response, Error> {
     use crate::identity::password_reset;
-    use secrecy::ExposeSecret as _;
     const EXPIRED: &str = "This reset link has expired or was already used. Ask for a new one.";
     let render = |status, extra| render_reset(&state, &nonce, &csrf, &form.token, status, extra);
     let now = state.clock.now();
@@ -607,23 +577,10 @@ async fn reset(
     let Some(user) = user else {
         return render(StatusCode::BAD_REQUEST, context! { error => EXPIRED }).await;
     };
-    if form.new.expose_secret() != form.confirm.expose_secret() {
-        return render(
-            StatusCode::BAD_REQUEST,
-            context! { error => "The two new passwords are not the same." },
-        )
-        .await;
-    }
-    if let Err(errors) = state
-        .settings
-        .password_policy
-        .check(form.new.expose_secret(), Some(&user.email))
+    if let Err((status, problem)) =
+        check_new_password(&state, &form.new, &form.confirm, &user.email)
     {
-        return render(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            context! { errors => errors },
-        )
-        .await;
+        return render(status, problem).await;
     }
     // Checked first, used up only now that the password is acceptable.
     if password_reset::consume(&state.db, &form.token, now).await? != Some(user.id) {
@@ -642,27 +599,68 @@ async fn reset(
     let keys = throttle::keys(&state.settings.throttle, &user.email, ip.0);
     throttle::clear(&state.db, &keys[0].name).await?;
     tracing::info!(event = "password_reset", user_id = %user.id, "password reset");
-    let (text, html) = state.templates.mail(
-        "password_changed",
-        context! {
-            email => user.email.as_str(),
-            time => timestamp_text(now)[..16].replace('T', " "),
-            ip => ip.0.to_string(),
-        },
-    )?;
-    if let Err(e) = state.mailer.send(crate::mail::Mail {
-        to: user.email.clone(),
-        subject: "Your Gatehouse password was changed".into(),
-        text,
-        html,
-    }) {
-        tracing::warn!(event = "mail_failed", error = %e, "cannot queue the password-reset notice");
-    }
+    notify_password_changed(&state, &user.email, ip);
     let mut response = render(StatusCode::OK, context! { done => true }).await?;
     response
         .headers_mut()
         .append(SET_COOKIE, clear_cookie(&state));
     Ok(response)
+}
+
+/// The new password twice, against the policy: the status and page context of the first problem.
+fn check_new_password(
+    state: &AppState,
+    new: &secrecy::SecretString,
+    confirm: &secrecy::SecretString,
+    email: &Email,
+) -> Result<(), (StatusCode, minijinja::Value)> {
+    use secrecy::ExposeSecret as _;
+    if new.expose_secret() != confirm.expose_secret() {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            context! { error => "The two new passwords are not the same." },
+        ));
+    }
+    state
+        .settings
+        .password_policy
+        .check(new.expose_secret(), Some(email))
+        .map_err(|errors| {
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                context! { errors => errors },
+            )
+        })
+}
+
+/// Mails the "your password was changed" notice (time, address, what to do); a failure to queue
+/// it is logged, not fatal: the change is done.
+fn notify_password_changed(state: &AppState, email: &Email, ip: ClientIp) {
+    let now = state.clock.now();
+    let rendered = state.templates.mail(
+        "password_changed",
+        context! {
+            email => email.as_str(),
+            time => timestamp_text(now)[..16].replace('T', " "),
+            ip => ip.0.to_string(),
+        },
+    );
+    let sent = rendered
+        .map_err(|e| e.to_string())
+        .and_then(|(text, html)| {
+            state
+                .mailer
+                .send(crate::mail::Mail {
+                    to: email.clone(),
+                    subject: "Your Gatehouse password was changed".into(),
+                    text,
+                    html,
+                })
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = sent {
+        tracing::warn!(event = "mail_failed", error = %e, "cannot queue the password-change notice");
+    }
 }
 
 /// The answer while an address or IP must wait: the same for every address, known or not.
