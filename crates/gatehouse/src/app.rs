@@ -163,7 +163,10 @@ impl Application {
         };
         let passwords = PasswordHasher::per_core(settings.argon2)?;
         let state = AppState(Arc::new(AppStateInner {
-            keys: Arc::new(Keys::derive(&settings.secret_key)),
+            keys: Arc::new(Keys::derive_with_previous(
+                &settings.secret_key,
+                settings.previous_secret_key.as_ref(),
+            )),
             mailer: Mailer::start(&settings).context("outgoing mail (SMTP_*)")?,
             settings: Arc::new(settings),
             db,

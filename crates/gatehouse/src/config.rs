@@ -99,6 +99,9 @@ pub struct Settings {
     pub public_url: Url,
     /// `GATEHOUSE_SECRET_KEY`: the root of every derived key.
     pub secret_key: SecretString,
+    /// `GATEHOUSE_SECRET_KEY_PREVIOUS`: the key before the last change, still accepted to open
+    /// values sealed under it.
+    pub previous_secret_key: Option<SecretString>,
     /// True when no key was configured and a random one was made for this run.
     pub secret_key_generated: bool,
     /// `GATEHOUSE_DATA_DIR`: SQLite file, uploads, local state.
@@ -223,6 +226,7 @@ const SPECS: &[Spec] = &[
         &["SECRET_KEY", "FLASK_SECRET_KEY"],
         true,
     ),
+    spec("GATEHOUSE_SECRET_KEY_PREVIOUS", &[], true),
     spec("GATEHOUSE_DATA_DIR", &[], false),
     spec("GATEHOUSE_DATABASE_URL", &["DATABASE_URL"], true),
     spec("GATEHOUSE_DATABASE_MAX_CONNECTIONS", &[], false),
@@ -947,6 +951,9 @@ impl Settings {
                 }])
             })?,
             secret_key,
+            previous_secret_key: raw
+                .get("GATEHOUSE_SECRET_KEY_PREVIOUS")
+                .map(|v| SecretString::from(v.to_owned())),
             secret_key_generated,
             data_dir,
             database_url: SecretString::from(database_url),
@@ -1115,6 +1122,10 @@ impl Settings {
                 } else {
                     secret(true)
                 },
+            ),
+            (
+                "GATEHOUSE_SECRET_KEY_PREVIOUS",
+                secret(self.previous_secret_key.is_some()),
             ),
             ("GATEHOUSE_DATA_DIR", self.data_dir.display().to_string()),
             (
@@ -1640,6 +1651,7 @@ mod tests {
     #[test]
     fn describe_never_shows_secrets() {
         let s = Settings::load(&sources(&[
+            ("GATEHOUSE_SECRET_KEY_PREVIOUS", "previous-key-value-77"),
             ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
             (
                 "GATEHOUSE_DATABASE_URL",
@@ -1649,7 +1661,12 @@ mod tests {
         ]))
         .unwrap();
         let printed = format!("{:?}{:?}", s.describe(), s);
-        for secret in [GOOD_KEY, "hunter2hunter2", "smtp-secret-value"] {
+        for secret in [
+            GOOD_KEY,
+            "hunter2hunter2",
+            "smtp-secret-value",
+            "previous-key-value-77",
+        ] {
             assert!(!printed.contains(secret), "{secret} leaked");
         }
     }
