@@ -21,6 +21,13 @@ on_every_backend! {
         assert_eq!(app.get("/healthz").await.status(), 200);
     }
 
+    async fn the_data_directory_is_readable_by_its_owner_only(backend) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let app = spawn_app(backend).await;
+        let mode = std::fs::metadata(&app.data_dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+    }
+
     async fn readyz_is_ready_when_the_database_answers(backend) {
         let app = spawn_app(backend).await;
         let res = app.get("/readyz").await;

@@ -293,6 +293,27 @@ on_every_backend! {
         assert!(!page.contains("ada@example.com"), "the session from before the change is gone");
     }
 
+    async fn a_request_with_a_bearer_credential_is_never_authenticated_by_its_cookie(backend) {
+        let (app, sink) = app_with_mail(backend, &[]).await;
+        add_user(&app, "ada@example.com").await;
+        let mut v = Visitor::new(&app);
+        request_link(&mut v, "ada@example.com", None).await;
+        let (link, _) = link_and_code(&sink.wait_for("ada@example.com").await);
+        confirm(&mut v, &link).await;
+        let cookie = format!("gatehouse={}", v.cookies["gatehouse"]);
+        let with_cookie = |bearer: bool| {
+            let mut req = app.request(reqwest::Method::GET, "/").header("cookie", cookie.clone());
+            if bearer {
+                req = req.header("authorization", "Bearer some-api-token");
+            }
+            req
+        };
+        let page = with_cookie(false).send().await.unwrap().text().await.unwrap();
+        assert!(page.contains("ada@example.com"), "the cookie alone signs in");
+        let page = with_cookie(true).send().await.unwrap().text().await.unwrap();
+        assert!(!page.contains("ada@example.com"), "with a bearer credential the cookie is ignored");
+    }
+
     async fn session_cookies_are_host_prefixed_and_secure_in_production(backend) {
         let (app, sink) = app_with_mail(
             backend,
