@@ -98,6 +98,15 @@ impl Application {
     /// Refuses a production configuration with problems, then connects, migrates, creates the
     /// first admin if asked, and binds the listeners.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`] with another time source (tests move a [`crate::clock::ManualClock`]
+    /// instead of sleeping).
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
         if settings.is_production() {
             let problems = settings.production_problems();
             if !problems.is_empty() {
@@ -152,7 +161,6 @@ impl Application {
 
         let assets = Arc::new(Assets::embedded());
         let templates = Arc::new(Templates::new(assets.clone())?);
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let sessions = sessions_for(&settings, &db, redis.as_deref(), clock.clone());
         let limiter = match &redis {
             Some(client) => Limiter::with_system_clock(RedisStore::new(
@@ -475,7 +483,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
     Ok(Router::new()
         .merge(ops::router())
         .merge(web::router())
-        .merge(web::auth::router().layer(csrf))
+        .merge(web::auth::router().merge(web::mfa::router()).layer(csrf))
         .fallback(web::not_found)
         .layer(stack)
         .layer(DefaultBodyLimit::max(settings.body_limit))

@@ -56,6 +56,9 @@ enum Command {
     /// Manage who may sign in.
     #[command(subcommand)]
     Allowlist(AllowlistCommand),
+    /// Manage the keys secrets are encrypted with.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +120,17 @@ enum UserCommand {
     Disable(EmailArg),
     /// Let a disabled user sign in again.
     Enable(EmailArg),
+    /// Turn off a user's two-step sign-in (they lost their authenticator and recovery codes);
+    /// ends their sessions.
+    ResetMfa(EmailArg),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Seal every encrypted secret (TOTP secrets) again under the current
+    /// GATEHOUSE_SECRET_KEY, after a key change with the old key in
+    /// GATEHOUSE_SECRET_KEY_PREVIOUS.
+    Reencrypt,
 }
 
 #[derive(Debug, Args)]
@@ -240,6 +254,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 report.created.len(),
                 report.existing.len()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys(KeysCommand::Reencrypt) => {
+            telemetry::init_stderr("warn");
+            let db = crate::app::open_database(&settings).await?;
+            let keys = crate::keys::Keys::derive_with_previous(
+                &settings.secret_key,
+                settings.previous_secret_key.as_ref(),
+            );
+            let resealed = crate::identity::mfa::reencrypt(&db, &keys).await;
+            db.close().await;
+            let resealed = resealed?;
+            println!("{resealed} secret(s) sealed again under the current secret key");
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit(cmd) => {
@@ -450,6 +477,18 @@ async fn user_command(
         }
         UserCommand::Enable(args) => {
             set_status(db, sessions, &args, UserStatus::Active, &ctx).await?
+        }
+        UserCommand::ResetMfa(args) => {
+            let email = Email::parse(&args.email)?;
+            let user = users::find_by_email(db, &email)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no user has the address {email}"))?;
+            if crate::identity::mfa::disable(db, user.id, "mfa.reset", &ctx).await? {
+                end_sessions(sessions, &user).await?;
+                println!("two-step sign-in is off for {}", user.email);
+            } else {
+                println!("{} has no two-step sign-in; nothing changed", user.email);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -155,6 +155,8 @@ pub struct Settings {
     pub password_reset_lifetime: Duration,
     /// `GATEHOUSE_LOCKOUT_THRESHOLD`, `GATEHOUSE_LOCKOUT_DURATION`: failed password sign-ins.
     pub throttle: crate::identity::throttle::ThrottleConfig,
+    /// `GATEHOUSE_MFA_REQUIRED_ROLES`: roles whose users must set up MFA before anything else.
+    pub mfa_required_roles: Vec<crate::identity::Role>,
     /// `GATEHOUSE_METRICS_LISTEN`: Prometheus `/metrics` on its own address.
     pub metrics_listen: Option<SocketAddr>,
     /// `SMTP_*`: outgoing mail.
@@ -255,6 +257,7 @@ const SPECS: &[Spec] = &[
     spec("GATEHOUSE_PASSWORD_REQUIRE_CLASSES", &[], false),
     spec("GATEHOUSE_PASSWORD_RESET_LIFETIME", &[], false),
     spec("GATEHOUSE_LOCKOUT_THRESHOLD", &[], false),
+    spec("GATEHOUSE_MFA_REQUIRED_ROLES", &[], false),
     spec("GATEHOUSE_LOCKOUT_DURATION", &[], false),
     spec("GATEHOUSE_METRICS_LISTEN", &[], false),
     spec("SMTP_HOST", &[], false),
@@ -842,6 +845,21 @@ impl Settings {
                 |v| parse_duration(v).filter(|d| !d.is_zero()),
             ),
         };
+        let default_mfa_roles = match env {
+            Environment::Production => vec![crate::identity::Role::Admin],
+            Environment::Development => Vec::new(),
+        };
+        let mfa_required_roles = r.parse(
+            "GATEHOUSE_MFA_REQUIRED_ROLES",
+            default_mfa_roles,
+            "roles separated by commas (`admin`, `manager`, `user`), or `none`",
+            |v| {
+                if v.trim().eq_ignore_ascii_case("none") {
+                    return Some(Vec::new());
+                }
+                split_list(v).iter().map(|role| role.parse().ok()).collect()
+            },
+        );
         let metrics_listen = r.parse(
             "GATEHOUSE_METRICS_LISTEN",
             None,
@@ -980,6 +998,7 @@ impl Settings {
             password_policy,
             password_reset_lifetime,
             throttle,
+            mfa_required_roles,
             metrics_listen,
             smtp,
             upload_folder,
@@ -1223,6 +1242,18 @@ impl Settings {
             (
                 "GATEHOUSE_LOCKOUT_DURATION",
                 format!("{}s", self.throttle.lock_duration.as_secs()),
+            ),
+            (
+                "GATEHOUSE_MFA_REQUIRED_ROLES",
+                if self.mfa_required_roles.is_empty() {
+                    "none".into()
+                } else {
+                    self.mfa_required_roles
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                },
             ),
             (
                 "GATEHOUSE_METRICS_LISTEN",

@@ -53,6 +53,7 @@ pub struct Opened {
 #[derive(Clone)]
 pub struct Keys {
     code_mac: [u8; 32],
+    pending_mac: [u8; 32],
     current: SecretString,
     previous: Option<SecretString>,
 }
@@ -77,6 +78,7 @@ impl Keys {
     ) -> Self {
         Self {
             code_mac: expand(secret_key, b"gatehouse one-time code mac v1"),
+            pending_mac: expand(secret_key, b"gatehouse pending sign-in mac v1"),
             current: secret_key.clone(),
             previous: previous.cloned(),
         }
@@ -101,7 +103,7 @@ impl Keys {
     pub fn open(&self, purpose: Purpose, sealed: &str) -> Result<Opened, crate::Error> {
         let refused = || {
             crate::Error::Internal(anyhow::anyhow!(
-                "a sealed {purpose:?} value cannot be opened (wrong key, purpose or corrupted)"
+                "a sealed {purpose:?} value opens with neither GATEHOUSE_SECRET_KEY nor GATEHOUSE_SECRET_KEY_PREVIOUS (changed key, or corrupted)"
             ))
         };
         let bytes = sealed
@@ -140,14 +142,25 @@ impl Keys {
     /// HMAC-SHA256 of `parts` (length-prefixed, so parts cannot run into each other) under the
     /// one-time-code key, hex.
     pub fn code_mac(&self, parts: &[&str]) -> String {
-        let mut mac = <Hmac<Sha256> as hmac::Mac>::new_from_slice(&self.code_mac)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        for part in parts {
-            mac.update(&(part.len() as u64).to_be_bytes());
-            mac.update(part.as_bytes());
-        }
-        hex::encode(mac.finalize().into_bytes())
+        mac_hex(&self.code_mac, parts)
     }
+
+    /// HMAC-SHA256 of `parts` under the key that signs half-finished sign-ins (password or link
+    /// accepted, second factor still due), hex.
+    pub fn pending_sign_in_mac(&self, parts: &[&str]) -> String {
+        mac_hex(&self.pending_mac, parts)
+    }
+}
+
+/// HMAC-SHA256 of length-prefixed `parts` under `key`, hex.
+fn mac_hex(key: &[u8; 32], parts: &[&str]) -> String {
+    let mut mac = <Hmac<Sha256> as hmac::Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    for part in parts {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part.as_bytes());
+    }
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// 32 bytes of key material for `label` from `secret`.
@@ -238,5 +251,10 @@ mod tests {
         );
         assert_ne!(a.code_mac(&["ab", "c"]), a.code_mac(&["a", "bc"]));
         assert_eq!(a.code_mac(&["q"]), a.code_mac(&["q"]));
+        assert_ne!(
+            a.code_mac(&["q"]),
+            a.pending_sign_in_mac(&["q"]),
+            "one key per purpose"
+        );
     }
 }

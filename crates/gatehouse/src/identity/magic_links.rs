@@ -34,7 +34,7 @@ pub const MAX_CODE_ATTEMPTS: i64 = 5;
 /// Length of the one-time code.
 pub const CODE_LEN: usize = 8;
 /// Crockford's base32 alphabet: no I, L, O, U to misread.
-const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+pub(crate) const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// A freshly issued link: what goes in the mail. Never stored as is.
 #[derive(Debug)]
@@ -68,7 +68,7 @@ fn token_hash(token: &str) -> String {
 }
 
 /// Normalizes a typed code: upper case, no spaces or dashes, Crockford's look-alikes mapped.
-fn normalize_code(raw: &str) -> String {
+pub(crate) fn normalize_code(raw: &str) -> String {
     raw.chars()
         .filter(|c| !c.is_whitespace() && *c != '-')
         .map(|c| match c.to_ascii_uppercase() {

@@ -6,6 +6,7 @@
 
 pub mod allowlist;
 pub mod magic_links;
+pub mod mfa;
 pub mod password_policy;
 pub mod password_reset;
 pub mod passwords;
@@ -205,6 +206,8 @@ pub struct User {
     pub created_at: OffsetDateTime,
     /// When the user last changed.
     pub updated_at: OffsetDateTime,
+    /// Whether the user has confirmed a TOTP authenticator (and must pass it at every sign-in).
+    pub mfa_enabled: bool,
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 //!   `GATEHOUSE_ALLOWED_DOMAINS` (who gets an account with role `user` at first sign-in).
 //!   Disabled users get nothing, and a link sent before they were disabled does not sign them in.
 //! - Every sign-in creates a new session (fresh token and CSRF secret) and is audited.
+//! - A user with MFA gets no session from a first factor alone, whichever it is (password, link
+//!   or code): [`complete`] hands back a [`PendingSignIn`] instead, finished at `/login/mfa`.
 
 use gatehouse_security::{Decision, Quota};
 use sha2::Digest as _;
@@ -17,6 +19,7 @@ use crate::app::AppState;
 use crate::audit::{self, Actor, AuditContext, AuditEvent};
 use crate::config::Rate;
 use crate::identity::magic_links::{self, Consumed};
+use crate::identity::mfa::PendingSignIn;
 use crate::identity::sessions::{SessionMeta, SessionToken};
 use crate::identity::users::{self, NewUser};
 use crate::identity::{DisplayName, Email, Role, User, UserStatus};
@@ -168,14 +171,25 @@ async fn send_link(state: &AppState, email: &Email, next: Option<&str>) -> Resul
     Ok(())
 }
 
-/// Signs in the owner of a consumed link: a new session, audited.
+/// What an accepted first factor comes to.
+#[derive(Debug)]
+pub enum SignedIn {
+    /// A new session (its cookie token) for the user.
+    Session(SessionToken, User),
+    /// The user has MFA: no session until the second factor at `/login/mfa`.
+    SecondFactorDue(PendingSignIn),
+}
+
+/// Signs in the owner of a consumed link (or a checked password): a new session, audited; or,
+/// for a user with MFA, the pending sign-in that `/login/mfa` finishes. Every way in passes
+/// here, so none skips the second factor.
 pub async fn complete(
     state: &AppState,
     consumed: &Consumed,
     method: &'static str,
     meta: &SessionMeta,
     request_id: Option<String>,
-) -> Result<(SessionToken, User), SignInError> {
+) -> Result<SignedIn, SignInError> {
     let user = match allowance(state, &consumed.email).await? {
         Allowance::User(user) => user,
         Allowance::No => return Err(SignInError::NotAllowed),
@@ -193,6 +207,28 @@ pub async fn complete(
             users::create(&state.db, new, &ctx).await?
         }
     };
+    if user.mfa_enabled {
+        tracing::info!(event = "second_factor_due", user_id = %user.id, method, "first factor accepted; second factor due");
+        return Ok(SignedIn::SecondFactorDue(PendingSignIn::new(
+            user.id,
+            method,
+            consumed.next.clone(),
+            state.clock.now(),
+        )));
+    }
+    let token = start_session(state, &user, method, meta, request_id).await?;
+    Ok(SignedIn::Session(token, user))
+}
+
+/// Starts a session for a user whose sign-in is complete (`method` names every factor given),
+/// audited as `auth.sign_in`.
+pub async fn start_session(
+    state: &AppState,
+    user: &User,
+    method: &str,
+    meta: &SessionMeta,
+    request_id: Option<String>,
+) -> Result<SessionToken, Error> {
     let (token, session) = state.sessions.create(user.id, meta).await?;
     let ctx = AuditContext {
         actor: Actor::User(user.id),
@@ -213,7 +249,7 @@ pub async fn complete(
     .await?;
     tx.commit().await?;
     tracing::info!(event = "sign_in", user_id = %user.id, method, "signed in");
-    Ok((token, user))
+    Ok(token)
 }
 
 /// Signs in with a password: the same failure for an unknown address, a wrong password, a user
@@ -223,9 +259,10 @@ pub async fn with_password(
     state: &AppState,
     email: &Email,
     password: &secrecy::SecretString,
+    next: Option<String>,
     meta: &SessionMeta,
     request_id: Option<String>,
-) -> Result<(SessionToken, User), SignInError> {
+) -> Result<SignedIn, SignInError> {
     let user = users::find_by_email(&state.db, email).await?;
     let stored = match &user {
         Some(u) => users::password_hash(&state.db, u.id).await?,
@@ -255,7 +292,7 @@ pub async fn with_password(
     }
     let consumed = Consumed {
         email: email.clone(),
-        next: None,
+        next,
     };
     complete(state, &consumed, "password", meta, request_id).await
 }

@@ -177,7 +177,7 @@ async fn change(
 
 // ---- queries -------------------------------------------------------------------------------
 
-const USER_COLUMNS: &str = "id, email, display_name, role, status, created_at, updated_at";
+const USER_COLUMNS: &str = "id, email, display_name, role, status, created_at, updated_at, totp_enabled_at IS NOT NULL AS mfa_enabled";
 
 fn user_from_pg(row: &sqlx::postgres::PgRow) -> Result<User, Error> {
     Ok(User {
@@ -188,6 +188,7 @@ fn user_from_pg(row: &sqlx::postgres::PgRow) -> Result<User, Error> {
         status: stored(row.try_get::<&str, _>("status")?)?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        mfa_enabled: row.try_get("mfa_enabled")?,
     })
 }
 
@@ -202,6 +203,7 @@ fn user_from_sqlite(row: &sqlx::sqlite::SqliteRow) -> Result<User, Error> {
         status: stored(row.try_get::<&str, _>("status")?)?,
         created_at: parse_timestamp(row.try_get("created_at")?)?,
         updated_at: parse_timestamp(row.try_get("updated_at")?)?,
+        mfa_enabled: row.try_get("mfa_enabled")?,
     })
 }
 
@@ -233,6 +235,7 @@ async fn insert(tx: &mut Tx, new: &NewUser) -> Result<User, Error> {
         status: UserStatus::Active,
         created_at: at,
         updated_at: at,
+        mfa_enabled: false,
     };
     let result = match tx {
         Tx::Postgres(tx) => sqlx::query(

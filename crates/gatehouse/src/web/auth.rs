@@ -26,14 +26,17 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::session::{CurrentUser, clear_cookie, set_cookie};
+use super::notices;
+use super::session::{
+    CurrentUser, clear_cookie, recently_signed_in, set_cookie, set_pending_cookie,
+};
 use crate::Error;
 use crate::app::AppState;
 use crate::audit::{self, Actor, AuditContext, AuditEvent};
 use crate::identity::Email;
 use crate::identity::magic_links::{self, CodeOutcome, safe_next};
 use crate::identity::sessions::SessionMeta;
-use crate::identity::signin::{self, SignInError};
+use crate::identity::signin::{self, SignInError, SignedIn};
 use crate::identity::throttle;
 use crate::store::timestamp_text;
 
@@ -99,7 +102,7 @@ struct SessionForm {
     id: String,
 }
 
-fn meta(ip: ClientIp, headers: &HeaderMap) -> SessionMeta {
+pub(super) fn meta(ip: ClientIp, headers: &HeaderMap) -> SessionMeta {
     SessionMeta {
         client_ip: Some(ip.0),
         user_agent: headers
@@ -109,7 +112,7 @@ fn meta(ip: ClientIp, headers: &HeaderMap) -> SessionMeta {
     }
 }
 
-fn with_status(status: StatusCode, page: Html<String>) -> Response {
+pub(super) fn with_status(status: StatusCode, page: Html<String>) -> Response {
     (status, page).into_response()
 }
 
@@ -188,25 +191,27 @@ async fn confirm_page(
     Ok(response)
 }
 
-/// Signs in and redirects, or renders the login page with `failure`.
+/// Signs in and redirects (to `next`, or to `/login/mfa` when a second factor is due), or
+/// renders the login page with `failure`.
 async fn finish_sign_in(
     state: &AppState,
-    result: Result<
-        (
-            crate::identity::sessions::SessionToken,
-            crate::identity::User,
-        ),
-        SignInError,
-    >,
+    result: Result<SignedIn, SignInError>,
     next: Option<String>,
     render_failure: impl FnOnce() -> Result<Response, Error>,
 ) -> Result<Response, Error> {
     match result {
-        Ok((token, _user)) => {
+        Ok(SignedIn::Session(token, _user)) => {
             let mut response = Redirect::to(next.as_deref().unwrap_or("/")).into_response();
             response
                 .headers_mut()
                 .append(SET_COOKIE, set_cookie(state, &token));
+            Ok(response)
+        }
+        Ok(SignedIn::SecondFactorDue(pending)) => {
+            let mut response = Redirect::to("/login/mfa").into_response();
+            response
+                .headers_mut()
+                .append(SET_COOKIE, set_pending_cookie(state, &pending));
             Ok(response)
         }
         Err(SignInError::NotAllowed) => render_failure(),
@@ -350,6 +355,7 @@ async fn password_sign_in(
         &state,
         &email,
         &form.password,
+        next.clone(),
         &meta,
         Some(request_id.as_str().to_owned()),
     )
@@ -367,9 +373,6 @@ async fn password_sign_in(
     }
     finish_sign_in(&state, result, next.clone(), failure).await
 }
-
-/// How recent a sign-in must be for a sensitive change.
-const RECENT_SIGN_IN: time::Duration = time::Duration::minutes(10);
 
 #[derive(Deserialize)]
 struct PasswordChangeForm {
@@ -390,7 +393,7 @@ async fn render_password_page(
     let has_password = crate::identity::users::password_hash(&state.db, current.user.id)
         .await?
         .is_some();
-    let stale = state.clock.now() - current.session.authenticated_at > RECENT_SIGN_IN;
+    let stale = !recently_signed_in(state, current);
     let page = state.templates.page(
         "account_password.html",
         nonce,
@@ -426,7 +429,7 @@ async fn change_password(
 ) -> Result<Response, Error> {
     let render =
         |status, extra| render_password_page(&state, &nonce, &csrf, &current, status, extra);
-    if state.clock.now() - current.session.authenticated_at > RECENT_SIGN_IN {
+    if !recently_signed_in(&state, &current) {
         return render(StatusCode::FORBIDDEN, context! {}).await;
     }
     if let Some(stored) = crate::identity::users::password_hash(&state.db, current.user.id).await? {
@@ -466,7 +469,7 @@ async fn change_password(
         .revoke_all(current.user.id, Some(&current.session.id_hash))
         .await?;
     tracing::info!(event = "password_changed", user_id = %current.user.id, other_sessions_ended = ended, "password changed");
-    notify_password_changed(&state, &current.user.email, ip);
+    notices::send(&state, &current.user.email, ip, notices::PASSWORD_CHANGED);
     render(StatusCode::OK, context! { done => true }).await
 }
 
@@ -599,7 +602,7 @@ async fn reset(
     let keys = throttle::keys(&state.settings.throttle, &user.email, ip.0);
     throttle::clear(&state.db, &keys[0].name).await?;
     tracing::info!(event = "password_reset", user_id = %user.id, "password reset");
-    notify_password_changed(&state, &user.email, ip);
+    notices::send(&state, &user.email, ip, notices::PASSWORD_CHANGED);
     let mut response = render(StatusCode::OK, context! { done => true }).await?;
     response
         .headers_mut()
@@ -633,38 +636,8 @@ fn check_new_password(
         })
 }
 
-/// Mails the "your password was changed" notice (time, address, what to do); a failure to queue
-/// it is logged, not fatal: the change is done.
-fn notify_password_changed(state: &AppState, email: &Email, ip: ClientIp) {
-    let now = state.clock.now();
-    let rendered = state.templates.mail(
-        "password_changed",
-        context! {
-            email => email.as_str(),
-            time => timestamp_text(now)[..16].replace('T', " "),
-            ip => ip.0.to_string(),
-        },
-    );
-    let sent = rendered
-        .map_err(|e| e.to_string())
-        .and_then(|(text, html)| {
-            state
-                .mailer
-                .send(crate::mail::Mail {
-                    to: email.clone(),
-                    subject: "Your Gatehouse password was changed".into(),
-                    text,
-                    html,
-                })
-                .map_err(|e| e.to_string())
-        });
-    if let Err(e) = sent {
-        tracing::warn!(event = "mail_failed", error = %e, "cannot queue the password-change notice");
-    }
-}
-
 /// The answer while an address or IP must wait: the same for every address, known or not.
-fn throttled(wait: std::time::Duration) -> Response {
+pub(super) fn throttled(wait: std::time::Duration) -> Response {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let mut response = gatehouse_security::Problem::new(StatusCode::TOO_MANY_REQUESTS)
         .with_detail(format!(
@@ -764,6 +737,7 @@ async fn account(
                 email => current.user.email.as_str(),
                 role => current.user.role.as_str(),
                 name => current.user.display_name.as_str(),
+                mfa => current.user.mfa_enabled,
             },
             sessions => sessions,
         },

@@ -5,6 +5,8 @@ pub mod assets;
 pub mod auth;
 pub mod csp_report;
 pub mod errors;
+pub mod mfa;
+pub mod notices;
 pub mod session;
 pub mod templates;
 

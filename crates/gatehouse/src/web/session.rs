@@ -7,6 +7,8 @@
 //! - The user's status is read on every request: a disabled user's sessions stop working at
 //!   once, not at expiry.
 //! - A request carrying `Authorization: Bearer` is never authenticated by its cookie.
+//! - A user whose role requires MFA (`GATEHOUSE_MFA_REQUIRED_ROLES`) and who has none reaches
+//!   only the enrolment page and sign-out: pages redirect there, anything else gets a 403.
 //! - Authenticated responses get `Cache-Control: no-store` so shared caches and the back button
 //!   never show one user's page to another.
 
@@ -25,6 +27,7 @@ use http::{HeaderMap, HeaderValue};
 use tower::{Layer, Service};
 
 use crate::app::AppState;
+use crate::identity::mfa::{PENDING_LIFETIME, PendingSignIn};
 use crate::identity::sessions::{Session, SessionToken};
 use crate::identity::{User, UserStatus, users};
 
@@ -75,32 +78,74 @@ pub fn cookie_name(production: bool) -> &'static str {
     }
 }
 
-/// `Set-Cookie` for a new session.
-pub fn set_cookie(state: &AppState, token: &SessionToken) -> HeaderValue {
-    let production = state.settings.is_production();
-    let max_age = state.sessions.config().absolute_timeout.as_secs();
-    let secure = if production { "; Secure" } else { "" };
+/// The name of the cookie that holds a sign-in whose second factor is due.
+pub fn pending_cookie_name(production: bool) -> &'static str {
+    if production {
+        "__Host-gatehouse-mfa"
+    } else {
+        "gatehouse-mfa"
+    }
+}
+
+/// `Set-Cookie` for `name=value`, with the session cookie's attributes.
+fn cookie(state: &AppState, name: &str, value: &str, max_age: u64) -> HeaderValue {
+    let secure = if state.settings.is_production() {
+        "; Secure"
+    } else {
+        ""
+    };
     HeaderValue::from_str(&format!(
-        "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
-        cookie_name(production),
-        token.expose()
+        "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// `Set-Cookie` for a new session.
+pub fn set_cookie(state: &AppState, token: &SessionToken) -> HeaderValue {
+    let name = cookie_name(state.settings.is_production());
+    let max_age = state.sessions.config().absolute_timeout.as_secs();
+    cookie(state, name, token.expose(), max_age)
 }
 
 /// `Set-Cookie` that removes the session cookie.
 pub fn clear_cookie(state: &AppState) -> HeaderValue {
-    let production = state.settings.is_production();
-    let secure = if production { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}",
-        cookie_name(production)
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static(""))
+    cookie(state, cookie_name(state.settings.is_production()), "", 0)
 }
 
-/// The session cookie's value, if the request has exactly one well-formed one.
-fn session_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// `Set-Cookie` for a sign-in whose second factor is due.
+pub fn set_pending_cookie(state: &AppState, pending: &PendingSignIn) -> HeaderValue {
+    let name = pending_cookie_name(state.settings.is_production());
+    let value = pending.encode(&state.keys);
+    cookie(state, name, &value, PENDING_LIFETIME.as_secs())
+}
+
+/// `Set-Cookie` that removes the pending sign-in.
+pub fn clear_pending_cookie(state: &AppState) -> HeaderValue {
+    cookie(
+        state,
+        pending_cookie_name(state.settings.is_production()),
+        "",
+        0,
+    )
+}
+
+/// The sign-in whose second factor is due, from its cookie, if it is genuine and not expired.
+pub fn pending_sign_in(state: &AppState, headers: &HeaderMap) -> Option<PendingSignIn> {
+    let raw = cookie_value(headers, pending_cookie_name(state.settings.is_production()))?;
+    PendingSignIn::decode(raw, &state.keys, state.clock.now())
+}
+
+/// How recent the last sign-in (with every factor) must be for a sensitive change: changing
+/// the password, turning MFA off, new recovery codes.
+pub const RECENT_SIGN_IN: time::Duration = time::Duration::minutes(10);
+
+/// Whether the session's sign-in is recent enough for a sensitive change.
+pub fn recently_signed_in(state: &AppState, current: &CurrentUser) -> bool {
+    state.clock.now() - current.session.authenticated_at <= RECENT_SIGN_IN
+}
+
+/// The value of cookie `name`, if the request has exactly one.
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     let mut found = None;
     for header in headers.get_all(COOKIE) {
         let Ok(text) = header.to_str() else { continue };
@@ -172,7 +217,7 @@ where
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
         let name = cookie_name(self.state.settings.is_production());
-        let token = match session_cookie(req.headers(), name) {
+        let token = match cookie_value(req.headers(), name) {
             Some(token) if !bearer && needs_session(req.uri().path()) => token.to_owned(),
             // The common case, no cookie: no allocation, no lookup.
             _ => return Either::Left(self.inner.call(req)),
@@ -187,6 +232,15 @@ where
                 Err(e) => return Ok(e.into_response()),
             };
             let signed_in = current.is_some();
+            if let Some(current) = &current {
+                if enrolment_due(&state, current) && !enrolment_path(req.uri().path()) {
+                    let mut response = enrolment_required(req.method());
+                    response
+                        .headers_mut()
+                        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    return Ok(response);
+                }
+            }
             if let Some(current) = current {
                 req.extensions_mut()
                     .insert(CsrfSecret::from_bytes(current.session.csrf_secret));
@@ -212,6 +266,30 @@ where
 /// and looking the session up there would only cost two queries each.
 fn needs_session(path: &str) -> bool {
     !(path.starts_with("/static/") || matches!(path, "/healthz" | "/readyz" | "/csp-report"))
+}
+
+/// Whether the user's role requires MFA (`GATEHOUSE_MFA_REQUIRED_ROLES`) and they have none yet.
+fn enrolment_due(state: &AppState, current: &CurrentUser) -> bool {
+    !current.user.mfa_enabled
+        && state
+            .settings
+            .mfa_required_roles
+            .contains(&current.user.role)
+}
+
+/// What a user who must enrol may still reach: the enrolment page and sign-out.
+fn enrolment_path(path: &str) -> bool {
+    path == "/account/mfa" || path.starts_with("/account/mfa/") || path == "/logout"
+}
+
+/// Pages send the user to enrolment; anything else is refused until it is done.
+fn enrolment_required(method: &http::Method) -> Response {
+    if matches!(*method, http::Method::GET | http::Method::HEAD) {
+        return Redirect::to("/account/mfa").into_response();
+    }
+    gatehouse_security::Problem::new(http::StatusCode::FORBIDDEN)
+        .with_detail("Your role requires two-step sign-in: set it up at /account/mfa first.")
+        .into_response()
 }
 
 /// Whether the response already sets (or clears) the cookie `name`.
@@ -252,11 +330,11 @@ mod tests {
     fn only_a_single_session_cookie_is_trusted() {
         let mut h = HeaderMap::new();
         h.insert(COOKIE, HeaderValue::from_static("a=1; gatehouse=tok; b=2"));
-        assert_eq!(session_cookie(&h, "gatehouse"), Some("tok"));
+        assert_eq!(cookie_value(&h, "gatehouse"), Some("tok"));
         h.append(COOKIE, HeaderValue::from_static("gatehouse=other"));
-        assert_eq!(session_cookie(&h, "gatehouse"), None);
+        assert_eq!(cookie_value(&h, "gatehouse"), None);
         let mut h = HeaderMap::new();
         h.insert(COOKIE, HeaderValue::from_static("xgatehouse=tok"));
-        assert_eq!(session_cookie(&h, "gatehouse"), None);
+        assert_eq!(cookie_value(&h, "gatehouse"), None);
     }
 }

@@ -51,6 +51,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/account_password.html"),
     ),
     (
+        "login_mfa.html",
+        include_str!("../../templates/login_mfa.html"),
+    ),
+    (
+        "account_mfa.html",
+        include_str!("../../templates/account_mfa.html"),
+    ),
+    (
         "password_forgot.html",
         include_str!("../../templates/password_forgot.html"),
     ),
@@ -67,12 +75,12 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/mail/password_reset.html"),
     ),
     (
-        "mail/password_changed.txt",
-        include_str!("../../templates/mail/password_changed.txt"),
+        "mail/security_notice.txt",
+        include_str!("../../templates/mail/security_notice.txt"),
     ),
     (
-        "mail/password_changed.html",
-        include_str!("../../templates/mail/password_changed.html"),
+        "mail/security_notice.html",
+        include_str!("../../templates/mail/security_notice.html"),
     ),
     (
         "mail/magic_link.txt",

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use gatehouse::Application;
+use gatehouse::clock::ManualClock;
 use gatehouse::config::{Settings, Sources};
 use gatehouse::store::Db;
 use sqlx::Connection as _;
@@ -110,6 +111,8 @@ pub(crate) struct TestApp {
     pub(crate) database_url: String,
     /// The data directory.
     pub(crate) data_dir: PathBuf,
+    /// The app's clock: it moves only when a test advances it.
+    pub(crate) clock: ManualClock,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -187,7 +190,10 @@ pub(crate) async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)])
         dotenv_file: None,
     })
     .expect("test settings are valid");
-    let app = Application::build(settings).await.expect("app builds");
+    let clock = ManualClock::new();
+    let app = Application::build_with_clock(settings, std::sync::Arc::new(clock.clone()))
+        .await
+        .expect("app builds");
     let addr = app.local_addr();
     let metrics_addr = app.metrics_addr();
     let db = app.state().db.clone();
@@ -206,6 +212,7 @@ pub(crate) async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)])
         db,
         database_url,
         data_dir,
+        clock,
         shutdown: Some(tx),
         server: Some(server),
         _dir: dir,

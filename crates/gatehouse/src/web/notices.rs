@@ -1,0 +1,80 @@
+//! Security notices by mail (DESIGN.md §7): a password changed or reset, MFA turned on or off, a
+//! recovery code used. Each names the account, the time, the client address and what to do if it
+//! was not the user.
+
+use gatehouse_security::ClientIp;
+use minijinja::context;
+
+use crate::app::AppState;
+use crate::identity::Email;
+use crate::store::timestamp_text;
+
+/// One kind of notice.
+#[derive(Debug, Clone, Copy)]
+pub struct Notice {
+    /// Subject and heading.
+    pub subject: &'static str,
+    /// What happened.
+    pub what: &'static str,
+    /// What to do if it was not the user ("If this was not you, …").
+    pub advice: &'static str,
+}
+
+/// The password was changed from the account page or by a reset link.
+pub const PASSWORD_CHANGED: Notice = Notice {
+    subject: "Your Gatehouse password was changed",
+    what: "The password of your account was changed. Every other session was signed out.",
+    advice: "reset your password now from the sign-in page and tell your administrator.",
+};
+
+/// MFA was turned on.
+pub const MFA_ENABLED: Notice = Notice {
+    subject: "Two-step sign-in is on for your Gatehouse account",
+    what: "An authenticator app was set up for your account; every sign-in now asks for its code. Every other session was signed out.",
+    advice: "tell your administrator at once: someone else may control your account.",
+};
+
+/// MFA was turned off.
+pub const MFA_DISABLED: Notice = Notice {
+    subject: "Two-step sign-in was turned off for your Gatehouse account",
+    what: "Your account no longer asks for an authenticator code at sign-in. Every other session was signed out.",
+    advice: "change your password, turn two-step sign-in on again and tell your administrator.",
+};
+
+/// A recovery code was used to sign in.
+pub const RECOVERY_CODE_USED: Notice = Notice {
+    subject: "A recovery code was used to sign in to your Gatehouse account",
+    what: "Someone signed in to your account with one of your recovery codes. Each code works only once.",
+    advice: "change your password, make new recovery codes from your account page and tell your administrator.",
+};
+
+/// Queues `notice` to `email`. A failure to queue is logged, not fatal: the change is done.
+pub fn send(state: &AppState, email: &Email, ip: ClientIp, notice: Notice) {
+    let rendered = state.templates.mail(
+        "security_notice",
+        context! {
+            subject => notice.subject,
+            what => notice.what,
+            advice => notice.advice,
+            email => email.as_str(),
+            time => timestamp_text(state.clock.now())[..16].replace('T', " "),
+            ip => ip.0.to_string(),
+        },
+    );
+    let sent = rendered
+        .map_err(|e| e.to_string())
+        .and_then(|(text, html)| {
+            state
+                .mailer
+                .send(crate::mail::Mail {
+                    to: email.clone(),
+                    subject: notice.subject.into(),
+                    text,
+                    html,
+                })
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = sent {
+        tracing::warn!(event = "mail_failed", error = %e, subject = notice.subject, "cannot queue a security notice");
+    }
+}
