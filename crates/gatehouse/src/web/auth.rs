@@ -400,6 +400,7 @@ async fn render_password_page(
         context! {
             title => "Your password",
             csrf_token => csrf.as_str(),
+            user => context! { email => current.user.email.as_str() },
             has_password => has_password,
             stale => stale,
             min_length => state.settings.password_policy.min_length,

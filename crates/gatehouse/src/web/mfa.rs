@@ -196,6 +196,7 @@ async fn render_account(
         context! {
             title => "Two-step sign-in",
             csrf_token => csrf.as_str(),
+            user => context! { email => user.email.as_str() },
             enabled => user.mfa_enabled,
             required => state.settings.mfa_required_roles.contains(&user.role),
             remaining => remaining,
@@ -344,6 +345,17 @@ async fn disable(
     let render = |status, extra| render_account(&state, &nonce, &csrf, &current, status, extra);
     if !recently_signed_in(&state, &current) {
         return render(StatusCode::FORBIDDEN, context! {}).await;
+    }
+    if state
+        .settings
+        .mfa_required_roles
+        .contains(&current.user.role)
+    {
+        return render(
+            StatusCode::FORBIDDEN,
+            context! { error => "Your role requires two-step sign-in: it cannot be turned off." },
+        )
+        .await;
     }
     let ctx = ctx_of(&current, ip, &request_id);
     if !mfa::disable(&state.db, current.user.id, "mfa.disable", &ctx).await? {

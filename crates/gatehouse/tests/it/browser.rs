@@ -297,3 +297,182 @@ async fn a_user_signs_in_with_a_magic_link_in_a_real_browser() {
         "a CSP violation did not reach Chromium's log, so the check above proves nothing: {seen:?}"
     );
 }
+
+impl Browser {
+    async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    async fn fill(&self, id: &str, text: &str) {
+        self.client
+            .find(Locator::Id(id))
+            .await
+            .unwrap_or_else(|e| panic!("no #{id}: {e}"))
+            .send_keys(text)
+            .await
+            .unwrap();
+    }
+
+    async fn text_of(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn password_sign_in(&self, app: &crate::helpers::TestApp, email: &str, password: &str) {
+        self.client
+            .goto(&format!("{}/login", app.address))
+            .await
+            .unwrap();
+        self.expect_heading("Sign in").await;
+        self.fill("password-email", email).await;
+        self.fill("password", password).await;
+        self.click("form[action='/login/password'] button").await;
+    }
+}
+
+/// The TOTP code of a setup key (as the page shows it) at the app's clock.
+fn totp_code(app: &crate::helpers::TestApp, setup_key: &str) -> String {
+    use gatehouse::clock::Clock as _;
+    let secret = totp_rs::Secret::Encoded(setup_key.replace(' ', ""))
+        .to_bytes()
+        .expect("a base32 setup key");
+    let totp = totp_rs::TOTP::new_unchecked(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        30,
+        secret,
+        None,
+        String::new(),
+    );
+    totp.generate(u64::try_from(app.clock.now().unix_timestamp()).unwrap())
+}
+
+#[tokio::test]
+async fn a_user_sets_up_two_step_sign_in_in_a_real_browser() {
+    let test = "browser::a_user_sets_up_two_step_sign_in_in_a_real_browser";
+    let Some(browser) = Browser::start(test).await else {
+        return;
+    };
+    let app = spawn_app_with(Backend::Sqlite, &[("GATEHOUSE_SIGNIN_RATE_LIMIT", "off")]).await;
+    let password = "Vermilion-Otter-42";
+    let out = crate::helpers::run_cli_with_stdin(
+        &app.cli_env(),
+        &[
+            "user",
+            "add",
+            "--email",
+            "ada@example.com",
+            "--name",
+            "Ada",
+            "--password-stdin",
+        ],
+        password,
+    );
+    assert!(out.status.success());
+    let b = &browser.client;
+
+    browser
+        .password_sign_in(&app, "ada@example.com", password)
+        .await;
+    browser.expect_heading("Welcome, Ada").await;
+    b.goto(&format!("{}/account/mfa", app.address))
+        .await
+        .unwrap();
+    browser.expect_heading("Two-step sign-in").await;
+    browser.screenshot("01-mfa-off").await;
+    browser
+        .click("form[action='/account/mfa/setup'] button")
+        .await;
+    browser.expect_heading("Two-step sign-in").await;
+    let mut setup_key = String::new();
+    for _ in 0..200 {
+        if let Ok(key) = b.find(Locator::Id("setup-key")).await {
+            setup_key = key.text().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!setup_key.is_empty(), "the page shows a setup key");
+    let qr = b.find(Locator::Css(".qr svg")).await.unwrap();
+    assert!(
+        qr.rectangle().await.unwrap().2 >= 150.0,
+        "the QR code is drawn"
+    );
+    browser.screenshot("02-scan-the-code").await;
+    browser.fill("code", &totp_code(&app, &setup_key)).await;
+    browser
+        .click("form[action='/account/mfa/confirm'] button")
+        .await;
+    let mut codes = Vec::new();
+    for _ in 0..200 {
+        if let Ok(found) = b.find_all(Locator::Css("ul.codes code")).await {
+            if !found.is_empty() {
+                for c in found {
+                    codes.push(c.text().await.unwrap());
+                }
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(codes.len(), 10, "ten recovery codes are shown once");
+    browser.screenshot("03-recovery-codes").await;
+
+    // Sign out, then in again: the password leads to the second step.
+    browser.click("button.link-button").await;
+    browser
+        .expect_heading("Your team's items and documents, behind a proper gate.")
+        .await;
+    browser
+        .password_sign_in(&app, "ada@example.com", password)
+        .await;
+    browser.expect_heading("Two-step sign-in").await;
+    browser.screenshot("04-second-step").await;
+    app.clock.advance(Duration::from_secs(30));
+    browser.fill("code", &totp_code(&app, &setup_key)).await;
+    browser.click("form[action='/login/mfa'] button").await;
+    browser.expect_heading("Welcome, Ada").await;
+    browser.screenshot("05-signed-in-with-totp").await;
+
+    // And with a recovery code instead of the app.
+    browser.click("button.link-button").await;
+    browser
+        .expect_heading("Your team's items and documents, behind a proper gate.")
+        .await;
+    browser
+        .password_sign_in(&app, "ada@example.com", password)
+        .await;
+    browser.expect_heading("Two-step sign-in").await;
+    browser.fill("code", &codes[0]).await;
+    browser.click("form[action='/login/mfa'] button").await;
+    browser.expect_heading("Welcome, Ada").await;
+    b.goto(&format!("{}/account/mfa", app.address))
+        .await
+        .unwrap();
+    browser.expect_heading("Two-step sign-in").await;
+    let status = browser.text_of("section").await;
+    assert!(
+        status.contains("You have 9 unused recovery codes"),
+        "{status}"
+    );
+    browser.screenshot("06-nine-codes-left").await;
+
+    let problems = browser.problems();
+    assert!(
+        problems.is_empty(),
+        "console errors or CSP violations:\n{}",
+        problems.join("\n")
+    );
+}

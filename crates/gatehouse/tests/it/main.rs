@@ -13,6 +13,7 @@ mod health;
 mod limits;
 mod mail;
 mod metrics;
+mod mfa;
 mod pages;
 mod passwords;
 mod proxies;
