@@ -279,10 +279,14 @@ impl Application {
 const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Deletes expired sessions (database store; Redis expires its own), dead sign-in links and reset
-/// tokens, and quiet sign-in failure counts, at start and then every [`HOUSEKEEPING_INTERVAL`],
-/// until `stop`. With several instances each does it; the deletes are idempotent.
+/// tokens, and quiet sign-in failure counts, every [`HOUSEKEEPING_INTERVAL`] (the first time one
+/// interval after start: instances restarting in a loop do not each sweep the tables), until
+/// `stop`. With several instances each does it; the deletes are idempotent.
 async fn housekeeping(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + HOUSEKEEPING_INTERVAL,
+        HOUSEKEEPING_INTERVAL,
+    );
     loop {
         tokio::select! {
             _ = tick.tick() => {}

@@ -318,6 +318,25 @@ pub async fn record_lock(
     Ok(())
 }
 
+/// Records a password reset request (`auth.password_reset_requested`) for the submitted
+/// address, whether or not it has an account: the record, like the answer, tells nothing.
+pub async fn record_reset_request(
+    state: &AppState,
+    email: &Email,
+    meta: &SessionMeta,
+    request_id: Option<String>,
+) -> Result<(), Error> {
+    audit_address_event(
+        state,
+        "auth.password_reset_requested",
+        email,
+        meta,
+        request_id,
+        serde_json::json!({}),
+    )
+    .await
+}
+
 /// An audit record about a submitted address (masked), by the system, from this request.
 async fn audit_address_event(
     state: &AppState,

@@ -503,6 +503,9 @@ async fn forgot(
     State(state): State<AppState>,
     nonce: CspNonce,
     csrf: CsrfToken,
+    ip: ClientIp,
+    request_id: RequestId,
+    headers: HeaderMap,
     Form(form): Form<ForgotForm>,
 ) -> Result<Response, Error> {
     let Ok(email) = Email::parse(&form.email) else {
@@ -516,6 +519,13 @@ async fn forgot(
     if let Err(decision) = signin::attempt_allowed(&state, &email).await {
         return Ok(too_many_requests(&decision));
     }
+    signin::record_reset_request(
+        &state,
+        &email,
+        &meta(ip, &headers),
+        Some(request_id.as_str().to_owned()),
+    )
+    .await?;
     if signin::within_mail_budget(&state, &email).await {
         crate::identity::password_reset::request(&state, email.clone());
     }

@@ -461,6 +461,8 @@ on_every_backend! {
         assert_eq!(unknown.replace("nobody@example.com", "X"), known.replace("ada@example.com", "X"));
         sink.wait_for("ada@example.com").await;
         assert!(sink.messages_to("nobody@example.com").is_empty());
+        let requests = gatehouse::audit::records_after(&app.db, 0, 100).await.unwrap().into_iter().filter(|r| r.action == "auth.password_reset_requested").count();
+        assert_eq!(requests, 2, "every request is audited, known address or not");
     }
 
     async fn a_weak_new_password_does_not_use_up_the_reset_link(backend) {
