@@ -30,6 +30,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::identity::passwords::PasswordHasher;
 use crate::identity::sessions::{RedisSessions, SessionConfig, SessionStore, Sessions};
+use crate::identity::tokens::KeyRing;
 use crate::identity::{Email, users};
 use crate::keys::Keys;
 use crate::mail::Mailer;
@@ -74,6 +75,8 @@ pub struct AppStateInner {
     pub metrics: Arc<Metrics>,
     /// Keys derived from the secret key.
     pub keys: Arc<Keys>,
+    /// API token signing keys.
+    pub tokens: Arc<crate::identity::tokens::KeyRing>,
     /// Outgoing mail.
     pub mailer: Mailer,
     /// Sessions (database or Redis).
@@ -170,11 +173,18 @@ impl Application {
             None => Limiter::with_system_clock(MemoryStore::new(RATE_LIMIT_MEMORY_KEYS)),
         };
         let passwords = PasswordHasher::per_core(settings.argon2)?;
+        let keys = Arc::new(Keys::derive_with_previous(
+            &settings.secret_key,
+            settings.previous_secret_key.as_ref(),
+        ));
+        let tokens = Arc::new(
+            KeyRing::load_or_create(&db, &keys, clock.now(), settings.access_token_lifetime)
+                .await
+                .context("cannot load the token signing keys")?,
+        );
         let state = AppState(Arc::new(AppStateInner {
-            keys: Arc::new(Keys::derive_with_previous(
-                &settings.secret_key,
-                settings.previous_secret_key.as_ref(),
-            )),
+            keys,
+            tokens,
             mailer: Mailer::start(&settings).context("outgoing mail (SMTP_*)")?,
             settings: Arc::new(settings),
             db,
@@ -279,9 +289,9 @@ impl Application {
 const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Deletes expired sessions (database store; Redis expires its own), dead sign-in links and reset
-/// tokens, and quiet sign-in failure counts, every [`HOUSEKEEPING_INTERVAL`] (the first time one
-/// interval after start: instances restarting in a loop do not each sweep the tables), until
-/// `stop`. With several instances each does it; the deletes are idempotent.
+/// tokens, quiet sign-in failure counts and dead API sign-ins, every [`HOUSEKEEPING_INTERVAL`]
+/// (the first time one interval after start: instances restarting in a loop do not each sweep
+/// the tables), until `stop`. With several instances each does it; the deletes are idempotent.
 async fn housekeeping(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval_at(
         tokio::time::Instant::now() + HOUSEKEEPING_INTERVAL,
@@ -317,6 +327,10 @@ async fn housekeeping(state: AppState, mut stop: tokio::sync::watch::Receiver<bo
                 "sign_in_failures",
                 crate::identity::throttle::purge_quiet(&state.db, &state.settings.throttle, now)
                     .await,
+            ),
+            (
+                "token_families",
+                crate::identity::tokens::purge(&state.db, now).await,
             ),
         ];
         for (table, result) in purges {
@@ -487,6 +501,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
     Ok(Router::new()
         .merge(ops::router())
         .merge(web::router())
+        .merge(web::api::router())
         .merge(web::auth::router().merge(web::mfa::router()).layer(csrf))
         .fallback(web::not_found)
         .layer(stack)

@@ -127,7 +127,10 @@ enum UserCommand {
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
-    /// Seal every encrypted secret (TOTP secrets) again under the current
+    /// Add a new token signing key; it signs from the next minute on (every instance reloads),
+    /// older keys keep verifying until their tokens have expired, then go at the next rotation.
+    Rotate,
+    /// Seal every encrypted secret (TOTP secrets, signing keys) again under the current
     /// GATEHOUSE_SECRET_KEY, after a key change with the old key in
     /// GATEHOUSE_SECRET_KEY_PREVIOUS.
     Reencrypt,
@@ -256,6 +259,47 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Keys(_) if settings.secret_key_generated => {
+            eprintln!(
+                "error: set GATEHOUSE_SECRET_KEY (or GATEHOUSE_SECRET_KEY_FILE) to the key the servers use: keys sealed under a throwaway key could never be opened"
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            telemetry::init_stderr("warn");
+            let db = crate::app::open_database(&settings).await?;
+            let keys = crate::keys::Keys::derive_with_previous(
+                &settings.secret_key,
+                settings.previous_secret_key.as_ref(),
+            );
+            let kid = crate::identity::tokens::rotate(
+                &db,
+                &keys,
+                crate::store::now(),
+                settings.access_token_lifetime,
+            )
+            .await;
+            db.close().await;
+            let kid = kid?;
+            let ctx = AuditContext::cli();
+            let db = crate::app::open_database(&settings).await?;
+            let mut tx = db.begin().await?;
+            audit::record(
+                &mut tx,
+                &ctx,
+                audit::AuditEvent {
+                    action: "keys.rotate",
+                    entity_type: "signing_key",
+                    entity_id: Some(kid.clone()),
+                    changes: serde_json::json!({}),
+                },
+            )
+            .await?;
+            tx.commit().await?;
+            db.close().await;
+            println!("new signing key {kid}; every instance signs with it within a minute");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keys(KeysCommand::Reencrypt) => {
             telemetry::init_stderr("warn");
             let db = crate::app::open_database(&settings).await?;
@@ -263,7 +307,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &settings.secret_key,
                 settings.previous_secret_key.as_ref(),
             );
-            let resealed = crate::identity::mfa::reencrypt(&db, &keys).await;
+            let resealed = match crate::identity::mfa::reencrypt(&db, &keys).await {
+                Ok(n) => crate::identity::tokens::reencrypt(&db, &keys)
+                    .await
+                    .map(|m| n + m),
+                Err(e) => Err(e),
+            };
             db.close().await;
             let resealed = resealed?;
             println!("{resealed} secret(s) sealed again under the current secret key");
@@ -469,7 +518,7 @@ async fn user_command(
             let user = users::set_role(db, &email, args.role.parse()?, &ctx)
                 .await
                 .map_err(|e| not_found_as(e, &email))?;
-            end_sessions(sessions, &user).await?;
+            end_sessions(db, sessions, &user).await?;
             println!("{} is now {}", user.email, user.role);
         }
         UserCommand::Disable(args) => {
@@ -484,7 +533,7 @@ async fn user_command(
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no user has the address {email}"))?;
             if crate::identity::mfa::disable(db, user.id, "mfa.reset", &ctx).await? {
-                end_sessions(sessions, &user).await?;
+                end_sessions(db, sessions, &user).await?;
                 println!("two-step sign-in is off for {}", user.email);
             } else {
                 println!("{} has no two-step sign-in; nothing changed", user.email);
@@ -494,12 +543,20 @@ async fn user_command(
     Ok(ExitCode::SUCCESS)
 }
 
-/// A privilege change ends every session of the user: they sign in again, into a new session
-/// under the new role.
-async fn end_sessions(sessions: &Sessions, user: &crate::identity::User) -> anyhow::Result<()> {
+/// A privilege change ends every session and API sign-in of the user: they sign in again, under
+/// the new role.
+async fn end_sessions(
+    db: &Db,
+    sessions: &Sessions,
+    user: &crate::identity::User,
+) -> anyhow::Result<()> {
     let ended = sessions.revoke_all(user.id, None).await?;
     if ended > 0 {
         println!("ended {ended} session(s) of {}", user.email);
+    }
+    let revoked = crate::identity::tokens::revoke_all(db, user.id, crate::store::now()).await?;
+    if revoked > 0 {
+        println!("revoked {revoked} API sign-in(s) of {}", user.email);
     }
     Ok(())
 }
@@ -515,7 +572,7 @@ async fn set_status(
     let user = users::set_status(db, &email, status, ctx)
         .await
         .map_err(|e| not_found_as(e, &email))?;
-    end_sessions(sessions, &user).await?;
+    end_sessions(db, sessions, &user).await?;
     println!("{} is now {}", user.email, user.status);
     Ok(())
 }

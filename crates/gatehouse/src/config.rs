@@ -157,6 +157,10 @@ pub struct Settings {
     pub throttle: crate::identity::throttle::ThrottleConfig,
     /// `GATEHOUSE_MFA_REQUIRED_ROLES`: roles whose users must set up MFA before anything else.
     pub mfa_required_roles: Vec<crate::identity::Role>,
+    /// `GATEHOUSE_ACCESS_TOKEN_LIFETIME`: how long an API access token works.
+    pub access_token_lifetime: Duration,
+    /// `GATEHOUSE_REFRESH_TOKEN_LIFETIME`: how long an API sign-in lasts without a new password.
+    pub refresh_token_lifetime: Duration,
     /// `GATEHOUSE_METRICS_LISTEN`: Prometheus `/metrics` on its own address.
     pub metrics_listen: Option<SocketAddr>,
     /// `SMTP_*`: outgoing mail.
@@ -258,6 +262,8 @@ const SPECS: &[Spec] = &[
     spec("GATEHOUSE_PASSWORD_RESET_LIFETIME", &[], false),
     spec("GATEHOUSE_LOCKOUT_THRESHOLD", &[], false),
     spec("GATEHOUSE_MFA_REQUIRED_ROLES", &[], false),
+    spec("GATEHOUSE_ACCESS_TOKEN_LIFETIME", &[], false),
+    spec("GATEHOUSE_REFRESH_TOKEN_LIFETIME", &[], false),
     spec("GATEHOUSE_LOCKOUT_DURATION", &[], false),
     spec("GATEHOUSE_METRICS_LISTEN", &[], false),
     spec("SMTP_HOST", &[], false),
@@ -860,6 +866,18 @@ impl Settings {
                 split_list(v).iter().map(|role| role.parse().ok()).collect()
             },
         );
+        let access_token_lifetime = r.parse(
+            "GATEHOUSE_ACCESS_TOKEN_LIFETIME",
+            Duration::from_secs(15 * 60),
+            "a duration between `1m` and `1h`, such as `15m`",
+            |v| parse_duration(v).filter(|d| (60..=3600).contains(&d.as_secs())),
+        );
+        let refresh_token_lifetime = r.parse(
+            "GATEHOUSE_REFRESH_TOKEN_LIFETIME",
+            Duration::from_secs(30 * 24 * 3600),
+            "a duration such as `30d` or `720h`",
+            |v| parse_duration(v).filter(|d| d.as_secs() >= 3600),
+        );
         let metrics_listen = r.parse(
             "GATEHOUSE_METRICS_LISTEN",
             None,
@@ -999,6 +1017,8 @@ impl Settings {
             password_reset_lifetime,
             throttle,
             mfa_required_roles,
+            access_token_lifetime,
+            refresh_token_lifetime,
             metrics_listen,
             smtp,
             upload_folder,
@@ -1254,6 +1274,14 @@ impl Settings {
                         .collect::<Vec<_>>()
                         .join(",")
                 },
+            ),
+            (
+                "GATEHOUSE_ACCESS_TOKEN_LIFETIME",
+                format!("{}s", self.access_token_lifetime.as_secs()),
+            ),
+            (
+                "GATEHOUSE_REFRESH_TOKEN_LIFETIME",
+                format!("{}s", self.refresh_token_lifetime.as_secs()),
             ),
             (
                 "GATEHOUSE_METRICS_LISTEN",

@@ -13,6 +13,7 @@ pub mod passwords;
 pub mod sessions;
 pub mod signin;
 pub mod throttle;
+pub mod tokens;
 pub mod user_import;
 pub mod users;
 

@@ -252,9 +252,7 @@ pub async fn start_session(
     Ok(token)
 }
 
-/// Signs in with a password: the same failure for an unknown address, a wrong password, a user
-/// without a password and a disabled user, after the same work (a dummy verification when there
-/// is no hash to check). A legacy or outdated hash is replaced after a success.
+/// Signs in with a password (see [`check_password`]), then as [`complete`] does.
 pub async fn with_password(
     state: &AppState,
     email: &Email,
@@ -263,6 +261,25 @@ pub async fn with_password(
     meta: &SessionMeta,
     request_id: Option<String>,
 ) -> Result<SignedIn, SignInError> {
+    check_password(state, email, password, meta, request_id.clone()).await?;
+    let consumed = Consumed {
+        email: email.clone(),
+        next,
+    };
+    complete(state, &consumed, "password", meta, request_id).await
+}
+
+/// Checks a password: the same failure (recorded as `auth.password_failed`) for an unknown
+/// address, a wrong password, a user without a password and a disabled user, after the same
+/// work (a dummy verification when there is no hash to check). A legacy or outdated hash is
+/// replaced after a success. Starts nothing: the caller makes a session or tokens.
+pub async fn check_password(
+    state: &AppState,
+    email: &Email,
+    password: &secrecy::SecretString,
+    meta: &SessionMeta,
+    request_id: Option<String>,
+) -> Result<User, SignInError> {
     let user = users::find_by_email(&state.db, email).await?;
     let stored = match &user {
         Some(u) => users::password_hash(&state.db, u.id).await?,
@@ -290,11 +307,7 @@ pub async fn with_password(
         users::upgrade_password_hash(&state.db, user.id, &fresh).await?;
         tracing::info!(event = "password_hash_upgraded", user_id = %user.id, "password hash upgraded to the current parameters");
     }
-    let consumed = Consumed {
-        email: email.clone(),
-        next,
-    };
-    complete(state, &consumed, "password", meta, request_id).await
+    Ok(user)
 }
 
 /// Records that failed password sign-ins locked an address (`auth.locked`).

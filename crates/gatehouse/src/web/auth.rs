@@ -465,10 +465,9 @@ async fn change_password(
         &ctx,
     )
     .await?;
-    let ended = state
-        .sessions
-        .revoke_all(current.user.id, Some(&current.session.id_hash))
-        .await?;
+    let ended =
+        super::session::end_other_sign_ins(&state, current.user.id, Some(&current.session.id_hash))
+            .await?;
     tracing::info!(event = "password_changed", user_id = %current.user.id, other_sessions_ended = ended, "password changed");
     notices::send(&state, &current.user.email, ip, notices::PASSWORD_CHANGED);
     render(StatusCode::OK, context! { done => true }).await
@@ -608,7 +607,7 @@ async fn reset(
     };
     crate::identity::users::set_password(&state.db, user.id, &hash, "user.password_reset", &ctx)
         .await?;
-    state.sessions.revoke_all(user.id, None).await?;
+    super::session::end_other_sign_ins(&state, user.id, None).await?;
     password_reset::revoke_pending(&state.db, user.id, &user.email, now).await?;
     let keys = throttle::keys(&state.settings.throttle, &user.email, ip.0);
     throttle::clear(&state.db, &keys[0].name).await?;
@@ -791,10 +790,9 @@ async fn revoke_other_sessions(
     ip: ClientIp,
     request_id: RequestId,
 ) -> Result<Response, Error> {
-    let ended = state
-        .sessions
-        .revoke_all(current.user.id, Some(&current.session.id_hash))
-        .await?;
+    let ended =
+        super::session::end_other_sign_ins(&state, current.user.id, Some(&current.session.id_hash))
+            .await?;
     audit_session_event(
         &state,
         &current,

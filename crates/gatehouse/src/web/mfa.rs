@@ -288,10 +288,9 @@ async fn confirm(
         )
         .await;
     };
-    let ended = state
-        .sessions
-        .revoke_all(current.user.id, Some(&current.session.id_hash))
-        .await?;
+    let ended =
+        super::session::end_other_sign_ins(&state, current.user.id, Some(&current.session.id_hash))
+            .await?;
     tracing::info!(event = "mfa_enabled", user_id = %current.user.id, other_sessions_ended = ended, "two-step sign-in turned on");
     notices::send(&state, &current.user.email, ip, notices::MFA_ENABLED);
     render(
@@ -361,10 +360,9 @@ async fn disable(
     if !mfa::disable(&state.db, current.user.id, "mfa.disable", &ctx).await? {
         return Ok(Redirect::to("/account/mfa").into_response());
     }
-    let ended = state
-        .sessions
-        .revoke_all(current.user.id, Some(&current.session.id_hash))
-        .await?;
+    let ended =
+        super::session::end_other_sign_ins(&state, current.user.id, Some(&current.session.id_hash))
+            .await?;
     tracing::info!(event = "mfa_disabled", user_id = %current.user.id, other_sessions_ended = ended, "two-step sign-in turned off");
     notices::send(&state, &current.user.email, ip, notices::MFA_DISABLED);
     render(

@@ -144,6 +144,19 @@ pub fn recently_signed_in(state: &AppState, current: &CurrentUser) -> bool {
     state.clock.now() - current.session.authenticated_at <= RECENT_SIGN_IN
 }
 
+/// Ends every session of `user_id` but `keep`, and every API sign-in (refresh-token family): after
+/// a password change or reset and an MFA change, only the browser that made it stays signed in.
+/// Returns how many sessions ended.
+pub async fn end_other_sign_ins(
+    state: &AppState,
+    user_id: uuid::Uuid,
+    keep: Option<&str>,
+) -> Result<usize, crate::Error> {
+    let ended = state.sessions.revoke_all(user_id, keep).await?;
+    crate::identity::tokens::revoke_all(&state.db, user_id, state.clock.now()).await?;
+    Ok(ended)
+}
+
 /// The value of cookie `name`, if the request has exactly one.
 fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     let mut found = None;

@@ -138,6 +138,7 @@ impl TestApp {
     pub(crate) fn cli_env(&self) -> Vec<(String, String)> {
         vec![
             ("GATEHOUSE_DATABASE_URL".into(), self.database_url.clone()),
+            ("GATEHOUSE_SECRET_KEY".into(), GOOD_KEY.into()),
             (
                 "GATEHOUSE_DATA_DIR".into(),
                 self.data_dir.display().to_string(),

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod api;
 mod audit;
 mod browser;
 mod cli;

@@ -439,7 +439,7 @@ on_every_backend! {
         env.push(("GATEHOUSE_SECRET_KEY_PREVIOUS".into(), GOOD_KEY.into()));
         let out = run_cli(&env, &["keys", "reencrypt"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(String::from_utf8_lossy(&out.stdout).starts_with("1 secret(s)"), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("2 secret(s)"), "the TOTP secret and the token signing key: {}", String::from_utf8_lossy(&out.stdout));
         assert_eq!(
             mfa::check(&app.db, &new_only, user.id, &code, app.clock.now(), &AuditContext::cli()).await.unwrap(),
             Checked::Totp,

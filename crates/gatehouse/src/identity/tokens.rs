@@ -1,0 +1,782 @@
+//! API access: signed access tokens (JWT, EdDSA) and rotating refresh tokens.
+//!
+//! # Security
+//! - Access tokens are JWTs signed with Ed25519 (`alg: EdDSA`), carrying `kid`, `iss`, `aud`,
+//!   `sub` (the user), `sid` (the refresh-token family), `iat`, `exp` and a random `jti`. The
+//!   algorithm is pinned: a token naming any other algorithm (`none`, `HS256`, …), an unknown
+//!   `kid`, a bad signature, another issuer or audience, or a past `exp` is refused. Expiry is
+//!   checked against the injected clock, with no leeway.
+//! - Signing keys are generated with `ring`, stored in the database sealed under a key derived
+//!   from the secret key ([`Purpose::SigningKeys`]), so every instance signs and verifies with the
+//!   same keys. `gatehouse keys rotate` adds a key that signs from then on; older keys keep
+//!   verifying until every token they signed has expired, then the next rotation removes them.
+//!   An instance that meets an unknown `kid` reloads the keys (at most once a second).
+//! - Refresh tokens are 256-bit random strings, stored as SHA-256, single use: each use is one
+//!   conditional `UPDATE` that returns a new token of the same family. Presenting a spent token
+//!   again is treated as theft: the whole family (and the access tokens naming it in `sid`) is
+//!   revoked at once.
+//! - Access tokens are checked against their family on every request, and the user's status and
+//!   role are read then too, so revocation, sign-out, a disabled account or a role change take
+//!   effect at the next request rather than at expiry.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::Error;
+use crate::keys::{Keys, Purpose};
+use crate::store::{Db, parse_timestamp, timestamp_text};
+
+/// The audience every access token names.
+pub const AUDIENCE: &str = "gatehouse-api";
+
+/// The claims of an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Issuer: the public URL.
+    pub iss: String,
+    /// Audience: [`AUDIENCE`].
+    pub aud: String,
+    /// The user's id.
+    pub sub: String,
+    /// The refresh-token family (one per sign-in) the token belongs to.
+    pub sid: String,
+    /// Issued at (Unix seconds).
+    pub iat: i64,
+    /// Expires at (Unix seconds).
+    pub exp: i64,
+    /// Unique token id.
+    pub jti: String,
+}
+
+/// One signing key.
+struct SigningKey {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    public: Vec<u8>,
+    created_at: OffsetDateTime,
+}
+
+/// How often the cached keys are read again, so a rotation by the CLI or another instance is
+/// picked up for signing.
+const RELOAD_EVERY: time::Duration = time::Duration::minutes(1);
+
+/// The signing keys every instance shares, cached.
+pub struct KeyRing {
+    /// Newest last.
+    keys: RwLock<Vec<Arc<SigningKey>>>,
+    /// Last reload for an unknown `kid` (real time: a throttle against random kids).
+    last_reload: Mutex<Instant>,
+    /// Last reload by the injected clock (the periodic refresh).
+    loaded_at: Mutex<OffsetDateTime>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kids: Vec<String> = self
+            .keys
+            .read()
+            .map(|k| k.iter().map(|k| k.kid.clone()).collect())
+            .unwrap_or_default();
+        f.debug_struct("KeyRing").field("kids", &kids).finish()
+    }
+}
+
+/// Why a bearer token is refused (never shown in detail to the caller).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Malformed, badly signed, of another algorithm, issuer or audience, or an unknown key.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    /// Past its `exp`.
+    #[error("the token has expired")]
+    Expired,
+    /// The store could not be read.
+    #[error(transparent)]
+    Other(#[from] Error),
+}
+
+fn generate_key() -> Result<(Vec<u8>, Vec<u8>), Error> {
+    use ring::signature::KeyPair as _;
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+        .map_err(|_| Error::Internal(anyhow::anyhow!("cannot generate an Ed25519 key")))?;
+    let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+        .map_err(|_| Error::Internal(anyhow::anyhow!("generated an unreadable Ed25519 key")))?;
+    Ok((pkcs8.as_ref().to_vec(), pair.public_key().as_ref().to_vec()))
+}
+
+fn signing_key(
+    kid: String,
+    pkcs8: &[u8],
+    public: Vec<u8>,
+    created_at: OffsetDateTime,
+) -> SigningKey {
+    SigningKey {
+        kid,
+        encoding: EncodingKey::from_ed_der(pkcs8),
+        decoding: DecodingKey::from_ed_der(&public),
+        public,
+        created_at,
+    }
+}
+
+/// Adds a new signing key (it signs from now on) and removes keys that no token still valid can
+/// name: those replaced more than `max_token_age` ago. Returns the new key's id.
+pub async fn rotate(
+    db: &Db,
+    keys: &Keys,
+    now: OffsetDateTime,
+    max_token_age: Duration,
+) -> Result<String, Error> {
+    let (pkcs8, public) = generate_key()?;
+    let kid = Uuid::new_v4().simple().to_string()[..16].to_owned();
+    let sealed = keys.seal(Purpose::SigningKeys, &pkcs8);
+    let public = URL_SAFE_NO_PAD.encode(public);
+    let cutoff = now - max_token_age;
+    match db {
+        Db::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            // Keys whose successor is older than the longest token life sign nothing alive.
+            sqlx::query(
+                "DELETE FROM signing_keys k WHERE EXISTS (SELECT 1 FROM signing_keys n WHERE n.created_at > k.created_at AND n.created_at < $1)",
+            )
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO signing_keys (kid, private_sealed, public_key, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(&kid)
+                .bind(&sealed)
+                .bind(&public)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Db::Sqlite(pool) => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "DELETE FROM signing_keys WHERE EXISTS (SELECT 1 FROM signing_keys n WHERE n.created_at > signing_keys.created_at AND n.created_at < ?)",
+            )
+            .bind(timestamp_text(cutoff))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO signing_keys (kid, private_sealed, public_key, created_at) VALUES (?, ?, ?, ?)")
+                .bind(&kid)
+                .bind(&sealed)
+                .bind(&public)
+                .bind(timestamp_text(now))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+    }
+    Ok(kid)
+}
+
+async fn load(db: &Db, keys: &Keys) -> Result<Vec<Arc<SigningKey>>, Error> {
+    let rows: Vec<(String, String, String, OffsetDateTime)> = match db {
+        Db::Postgres(pool) => sqlx::query_as(
+            "SELECT kid, private_sealed, public_key, created_at FROM signing_keys ORDER BY created_at, kid",
+        )
+        .fetch_all(pool)
+        .await?,
+        Db::Sqlite(pool) => {
+            let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+                "SELECT kid, private_sealed, public_key, created_at FROM signing_keys ORDER BY created_at, kid",
+            )
+            .fetch_all(pool)
+            .await?;
+            rows.into_iter()
+                .map(|(k, s, p, c)| Ok((k, s, p, parse_timestamp(&c)?)))
+                .collect::<Result<_, Error>>()?
+        }
+    };
+    let mut usable = Vec::with_capacity(rows.len());
+    let mut first_error = None;
+    for (kid, sealed, public, created_at) in rows {
+        let opened = keys.open(Purpose::SigningKeys, &sealed).and_then(|o| {
+            URL_SAFE_NO_PAD
+                .decode(&public)
+                .map(|public| (o.plaintext, public))
+                .map_err(|e| Error::Internal(anyhow::anyhow!("bad public key {kid}: {e}")))
+        });
+        match opened {
+            Ok((pkcs8, public)) => {
+                usable.push(Arc::new(signing_key(kid, &pkcs8, public, created_at)));
+            }
+            // One unreadable key (sealed under another secret key) must not stop the others.
+            Err(e) => {
+                tracing::error!(event = "signing_key_unusable", kid = %kid, error = %e, "a token signing key cannot be opened and is ignored");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) if usable.is_empty() => Err(e),
+        _ => Ok(usable),
+    }
+}
+
+impl KeyRing {
+    /// The stored keys; when there are none yet, the first one is made.
+    pub async fn load_or_create(
+        db: &Db,
+        keys: &Keys,
+        now: OffsetDateTime,
+        max_token_age: Duration,
+    ) -> Result<Self, Error> {
+        let mut loaded = load(db, keys).await?;
+        if loaded.is_empty() {
+            rotate(db, keys, now, max_token_age).await?;
+            loaded = load(db, keys).await?;
+        }
+        Ok(Self {
+            keys: RwLock::new(loaded),
+            last_reload: Mutex::new(Instant::now()),
+            loaded_at: Mutex::new(now),
+        })
+    }
+
+    fn current(&self) -> Option<Arc<SigningKey>> {
+        self.keys.read().ok()?.last().cloned()
+    }
+
+    fn cached(&self, kid: &str) -> Option<Arc<SigningKey>> {
+        self.keys
+            .read()
+            .ok()?
+            .iter()
+            .find(|k| k.kid == kid)
+            .cloned()
+    }
+
+    /// The key `kid` names, reloading from the store (at most once a second) when it is not
+    /// cached: another instance may have rotated.
+    async fn find(
+        &self,
+        kid: &str,
+        db: &Db,
+        keys: &Keys,
+    ) -> Result<Option<Arc<SigningKey>>, Error> {
+        if let Some(key) = self.cached(kid) {
+            return Ok(Some(key));
+        }
+        {
+            let mut last = self
+                .last_reload
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.elapsed() < Duration::from_secs(1) {
+                return Ok(None);
+            }
+            *last = Instant::now();
+        }
+        self.reload(db, keys).await?;
+        Ok(self.cached(kid))
+    }
+
+    /// Reads the keys again.
+    pub async fn reload(&self, db: &Db, keys: &Keys) -> Result<(), Error> {
+        let fresh = load(db, keys).await?;
+        if !fresh.is_empty() {
+            if let Ok(mut k) = self.keys.write() {
+                *k = fresh;
+            }
+        }
+        Ok(())
+    }
+
+    /// The public keys as a JSON Web Key Set (RFC 7517, OKP keys of RFC 8037).
+    pub fn jwks(&self) -> serde_json::Value {
+        let keys: Vec<serde_json::Value> = self
+            .keys
+            .read()
+            .map(|k| {
+                k.iter()
+                    .rev()
+                    .map(|k| {
+                        serde_json::json!({
+                            "kty": "OKP",
+                            "crv": "Ed25519",
+                            "x": URL_SAFE_NO_PAD.encode(&k.public),
+                            "kid": k.kid,
+                            "alg": "EdDSA",
+                            "use": "sig",
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        serde_json::json!({ "keys": keys })
+    }
+
+    /// Reads the keys again when the last read is more than a minute old.
+    pub async fn refresh_if_stale(
+        &self,
+        db: &Db,
+        keys: &Keys,
+        now: OffsetDateTime,
+    ) -> Result<(), Error> {
+        {
+            let mut loaded_at = self
+                .loaded_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if now - *loaded_at < RELOAD_EVERY {
+                return Ok(());
+            }
+            *loaded_at = now;
+        }
+        self.reload(db, keys).await
+    }
+
+    /// Signs an access token for `user_id` in family `sid`, valid for `lifetime` from `now`.
+    pub fn sign(
+        &self,
+        issuer: &str,
+        user_id: Uuid,
+        sid: Uuid,
+        now: OffsetDateTime,
+        lifetime: Duration,
+    ) -> Result<String, Error> {
+        let key = self
+            .current()
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("no signing key is loaded")))?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(key.kid.clone());
+        let iat = now.unix_timestamp();
+        let claims = Claims {
+            iss: issuer.to_owned(),
+            aud: AUDIENCE.to_owned(),
+            sub: user_id.to_string(),
+            sid: sid.to_string(),
+            iat,
+            exp: iat + i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 2),
+            jti: Uuid::new_v4().to_string(),
+        };
+        jsonwebtoken::encode(&header, &claims, &key.encoding)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("cannot sign a token: {e}")))
+    }
+
+    /// The claims of a genuine, unexpired access token from `issuer`.
+    pub async fn verify(
+        &self,
+        token: &str,
+        issuer: &str,
+        now: OffsetDateTime,
+        db: &Db,
+        keys: &Keys,
+    ) -> Result<Claims, TokenError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::Invalid(format!("algorithm {:?}", header.alg)));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| TokenError::Invalid("no kid".into()))?;
+        let key = self
+            .find(&kid, db, keys)
+            .await?
+            .ok_or_else(|| TokenError::Invalid("unknown kid".into()))?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        // Expiry is checked below against the injected clock.
+        validation.validate_exp = false;
+        validation.leeway = 0;
+        let claims = jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
+            .map_err(|e| TokenError::Invalid(e.to_string()))?
+            .claims;
+        if now.unix_timestamp() >= claims.exp {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// When the newest key was made.
+    pub fn newest_created_at(&self) -> Option<OffsetDateTime> {
+        self.current().map(|k| k.created_at)
+    }
+}
+
+/// Seals every signing key that the previous secret key opened under the current one; returns
+/// how many were sealed again.
+pub async fn reencrypt(db: &Db, keys: &Keys) -> Result<usize, Error> {
+    let rows: Vec<(String, String)> = match db {
+        Db::Postgres(pool) => {
+            sqlx::query_as("SELECT kid, private_sealed FROM signing_keys")
+                .fetch_all(pool)
+                .await?
+        }
+        Db::Sqlite(pool) => {
+            sqlx::query_as("SELECT kid, private_sealed FROM signing_keys")
+                .fetch_all(pool)
+                .await?
+        }
+    };
+    let mut resealed = 0;
+    for (kid, sealed) in rows {
+        let opened = keys.open(Purpose::SigningKeys, &sealed)?;
+        if !opened.needs_reseal {
+            continue;
+        }
+        let fresh = keys.seal(Purpose::SigningKeys, &opened.plaintext);
+        match db {
+            Db::Postgres(pool) => {
+                sqlx::query("UPDATE signing_keys SET private_sealed = $1 WHERE kid = $2")
+                    .bind(&fresh)
+                    .bind(&kid)
+                    .execute(pool)
+                    .await?;
+            }
+            Db::Sqlite(pool) => {
+                sqlx::query("UPDATE signing_keys SET private_sealed = ? WHERE kid = ?")
+                    .bind(&fresh)
+                    .bind(&kid)
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        resealed += 1;
+    }
+    Ok(resealed)
+}
+
+// ---- refresh tokens ----------------------------------------------------------------------------
+
+fn hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn new_refresh_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("grt_{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// What presenting a refresh token came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refreshed {
+    /// A live token, now spent: its successor in the same family.
+    Rotated {
+        /// The user.
+        user_id: Uuid,
+        /// The family.
+        family: Uuid,
+        /// The new refresh token.
+        token: String,
+    },
+    /// A spent token presented again: the family is now revoked.
+    Reused {
+        /// The user.
+        user_id: Uuid,
+        /// The revoked family.
+        family: Uuid,
+    },
+    /// Unknown, expired, or of a revoked family.
+    Invalid,
+}
+
+/// Starts a family (a sign-in through the API) for `user_id`; returns it and its first refresh
+/// token.
+pub async fn start_family(
+    db: &Db,
+    user_id: Uuid,
+    now: OffsetDateTime,
+    lifetime: Duration,
+) -> Result<(Uuid, String), Error> {
+    let family = Uuid::new_v4();
+    let token = new_refresh_token();
+    let expires = now + lifetime;
+    match db {
+        Db::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("INSERT INTO token_families (id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+                .bind(family)
+                .bind(user_id)
+                .bind(now)
+                .bind(expires)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id, created_at) VALUES ($1, $2, $3)")
+                .bind(hash(&token))
+                .bind(family)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Db::Sqlite(pool) => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("INSERT INTO token_families (id, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+                .bind(family.to_string())
+                .bind(user_id.to_string())
+                .bind(timestamp_text(now))
+                .bind(timestamp_text(expires))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO refresh_tokens (token_hash, family_id, created_at) VALUES (?, ?, ?)",
+            )
+            .bind(hash(&token))
+            .bind(family.to_string())
+            .bind(timestamp_text(now))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+    }
+    Ok((family, token))
+}
+
+/// Spends a refresh token and returns its successor; a spent token presented again revokes its
+/// family.
+pub async fn refresh(db: &Db, raw: &str, now: OffsetDateTime) -> Result<Refreshed, Error> {
+    if raw.len() > 100 {
+        return Ok(Refreshed::Invalid);
+    }
+    let token_hash = hash(raw);
+    let next = new_refresh_token();
+    // One statement spends the token if it is live and its family is neither revoked nor
+    // expired: of two concurrent uses exactly one wins.
+    let spent: Option<(String, String)> = match db {
+        Db::Postgres(pool) => sqlx::query_as(
+            "UPDATE refresh_tokens r SET used_at = $2 FROM token_families f \
+             WHERE r.token_hash = $1 AND r.used_at IS NULL AND f.id = r.family_id AND f.revoked_at IS NULL AND f.expires_at > $2 \
+             RETURNING f.id::text, f.user_id::text",
+        )
+        .bind(&token_hash)
+        .bind(now)
+        .fetch_optional(pool)
+        .await?,
+        Db::Sqlite(pool) => sqlx::query_as(
+            "UPDATE refresh_tokens SET used_at = ?2 \
+             WHERE token_hash = ?1 AND used_at IS NULL AND EXISTS (SELECT 1 FROM token_families f WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL AND f.expires_at > ?2) \
+             RETURNING family_id, (SELECT user_id FROM token_families f WHERE f.id = refresh_tokens.family_id)",
+        )
+        .bind(&token_hash)
+        .bind(timestamp_text(now))
+        .fetch_optional(pool)
+        .await?,
+    };
+    let parse = |s: &str| {
+        Uuid::parse_str(s).map_err(|e| Error::Internal(anyhow::anyhow!("bad id in tokens: {e}")))
+    };
+    if let Some((family, user_id)) = spent {
+        let family = parse(&family)?;
+        match db {
+            Db::Postgres(pool) => {
+                sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id, created_at) VALUES ($1, $2, $3)")
+                    .bind(hash(&next))
+                    .bind(family)
+                    .bind(now)
+                    .execute(pool)
+                    .await?;
+            }
+            Db::Sqlite(pool) => {
+                sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id, created_at) VALUES (?, ?, ?)")
+                    .bind(hash(&next))
+                    .bind(family.to_string())
+                    .bind(timestamp_text(now))
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        return Ok(Refreshed::Rotated {
+            user_id: parse(&user_id)?,
+            family,
+            token: next,
+        });
+    }
+    // Not spendable: a spent token of a live family means someone replayed it.
+    let reused: Option<(String, String)> = match db {
+        Db::Postgres(pool) => sqlx::query_as(
+            "SELECT f.id::text, f.user_id::text FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id \
+             WHERE r.token_hash = $1 AND r.used_at IS NOT NULL AND f.revoked_at IS NULL",
+        )
+        .bind(&token_hash)
+        .fetch_optional(pool)
+        .await?,
+        Db::Sqlite(pool) => sqlx::query_as(
+            "SELECT f.id, f.user_id FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id \
+             WHERE r.token_hash = ? AND r.used_at IS NOT NULL AND f.revoked_at IS NULL",
+        )
+        .bind(&token_hash)
+        .fetch_optional(pool)
+        .await?,
+    };
+    match reused {
+        Some((family, user_id)) => {
+            let family = parse(&family)?;
+            revoke_family(db, family, now).await?;
+            Ok(Refreshed::Reused {
+                user_id: parse(&user_id)?,
+                family,
+            })
+        }
+        None => Ok(Refreshed::Invalid),
+    }
+}
+
+/// Revokes a family: its refresh tokens and the access tokens naming it stop working.
+pub async fn revoke_family(db: &Db, family: Uuid, now: OffsetDateTime) -> Result<bool, Error> {
+    let n = match db {
+        Db::Postgres(pool) => sqlx::query(
+            "UPDATE token_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(family)
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected(),
+        Db::Sqlite(pool) => sqlx::query(
+            "UPDATE token_families SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+        )
+        .bind(family.to_string())
+        .bind(timestamp_text(now))
+        .execute(pool)
+        .await?
+        .rows_affected(),
+    };
+    Ok(n > 0)
+}
+
+/// The family a refresh token belongs to, if the token is known (spent or not).
+pub async fn family_of(db: &Db, raw: &str) -> Result<Option<Uuid>, Error> {
+    let id: Option<String> = match db {
+        Db::Postgres(pool) => {
+            sqlx::query_scalar("SELECT family_id::text FROM refresh_tokens WHERE token_hash = $1")
+                .bind(hash(raw))
+                .fetch_optional(pool)
+                .await?
+        }
+        Db::Sqlite(pool) => {
+            sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = ?")
+                .bind(hash(raw))
+                .fetch_optional(pool)
+                .await?
+        }
+    };
+    Ok(id.and_then(|id| Uuid::parse_str(&id).ok()))
+}
+
+/// Revokes every family of a user (password reset, role or status change); returns how many.
+pub async fn revoke_all(db: &Db, user_id: Uuid, now: OffsetDateTime) -> Result<u64, Error> {
+    Ok(match db {
+        Db::Postgres(pool) => sqlx::query(
+            "UPDATE token_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected(),
+        Db::Sqlite(pool) => sqlx::query(
+            "UPDATE token_families SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+        )
+        .bind(user_id.to_string())
+        .bind(timestamp_text(now))
+        .execute(pool)
+        .await?
+        .rows_affected(),
+    })
+}
+
+/// Whether the family is live (not revoked, not expired) and belongs to `user_id`.
+pub async fn family_live(
+    db: &Db,
+    family: Uuid,
+    user_id: Uuid,
+    now: OffsetDateTime,
+) -> Result<bool, Error> {
+    let n: i64 = match db {
+        Db::Postgres(pool) => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM token_families WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3",
+        )
+        .bind(family)
+        .bind(user_id)
+        .bind(now)
+        .fetch_one(pool)
+        .await?,
+        Db::Sqlite(pool) => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM token_families WHERE id = ? AND user_id = ? AND revoked_at IS NULL AND expires_at > ?",
+        )
+        .bind(family.to_string())
+        .bind(user_id.to_string())
+        .bind(timestamp_text(now))
+        .fetch_one(pool)
+        .await?,
+    };
+    Ok(n > 0)
+}
+
+/// Deletes families that expired or were revoked more than a day before `now` (with their
+/// tokens).
+pub async fn purge(db: &Db, now: OffsetDateTime) -> Result<u64, Error> {
+    let cutoff = now - time::Duration::days(1);
+    Ok(match db {
+        Db::Postgres(pool) => {
+            sqlx::query("DELETE FROM token_families WHERE expires_at < $1 OR revoked_at < $1")
+                .bind(cutoff)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }
+        Db::Sqlite(pool) => {
+            sqlx::query("DELETE FROM token_families WHERE expires_at < ?1 OR revoked_at < ?1")
+                .bind(timestamp_text(cutoff))
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring_with_one_key() -> KeyRing {
+        let (pkcs8, public) = generate_key().unwrap();
+        KeyRing {
+            keys: RwLock::new(vec![Arc::new(signing_key(
+                "k1".into(),
+                &pkcs8,
+                public,
+                OffsetDateTime::now_utc(),
+            ))]),
+            last_reload: Mutex::new(Instant::now()),
+            loaded_at: Mutex::new(OffsetDateTime::now_utc()),
+        }
+    }
+
+    #[test]
+    fn jwks_publish_the_public_key_only() {
+        let ring = ring_with_one_key();
+        let jwks = ring.jwks();
+        let key = &jwks["keys"][0];
+        assert_eq!(key["kty"], "OKP");
+        assert_eq!(key["crv"], "Ed25519");
+        assert_eq!(key["kid"], "k1");
+        assert_eq!(
+            URL_SAFE_NO_PAD
+                .decode(key["x"].as_str().unwrap())
+                .unwrap()
+                .len(),
+            32
+        );
+        assert!(key.get("d").is_none(), "no private part");
+    }
+}

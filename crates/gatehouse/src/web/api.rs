@@ -1,0 +1,449 @@
+//! The JSON API's access: `POST /api/v1/auth/token` (password and refresh-token grants),
+//! `POST /api/v1/auth/revoke`, `GET /api/v1/me`, the JWKS, and the bearer authenticator
+//! ([`ApiUser`]).
+//!
+//! # Security
+//! - API requests are authenticated by `Authorization: Bearer` only, never by the session
+//!   cookie, so no API route can be driven cross-site (no CSRF surface).
+//! - The password grant is the sign-in form's twin: the same per-address rate limit, the same
+//!   throttle and lock, the same answer for an unknown address and a wrong password, and MFA:
+//!   a user with MFA must send `otp` (a TOTP code or a recovery code), else `401` with
+//!   `"error": "mfa_required"`.
+//! - Every failure is a `401` problem with `WWW-Authenticate: Bearer`, and says no more than
+//!   "invalid token" or "invalid grant"; the reason goes to the log.
+
+use axum::extract::{FromRequestParts, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use gatehouse_security::rate_limit::too_many_requests;
+use gatehouse_security::{ClientIp, Problem, RequestId};
+use http::header::{AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::auth::{meta, throttled};
+use crate::Error;
+use crate::app::AppState;
+use crate::audit::{self, Actor, AuditContext, AuditEvent};
+use crate::identity::mfa::{self, Checked};
+use crate::identity::signin::{self, SignInError};
+use crate::identity::tokens::{self, Refreshed, TokenError};
+use crate::identity::{Email, User, UserStatus, throttle, users};
+
+/// The API access routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/auth/token", post(token))
+        .route("/api/v1/auth/revoke", post(revoke))
+        .route("/api/v1/me", get(me))
+        .route("/.well-known/jwks.json", get(jwks))
+}
+
+/// A `401` problem with `WWW-Authenticate: Bearer`.
+fn unauthorized(error: &'static str, detail: &'static str) -> Response {
+    let mut response = Problem::new(StatusCode::UNAUTHORIZED)
+        .with_detail(detail)
+        .with_extension("error", serde_json::Value::from(error))
+        .into_response();
+    let challenge = if error == "invalid_token" {
+        "Bearer realm=\"gatehouse\", error=\"invalid_token\""
+    } else {
+        "Bearer realm=\"gatehouse\""
+    };
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    response
+}
+
+/// The user an API request acts for, from its bearer access token; checked on every request
+/// (token, family, user status).
+#[derive(Debug, Clone)]
+pub struct ApiUser {
+    /// Who.
+    pub user: User,
+    /// The token family (API sign-in) the token belongs to.
+    pub family: Uuid,
+}
+
+impl FromRequestParts<AppState> for ApiUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        if let Some(user) = parts.extensions.get::<Self>() {
+            return Ok(user.clone());
+        }
+        let Some(token) = bearer(&parts.headers) else {
+            return Err(unauthorized(
+                "unauthenticated",
+                "Send an access token: Authorization: Bearer <token>.",
+            ));
+        };
+        let invalid = || unauthorized("invalid_token", "The access token is not valid.");
+        let issuer = issuer(state);
+        let now = state.clock.now();
+        let claims = match state
+            .tokens
+            .verify(token, &issuer, now, &state.db, &state.keys)
+            .await
+        {
+            Ok(claims) => claims,
+            Err(TokenError::Other(e)) => return Err(e.into_response()),
+            Err(e) => {
+                tracing::info!(event = "access_denied", reason = %e, "bearer token refused");
+                return Err(invalid());
+            }
+        };
+        let (Ok(user_id), Ok(family)) =
+            (Uuid::parse_str(&claims.sub), Uuid::parse_str(&claims.sid))
+        else {
+            return Err(invalid());
+        };
+        let live = tokens::family_live(&state.db, family, user_id, now)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let user = users::find_by_id(&state.db, user_id)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        match user {
+            Some(user) if live && user.status == UserStatus::Active => {
+                let api_user = Self { user, family };
+                parts.extensions.insert(api_user.clone());
+                Ok(api_user)
+            }
+            _ => {
+                tracing::info!(event = "access_denied", user_id = %user_id, "bearer token of a revoked sign-in or an inactive user");
+                Err(invalid())
+            }
+        }
+    }
+}
+
+/// The bearer token of a request, if it has one.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn issuer(state: &AppState) -> String {
+    state
+        .settings
+        .public_url
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// `POST /api/v1/auth/token`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    grant_type: String,
+    email: Option<String>,
+    password: Option<SecretString>,
+    otp: Option<String>,
+    refresh_token: Option<String>,
+}
+
+#[derive(Serialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    refresh_token: String,
+}
+
+async fn token_response(
+    state: &AppState,
+    user_id: Uuid,
+    family: Uuid,
+    refresh_token: String,
+) -> Result<Response, Error> {
+    let lifetime = state.settings.access_token_lifetime;
+    state
+        .tokens
+        .refresh_if_stale(&state.db, &state.keys, state.clock.now())
+        .await?;
+    let access_token =
+        state
+            .tokens
+            .sign(&issuer(state), user_id, family, state.clock.now(), lifetime)?;
+    let mut response = Json(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: lifetime.as_secs(),
+        refresh_token,
+    })
+    .into_response();
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+async fn token(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    request_id: RequestId,
+    headers: HeaderMap,
+    Json(request): Json<TokenRequest>,
+) -> Result<Response, Error> {
+    let ctx = |user_id: Uuid| AuditContext {
+        actor: Actor::User(user_id),
+        client_ip: Some(ip.0),
+        request_id: Some(request_id.as_str().to_owned()),
+    };
+    match request.grant_type.as_str() {
+        "password" => {
+            let (Some(raw_email), Some(password)) = (request.email, request.password) else {
+                return Err(Error::Invalid(
+                    "the password grant needs `email` and `password`".into(),
+                ));
+            };
+            password_grant(
+                &state,
+                ip,
+                &request_id,
+                &headers,
+                &raw_email,
+                &password,
+                request.otp.as_deref(),
+            )
+            .await
+        }
+        "refresh_token" => {
+            let Some(raw) = request.refresh_token else {
+                return Err(Error::Invalid(
+                    "the refresh_token grant needs `refresh_token`".into(),
+                ));
+            };
+            match tokens::refresh(&state.db, &raw, state.clock.now()).await? {
+                Refreshed::Rotated {
+                    user_id,
+                    family,
+                    token,
+                } => {
+                    let active = users::find_by_id(&state.db, user_id)
+                        .await?
+                        .is_some_and(|u| u.status == UserStatus::Active);
+                    if !active {
+                        tokens::revoke_family(&state.db, family, state.clock.now()).await?;
+                        return Ok(unauthorized(
+                            "invalid_grant",
+                            "The refresh token is not valid.",
+                        ));
+                    }
+                    token_response(&state, user_id, family, token).await
+                }
+                Refreshed::Reused { user_id, family } => {
+                    tracing::warn!(event = "refresh_token_reused", user_id = %user_id, family = %family, "a spent refresh token was presented again: its sign-in is revoked");
+                    audit_family(&state, &ctx(user_id), "auth.refresh_token_reused", family)
+                        .await?;
+                    Ok(unauthorized(
+                        "invalid_grant",
+                        "The refresh token is not valid.",
+                    ))
+                }
+                Refreshed::Invalid => Ok(unauthorized(
+                    "invalid_grant",
+                    "The refresh token is not valid.",
+                )),
+            }
+        }
+        _ => Err(Error::Invalid(
+            "`grant_type` must be `password` or `refresh_token`".into(),
+        )),
+    }
+}
+
+async fn password_grant(
+    state: &AppState,
+    ip: ClientIp,
+    request_id: &RequestId,
+    headers: &HeaderMap,
+    raw_email: &str,
+    password: &SecretString,
+    otp: Option<&str>,
+) -> Result<Response, Error> {
+    const WRONG: &str = "That email and password do not match an account that may sign in.";
+    let Ok(email) = Email::parse(raw_email) else {
+        state.passwords.verify_dummy(password).await?;
+        return Ok(unauthorized("invalid_grant", WRONG));
+    };
+    if let Err(decision) = signin::attempt_allowed(state, &email).await {
+        return Ok(too_many_requests(&decision));
+    }
+    let keys = throttle::keys(&state.settings.throttle, &email, ip.0);
+    let now = state.clock.now();
+    if let Some(wait) = throttle::blocked_for(&state.db, &keys, now).await? {
+        return Ok(throttled(wait));
+    }
+    let meta = meta(ip, headers);
+    let rid = Some(request_id.as_str().to_owned());
+    let failed = |state: &AppState| {
+        let state = state.clone();
+        let (keys, email, meta, rid) = (keys.clone(), email.clone(), meta.clone(), rid.clone());
+        async move {
+            if throttle::record_failure(&state.db, &state.settings.throttle, &keys, now).await? {
+                signin::record_lock(&state, &email, &meta, rid).await?;
+            }
+            Ok::<_, Error>(())
+        }
+    };
+    let user = match signin::check_password(state, &email, password, &meta, rid.clone()).await {
+        Ok(user) => user,
+        Err(SignInError::NotAllowed) => {
+            failed(state).await?;
+            return Ok(unauthorized("invalid_grant", WRONG));
+        }
+        Err(SignInError::Other(e)) => return Err(e),
+    };
+    let ctx = AuditContext {
+        actor: Actor::User(user.id),
+        client_ip: Some(ip.0),
+        request_id: rid.clone(),
+    };
+    let mut method = "api_password";
+    if user.mfa_enabled {
+        let Some(otp) = otp else {
+            return Ok(unauthorized(
+                "mfa_required",
+                "This account uses two-step sign-in: send the code from the authenticator app as `otp`.",
+            ));
+        };
+        match mfa::check(&state.db, &state.keys, user.id, otp, now, &ctx).await? {
+            Checked::Totp => method = "api_password+totp",
+            Checked::RecoveryCode { .. } => {
+                method = "api_password+recovery_code";
+                super::notices::send(state, &user.email, ip, super::notices::RECOVERY_CODE_USED);
+            }
+            Checked::Rejected => {
+                failed(state).await?;
+                return Ok(unauthorized(
+                    "invalid_grant",
+                    "The two-step sign-in code is not right.",
+                ));
+            }
+        }
+    }
+    throttle::clear(&state.db, &keys[0].name).await?;
+    let (family, refresh_token) = tokens::start_family(
+        &state.db,
+        user.id,
+        now,
+        state.settings.refresh_token_lifetime,
+    )
+    .await?;
+    let mut tx = state.db.begin().await?;
+    audit::record(
+        &mut tx,
+        &ctx,
+        AuditEvent {
+            action: "auth.sign_in",
+            entity_type: "token_family",
+            entity_id: Some(family.to_string()),
+            changes: serde_json::json!({ "method": method }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(event = "sign_in", user_id = %user.id, method, "signed in to the API");
+    token_response(state, user.id, family, refresh_token).await
+}
+
+async fn audit_family(
+    state: &AppState,
+    ctx: &AuditContext,
+    action: &'static str,
+    family: Uuid,
+) -> Result<(), Error> {
+    let mut tx = state.db.begin().await?;
+    audit::record(
+        &mut tx,
+        ctx,
+        AuditEvent {
+            action,
+            entity_type: "token_family",
+            entity_id: Some(family.to_string()),
+            changes: serde_json::json!({}),
+        },
+    )
+    .await?;
+    tx.commit().await
+}
+
+/// `POST /api/v1/auth/revoke`: RFC 7009's answer, `200` whatever the token was.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    token: String,
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    request_id: RequestId,
+    Json(request): Json<RevokeRequest>,
+) -> Result<Response, Error> {
+    let now = state.clock.now();
+    let family = match tokens::family_of(&state.db, &request.token).await? {
+        Some(family) => Some(family),
+        // An access token names its family in `sid`.
+        None => state
+            .tokens
+            .verify(&request.token, &issuer(&state), now, &state.db, &state.keys)
+            .await
+            .ok()
+            .and_then(|c| Uuid::parse_str(&c.sid).ok()),
+    };
+    if let Some(family) = family {
+        if tokens::revoke_family(&state.db, family, now).await? {
+            let ctx = AuditContext {
+                actor: Actor::System,
+                client_ip: Some(ip.0),
+                request_id: Some(request_id.as_str().to_owned()),
+            };
+            audit_family(&state, &ctx, "auth.sign_out", family).await?;
+        }
+    }
+    Ok(StatusCode::OK.into_response())
+}
+
+#[derive(Serialize)]
+struct Me {
+    id: Uuid,
+    email: String,
+    display_name: String,
+    role: &'static str,
+    mfa_enabled: bool,
+}
+
+async fn me(api: ApiUser) -> Response {
+    let u = api.user;
+    let mut response = Json(Me {
+        id: u.id,
+        email: u.email.as_str().to_owned(),
+        display_name: u.display_name.as_str().to_owned(),
+        role: u.role.as_str(),
+        mfa_enabled: u.mfa_enabled,
+    })
+    .into_response();
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn jwks(State(state): State<AppState>) -> Response {
+    let mut response = Json(state.tokens.jwks()).into_response();
+    response.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    response
+}

@@ -1,0 +1,378 @@
+//! API access over HTTP: the password and refresh-token grants, bearer tokens and what is
+//! refused (tampered, foreign, expired, revoked), refresh-token reuse, MFA on the API, the JWKS
+//! and key rotation.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gatehouse::clock::Clock as _;
+use gatehouse::keys::Keys;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use crate::helpers::{GOOD_KEY, TestApp, run_cli, run_cli_with_stdin, spawn_app_with};
+use crate::on_every_backend;
+
+const EMAIL: &str = "ada@example.com";
+const PASSWORD: &str = "Vermilion-Otter-42";
+
+async fn app(backend: crate::helpers::Backend) -> TestApp {
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
+            ("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", "off"),
+        ],
+    )
+    .await;
+    let out = run_cli_with_stdin(
+        &app.cli_env(),
+        &[
+            "user",
+            "add",
+            "--email",
+            EMAIL,
+            "--role",
+            "manager",
+            "--password-stdin",
+        ],
+        PASSWORD,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app
+}
+
+async fn grant(app: &TestApp, body: Value) -> (u16, reqwest::header::HeaderMap, Value) {
+    let res = app
+        .request(reqwest::Method::POST, "/api/v1/auth/token")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    (status, headers, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn password_grant(app: &TestApp) -> Value {
+    let (status, _, body) = grant(
+        app,
+        json!({"grant_type": "password", "email": EMAIL, "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn me(app: &TestApp, token: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+    let res = app
+        .request(reqwest::Method::GET, "/api/v1/me")
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    (status, headers, res.json().await.unwrap_or(Value::Null))
+}
+
+fn parts(token: &str) -> (Value, Value, String) {
+    let mut it = token.split('.');
+    let header =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(it.next().unwrap()).unwrap()).unwrap();
+    let claims =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(it.next().unwrap()).unwrap()).unwrap();
+    (header, claims, it.next().unwrap().to_owned())
+}
+
+/// The app's current signing key, read from the database with the app's secret key.
+async fn our_signing_key(app: &TestApp) -> jsonwebtoken::EncodingKey {
+    let sealed: String = match &app.db {
+        gatehouse::store::Db::Sqlite(pool) => sqlx::query_scalar(
+            "SELECT private_sealed FROM signing_keys ORDER BY created_at DESC LIMIT 1",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap(),
+        gatehouse::store::Db::Postgres(pool) => sqlx::query_scalar(
+            "SELECT private_sealed FROM signing_keys ORDER BY created_at DESC LIMIT 1",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap(),
+    };
+    let keys = Keys::derive(&SecretString::from(GOOD_KEY));
+    let pkcs8 = keys
+        .open(gatehouse::keys::Purpose::SigningKeys, &sealed)
+        .unwrap()
+        .plaintext;
+    jsonwebtoken::EncodingKey::from_ed_der(&pkcs8)
+}
+
+fn join(header: &Value, claims: &Value, signature: &str) -> String {
+    format!(
+        "{}.{}.{signature}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    )
+}
+
+on_every_backend! {
+    async fn the_password_grant_gives_tokens_that_open_the_api(backend) {
+        let app = app(backend).await;
+        let body = password_grant(&app).await;
+        assert_eq!(body["token_type"], "Bearer");
+        assert_eq!(body["expires_in"], 900);
+        let access = body["access_token"].as_str().unwrap();
+        assert!(body["refresh_token"].as_str().unwrap().starts_with("grt_"));
+        let (header, claims, _) = parts(access);
+        assert_eq!(header["alg"], "EdDSA");
+        assert!(header["kid"].is_string());
+        assert_eq!(claims["aud"], "gatehouse-api");
+        assert_eq!(claims["iss"], app.address);
+        assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 900);
+
+        let (status, headers, me_body) = me(&app, access).await;
+        assert_eq!(status, 200, "{me_body}");
+        assert_eq!(me_body["email"], EMAIL);
+        assert_eq!(me_body["role"], "manager");
+        assert_eq!(headers["cache-control"], "no-store");
+
+        let res = app.get("/api/v1/me").await;
+        assert_eq!(res.status(), 401);
+        assert!(res.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+        let problem: Value = res.json().await.unwrap();
+        assert_eq!(problem["status"], 401);
+
+        let records = gatehouse::audit::records_after(&app.db, 0, 100).await.unwrap();
+        assert!(records.iter().any(|r| r.action == "auth.sign_in" && r.changes.contains("api_password")));
+    }
+
+    async fn wrong_credentials_get_the_same_answer_for_known_and_unknown_accounts(backend) {
+        let app = app(backend).await;
+        let (s1, h1, mut wrong) = grant(&app, json!({"grant_type": "password", "email": EMAIL, "password": "Not-The-Password-1"})).await;
+        let (s2, h2, mut unknown) = grant(&app, json!({"grant_type": "password", "email": "nobody@example.com", "password": "Not-The-Password-1"})).await;
+        assert_eq!((s1, s2), (401, 401));
+        assert_eq!(h1["www-authenticate"], h2["www-authenticate"]);
+        wrong["request_id"] = Value::Null;
+        unknown["request_id"] = Value::Null;
+        assert_eq!(wrong, unknown);
+        let (status, _, _) = grant(&app, json!({"grant_type": "password", "email": EMAIL, "password": PASSWORD, "admin": true})).await;
+        assert_eq!(status, 422, "unknown fields are refused");
+        let (status, _, _) = grant(&app, json!({"grant_type": "client_credentials"})).await;
+        assert_eq!(status, 422);
+        let res = app.request(reqwest::Method::POST, "/api/v1/auth/token").header("content-type", "text/plain").body("grant_type=password").send().await.unwrap();
+        assert_eq!(res.status(), 415);
+    }
+
+    async fn tampered_foreign_and_expired_tokens_are_refused(backend) {
+        let app = app(backend).await;
+        let body = password_grant(&app).await;
+        let access = body["access_token"].as_str().unwrap().to_owned();
+        let (header, claims, signature) = parts(&access);
+        assert_eq!(me(&app, &access).await.0, 200);
+
+        // alg: none, with and without the signature.
+        let mut none = header.clone();
+        none["alg"] = json!("none");
+        assert_eq!(me(&app, &join(&none, &claims, "")).await.0, 401, "alg none");
+        assert_eq!(me(&app, &join(&none, &claims, &signature)).await.0, 401, "alg none, old signature");
+
+        // HS256 keyed with the published public key (the classic algorithm confusion).
+        let jwks: Value = app.get("/.well-known/jwks.json").await.json().await.unwrap();
+        let public = URL_SAFE_NO_PAD.decode(jwks["keys"][0]["x"].as_str().unwrap()).unwrap();
+        let mut hs = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        hs.kid = header["kid"].as_str().map(str::to_owned);
+        let confused = jsonwebtoken::encode(&hs, &claims, &jsonwebtoken::EncodingKey::from_secret(&public)).unwrap();
+        assert_eq!(me(&app, &confused).await.0, 401, "HS256 with the public key");
+
+        // An edited payload under the genuine signature.
+        let mut edited = claims.clone();
+        edited["sub"] = json!(uuid::Uuid::new_v4().to_string());
+        assert_eq!(me(&app, &join(&header, &edited, &signature)).await.0, 401, "edited payload");
+
+        // Another Ed25519 key claiming the same kid.
+        let rng = ring::rand::SystemRandom::new();
+        let foreign = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let mut ed = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        ed.kid = header["kid"].as_str().map(str::to_owned);
+        let forged = jsonwebtoken::encode(&ed, &claims, &jsonwebtoken::EncodingKey::from_ed_der(foreign.as_ref())).unwrap();
+        assert_eq!(me(&app, &forged).await.0, 401, "another key");
+
+        // Our own key, with claims changed one at a time.
+        let ours = our_signing_key(&app).await;
+        let sign = |claims: &Value| jsonwebtoken::encode(&ed, claims, &ours).unwrap();
+        assert_eq!(me(&app, &sign(&claims)).await.0, 200, "control: our key and the same claims work");
+        for (claim, value) in [("iss", json!("https://elsewhere.example")), ("aud", json!("another-api")), ("exp", json!(claims["iat"]))] {
+            let mut changed = claims.clone();
+            changed[claim] = value;
+            assert_eq!(me(&app, &sign(&changed)).await.0, 401, "another {claim}");
+        }
+        for claim in ["iss", "aud", "exp", "sub", "sid"] {
+            let mut missing = claims.clone();
+            missing.as_object_mut().unwrap().remove(claim);
+            assert_eq!(me(&app, &sign(&missing)).await.0, 401, "without {claim}");
+        }
+
+        // Expiry, by the app's clock.
+        app.clock.advance(Duration::from_secs(899));
+        assert_eq!(me(&app, &access).await.0, 200, "valid for its whole lifetime");
+        app.clock.advance(Duration::from_secs(1));
+        let (status, headers, _) = me(&app, &access).await;
+        assert_eq!(status, 401, "expired");
+        assert!(headers["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+    }
+
+    async fn refresh_tokens_rotate_and_a_reused_one_revokes_its_sign_in(backend) {
+        let app = app(backend).await;
+        let first = password_grant(&app).await;
+        let r1 = first["refresh_token"].as_str().unwrap().to_owned();
+        let (status, _, second) = grant(&app, json!({"grant_type": "refresh_token", "refresh_token": r1})).await;
+        assert_eq!(status, 200, "{second}");
+        let r2 = second["refresh_token"].as_str().unwrap().to_owned();
+        assert_ne!(r1, r2, "a new refresh token each time");
+        let a2 = second["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(me(&app, &a2).await.0, 200);
+
+        // Another sign-in of the same user is a separate family.
+        let other = password_grant(&app).await;
+
+        // r1 was spent: presenting it again revokes the whole family.
+        let (status, _, body) = grant(&app, json!({"grant_type": "refresh_token", "refresh_token": r1})).await;
+        assert_eq!(status, 401, "{body}");
+        let (status, _, _) = grant(&app, json!({"grant_type": "refresh_token", "refresh_token": r2})).await;
+        assert_eq!(status, 401, "the unspent successor died with its family");
+        assert_eq!(me(&app, &a2).await.0, 401, "and so did the family's access token");
+        assert_eq!(me(&app, other["access_token"].as_str().unwrap()).await.0, 200, "other sign-ins stay");
+        let records = gatehouse::audit::records_after(&app.db, 0, 100).await.unwrap();
+        assert!(records.iter().any(|r| r.action == "auth.refresh_token_reused"));
+
+        let (status, _, _) = grant(&app, json!({"grant_type": "refresh_token", "refresh_token": "grt_made-up"})).await;
+        assert_eq!(status, 401);
+    }
+
+    async fn revoking_a_token_ends_its_sign_in(backend) {
+        let app = app(backend).await;
+        let body = password_grant(&app).await;
+        let res = app.request(reqwest::Method::POST, "/api/v1/auth/revoke").json(&json!({"token": body["refresh_token"]})).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(me(&app, body["access_token"].as_str().unwrap()).await.0, 401);
+        let (status, _, _) = grant(&app, json!({"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})).await;
+        assert_eq!(status, 401);
+
+        // By its access token, too; an unknown token gets the same 200.
+        let body = password_grant(&app).await;
+        let res = app.request(reqwest::Method::POST, "/api/v1/auth/revoke").json(&json!({"token": body["access_token"]})).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(me(&app, body["access_token"].as_str().unwrap()).await.0, 401);
+        let res = app.request(reqwest::Method::POST, "/api/v1/auth/revoke").json(&json!({"token": "nonsense"})).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+
+    async fn a_disabled_user_or_a_role_change_ends_api_access_at_once(backend) {
+        let app = app(backend).await;
+        let body = password_grant(&app).await;
+        let access = body["access_token"].as_str().unwrap();
+        let out = run_cli(&app.cli_env(), &["user", "set-role", "--email", EMAIL, "--role", "user"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(me(&app, access).await.0, 401, "a role change revokes API sign-ins");
+        let (status, _, _) = grant(&app, json!({"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})).await;
+        assert_eq!(status, 401);
+
+        let body = password_grant(&app).await;
+        let access = body["access_token"].as_str().unwrap();
+        assert_eq!(me(&app, access).await.2["role"], "user");
+        // Disabled by SQL, behind the CLI's back: the status is still read on every request.
+        match &app.db {
+            gatehouse::store::Db::Sqlite(pool) => sqlx::query("UPDATE users SET status = 'disabled'").execute(pool).await.map(drop),
+            gatehouse::store::Db::Postgres(pool) => sqlx::query("UPDATE users SET status = 'disabled'").execute(pool).await.map(drop),
+        }.unwrap();
+        assert_eq!(me(&app, access).await.0, 401);
+    }
+
+    async fn an_mfa_user_must_send_a_code_with_the_password(backend) {
+        let app = app(backend).await;
+        let user = gatehouse::identity::users::find_by_email(&app.db, &gatehouse::identity::Email::parse(EMAIL).unwrap()).await.unwrap().unwrap();
+        let keys = Keys::derive(&SecretString::from(GOOD_KEY));
+        let enrolment = gatehouse::identity::mfa::begin(&app.db, &keys, user.id, EMAIL).await.unwrap().unwrap();
+        let secret = totp_rs::Secret::Encoded(enrolment.setup_key.replace(' ', "")).to_bytes().unwrap();
+        let totp = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, secret, None, String::new());
+        let code = |app: &TestApp| totp.generate(u64::try_from(app.clock.now().unix_timestamp()).unwrap());
+        gatehouse::identity::mfa::confirm(&app.db, &keys, user.id, &code(&app), app.clock.now(), &gatehouse::audit::AuditContext::cli()).await.unwrap().unwrap();
+
+        let (status, _, body) = grant(&app, json!({"grant_type": "password", "email": EMAIL, "password": PASSWORD})).await;
+        assert_eq!(status, 401);
+        assert_eq!(body["error"], "mfa_required", "{body}");
+        app.clock.advance(Duration::from_secs(30));
+        let (status, _, body) = grant(&app, json!({"grant_type": "password", "email": EMAIL, "password": PASSWORD, "otp": "000000"})).await;
+        assert_eq!(status, 401, "{body}");
+        app.clock.advance(Duration::from_secs(5));
+        let current = code(&app);
+        let (status, _, body) = grant(&app, json!({"grant_type": "password", "email": EMAIL, "password": PASSWORD, "otp": current})).await;
+        assert_eq!(status, 200, "{body}");
+        app.clock.advance(Duration::from_secs(5));
+        let (status, _, _) = grant(&app, json!({"grant_type": "password", "email": EMAIL, "password": PASSWORD, "otp": current})).await;
+        assert_eq!(status, 401, "the same code twice");
+    }
+
+    async fn the_jwks_verifies_tokens_and_rotation_keeps_old_tokens_working(backend) {
+        let app = app(backend).await;
+        let before = password_grant(&app).await;
+        let old_access = before["access_token"].as_str().unwrap().to_owned();
+        let (header, _, _) = parts(&old_access);
+        let jwks: Value = app.get("/.well-known/jwks.json").await.json().await.unwrap();
+        let key = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == header["kid"]).expect("the token's key is published").clone();
+        let decoding = jsonwebtoken::DecodingKey::from_ed_components(key["x"].as_str().unwrap()).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+        validation.set_audience(&["gatehouse-api"]);
+        validation.validate_exp = false;
+        jsonwebtoken::decode::<Value>(&old_access, &decoding, &validation).expect("verifies with the published key");
+
+        let without_key: Vec<_> = app.cli_env().into_iter().filter(|(k, _)| k != "GATEHOUSE_SECRET_KEY").collect();
+        let out = run_cli(&without_key, &["keys", "rotate"]);
+        assert!(!out.status.success(), "a throwaway key would seal keys nobody can open");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("set GATEHOUSE_SECRET_KEY"));
+        let out = run_cli(&app.cli_env(), &["keys", "rotate"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        app.clock.advance(Duration::from_secs(61));
+        let after = password_grant(&app).await;
+        let (new_header, _, _) = parts(after["access_token"].as_str().unwrap());
+        assert_ne!(new_header["kid"], header["kid"], "new tokens use the new key");
+        assert_eq!(me(&app, &old_access).await.0, 200, "old tokens keep working");
+        let jwks: Value = app.get("/.well-known/jwks.json").await.json().await.unwrap();
+        assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+        let records = gatehouse::audit::records_after(&app.db, 0, 100).await.unwrap();
+        assert!(records.iter().any(|r| r.action == "keys.rotate"));
+    }
+
+    async fn a_session_cookie_does_not_open_the_api(backend) {
+        let app = app(backend).await;
+        let mut v = crate::visitor::Visitor::new(&app);
+        let csrf = v.csrf_from("/login").await;
+        let (status, _, _) = v.post("/login/password", &[("csrf_token", &csrf), ("email", EMAIL), ("password", PASSWORD)]).await;
+        assert_eq!(status, 303);
+        let (status, _, _) = v.get("/api/v1/me").await;
+        assert_eq!(status, 401, "the API takes bearer tokens only");
+    }
+
+    async fn signing_out_everywhere_else_ends_api_sign_ins_too(backend) {
+        let app = app(backend).await;
+        let body = password_grant(&app).await;
+        let access = body["access_token"].as_str().unwrap();
+        let mut v = crate::visitor::Visitor::new(&app);
+        let csrf = v.csrf_from("/login").await;
+        v.post("/login/password", &[("csrf_token", &csrf), ("email", EMAIL), ("password", PASSWORD)]).await;
+        assert_eq!(me(&app, access).await.0, 200);
+        let csrf = v.csrf_from("/account").await;
+        let (status, _, _) = v.post("/account/sessions/revoke-others", &[("csrf_token", &csrf)]).await;
+        assert_eq!(status, 303);
+        assert_eq!(me(&app, access).await.0, 401);
+        let (status, _, _) = grant(&app, json!({"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})).await;
+        assert_eq!(status, 401);
+    }
+}
