@@ -2,11 +2,12 @@
 //! imported from a Flask application keep their passwords (and are upgraded at their next
 //! sign-in).
 //!
-//! Hashing and verifying run on tokio's blocking pool behind a semaphore with one permit per core
-//! but one (at least one): a flood of sign-ins queues for a permit instead of occupying every
-//! core, so the rest of the server keeps answering. Measured on 2 cores while 16 connections
-//! flooded `POST /login/password`: with a permit per core, `GET /healthz` p99 rose to 2.8× its
-//! idle value; with one core kept free it stayed within 1.5×, at about 59 sign-ins a second.
+//! Hashing and verifying run on dedicated threads, one per core but one (at least one), behind a
+//! semaphore with as many permits: a flood of sign-ins queues for a permit instead of occupying
+//! every core. On Linux those threads run at a lower scheduling priority (nice
+//! [`HASHING_NICE`]), so whenever a request thread wakes up it takes the core from a hash at
+//! once instead of waiting out the hash's time slice: hashing uses the idle CPU, and the rest of
+//! the server keeps answering at its usual latency. `bench/signin` measures both effects.
 //!
 //! Formats verified:
 //! - PHC strings `$argon2id$v=19$m=…,t=…,p=…$salt$hash` (and `$argon2i$` / `$argon2d$`);
@@ -78,16 +79,66 @@ impl Verified {
     };
 }
 
+/// The nice value of the hashing threads (0 is normal, 19 the lowest priority).
+pub const HASHING_NICE: i32 = 10;
+
+type Job = Box<dyn FnOnce() + Send>;
+
 /// Hashes and verifies passwords off the async threads, a bounded number at a time.
 #[derive(Clone, Debug)]
 pub struct PasswordHasher {
     params: HashParams,
     permits: Arc<Semaphore>,
+    jobs: std::sync::mpsc::Sender<Job>,
     dummy: Arc<str>,
 }
 
+/// Starts `n` hashing threads taking jobs from one queue; they end when every sender is gone.
+fn start_threads(n: usize) -> Result<std::sync::mpsc::Sender<Job>, Error> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    for i in 0..n {
+        let rx = rx.clone();
+        std::thread::Builder::new()
+            .name(format!("gatehouse-hash-{i}"))
+            .spawn(move || {
+                lower_priority();
+                loop {
+                    let job = {
+                        let queue = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        queue.recv()
+                    };
+                    match job {
+                        // A panicking job loses its answer (the caller gets an error), not the
+                        // thread.
+                        Ok(job) => {
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                        }
+                        Err(_) => return,
+                    }
+                }
+            })
+            .map_err(|e| Error::Internal(anyhow::anyhow!("cannot start a hashing thread: {e}")))?;
+    }
+    Ok(tx)
+}
+
+/// Lowers the calling thread's scheduling priority to [`HASHING_NICE`] (best effort: a failure
+/// is logged and hashing runs at normal priority).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // On Linux, PRIO_PROCESS with a thread id sets that thread's nice value alone.
+        let tid = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), HASHING_NICE) {
+            tracing::warn!(event = "hash_priority_unchanged", error = %e, "cannot lower the priority of a password hashing thread");
+        }
+    }
+}
+
 impl PasswordHasher {
-    /// A hasher with `params`, running at most `concurrency` hashes at once (at least one).
+    /// A hasher with `params`, running at most `concurrency` hashes at once (at least one), on
+    /// as many threads of its own.
     pub fn new(params: HashParams, concurrency: usize) -> Result<Self, Error> {
         let argon = argon2(params)?;
         let salt = SaltString::generate(&mut OsRng);
@@ -96,9 +147,11 @@ impl PasswordHasher {
             .hash_password(SaltString::generate(&mut OsRng).as_str().as_bytes(), &salt)
             .map_err(|e| Error::Internal(anyhow::anyhow!("argon2: {e}")))?
             .to_string();
+        let concurrency = concurrency.max(1);
         Ok(Self {
             params,
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            jobs: start_threads(concurrency)?,
             dummy: dummy.into(),
         })
     }
@@ -148,9 +201,14 @@ impl PasswordHasher {
             .acquire()
             .await
             .map_err(|_| Error::Unavailable("the password hasher is shutting down".into()))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| Error::Internal(anyhow::anyhow!("password hashing task failed: {e}")))?
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = tx.send(work());
+            }))
+            .map_err(|_| Error::Unavailable("the password hasher is shutting down".into()))?;
+        rx.await
+            .map_err(|_| Error::Internal(anyhow::anyhow!("a password hashing job was lost")))?
     }
 }
 
@@ -461,6 +519,31 @@ mod tests {
             .verify_dummy(&SecretString::from(PASSWORD))
             .await
             .unwrap();
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_runs_below_normal_priority_and_survives_a_panic() {
+        let hasher = PasswordHasher::new(cheap(), 1).unwrap();
+        let nice = hasher
+            .blocking(|| {
+                Ok(rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap())
+            })
+            .await
+            .unwrap();
+        assert_eq!(nice, HASHING_NICE);
+        let lost = hasher
+            .blocking::<()>(|| panic!("a bug in a hashing job"))
+            .await;
+        assert!(lost.is_err());
+        assert!(
+            hasher
+                .hash(&SecretString::from(PASSWORD))
+                .await
+                .unwrap()
+                .starts_with("$argon2id$"),
+            "the thread is still there"
+        );
     }
 
     #[tokio::test]
