@@ -502,6 +502,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .merge(ops::router())
         .merge(web::router())
         .merge(web::api::router())
+        .merge(web::items_api::router())
         .merge(web::auth::router().merge(web::mfa::router()).layer(csrf))
         .fallback(web::not_found)
         .layer(stack)

@@ -19,6 +19,15 @@ pub enum Error {
     /// 400: the request cannot be understood; the message is safe to show.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// 403: the caller is known but may not do this; the message is safe to show.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// 412: the object changed since the caller read it (`If-Match`).
+    #[error("precondition failed")]
+    PreconditionFailed,
+    /// 422: fields that are invalid, each with the reason (safe to show).
+    #[error("invalid fields")]
+    InvalidFields(Vec<FieldError>),
     /// 404: nothing here, or nothing the caller may see.
     #[error("not found")]
     NotFound,
@@ -45,11 +54,33 @@ pub enum Error {
     Internal(#[from] anyhow::Error),
 }
 
+/// One invalid field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    /// The field's name (`name`, `description`, …).
+    pub field: String,
+    /// Why it is refused.
+    pub message: String,
+}
+
+impl FieldError {
+    /// `field` is refused because of `message`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
 impl Error {
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::InvalidFields(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -64,7 +95,18 @@ impl Error {
     pub fn to_problem(&self) -> Problem {
         let problem = Problem::new(self.status());
         match self {
-            Self::BadRequest(m) | Self::Conflict(m) | Self::Invalid(m) => problem.with_detail(m),
+            Self::BadRequest(m) | Self::Conflict(m) | Self::Invalid(m) | Self::Forbidden(m) => {
+                problem.with_detail(m)
+            }
+            Self::PreconditionFailed => problem.with_detail(
+                "The object changed since you read it: read it again, then retry with its new ETag.",
+            ),
+            Self::InvalidFields(errors) => problem
+                .with_detail("Some fields are not valid.")
+                .with_extension(
+                    "errors",
+                    serde_json::to_value(errors).unwrap_or(serde_json::Value::Null),
+                ),
             Self::NotFound
             | Self::PayloadTooLarge
             | Self::UnsupportedMediaType

@@ -5,6 +5,7 @@
 //! page plumbing, `store` the database, `app` the router and its middleware stack. The generic
 //! security layers come from the `gatehouse-security` crate.
 
+pub mod access;
 pub mod app;
 pub mod audit;
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod items;
 pub mod keys;
 pub mod mail;
 pub mod ops;

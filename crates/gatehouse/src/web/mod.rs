@@ -6,6 +6,7 @@ pub mod assets;
 pub mod auth;
 pub mod csp_report;
 pub mod errors;
+pub mod items_api;
 pub mod mfa;
 pub mod notices;
 pub mod session;

@@ -11,6 +11,7 @@ mod cors;
 mod errors;
 mod headers;
 mod health;
+mod items;
 mod limits;
 mod mail;
 mod metrics;

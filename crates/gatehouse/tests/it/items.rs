@@ -1,0 +1,241 @@
+//! The items API over HTTP: create, read, change, delete with ETags; validation with field
+//! errors; who sees and changes whose items; pagination and search.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, run_cli_with_stdin, spawn_app_with};
+use crate::on_every_backend;
+
+const PASSWORD: &str = "Vermilion-Otter-42";
+
+async fn app(backend: crate::helpers::Backend) -> TestApp {
+    spawn_app_with(
+        backend,
+        &[
+            ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
+            ("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", "off"),
+        ],
+    )
+    .await
+}
+
+/// Creates a user with `role` and returns an access token for them.
+async fn token_for(app: &TestApp, email: &str, role: &str) -> String {
+    let out = run_cli_with_stdin(
+        &app.cli_env(),
+        &[
+            "user",
+            "add",
+            "--email",
+            email,
+            "--role",
+            role,
+            "--password-stdin",
+        ],
+        PASSWORD,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let res = app
+        .request(reqwest::Method::POST, "/api/v1/auth/token")
+        .json(&json!({"grant_type": "password", "email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+struct Reply {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+async fn call(
+    app: &TestApp,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    if_match: Option<&str>,
+) -> Reply {
+    let mut req = app.request(method, path).bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    if let Some(tag) = if_match {
+        req = req.header("if-match", tag);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    Reply {
+        status,
+        headers,
+        body: res.json().await.unwrap_or(Value::Null),
+    }
+}
+
+async fn create(app: &TestApp, token: &str, name: &str) -> Value {
+    let r = call(
+        app,
+        token,
+        reqwest::Method::POST,
+        "/api/v1/items",
+        Some(json!({"name": name, "description": "A fine thing."})),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body
+}
+
+fn fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| e["field"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+on_every_backend! {
+    async fn an_item_is_created_read_changed_and_deleted_with_etags(backend) {
+        let app = app(backend).await;
+        let token = token_for(&app, "ada@example.com", "user").await;
+        let r = call(&app, &token, reqwest::Method::POST, "/api/v1/items", Some(json!({"name": "  Lamp  ", "description": "A desk lamp."})), None).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let id = r.body["id"].as_str().unwrap().to_owned();
+        assert_eq!(r.headers["location"], format!("/api/v1/items/{id}").as_str());
+        assert_eq!(r.headers["etag"], "\"1\"");
+        assert_eq!(r.body["name"], "Lamp", "trimmed");
+
+        let path = format!("/api/v1/items/{id}");
+        let r = call(&app, &token, reqwest::Method::GET, &path, None, None).await;
+        assert_eq!((r.status, r.body["description"].as_str()), (200, Some("A desk lamp.")));
+
+        let r = call(&app, &token, reqwest::Method::PATCH, &path, Some(json!({"name": "Brass lamp"})), Some("\"1\"")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.headers["etag"], "\"2\"");
+        assert_eq!(r.body["description"], "A desk lamp.", "PATCH keeps what it does not name");
+
+        let r = call(&app, &token, reqwest::Method::PATCH, &path, Some(json!({"name": "Lost update"})), Some("\"1\"")).await;
+        assert_eq!(r.status, 412, "a stale ETag changes nothing");
+        assert_eq!(call(&app, &token, reqwest::Method::GET, &path, None, None).await.body["name"], "Brass lamp");
+
+        let r = call(&app, &token, reqwest::Method::PUT, &path, Some(json!({"name": "Only a name"})), None).await;
+        assert_eq!(r.status, 422);
+        assert_eq!(fields(&r.body), ["description"], "PUT needs every field");
+
+        let r = call(&app, &token, reqwest::Method::DELETE, &path, None, Some("\"1\"")).await;
+        assert_eq!(r.status, 412);
+        let r = call(&app, &token, reqwest::Method::DELETE, &path, None, Some("\"2\"")).await;
+        assert_eq!(r.status, 204);
+        assert_eq!(call(&app, &token, reqwest::Method::GET, &path, None, None).await.status, 404);
+
+        let records = gatehouse::audit::records_after(&app.db, 0, 100).await.unwrap();
+        let update = records.iter().find(|r| r.action == "item.update").expect("audited");
+        assert!(update.changes.contains("\"before\"") && update.changes.contains("Lamp") && update.changes.contains("Brass lamp"), "{}", update.changes);
+        assert!(records.iter().any(|r| r.action == "item.create"));
+        assert!(records.iter().any(|r| r.action == "item.delete"));
+    }
+
+    async fn bad_bodies_get_field_errors_and_change_nothing(backend) {
+        let app = app(backend).await;
+        let token = token_for(&app, "ada@example.com", "user").await;
+        let post = |body: Value| call(&app, &token, reqwest::Method::POST, "/api/v1/items", Some(body), None);
+        let r = post(json!({"name": "ab", "description": "x".repeat(501)})).await;
+        assert_eq!(r.status, 422);
+        assert_eq!(r.headers["content-type"], "application/problem+json");
+        assert_eq!(fields(&r.body), ["name", "description"], "{}", r.body);
+        let r = post(json!({"name": "Lamp", "description": "A desk lamp.", "owner_id": "someone-else"})).await;
+        assert_eq!((r.status, fields(&r.body)), (422, vec!["owner_id".to_owned()]), "unknown fields are refused");
+        let r = post(json!({"name": 42, "description": "A desk lamp."})).await;
+        assert_eq!((r.status, fields(&r.body)), (422, vec!["name".to_owned()]));
+        let r = post(json!({"name": "La\u{0}mp", "description": "A desk lamp."})).await;
+        assert_eq!(r.status, 422, "control characters");
+        let r = post(json!({"name": "Été", "description": "Cinq."})).await;
+        assert_eq!(r.status, 201, "three and five characters, counted as characters: {}", r.body);
+
+        let res = app.request(reqwest::Method::POST, "/api/v1/items").bearer_auth(&token).header("content-type", "text/plain").body("{\"name\":\"Lamp\",\"description\":\"A desk lamp.\"}").send().await.unwrap();
+        assert_eq!(res.status(), 415);
+        let res = app.request(reqwest::Method::POST, "/api/v1/items").bearer_auth(&token).header("content-type", "application/json").body("{\"name\":").send().await.unwrap();
+        assert_eq!(res.status(), 400);
+        let r = call(&app, &token, reqwest::Method::GET, "/api/v1/items", None, None).await;
+        assert_eq!(r.body["items"].as_array().unwrap().len(), 1, "only the valid item exists");
+
+        let res = app.get("/api/v1/items").await;
+        assert_eq!(res.status(), 401);
+        assert!(res.headers().contains_key("www-authenticate"));
+    }
+
+    async fn users_see_only_their_items_and_managers_see_all(backend) {
+        let app = app(backend).await;
+        let ada = token_for(&app, "ada@example.com", "user").await;
+        let bo = token_for(&app, "bo@example.com", "user").await;
+        let boss = token_for(&app, "boss@example.com", "manager").await;
+        let item = create(&app, &ada, "Ada's lamp").await;
+        create(&app, &bo, "Bo's chair").await;
+        let path = format!("/api/v1/items/{}", item["id"].as_str().unwrap());
+
+        for (method, body) in [(reqwest::Method::GET, None), (reqwest::Method::PATCH, Some(json!({"name": "Mine now"}))), (reqwest::Method::DELETE, None)] {
+            let r = call(&app, &bo, method.clone(), &path, body, None).await;
+            assert_eq!(r.status, 404, "{method} on someone else's item: as if it did not exist");
+        }
+        let r = call(&app, &bo, reqwest::Method::GET, "/api/v1/items", None, None).await;
+        let names: Vec<_> = r.body["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(names, ["Bo's chair"]);
+
+        let r = call(&app, &boss, reqwest::Method::GET, "/api/v1/items", None, None).await;
+        assert_eq!(r.body["items"].as_array().unwrap().len(), 2, "a manager reads all");
+        let r = call(&app, &boss, reqwest::Method::PATCH, &path, Some(json!({"description": "Checked by a manager."})), None).await;
+        assert_eq!(r.status, 200, "a manager edits all");
+        assert_eq!(r.body["owner_id"], item["owner_id"], "the owner stays");
+        assert_eq!(call(&app, &ada, reqwest::Method::GET, &path, None, None).await.body["description"], "Checked by a manager.");
+    }
+
+    async fn lists_page_with_cursors_and_search_matches_text_literally(backend) {
+        let app = app(backend).await;
+        let token = token_for(&app, "ada@example.com", "user").await;
+        for name in ["Alpha", "Beta", "Gamma 50% off", "Delta", "Epsilon"] {
+            create(&app, &token, name).await;
+            app.clock.advance(std::time::Duration::from_millis(1));
+        }
+        let mut seen = Vec::new();
+        let mut path = "/api/v1/items?limit=2".to_owned();
+        loop {
+            let r = call(&app, &token, reqwest::Method::GET, &path, None, None).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            let page = r.body["items"].as_array().unwrap();
+            assert!(page.len() <= 2);
+            seen.extend(page.iter().map(|i| i["name"].as_str().unwrap().to_owned()));
+            match r.body["next_cursor"].as_str() {
+                Some(cursor) => path = format!("/api/v1/items?limit=2&cursor={cursor}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["Epsilon", "Delta", "Gamma 50% off", "Beta", "Alpha"], "newest first, each once");
+
+        let search = |q: &str| {
+            let q: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
+            let path = format!("/api/v1/items?q={q}");
+            let (app, token) = (&app, &token);
+            async move { call(app, token, reqwest::Method::GET, &path, None, None).await }
+        };
+        let names = |r: &Reply| r.body["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+        assert_eq!(names(&search("ALPH").await), ["Alpha"], "case-insensitive substring");
+        assert_eq!(names(&search("50%").await), ["Gamma 50% off"]);
+        assert!(names(&search("%").await) == ["Gamma 50% off"], "% is a character, not a wildcard");
+        assert!(names(&search("_").await).is_empty(), "_ is a character, not a wildcard");
+        assert_eq!(search(&"x".repeat(101)).await.status, 422);
+        assert_eq!(call(&app, &token, reqwest::Method::GET, "/api/v1/items?limit=101", None, None).await.status, 422);
+        assert_eq!(call(&app, &token, reqwest::Method::GET, "/api/v1/items?cursor=garbage", None, None).await.status, 422);
+    }
+}
