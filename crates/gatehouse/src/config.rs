@@ -139,6 +139,8 @@ pub struct Settings {
     pub rate_limit_deny_on_store_error: bool,
     /// `GATEHOUSE_ACCOUNT_RATE_LIMIT`: requests per signed-in account, from any address (`None`: off).
     pub account_rate_limit: Option<Rate>,
+    /// `GATEHOUSE_API_RATE_LIMIT`: API requests per signed-in user (token subject), from anywhere.
+    pub api_rate_limit: Option<Rate>,
     /// `GATEHOUSE_SIGNIN_RATE_LIMIT`: sign-in attempts per client IP (`None`: off).
     pub signin_rate_limit: Option<Rate>,
     /// `GATEHOUSE_SIGNIN_RATE_LIMIT_ON_STORE_ERROR`: allow or deny when Redis cannot decide.
@@ -249,6 +251,7 @@ const SPECS: &[Spec] = &[
     spec("GATEHOUSE_RATE_LIMIT", &[], false),
     spec("GATEHOUSE_RATE_LIMIT_ON_STORE_ERROR", &[], false),
     spec("GATEHOUSE_ACCOUNT_RATE_LIMIT", &[], false),
+    spec("GATEHOUSE_API_RATE_LIMIT", &[], false),
     spec("GATEHOUSE_SIGNIN_RATE_LIMIT", &[], false),
     spec("GATEHOUSE_SIGNIN_RATE_LIMIT_ON_STORE_ERROR", &[], false),
     spec("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", &[], false),
@@ -749,6 +752,11 @@ impl Settings {
             "GATEHOUSE_ACCOUNT_RATE_LIMIT",
             Rate::new(300, Duration::from_secs(60)),
         );
+        let api_rate_limit = rate(
+            &mut r,
+            "GATEHOUSE_API_RATE_LIMIT",
+            Rate::new(600, Duration::from_secs(60)),
+        );
         let signin_rate_limit = rate(
             &mut r,
             "GATEHOUSE_SIGNIN_RATE_LIMIT",
@@ -1008,6 +1016,7 @@ impl Settings {
             rate_limit,
             rate_limit_deny_on_store_error,
             account_rate_limit,
+            api_rate_limit,
             signin_rate_limit,
             signin_rate_limit_deny_on_store_error,
             signin_email_rate_limit,
@@ -1211,6 +1220,7 @@ impl Settings {
                 "GATEHOUSE_RATE_LIMIT_ON_STORE_ERROR",
                 show_policy(self.rate_limit_deny_on_store_error),
             ),
+            ("GATEHOUSE_API_RATE_LIMIT", show_rate(self.api_rate_limit)),
             (
                 "GATEHOUSE_SIGNIN_RATE_LIMIT",
                 show_rate(self.signin_rate_limit),

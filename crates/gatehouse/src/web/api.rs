@@ -9,6 +9,8 @@
 //!   throttle and lock, the same answer for an unknown address and a wrong password, and MFA:
 //!   a user with MFA must send `otp` (a TOTP code or a recovery code), else `401` with
 //!   `"error": "mfa_required"`.
+//! - Each user's API requests are limited (`GATEHOUSE_API_RATE_LIMIT`) by the token's subject,
+//!   so a user cannot escape the limit by spreading requests over addresses or tokens.
 //! - Every failure is a `401` problem with `WWW-Authenticate: Bearer`, and says no more than
 //!   "invalid token" or "invalid grant"; the reason goes to the log.
 
@@ -111,6 +113,9 @@ impl FromRequestParts<AppState> for ApiUser {
             .map_err(IntoResponse::into_response)?;
         match user {
             Some(user) if live && user.status == UserStatus::Active => {
+                if let Some(refusal) = over_api_limit(state, user.id).await {
+                    return Err(refusal);
+                }
                 let api_user = Self { user, family };
                 parts.extensions.insert(api_user.clone());
                 Ok(api_user)
@@ -119,6 +124,27 @@ impl FromRequestParts<AppState> for ApiUser {
                 tracing::info!(event = "access_denied", user_id = %user_id, "bearer token of a revoked sign-in or an inactive user");
                 Err(invalid())
             }
+        }
+    }
+}
+
+/// `GATEHOUSE_API_RATE_LIMIT`, keyed by the user the token names (not the address): the `429`
+/// to answer when they are over it.
+async fn over_api_limit(state: &AppState, user_id: Uuid) -> Option<Response> {
+    let rate = state.settings.api_rate_limit?;
+    let quota = gatehouse_security::Quota::new(rate.limit, rate.period).ok()?;
+    match state.limiter.check(&format!("api:{user_id}"), &quota).await {
+        Ok(decision) if decision.allowed => None,
+        Ok(decision) => {
+            tracing::info!(event = "rate_limited", rule = "api", user_id = %user_id, "per-user API limit reached");
+            Some(too_many_requests(&decision))
+        }
+        Err(e) => {
+            let deny = state.settings.rate_limit_deny_on_store_error;
+            tracing::warn!(event = "rate_limit_store_error", rule = "api", error = %e, deny, "cannot check the API limit");
+            deny.then(|| {
+                Error::Unavailable("the rate-limit store is unavailable".into()).into_response()
+            })
         }
     }
 }

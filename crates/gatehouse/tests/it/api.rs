@@ -376,3 +376,24 @@ on_every_backend! {
         assert_eq!(status, 401);
     }
 }
+
+on_every_backend! {
+    async fn api_requests_are_limited_per_user_whatever_the_token(backend) {
+        let app = spawn_app_with(backend, &[
+            ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
+            ("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", "off"),
+            ("GATEHOUSE_API_RATE_LIMIT", "3/min"),
+        ]).await;
+        let out = run_cli_with_stdin(&app.cli_env(), &["user", "add", "--email", EMAIL, "--password-stdin"], PASSWORD);
+        assert!(out.status.success());
+        let first = password_grant(&app).await;
+        let second = password_grant(&app).await;
+        let (a, b) = (first["access_token"].as_str().unwrap(), second["access_token"].as_str().unwrap());
+        assert_eq!(me(&app, a).await.0, 200);
+        assert_eq!(me(&app, b).await.0, 200);
+        assert_eq!(me(&app, a).await.0, 200);
+        let (status, headers, _) = me(&app, b).await;
+        assert_eq!(status, 429, "the fourth request of the same user, with another token");
+        assert!(headers.contains_key("retry-after"));
+    }
+}
