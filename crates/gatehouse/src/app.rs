@@ -503,6 +503,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .merge(web::router())
         .merge(web::api::router())
         .merge(web::items_api::router())
+        .merge(web::admin_api::router())
         .merge(web::auth::router().merge(web::mfa::router()).layer(csrf))
         .fallback(web::not_found)
         .layer(stack)

@@ -1,6 +1,7 @@
 //! Shared page plumbing: templates, static assets, the error pages, the home page and CSP
 //! violation reports.
 
+pub mod admin_api;
 pub mod api;
 pub mod assets;
 pub mod auth;

@@ -1,0 +1,171 @@
+//! `/api/v1/admin/users`: managers and admins read users; admins change their role and status.
+//!
+//! # Security
+//! - Permissions come from the table in `crate::access` (`UsersRead`, `UsersManage`), read from
+//!   the caller's current role on every request.
+//! - Nobody changes their own role or status (an admin cannot lock themselves out, and a stolen
+//!   admin token cannot be used to hide the trail by demoting itself); the last active admin
+//!   cannot be demoted or disabled.
+//! - A change ends every session and API sign-in of the user, and is audited with its before and
+//!   after in the same transaction.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use gatehouse_security::{ClientIp, RequestId};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::api::ApiUser;
+use crate::Error;
+use crate::access::{self, Action};
+use crate::app::AppState;
+use crate::audit::{Actor, AuditContext};
+use crate::error::FieldError;
+use crate::identity::{Role, User, UserStatus, users};
+
+/// The admin routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/admin/users", get(list))
+        .route("/api/v1/admin/users/{id}", get(read).patch(change))
+}
+
+#[derive(Serialize)]
+struct UserView {
+    id: Uuid,
+    email: String,
+    display_name: String,
+    role: &'static str,
+    status: &'static str,
+    mfa_enabled: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: time::OffsetDateTime,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id,
+            email: u.email.as_str().to_owned(),
+            display_name: u.display_name.as_str().to_owned(),
+            role: u.role.as_str(),
+            status: u.status.as_str(),
+            mfa_enabled: u.mfa_enabled,
+            created_at: u.created_at,
+        }
+    }
+}
+
+fn require(api: &ApiUser, action: Action) -> Result<(), Error> {
+    access::scope(api.user.role, action)
+        .map(drop)
+        .ok_or_else(|| Error::Forbidden("Your role does not allow this.".into()))
+}
+
+fn json_no_store(value: impl Serialize) -> Response {
+    let mut response = axum::Json(value).into_response();
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn list(State(state): State<AppState>, api: ApiUser) -> Result<Response, Error> {
+    require(&api, Action::UsersRead)?;
+    let all = users::list(&state.db).await?;
+    let views: Vec<UserView> = all.iter().map(UserView::from).collect();
+    Ok(json_no_store(serde_json::json!({ "users": views })))
+}
+
+async fn find(state: &AppState, raw: &str) -> Result<User, Error> {
+    let id = Uuid::parse_str(raw).map_err(|_| Error::NotFound)?;
+    users::find_by_id(&state.db, id)
+        .await?
+        .ok_or(Error::NotFound)
+}
+
+async fn read(
+    State(state): State<AppState>,
+    api: ApiUser,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    require(&api, Action::UsersRead)?;
+    let user = find(&state, &id).await?;
+    Ok(json_no_store(UserView::from(&user)))
+}
+
+/// `PATCH {"role"?, "status"?}`.
+async fn change(
+    State(state): State<AppState>,
+    api: ApiUser,
+    ip: ClientIp,
+    request_id: RequestId,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Error> {
+    require(&api, Action::UsersManage)?;
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(Error::UnsupportedMediaType);
+    }
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|_| Error::BadRequest("The body is not valid JSON.".into()))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(Error::InvalidFields(vec![FieldError::new(
+            "body",
+            "must be a JSON object",
+        )]));
+    };
+    let mut errors = Vec::new();
+    let (mut role, mut status) = (None, None);
+    for (key, value) in &map {
+        let text = value.as_str();
+        match key.as_str() {
+            "role" => match text.and_then(|t| t.parse::<Role>().ok()) {
+                Some(r) => role = Some(r),
+                None => errors.push(FieldError::new("role", "must be admin, manager or user")),
+            },
+            "status" => match text.and_then(|t| t.parse::<UserStatus>().ok()) {
+                Some(s) => status = Some(s),
+                None => errors.push(FieldError::new("status", "must be active or disabled")),
+            },
+            other => errors.push(FieldError::new(other, "cannot be changed here")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Error::InvalidFields(errors));
+    }
+    let target = find(&state, &id).await?;
+    if target.id == api.user.id {
+        return Err(Error::Forbidden(
+            "Nobody changes their own role or status: ask another admin.".into(),
+        ));
+    }
+    let ctx = AuditContext {
+        actor: Actor::User(api.user.id),
+        client_ip: Some(ip.0),
+        request_id: Some(request_id.as_str().to_owned()),
+    };
+    let mut user = target.clone();
+    if let Some(role) = role {
+        user = users::set_role(&state.db, &user.email, role, &ctx).await?;
+    }
+    if let Some(status) = status {
+        user = users::set_status(&state.db, &user.email, status, &ctx).await?;
+    }
+    if user.role != target.role || user.status != target.status {
+        super::session::end_other_sign_ins(&state, user.id, None).await?;
+        tracing::info!(event = "user_changed", user_id = %user.id, by = %api.user.id, role = user.role.as_str(), status = user.status.as_str(), "role or status changed; sessions and API sign-ins ended");
+    }
+    Ok(json_no_store(UserView::from(&user)))
+}
