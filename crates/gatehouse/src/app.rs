@@ -403,6 +403,7 @@ fn rate_limit_layer(state: &AppState) -> anyhow::Result<RateLimitLayer> {
             )?
             .path_prefix("/login")
             .path_prefix("/password")
+            .path_prefix("/api/v1/auth/token")
             .methods([http::Method::POST]),
         );
     }

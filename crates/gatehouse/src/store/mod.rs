@@ -90,6 +90,15 @@ impl Db {
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_release(|conn, _| {
+                // A connection that comes back still counting an open transaction is closed, not
+                // reused. It happens when SQLite ended a transaction on its own (under write
+                // contention, "database is locked"), so sqlx's ROLLBACK on drop failed: sqlx then
+                // refuses every later `BEGIN` on that connection, and one such connection in the
+                // pool turned a share of all later writes into errors (found by `bench/run`).
+                let clean = <sqlx::sqlite::SqliteTransactionManager as sqlx::TransactionManager>::get_transaction_depth(conn) == 0;
+                Box::pin(async move { Ok(clean) })
+            })
             .connect_with(options)
             .await?;
         Ok(Self::Sqlite(pool))
@@ -187,6 +196,27 @@ mod tests {
         );
         assert_eq!(sqlite_file("sqlite::memory:"), None);
         assert_eq!(sqlite_file("postgres://x/y"), None);
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_transaction_sqlite_ended_is_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        // One connection, so the next transaction gets the same one unless it was closed.
+        let db = Db::connect(&url, 1).await.unwrap();
+        let mut tx = db.begin().await.unwrap();
+        let Tx::Sqlite(inner) = &mut tx else {
+            unreachable!()
+        };
+        // SQLite ends the transaction behind sqlx's back, as it does itself after some errors;
+        // sqlx's ROLLBACK on drop then fails and its count stays at one.
+        sqlx::query("ROLLBACK").execute(&mut **inner).await.unwrap();
+        drop(tx);
+        for attempt in 0..3 {
+            let tx = db.begin().await;
+            assert!(tx.is_ok(), "attempt {attempt}: {:?}", tx.err());
+            tx.unwrap().commit().await.unwrap();
+        }
     }
 
     #[test]

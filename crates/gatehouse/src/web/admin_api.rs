@@ -15,7 +15,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use gatehouse_security::{ClientIp, RequestId};
-use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::header::CACHE_CONTROL;
 use http::{HeaderMap, HeaderValue};
 use serde::Serialize;
 use uuid::Uuid;
@@ -110,22 +110,7 @@ async fn change(
     body: Bytes,
 ) -> Result<Response, Error> {
     require(&api, Action::UsersManage)?;
-    let json = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
-        return Err(Error::UnsupportedMediaType);
-    }
-    let value: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|_| Error::BadRequest("The body is not valid JSON.".into()))?;
-    let serde_json::Value::Object(map) = value else {
-        return Err(Error::InvalidFields(vec![FieldError::new(
-            "body",
-            "must be a JSON object",
-        )]));
-    };
+    let map = super::api::json_object(&headers, &body)?;
     let mut errors = Vec::new();
     let (mut role, mut status) = (None, None);
     for (key, value) in &map {

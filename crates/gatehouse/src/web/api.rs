@@ -149,6 +149,31 @@ async fn over_api_limit(state: &AppState, user_id: Uuid) -> Option<Response> {
     }
 }
 
+/// The JSON object a request body holds: `415` unless the body is `application/json`, `400`
+/// when it is not JSON, `422` when it is JSON but not an object. Fields are then checked by
+/// hand, so every problem can be reported by field name.
+pub(crate) fn json_object(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
+    let json = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(Error::UnsupportedMediaType);
+    }
+    match serde_json::from_slice(body) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Error::InvalidFields(vec![crate::error::FieldError::new(
+            "body",
+            "must be a JSON object",
+        )])),
+        Err(_) => Err(Error::BadRequest("The body is not valid JSON.".into())),
+    }
+}
+
 /// The bearer token of a request, if it has one.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;

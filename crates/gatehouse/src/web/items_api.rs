@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use gatehouse_security::{ClientIp, RequestId};
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_MATCH, LOCATION};
+use http::header::{CACHE_CONTROL, ETAG, IF_MATCH, LOCATION};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -36,22 +36,7 @@ pub fn router() -> Router<AppState> {
 
 /// The fields of an item body, checked by hand so every problem is reported by field name.
 fn item_fields(headers: &HeaderMap, body: &Bytes, partial: bool) -> Result<Changes, Error> {
-    let json = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
-        return Err(Error::UnsupportedMediaType);
-    }
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|_| Error::BadRequest("The body is not valid JSON.".into()))?;
-    let serde_json::Value::Object(map) = value else {
-        return Err(Error::InvalidFields(vec![FieldError::new(
-            "body",
-            "must be a JSON object",
-        )]));
-    };
+    let map = super::api::json_object(headers, body)?;
     let mut errors = Vec::new();
     let mut changes = Changes::default();
     for (key, value) in &map {

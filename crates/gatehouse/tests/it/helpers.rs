@@ -363,3 +363,68 @@ pub(crate) fn request_log(request_id: &str) -> serde_json::Value {
         .find(|l| l["message"] == "request finished" && l["span"]["request_id"] == request_id)
         .unwrap_or_else(|| panic!("no log line for request {request_id}"))
 }
+
+/// Starts Gatehouse on `backend` with the sign-in limits off (tests post many forms from one
+/// address and for one account) and `extra` settings.
+pub(crate) async fn spawn_unlimited_app(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+    let mut env = vec![
+        ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
+        ("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", "off"),
+    ];
+    env.extend_from_slice(extra);
+    spawn_app_with(backend, &env).await
+}
+
+/// [`spawn_unlimited_app`] with its outgoing mail going to a fresh local SMTP sink.
+pub(crate) async fn spawn_app_with_mail(
+    backend: Backend,
+    extra: &[(&str, &str)],
+) -> (TestApp, crate::smtp_sink::SmtpSink) {
+    let sink = crate::smtp_sink::SmtpSink::start().await;
+    let port = sink.port.to_string();
+    let mut env = vec![
+        ("SMTP_HOST", "127.0.0.1"),
+        ("SMTP_PORT", port.as_str()),
+        ("SMTP_TLS", "none"),
+    ];
+    env.extend_from_slice(extra);
+    (spawn_unlimited_app(backend, &env).await, sink)
+}
+
+/// Creates a user with `role` and `password` through the CLI.
+pub(crate) fn add_user_with_password(app: &TestApp, email: &str, role: &str, password: &str) {
+    let out = run_cli_with_stdin(
+        &app.cli_env(),
+        &[
+            "user",
+            "add",
+            "--email",
+            email,
+            "--role",
+            role,
+            "--password-stdin",
+        ],
+        password,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An access token for `email` from the API's password grant.
+pub(crate) async fn api_token(app: &TestApp, email: &str, password: &str) -> String {
+    let res = app
+        .request(reqwest::Method::POST, "/api/v1/auth/token")
+        .json(&serde_json::json!({"grant_type": "password", "email": email, "password": password}))
+        .send()
+        .await
+        .expect("request failed");
+    assert_eq!(res.status(), 200, "the password grant refused {email}");
+    let body: serde_json::Value = res.json().await.expect("a JSON body");
+    body["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_owned()
+}

@@ -3,51 +3,19 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, run_cli_with_stdin, spawn_app_with};
+use crate::helpers::TestApp;
 use crate::on_every_backend;
 
 const PASSWORD: &str = "Vermilion-Otter-42";
 
 async fn app(backend: crate::helpers::Backend) -> TestApp {
-    spawn_app_with(
-        backend,
-        &[
-            ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
-            ("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", "off"),
-        ],
-    )
-    .await
+    crate::helpers::spawn_unlimited_app(backend, &[]).await
 }
 
 /// Creates a user with `role` and returns an access token for them.
 async fn token_for(app: &TestApp, email: &str, role: &str) -> String {
-    let out = run_cli_with_stdin(
-        &app.cli_env(),
-        &[
-            "user",
-            "add",
-            "--email",
-            email,
-            "--role",
-            role,
-            "--password-stdin",
-        ],
-        PASSWORD,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let res = app
-        .request(reqwest::Method::POST, "/api/v1/auth/token")
-        .json(&json!({"grant_type": "password", "email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
+    crate::helpers::add_user_with_password(app, email, role, PASSWORD);
+    crate::helpers::api_token(app, email, PASSWORD).await
 }
 
 struct Reply {

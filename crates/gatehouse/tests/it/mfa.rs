@@ -12,7 +12,7 @@ use gatehouse::identity::{Email, users};
 use gatehouse::keys::Keys;
 use secrecy::SecretString;
 
-use crate::helpers::{GOOD_KEY, TestApp, run_cli, run_cli_with_stdin, spawn_app_with};
+use crate::helpers::{GOOD_KEY, TestApp, run_cli};
 use crate::on_every_backend;
 use crate::smtp_sink::SmtpSink;
 use crate::visitor::Visitor;
@@ -21,40 +21,13 @@ const EMAIL: &str = "ada@example.com";
 const PASSWORD: &str = "Vermilion-Otter-42";
 
 async fn app(backend: crate::helpers::Backend, extra: &[(&str, &str)]) -> (TestApp, SmtpSink) {
-    let sink = SmtpSink::start().await;
-    let port = sink.port.to_string();
-    let mut env = vec![
-        ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
-        ("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", "off"),
-        ("SMTP_HOST", "127.0.0.1"),
-        ("SMTP_PORT", port.as_str()),
-        ("SMTP_TLS", "none"),
-    ];
-    env.extend_from_slice(extra);
-    let app = spawn_app_with(backend, &env).await;
+    let (app, sink) = crate::helpers::spawn_app_with_mail(backend, extra).await;
     add_user(&app, EMAIL, "user");
     (app, sink)
 }
 
 fn add_user(app: &TestApp, email: &str, role: &str) {
-    let out = run_cli_with_stdin(
-        &app.cli_env(),
-        &[
-            "user",
-            "add",
-            "--email",
-            email,
-            "--role",
-            role,
-            "--password-stdin",
-        ],
-        PASSWORD,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::helpers::add_user_with_password(app, email, role, PASSWORD);
 }
 
 /// Password sign-in; returns the response.

@@ -372,17 +372,7 @@ async fn app_with_sink(
     backend: crate::helpers::Backend,
     extra: &[(&str, &str)],
 ) -> (crate::helpers::TestApp, crate::smtp_sink::SmtpSink) {
-    let sink = crate::smtp_sink::SmtpSink::start().await;
-    let port = sink.port.to_string();
-    let mut env = vec![
-        ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
-        ("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", "off"),
-        ("SMTP_HOST", "127.0.0.1"),
-        ("SMTP_PORT", port.as_str()),
-        ("SMTP_TLS", "none"),
-    ];
-    env.extend_from_slice(extra);
-    (crate::helpers::spawn_app_with(backend, &env).await, sink)
+    crate::helpers::spawn_app_with_mail(backend, extra).await
 }
 
 async fn ask_for_reset(v: &mut crate::visitor::Visitor<'_>, email: &str) -> (u16, String) {

@@ -10,20 +10,9 @@ use crate::on_every_backend;
 use crate::smtp_sink::{ReceivedMail, SmtpSink};
 use crate::visitor::{Visitor, field};
 
+/// The sign-in limits are off unless a test sets them (`extra` comes last and wins).
 async fn app_with_mail(backend: Backend, extra: &[(&str, &str)]) -> (TestApp, SmtpSink) {
-    let sink = SmtpSink::start().await;
-    let port = sink.port.to_string();
-    // Tests post many forms from one IP and for one address: the sign-in limits are off unless
-    // a test sets them.
-    let mut env = vec![
-        ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
-        ("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", "off"),
-        ("SMTP_HOST", "127.0.0.1"),
-        ("SMTP_PORT", port.as_str()),
-        ("SMTP_TLS", "none"),
-    ];
-    env.extend_from_slice(extra);
-    (spawn_app_with(backend, &env).await, sink)
+    crate::helpers::spawn_app_with_mail(backend, extra).await
 }
 
 async fn add_user(app: &TestApp, email: &str) {
