@@ -77,6 +77,8 @@ pub struct AppStateInner {
     pub keys: Arc<Keys>,
     /// API token signing keys.
     pub tokens: Arc<crate::identity::tokens::KeyRing>,
+    /// Access tokens checked in the last few seconds.
+    pub access_cache: Arc<crate::identity::tokens::AccessCache>,
     /// Outgoing mail.
     pub mailer: Mailer,
     /// Sessions (database or Redis).
@@ -185,6 +187,7 @@ impl Application {
         let state = AppState(Arc::new(AppStateInner {
             keys,
             tokens,
+            access_cache: Arc::default(),
             mailer: Mailer::start(&settings).context("outgoing mail (SMTP_*)")?,
             settings: Arc::new(settings),
             db,

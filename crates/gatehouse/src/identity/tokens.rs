@@ -15,9 +15,10 @@
 //!   conditional `UPDATE` that returns a new token of the same family. Presenting a spent token
 //!   again is treated as theft: the whole family (and the access tokens naming it in `sid`) is
 //!   revoked at once.
-//! - Access tokens are checked against their family on every request, and the user's status and
-//!   role are read then too, so revocation, sign-out, a disabled account or a role change take
-//!   effect at the next request rather than at expiry.
+//! - Access tokens are checked against their family, and the user's status and role are read,
+//!   when a token is first seen and again every [`RECHECK_AFTER`] (5 s, DESIGN.md §7), so
+//!   revocation, sign-out, a disabled account or a role change take effect within seconds rather
+//!   than at expiry; on the instance that made the change, at once ([`AccessCache::clear`]).
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -452,6 +453,79 @@ pub async fn reencrypt(db: &Db, keys: &Keys) -> Result<usize, Error> {
         resealed += 1;
     }
     Ok(resealed)
+}
+
+// ---- checked access tokens ----------------------------------------------------------------------
+
+/// How long a checked access token (its signature, its sign-in and its user's status and role)
+/// is trusted before it is checked again: DESIGN.md §7's "cached at most 5 s per instance".
+pub const RECHECK_AFTER: time::Duration = time::Duration::seconds(5);
+
+/// Most tokens remembered; beyond that the cache starts over.
+const MAX_CHECKED: usize = 10_000;
+
+/// Access tokens this instance checked in the last [`RECHECK_AFTER`], by the SHA-256 of the
+/// token, with the user as read then. Every revocation made through this instance empties it
+/// ([`AccessCache::clear`]); one made elsewhere (another instance, the CLI) takes effect here
+/// within [`RECHECK_AFTER`].
+#[derive(Debug, Default)]
+pub struct AccessCache {
+    entries: Mutex<std::collections::HashMap<[u8; 32], CheckedAccess>>,
+}
+
+#[derive(Debug, Clone)]
+struct CheckedAccess {
+    user: crate::identity::User,
+    family: Uuid,
+    checked_at: OffsetDateTime,
+    exp: i64,
+}
+
+impl AccessCache {
+    fn key(token: &str) -> [u8; 32] {
+        Sha256::digest(token.as_bytes()).into()
+    }
+
+    /// The user and family of `token`, if it was checked less than [`RECHECK_AFTER`] ago and has
+    /// not expired.
+    pub fn get(&self, token: &str, now: OffsetDateTime) -> Option<(crate::identity::User, Uuid)> {
+        let entries = self.entries.lock().ok()?;
+        let hit = entries.get(&Self::key(token))?;
+        (now - hit.checked_at < RECHECK_AFTER && now.unix_timestamp() < hit.exp)
+            .then(|| (hit.user.clone(), hit.family))
+    }
+
+    /// Remembers that `token` (expiring at `exp`) was checked at `now`.
+    pub fn put(
+        &self,
+        token: &str,
+        user: crate::identity::User,
+        family: Uuid,
+        exp: i64,
+        now: OffsetDateTime,
+    ) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= MAX_CHECKED {
+                entries.clear();
+            }
+            entries.insert(
+                Self::key(token),
+                CheckedAccess {
+                    user,
+                    family,
+                    checked_at: now,
+                    exp,
+                },
+            );
+        }
+    }
+
+    /// Forgets every checked token: after a revocation or a change to a user.
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
 }
 
 // ---- refresh tokens ----------------------------------------------------------------------------

@@ -11,6 +11,9 @@
 //!   `"error": "mfa_required"`.
 //! - Each user's API requests are limited (`GATEHOUSE_API_RATE_LIMIT`) by the token's subject,
 //!   so a user cannot escape the limit by spreading requests over addresses or tokens.
+//! - A checked token is remembered for at most 5 s per instance (DESIGN.md §7), so a revocation
+//!   or a change to the user made on another instance or by the CLI takes effect within 5 s; one
+//!   made on this instance empties the cache and takes effect at once.
 //! - Every failure is a `401` problem with `WWW-Authenticate: Bearer`, and says no more than
 //!   "invalid token" or "invalid grant"; the reason goes to the log.
 
@@ -62,8 +65,9 @@ fn unauthorized(error: &'static str, detail: &'static str) -> Response {
     response
 }
 
-/// The user an API request acts for, from its bearer access token; checked on every request
-/// (token, family, user status).
+/// The user an API request acts for, from its bearer access token. The token, its sign-in and
+/// the user's status and role are checked, and trusted for at most five seconds on this instance
+/// (`tokens::AccessCache`); every revocation made here empties that cache at once.
 #[derive(Debug, Clone)]
 pub struct ApiUser {
     /// Who.
@@ -86,8 +90,16 @@ impl FromRequestParts<AppState> for ApiUser {
             ));
         };
         let invalid = || unauthorized("invalid_token", "The access token is not valid.");
-        let issuer = issuer(state);
         let now = state.clock.now();
+        if let Some((user, family)) = state.access_cache.get(token, now) {
+            if let Some(refusal) = over_api_limit(state, user.id).await {
+                return Err(refusal);
+            }
+            let api_user = Self { user, family };
+            parts.extensions.insert(api_user.clone());
+            return Ok(api_user);
+        }
+        let issuer = issuer(state);
         let claims = match state
             .tokens
             .verify(token, &issuer, now, &state.db, &state.keys)
@@ -113,6 +125,9 @@ impl FromRequestParts<AppState> for ApiUser {
             .map_err(IntoResponse::into_response)?;
         match user {
             Some(user) if live && user.status == UserStatus::Active => {
+                state
+                    .access_cache
+                    .put(token, user.clone(), family, claims.exp, now);
                 if let Some(refusal) = over_api_limit(state, user.id).await {
                     return Err(refusal);
                 }
@@ -284,6 +299,7 @@ async fn token(
                         .is_some_and(|u| u.status == UserStatus::Active);
                     if !active {
                         tokens::revoke_family(&state.db, family, state.clock.now()).await?;
+                        state.access_cache.clear();
                         return Ok(unauthorized(
                             "invalid_grant",
                             "The refresh token is not valid.",
@@ -292,6 +308,7 @@ async fn token(
                     token_response(&state, user_id, family, token).await
                 }
                 Refreshed::Reused { user_id, family } => {
+                    state.access_cache.clear();
                     tracing::warn!(event = "refresh_token_reused", user_id = %user_id, family = %family, "a spent refresh token was presented again: its sign-in is revoked");
                     audit_family(&state, &ctx(user_id), "auth.refresh_token_reused", family)
                         .await?;
@@ -454,6 +471,7 @@ async fn revoke(
     };
     if let Some(family) = family {
         if tokens::revoke_family(&state.db, family, now).await? {
+            state.access_cache.clear();
             let ctx = AuditContext {
                 actor: Actor::System,
                 client_ip: Some(ip.0),

@@ -154,6 +154,7 @@ pub async fn end_other_sign_ins(
 ) -> Result<usize, crate::Error> {
     let ended = state.sessions.revoke_all(user_id, keep).await?;
     crate::identity::tokens::revoke_all(&state.db, user_id, state.clock.now()).await?;
+    state.access_cache.clear();
     Ok(ended)
 }
 
