@@ -34,7 +34,7 @@ use uuid::Uuid;
 
 use crate::Error;
 use crate::keys::{Keys, Purpose};
-use crate::store::{Db, parse_timestamp, timestamp_text};
+use crate::store::{Db, timestamp_text};
 
 /// The audience every access token names.
 pub const AUDIENCE: &str = "gatehouse-api";
@@ -64,7 +64,6 @@ struct SigningKey {
     encoding: EncodingKey,
     decoding: DecodingKey,
     public: Vec<u8>,
-    created_at: OffsetDateTime,
 }
 
 /// How often the cached keys are read again, so a rotation by the CLI or another instance is
@@ -116,18 +115,12 @@ fn generate_key() -> Result<(Vec<u8>, Vec<u8>), Error> {
     Ok((pkcs8.as_ref().to_vec(), pair.public_key().as_ref().to_vec()))
 }
 
-fn signing_key(
-    kid: String,
-    pkcs8: &[u8],
-    public: Vec<u8>,
-    created_at: OffsetDateTime,
-) -> SigningKey {
+fn signing_key(kid: String, pkcs8: &[u8], public: Vec<u8>) -> SigningKey {
     SigningKey {
         kid,
         encoding: EncodingKey::from_ed_der(pkcs8),
         decoding: DecodingKey::from_ed_der(&public),
         public,
-        created_at,
     }
 }
 
@@ -185,26 +178,15 @@ pub async fn rotate(
 }
 
 async fn load(db: &Db, keys: &Keys) -> Result<Vec<Arc<SigningKey>>, Error> {
-    let rows: Vec<(String, String, String, OffsetDateTime)> = match db {
-        Db::Postgres(pool) => sqlx::query_as(
-            "SELECT kid, private_sealed, public_key, created_at FROM signing_keys ORDER BY created_at, kid",
-        )
-        .fetch_all(pool)
-        .await?,
-        Db::Sqlite(pool) => {
-            let rows: Vec<(String, String, String, String)> = sqlx::query_as(
-                "SELECT kid, private_sealed, public_key, created_at FROM signing_keys ORDER BY created_at, kid",
-            )
-            .fetch_all(pool)
-            .await?;
-            rows.into_iter()
-                .map(|(k, s, p, c)| Ok((k, s, p, parse_timestamp(&c)?)))
-                .collect::<Result<_, Error>>()?
-        }
+    // Oldest first: the last one signs.
+    let sql = "SELECT kid, private_sealed, public_key FROM signing_keys ORDER BY created_at, kid";
+    let rows: Vec<(String, String, String)> = match db {
+        Db::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await?,
+        Db::Sqlite(pool) => sqlx::query_as(sql).fetch_all(pool).await?,
     };
     let mut usable = Vec::with_capacity(rows.len());
     let mut first_error = None;
-    for (kid, sealed, public, created_at) in rows {
+    for (kid, sealed, public) in rows {
         let opened = keys.open(Purpose::SigningKeys, &sealed).and_then(|o| {
             URL_SAFE_NO_PAD
                 .decode(&public)
@@ -213,7 +195,7 @@ async fn load(db: &Db, keys: &Keys) -> Result<Vec<Arc<SigningKey>>, Error> {
         });
         match opened {
             Ok((pkcs8, public)) => {
-                usable.push(Arc::new(signing_key(kid, &pkcs8, public, created_at)));
+                usable.push(Arc::new(signing_key(kid, &pkcs8, public)));
             }
             // One unreadable key (sealed under another secret key) must not stop the others.
             Err(e) => {
@@ -404,11 +386,6 @@ impl KeyRing {
             return Err(TokenError::Expired);
         }
         Ok(claims)
-    }
-
-    /// When the newest key was made.
-    pub fn newest_created_at(&self) -> Option<OffsetDateTime> {
-        self.current().map(|k| k.created_at)
     }
 }
 
@@ -825,12 +802,7 @@ mod tests {
     fn ring_with_one_key() -> KeyRing {
         let (pkcs8, public) = generate_key().unwrap();
         KeyRing {
-            keys: RwLock::new(vec![Arc::new(signing_key(
-                "k1".into(),
-                &pkcs8,
-                public,
-                OffsetDateTime::now_utc(),
-            ))]),
+            keys: RwLock::new(vec![Arc::new(signing_key("k1".into(), &pkcs8, public))]),
             last_reload: Mutex::new(Instant::now()),
             loaded_at: Mutex::new(OffsetDateTime::now_utc()),
         }

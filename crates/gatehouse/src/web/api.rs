@@ -92,12 +92,7 @@ impl FromRequestParts<AppState> for ApiUser {
         let invalid = || unauthorized("invalid_token", "The access token is not valid.");
         let now = state.clock.now();
         if let Some((user, family)) = state.access_cache.get(token, now) {
-            if let Some(refusal) = over_api_limit(state, user.id).await {
-                return Err(refusal);
-            }
-            let api_user = Self { user, family };
-            parts.extensions.insert(api_user.clone());
-            return Ok(api_user);
+            return Self::admit(state, parts, user, family).await;
         }
         let issuer = issuer(state);
         let claims = match state
@@ -128,18 +123,30 @@ impl FromRequestParts<AppState> for ApiUser {
                 state
                     .access_cache
                     .put(token, user.clone(), family, claims.exp, now);
-                if let Some(refusal) = over_api_limit(state, user.id).await {
-                    return Err(refusal);
-                }
-                let api_user = Self { user, family };
-                parts.extensions.insert(api_user.clone());
-                Ok(api_user)
+                Self::admit(state, parts, user, family).await
             }
             _ => {
                 tracing::info!(event = "access_denied", user_id = %user_id, "bearer token of a revoked sign-in or an inactive user");
                 Err(invalid())
             }
         }
+    }
+}
+
+impl ApiUser {
+    /// Lets an authenticated request in if its user is within the API rate limit.
+    async fn admit(
+        state: &AppState,
+        parts: &mut Parts,
+        user: User,
+        family: Uuid,
+    ) -> Result<Self, Response> {
+        if let Some(refusal) = over_api_limit(state, user.id).await {
+            return Err(refusal);
+        }
+        let api_user = Self { user, family };
+        parts.extensions.insert(api_user.clone());
+        Ok(api_user)
     }
 }
 
