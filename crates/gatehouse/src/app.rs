@@ -508,6 +508,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .merge(web::api::router())
         .merge(web::items_api::router())
         .merge(web::admin_api::router())
+        .merge(web::api_keys_api::router())
         .merge(web::auth::router().merge(web::mfa::router()).layer(csrf))
         .fallback(web::not_found)
         .layer(stack)

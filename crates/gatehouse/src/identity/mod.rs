@@ -5,6 +5,7 @@
 //! axum nor sqlx.
 
 pub mod allowlist;
+pub mod api_keys;
 pub mod magic_links;
 pub mod mfa;
 pub mod password_policy;

@@ -745,6 +745,26 @@ pub async fn revoke_all(db: &Db, user_id: Uuid, now: OffsetDateTime) -> Result<u
     })
 }
 
+/// When the family (the API sign-in) started: the time of its password grant.
+pub async fn family_created_at(db: &Db, family: Uuid) -> Result<Option<OffsetDateTime>, Error> {
+    match db {
+        Db::Postgres(pool) => Ok(sqlx::query_scalar(
+            "SELECT created_at FROM token_families WHERE id = $1",
+        )
+        .bind(family)
+        .fetch_optional(pool)
+        .await?),
+        Db::Sqlite(pool) => {
+            let at: Option<String> =
+                sqlx::query_scalar("SELECT created_at FROM token_families WHERE id = ?")
+                    .bind(family.to_string())
+                    .fetch_optional(pool)
+                    .await?;
+            at.as_deref().map(crate::store::parse_timestamp).transpose()
+        }
+    }
+}
+
 /// Whether the family is live (not revoked, not expired) and belongs to `user_id`.
 pub async fn family_live(
     db: &Db,

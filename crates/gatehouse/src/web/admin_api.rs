@@ -62,6 +62,7 @@ impl From<&User> for UserView {
 }
 
 fn require(api: &ApiUser, action: Action) -> Result<(), Error> {
+    api.require_token()?;
     access::scope(api.user.role, action)
         .map(drop)
         .ok_or_else(|| Error::Forbidden("Your role does not allow this.".into()))

@@ -37,7 +37,7 @@ use crate::audit::{self, Actor, AuditContext, AuditEvent};
 use crate::identity::mfa::{self, Checked};
 use crate::identity::signin::{self, SignInError};
 use crate::identity::tokens::{self, Refreshed, TokenError};
-use crate::identity::{Email, User, UserStatus, throttle, users};
+use crate::identity::{Email, User, UserStatus, api_keys, throttle, users};
 
 /// The API access routes.
 pub fn router() -> Router<AppState> {
@@ -72,8 +72,10 @@ fn unauthorized(error: &'static str, detail: &'static str) -> Response {
 pub struct ApiUser {
     /// Who.
     pub user: User,
-    /// The token family (API sign-in) the token belongs to.
+    /// The token family (API sign-in) the token belongs to; `nil` for an API key.
     pub family: Uuid,
+    /// For an API key, its id and scopes; `None` for an access token (the role's full rights).
+    pub key: Option<(Uuid, Vec<String>)>,
 }
 
 impl FromRequestParts<AppState> for ApiUser {
@@ -82,6 +84,27 @@ impl FromRequestParts<AppState> for ApiUser {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         if let Some(user) = parts.extensions.get::<Self>() {
             return Ok(user.clone());
+        }
+        if let Some(raw) = api_key(&parts.headers) {
+            let now = state.clock.now();
+            let used = api_keys::authenticate(&state.db, raw, now)
+                .await
+                .map_err(IntoResponse::into_response)?;
+            let user = match &used {
+                Some(k) => users::find_by_id(&state.db, k.user_id)
+                    .await
+                    .map_err(IntoResponse::into_response)?,
+                None => None,
+            };
+            return match (used, user) {
+                (Some(k), Some(user)) if user.status == UserStatus::Active => {
+                    Self::admit(state, parts, user, Uuid::nil(), Some((k.id, k.scopes))).await
+                }
+                _ => {
+                    tracing::info!(event = "access_denied", "API key refused");
+                    Err(unauthorized("invalid_token", "The API key is not valid."))
+                }
+            };
         }
         let Some(token) = bearer(&parts.headers) else {
             return Err(unauthorized(
@@ -92,7 +115,7 @@ impl FromRequestParts<AppState> for ApiUser {
         let invalid = || unauthorized("invalid_token", "The access token is not valid.");
         let now = state.clock.now();
         if let Some((user, family)) = state.access_cache.get(token, now) {
-            return Self::admit(state, parts, user, family).await;
+            return Self::admit(state, parts, user, family, None).await;
         }
         let issuer = issuer(state);
         let claims = match state
@@ -123,7 +146,7 @@ impl FromRequestParts<AppState> for ApiUser {
                 state
                     .access_cache
                     .put(token, user.clone(), family, claims.exp, now);
-                Self::admit(state, parts, user, family).await
+                Self::admit(state, parts, user, family, None).await
             }
             _ => {
                 tracing::info!(event = "access_denied", user_id = %user_id, "bearer token of a revoked sign-in or an inactive user");
@@ -140,14 +163,49 @@ impl ApiUser {
         parts: &mut Parts,
         user: User,
         family: Uuid,
+        key: Option<(Uuid, Vec<String>)>,
     ) -> Result<Self, Response> {
         if let Some(refusal) = over_api_limit(state, user.id).await {
             return Err(refusal);
         }
-        let api_user = Self { user, family };
+        let api_user = Self { user, family, key };
         parts.extensions.insert(api_user.clone());
         Ok(api_user)
     }
+}
+
+impl ApiUser {
+    /// Refuses a request made with an API key that lacks `scope` (access tokens carry the role's
+    /// full rights).
+    pub fn require_scope(&self, scope: &str) -> Result<(), Error> {
+        match &self.key {
+            Some((_, scopes)) if !scopes.iter().any(|s| s == scope) => Err(Error::Forbidden(
+                format!("This API key lacks the `{scope}` scope."),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a request made with an API key: some actions need a signed-in user's token.
+    pub fn require_token(&self) -> Result<(), Error> {
+        if self.key.is_some() {
+            return Err(Error::Forbidden(
+                "API keys cannot do this: use an access token.".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An API key from `Authorization: Bearer gk_…` or seed 002's `X-API-Key` header.
+fn api_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(token) = bearer(headers).filter(|t| t.starts_with("gk_")) {
+        return Some(token);
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 /// `GATEHOUSE_API_RATE_LIMIT`, keyed by the user the token names (not the address): the `429`

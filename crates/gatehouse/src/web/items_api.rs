@@ -126,6 +126,7 @@ async fn list(
     api: ApiUser,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, Error> {
+    api.require_scope("items:read")?;
     let limit = match query.limit.as_deref() {
         None => 20,
         Some(raw) => raw
@@ -163,6 +164,7 @@ async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Error> {
+    api.require_scope("items:write")?;
     let fields = item_fields(&headers, &body, false)?;
     let item = items::create(
         &state.db,
@@ -185,6 +187,7 @@ async fn read(
     api: ApiUser,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
+    api.require_scope("items:read")?;
     let item = items::get(&state.db, &api.user, item_id(&id)?).await?;
     Ok(item_response(StatusCode::OK, &item))
 }
@@ -198,6 +201,7 @@ async fn change(
     body: &Bytes,
     partial: bool,
 ) -> Result<Response, Error> {
+    api.require_scope("items:write")?;
     let id = item_id(id)?;
     let fields = item_fields(headers, body, partial)?;
     let item = items::update(
@@ -247,6 +251,7 @@ async fn remove(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
+    api.require_scope("items:write")?;
     items::delete(
         &state.db,
         &api.user,

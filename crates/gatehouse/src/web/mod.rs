@@ -3,6 +3,7 @@
 
 pub mod admin_api;
 pub mod api;
+pub mod api_keys_api;
 pub mod assets;
 pub mod auth;
 pub mod csp_report;

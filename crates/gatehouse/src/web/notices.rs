@@ -48,6 +48,13 @@ pub const RECOVERY_CODE_USED: Notice = Notice {
     advice: "change your password, make new recovery codes from your account page and tell your administrator.",
 };
 
+/// An API key was made.
+pub const API_KEY_CREATED: Notice = Notice {
+    subject: "A new API key was made for your Gatehouse account",
+    what: "An API key was made for your account. It works until it expires or is revoked.",
+    advice: "revoke it now (DELETE /api/v1/api-keys/{id}), change your password and tell your administrator.",
+};
+
 /// Queues `notice` to `email`. A failure to queue is logged, not fatal: the change is done.
 pub fn send(state: &AppState, email: &Email, ip: ClientIp, notice: Notice) {
     let rendered = state.templates.mail(

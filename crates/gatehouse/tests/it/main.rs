@@ -5,6 +5,7 @@ mod helpers;
 
 mod admin;
 mod api;
+mod api_keys;
 mod audit;
 mod browser;
 mod cli;

@@ -1,0 +1,402 @@
+//! API keys (seed 002): long-lived credentials for scripts, scoped, expiring and revocable.
+//!
+//! # Security
+//! - A key is `gk_` and 256 random bits (base64url); only its SHA-256 is stored (a key is too
+//!   long and random to brute-force from its hash), with its first characters as a `prefix` to
+//!   tell keys apart. It is shown once, at creation.
+//! - A key carries scopes ([`SCOPES`]); a request it authenticates may do only what both the
+//!   scopes and its owner's current role allow.
+//! - Keys expire (at most a year; a year by default) and can be revoked; a revoked or expired key,
+//!   or a key of a disabled user, authenticates nothing.
+//! - `last_used_at` is written at most once a minute per key, so a busy key costs no write per
+//!   request.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore as _;
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::Error;
+use crate::audit::{self, AuditContext, AuditEvent};
+use crate::error::FieldError;
+use crate::store::{Db, Tx, parse_timestamp, timestamp_text};
+
+/// The scopes a key may carry.
+pub const SCOPES: &[&str] = &["items:read", "items:write"];
+/// Longest life of a key, in days (and the default).
+pub const MAX_DAYS: i64 = 365;
+/// Most keys per user.
+pub const MAX_PER_USER: i64 = 50;
+
+/// A key as its owner sees it (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKey {
+    /// Identifier.
+    pub id: Uuid,
+    /// The owner's label.
+    pub name: String,
+    /// The first characters of the key, to recognise it.
+    pub prefix: String,
+    /// What it may do.
+    pub scopes: Vec<String>,
+    /// When it was made.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it stops working.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    /// When it was last used (to the minute).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+/// The owner and scopes of a presented key that works.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUse {
+    /// The key's id.
+    pub id: Uuid,
+    /// Its owner.
+    pub user_id: Uuid,
+    /// What it may do.
+    pub scopes: Vec<String>,
+}
+
+fn hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// Checks a new key's name, scopes and lifetime; every problem at once.
+pub fn validate(
+    name: &str,
+    scopes: &[String],
+    days: Option<i64>,
+) -> Result<(String, Vec<String>, i64), Error> {
+    let mut errors = Vec::new();
+    let name = name.trim().to_owned();
+    if name.chars().count() < 1 || name.chars().count() > 100 || name.chars().any(char::is_control)
+    {
+        errors.push(FieldError::new(
+            "name",
+            "must be 1 to 100 characters, without control characters",
+        ));
+    }
+    if scopes.is_empty() || scopes.iter().any(|s| !SCOPES.contains(&s.as_str())) {
+        errors.push(FieldError::new(
+            "scopes",
+            format!("must list one or more of: {}", SCOPES.join(", ")),
+        ));
+    }
+    let days = days.unwrap_or(MAX_DAYS);
+    if !(1..=MAX_DAYS).contains(&days) {
+        errors.push(FieldError::new(
+            "expires_in_days",
+            format!("must be from 1 to {MAX_DAYS}"),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(Error::InvalidFields(errors));
+    }
+    let mut scopes = scopes.to_vec();
+    scopes.sort();
+    scopes.dedup();
+    Ok((name, scopes, days))
+}
+
+/// Makes a key for `user_id`; returns it (the only time it is seen) and its description.
+pub async fn create(
+    db: &Db,
+    user_id: Uuid,
+    name: &str,
+    scopes: &[String],
+    days: Option<i64>,
+    now: OffsetDateTime,
+    ctx: &AuditContext,
+) -> Result<(String, ApiKey), Error> {
+    let (name, scopes, days) = validate(name, scopes, days)?;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let key = format!("gk_{}", URL_SAFE_NO_PAD.encode(bytes));
+    let described = ApiKey {
+        id: Uuid::new_v4(),
+        name,
+        prefix: key[..10].to_owned(),
+        scopes,
+        created_at: now,
+        expires_at: Some(now + time::Duration::days(days)),
+        last_used_at: None,
+    };
+    let mut tx = db.begin().await?;
+    let count: i64 = match &mut tx {
+        Tx::Postgres(tx) => {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL",
+            )
+            .bind(user_id)
+            .fetch_one(&mut **tx)
+            .await?
+        }
+        Tx::Sqlite(tx) => {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM api_keys WHERE user_id = ? AND revoked_at IS NULL",
+            )
+            .bind(user_id.to_string())
+            .fetch_one(&mut **tx)
+            .await?
+        }
+    };
+    if count >= MAX_PER_USER {
+        return Err(Error::Conflict(format!(
+            "you have {MAX_PER_USER} keys already: revoke one first"
+        )));
+    }
+    let scopes_text = described.scopes.join(" ");
+    match &mut tx {
+        Tx::Postgres(tx) => {
+            sqlx::query("INSERT INTO api_keys (id, user_id, name, prefix, key_hash, scopes, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                .bind(described.id)
+                .bind(user_id)
+                .bind(&described.name)
+                .bind(&described.prefix)
+                .bind(hash(&key))
+                .bind(&scopes_text)
+                .bind(now)
+                .bind(described.expires_at)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Tx::Sqlite(tx) => {
+            sqlx::query("INSERT INTO api_keys (id, user_id, name, prefix, key_hash, scopes, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+                .bind(described.id.to_string())
+                .bind(user_id.to_string())
+                .bind(&described.name)
+                .bind(&described.prefix)
+                .bind(hash(&key))
+                .bind(&scopes_text)
+                .bind(timestamp_text(now))
+                .bind(described.expires_at.map(timestamp_text))
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    audit::record(
+        &mut tx,
+        ctx,
+        AuditEvent {
+            action: "api_key.create",
+            entity_type: "api_key",
+            entity_id: Some(described.id.to_string()),
+            changes: serde_json::json!({ "name": described.name, "scopes": described.scopes, "prefix": described.prefix }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((key, described))
+}
+
+/// The user's keys that are not revoked, newest first.
+pub async fn list(db: &Db, user_id: Uuid) -> Result<Vec<ApiKey>, Error> {
+    const SQL_COLUMNS: &str = "id, name, prefix, scopes, created_at, expires_at, last_used_at";
+    let scopes = |s: String| s.split_whitespace().map(str::to_owned).collect();
+    match db {
+        Db::Postgres(pool) => {
+            type Row = (
+                Uuid,
+                String,
+                String,
+                String,
+                OffsetDateTime,
+                Option<OffsetDateTime>,
+                Option<OffsetDateTime>,
+            );
+            let rows: Vec<Row> = sqlx::query_as(&format!(
+                "SELECT {SQL_COLUMNS} FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at DESC"
+            ))
+            .bind(user_id)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(
+                    |(id, name, prefix, s, created_at, expires_at, last_used_at)| ApiKey {
+                        id,
+                        name,
+                        prefix,
+                        scopes: scopes(s),
+                        created_at,
+                        expires_at,
+                        last_used_at,
+                    },
+                )
+                .collect())
+        }
+        Db::Sqlite(pool) => {
+            type Row = (
+                String,
+                String,
+                String,
+                String,
+                String,
+                Option<String>,
+                Option<String>,
+            );
+            let rows: Vec<Row> = sqlx::query_as(&format!(
+                "SELECT {SQL_COLUMNS} FROM api_keys WHERE user_id = ? AND revoked_at IS NULL ORDER BY created_at DESC"
+            ))
+            .bind(user_id.to_string())
+            .fetch_all(pool)
+            .await?;
+            rows.into_iter()
+                .map(|(id, name, prefix, s, created, expires, used)| {
+                    Ok(ApiKey {
+                        id: Uuid::parse_str(&id)
+                            .map_err(|e| Error::Internal(anyhow::anyhow!("bad key id: {e}")))?,
+                        name,
+                        prefix,
+                        scopes: scopes(s),
+                        created_at: parse_timestamp(&created)?,
+                        expires_at: expires.as_deref().map(parse_timestamp).transpose()?,
+                        last_used_at: used.as_deref().map(parse_timestamp).transpose()?,
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
+/// Revokes one of the user's keys; `false` if it is not theirs or already revoked.
+pub async fn revoke(
+    db: &Db,
+    user_id: Uuid,
+    id: Uuid,
+    now: OffsetDateTime,
+    ctx: &AuditContext,
+) -> Result<bool, Error> {
+    let mut tx = db.begin().await?;
+    let n = match &mut tx {
+        Tx::Postgres(tx) => sqlx::query("UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
+            .bind(id)
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected(),
+        Tx::Sqlite(tx) => sqlx::query("UPDATE api_keys SET revoked_at = ?3 WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL")
+            .bind(id.to_string())
+            .bind(user_id.to_string())
+            .bind(timestamp_text(now))
+            .execute(&mut **tx)
+            .await?
+            .rows_affected(),
+    };
+    if n == 0 {
+        return Ok(false);
+    }
+    audit::record(
+        &mut tx,
+        ctx,
+        AuditEvent {
+            action: "api_key.revoke",
+            entity_type: "api_key",
+            entity_id: Some(id.to_string()),
+            changes: serde_json::json!({}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// The key `raw` names, if it is live (not revoked, not expired); records its use at most once a
+/// minute.
+pub async fn authenticate(
+    db: &Db,
+    raw: &str,
+    now: OffsetDateTime,
+) -> Result<Option<KeyUse>, Error> {
+    if !raw.starts_with("gk_") || raw.len() != 46 {
+        return Ok(None);
+    }
+    let key_hash = hash(raw);
+    let row: Option<(String, String, String)> = match db {
+        Db::Postgres(pool) => sqlx::query_as(
+            "SELECT id::text, user_id::text, scopes FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(&key_hash)
+        .bind(now)
+        .fetch_optional(pool)
+        .await?,
+        Db::Sqlite(pool) => sqlx::query_as(
+            "SELECT id, user_id, scopes FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+        )
+        .bind(&key_hash)
+        .bind(timestamp_text(now))
+        .fetch_optional(pool)
+        .await?,
+    };
+    let Some((id, user_id, scopes)) = row else {
+        return Ok(None);
+    };
+    let minute_ago = now - time::Duration::minutes(1);
+    match db {
+        Db::Postgres(pool) => {
+            sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE key_hash = $1 AND (last_used_at IS NULL OR last_used_at < $3)")
+                .bind(&key_hash)
+                .bind(now)
+                .bind(minute_ago)
+                .execute(pool)
+                .await?;
+        }
+        Db::Sqlite(pool) => {
+            sqlx::query("UPDATE api_keys SET last_used_at = ?2 WHERE key_hash = ?1 AND (last_used_at IS NULL OR last_used_at < ?3)")
+                .bind(&key_hash)
+                .bind(timestamp_text(now))
+                .bind(timestamp_text(minute_ago))
+                .execute(pool)
+                .await?;
+        }
+    }
+    let parse = |s: &str| {
+        Uuid::parse_str(s).map_err(|e| Error::Internal(anyhow::anyhow!("bad id in api_keys: {e}")))
+    };
+    Ok(Some(KeyUse {
+        id: parse(&id)?,
+        user_id: parse(&user_id)?,
+        scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_scopes_and_lifetimes_are_checked_together() {
+        let ok = validate(
+            " CI ",
+            &[
+                "items:write".into(),
+                "items:read".into(),
+                "items:read".into(),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            ok,
+            (
+                "CI".into(),
+                vec!["items:read".into(), "items:write".into()],
+                MAX_DAYS
+            )
+        );
+        let Err(Error::InvalidFields(errors)) = validate("", &["admin".into()], Some(400)) else {
+            panic!("accepted");
+        };
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["name", "scopes", "expires_in_days"]);
+        assert!(validate("x", &[], None).is_err(), "no scope");
+    }
+}

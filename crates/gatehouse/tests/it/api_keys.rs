@@ -1,0 +1,126 @@
+//! API keys over HTTP: made with a fresh access token, shown once, scoped, usable as a bearer
+//! token or as `X-API-Key`, expiring and revocable.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+use crate::on_every_backend;
+
+const PASSWORD: &str = "Vermilion-Otter-42";
+
+async fn call(
+    app: &TestApp,
+    auth: (&str, &str),
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = app.request(method, path).header(auth.0, auth.1);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let res = req.send().await.unwrap();
+    (
+        res.status().as_u16(),
+        res.json().await.unwrap_or(Value::Null),
+    )
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+async fn make_key(app: &TestApp, token: &str, scopes: Value, days: Option<i64>) -> (u16, Value) {
+    let mut body = json!({"name": "CI job", "scopes": scopes});
+    if let Some(days) = days {
+        body["expires_in_days"] = json!(days);
+    }
+    call(
+        app,
+        ("authorization", &bearer(token)),
+        reqwest::Method::POST,
+        "/api/v1/api-keys",
+        Some(body),
+    )
+    .await
+}
+
+on_every_backend! {
+    async fn a_key_is_shown_once_and_works_within_its_scopes(backend) {
+        let (app, sink) = crate::helpers::spawn_app_with_mail(backend, &[]).await;
+        crate::helpers::add_user_with_password(&app, "ada@example.com", "user", PASSWORD);
+        let token = crate::helpers::api_token(&app, "ada@example.com", PASSWORD).await;
+        let (status, made) = make_key(&app, &token, json!(["items:read"]), None).await;
+        assert_eq!(status, 201, "{made}");
+        let key = made["key"].as_str().unwrap().to_owned();
+        assert!(key.starts_with("gk_") && key.len() == 46, "{key}");
+        let (_, listed) = call(&app, ("authorization", &bearer(&token)), reqwest::Method::GET, "/api/v1/api-keys", None).await;
+        assert!(!listed.to_string().contains(&key), "the key is never shown again: {listed}");
+        assert_eq!(listed["api_keys"][0]["prefix"], &key[..10]);
+        assert!(sink.wait_for("ada@example.com").await.data.contains("new API key"));
+
+        // Both ways of presenting it; the read scope reads and does not write.
+        for auth in [("authorization", bearer(&key)), ("x-api-key", key.clone())] {
+            let (status, body) = call(&app, (auth.0, &auth.1), reqwest::Method::GET, "/api/v1/items", None).await;
+            assert_eq!(status, 200, "{body}");
+        }
+        let (status, body) = call(&app, ("x-api-key", &key), reqwest::Method::POST, "/api/v1/items", Some(json!({"name": "Lamp", "description": "A desk lamp."}))).await;
+        assert_eq!(status, 403, "no items:write scope: {body}");
+        let (status, _) = call(&app, ("x-api-key", &key), reqwest::Method::POST, "/api/v1/api-keys", Some(json!({"name": "x", "scopes": ["items:read"]}))).await;
+        assert_eq!(status, 403, "a key cannot make keys");
+
+        let (_, writer) = make_key(&app, &token, json!(["items:read", "items:write"]), None).await;
+        let writer = writer["key"].as_str().unwrap().to_owned();
+        let (status, _) = call(&app, ("authorization", &bearer(&writer)), reqwest::Method::POST, "/api/v1/items", Some(json!({"name": "Lamp", "description": "A desk lamp."}))).await;
+        assert_eq!(status, 201);
+
+        // Revoked: refused at once.
+        let id = made["api_key"]["id"].as_str().unwrap();
+        let (status, _) = call(&app, ("authorization", &bearer(&token)), reqwest::Method::DELETE, &format!("/api/v1/api-keys/{id}"), None).await;
+        assert_eq!(status, 204);
+        let (status, _) = call(&app, ("x-api-key", &key), reqwest::Method::GET, "/api/v1/items", None).await;
+        assert_eq!(status, 401);
+        let (status, _) = call(&app, ("x-api-key", "gk_made-up-key-that-is-not-real-at-all-xxxxxxxx"), reqwest::Method::GET, "/api/v1/items", None).await;
+        assert_eq!(status, 401);
+        let records = gatehouse::audit::records_after(&app.db, 0, 100).await.unwrap();
+        assert!(records.iter().any(|r| r.action == "api_key.create"));
+        assert!(records.iter().any(|r| r.action == "api_key.revoke"));
+    }
+
+    async fn keys_need_a_fresh_sign_in_expire_and_stay_their_owners(backend) {
+        let app = crate::helpers::spawn_unlimited_app(backend, &[]).await;
+        crate::helpers::add_user_with_password(&app, "ada@example.com", "user", PASSWORD);
+        crate::helpers::add_user_with_password(&app, "bo@example.com", "admin", PASSWORD);
+        let token = crate::helpers::api_token(&app, "ada@example.com", PASSWORD).await;
+        let (status, body) = make_key(&app, &token, json!(["admin"]), Some(400)).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["errors"].as_array().unwrap().len(), 2);
+        let (status, made) = make_key(&app, &token, json!(["items:read"]), Some(1)).await;
+        assert_eq!(status, 201);
+        let key = made["key"].as_str().unwrap().to_owned();
+
+        // Someone else cannot see or revoke it, and a key opens no admin route.
+        let other = crate::helpers::api_token(&app, "bo@example.com", PASSWORD).await;
+        let id = made["api_key"]["id"].as_str().unwrap();
+        let (status, _) = call(&app, ("authorization", &bearer(&other)), reqwest::Method::DELETE, &format!("/api/v1/api-keys/{id}"), None).await;
+        assert_eq!(status, 404);
+        let (_, listed) = call(&app, ("authorization", &bearer(&other)), reqwest::Method::GET, "/api/v1/api-keys", None).await;
+        assert_eq!(listed["api_keys"].as_array().unwrap().len(), 0);
+        let (_, admin_made) = make_key(&app, &other, json!(["items:read"]), None).await;
+        let admin_key = admin_made["key"].as_str().unwrap().to_owned();
+        let (status, _) = call(&app, ("x-api-key", &admin_key), reqwest::Method::GET, "/api/v1/admin/users", None).await;
+        assert_eq!(status, 403, "an admin's key is not an admin");
+
+        // Ten minutes after the password grant, the same token can no longer make keys.
+        app.clock.advance(Duration::from_secs(11 * 60));
+        let (status, _) = make_key(&app, &token, json!(["items:read"]), None).await;
+        assert_eq!(status, 403);
+
+        // A day later the one-day key stops working.
+        assert_eq!(call(&app, ("x-api-key", &key), reqwest::Method::GET, "/api/v1/items", None).await.0, 200);
+        app.clock.advance(Duration::from_secs(24 * 3600));
+        assert_eq!(call(&app, ("x-api-key", &key), reqwest::Method::GET, "/api/v1/items", None).await.0, 401);
+    }
+}
