@@ -12,15 +12,14 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use gatehouse_security::{ClientIp, RequestId};
-use http::header::CACHE_CONTROL;
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::api::ApiUser;
+use super::api::{ApiUser, json_no_store};
 use crate::Error;
 use crate::access::{self, Action};
 use crate::app::AppState;
@@ -68,19 +67,14 @@ fn require(api: &ApiUser, action: Action) -> Result<(), Error> {
         .ok_or_else(|| Error::Forbidden("Your role does not allow this.".into()))
 }
 
-fn json_no_store(value: impl Serialize) -> Response {
-    let mut response = axum::Json(value).into_response();
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
 async fn list(State(state): State<AppState>, api: ApiUser) -> Result<Response, Error> {
     require(&api, Action::UsersRead)?;
     let all = users::list(&state.db).await?;
     let views: Vec<UserView> = all.iter().map(UserView::from).collect();
-    Ok(json_no_store(serde_json::json!({ "users": views })))
+    Ok(json_no_store(
+        StatusCode::OK,
+        serde_json::json!({ "users": views }),
+    ))
 }
 
 async fn find(state: &AppState, raw: &str) -> Result<User, Error> {
@@ -97,7 +91,7 @@ async fn read(
 ) -> Result<Response, Error> {
     require(&api, Action::UsersRead)?;
     let user = find(&state, &id).await?;
-    Ok(json_no_store(UserView::from(&user)))
+    Ok(json_no_store(StatusCode::OK, UserView::from(&user)))
 }
 
 /// `PATCH {"role"?, "status"?}`.
@@ -153,5 +147,5 @@ async fn change(
         super::session::end_other_sign_ins(&state, user.id, None).await?;
         tracing::info!(event = "user_changed", user_id = %user.id, by = %api.user.id, role = user.role.as_str(), status = user.status.as_str(), "role or status changed; sessions and API sign-ins ended");
     }
-    Ok(json_no_store(UserView::from(&user)))
+    Ok(json_no_store(StatusCode::OK, UserView::from(&user)))
 }

@@ -229,6 +229,16 @@ async fn over_api_limit(state: &AppState, user_id: Uuid) -> Option<Response> {
     }
 }
 
+/// `value` as a JSON response with `status`, never stored by any cache: API answers are
+/// personal (tokens, keys, a user's items).
+pub(crate) fn json_no_store(status: StatusCode, value: impl Serialize) -> Response {
+    let mut response = (status, Json(value)).into_response();
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 /// The JSON object a request body holds: `415` unless the body is `application/json`, `400`
 /// when it is not JSON, `422` when it is JSON but not an object. Fields are then checked by
 /// hand, so every problem can be reported by field name.
@@ -304,17 +314,15 @@ async fn token_response(
         state
             .tokens
             .sign(&issuer(state), user_id, family, state.clock.now(), lifetime)?;
-    let mut response = Json(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: lifetime.as_secs(),
-        refresh_token,
-    })
-    .into_response();
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(json_no_store(
+        StatusCode::OK,
+        TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: lifetime.as_secs(),
+            refresh_token,
+        },
+    ))
 }
 
 async fn token(
@@ -559,18 +567,16 @@ struct Me {
 
 async fn me(api: ApiUser) -> Response {
     let u = api.user;
-    let mut response = Json(Me {
-        id: u.id,
-        email: u.email.as_str().to_owned(),
-        display_name: u.display_name.as_str().to_owned(),
-        role: u.role.as_str(),
-        mfa_enabled: u.mfa_enabled,
-    })
-    .into_response();
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    json_no_store(
+        StatusCode::OK,
+        Me {
+            id: u.id,
+            email: u.email.as_str().to_owned(),
+            display_name: u.display_name.as_str().to_owned(),
+            role: u.role.as_str(),
+            mfa_enabled: u.mfa_enabled,
+        },
+    )
 }
 
 async fn jwks(State(state): State<AppState>) -> Response {

@@ -13,11 +13,10 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use gatehouse_security::{ClientIp, RequestId};
-use http::header::CACHE_CONTROL;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, StatusCode};
 use uuid::Uuid;
 
-use super::api::{ApiUser, json_object};
+use super::api::{ApiUser, json_no_store as no_store, json_object};
 use crate::Error;
 use crate::access::{self, Action};
 use crate::app::AppState;
@@ -37,14 +36,6 @@ fn allowed(api: &ApiUser) -> Result<(), Error> {
     access::scope(api.user.role, Action::ApiKeysOwn)
         .map(drop)
         .ok_or_else(|| Error::Forbidden("Your role does not allow API keys.".into()))
-}
-
-fn no_store(status: StatusCode, body: serde_json::Value) -> Response {
-    let mut response = (status, axum::Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 async fn list(State(state): State<AppState>, api: ApiUser) -> Result<Response, Error> {

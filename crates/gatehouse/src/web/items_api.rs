@@ -12,12 +12,12 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use gatehouse_security::{ClientIp, RequestId};
-use http::header::{CACHE_CONTROL, ETAG, IF_MATCH, LOCATION};
+use http::header::{ETAG, IF_MATCH, LOCATION};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::api::ApiUser;
+use super::api::{ApiUser, json_no_store};
 use crate::Error;
 use crate::app::AppState;
 use crate::audit::{Actor, AuditContext};
@@ -95,10 +95,8 @@ fn etag(item: &Item) -> HeaderValue {
 }
 
 fn item_response(status: StatusCode, item: &Item) -> Response {
-    let mut response = (status, axum::Json(item)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(ETAG, etag(item));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut response = json_no_store(status, item);
+    response.headers_mut().insert(ETAG, etag(item));
     response
 }
 
@@ -148,12 +146,10 @@ async fn list(
         query.q.as_deref(),
     )
     .await?;
-    let mut response =
-        axum::Json(serde_json::json!({ "items": page, "next_cursor": next })).into_response();
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(json_no_store(
+        StatusCode::OK,
+        serde_json::json!({ "items": page, "next_cursor": next }),
+    ))
 }
 
 async fn create(
