@@ -509,7 +509,12 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .merge(web::items_api::router())
         .merge(web::admin_api::router())
         .merge(web::api_keys_api::router())
-        .merge(web::auth::router().merge(web::mfa::router()).layer(csrf))
+        .merge(
+            web::auth::router()
+                .merge(web::mfa::router())
+                .merge(web::api_keys_api::pages())
+                .layer(csrf),
+        )
         .fallback(web::not_found)
         .layer(stack)
         .layer(DefaultBodyLimit::max(settings.body_limit))

@@ -1,4 +1,5 @@
-//! `/api/v1/api-keys`: a signed-in user's API keys (seed 002), managed with an access token.
+//! A user's API keys (seed 002): `/api/v1/api-keys` with an access token, and the
+//! `/account/api-keys` page for a signed-in browser (CSRF-protected forms).
 //!
 //! # Security
 //! - Only an access token manages keys (a key cannot make or list keys), and making one needs an
@@ -135,4 +136,178 @@ async fn revoke(
         return Err(Error::NotFound);
     }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- the account page ---------------------------------------------------------------------------
+
+/// The page routes (under the CSRF layer).
+pub fn pages() -> Router<AppState> {
+    Router::new()
+        .route("/account/api-keys", get(keys_page).post(create_from_page))
+        .route(
+            "/account/api-keys/revoke",
+            axum::routing::post(revoke_from_page),
+        )
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct NewKeyForm {
+    name: String,
+    scope_read: Option<String>,
+    scope_write: Option<String>,
+    days: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct RevokeForm {
+    id: String,
+}
+
+async fn render_keys(
+    state: &AppState,
+    nonce: &gatehouse_security::CspNonce,
+    csrf: &gatehouse_security::CsrfToken,
+    current: &super::session::CurrentUser,
+    status: StatusCode,
+    extra: minijinja::Value,
+) -> Result<Response, Error> {
+    let short = |t: Option<time::OffsetDateTime>| {
+        t.map(|t| crate::store::timestamp_text(t)[..16].replace('T', " "))
+            .unwrap_or_else(|| "never".into())
+    };
+    let keys: Vec<_> = api_keys::list(&state.db, current.user.id)
+        .await?
+        .into_iter()
+        .map(|k| {
+            minijinja::context! {
+                id => k.id.to_string(),
+                name => k.name,
+                prefix => k.prefix,
+                scopes => k.scopes.join(", "),
+                expires => short(k.expires_at),
+                last_used => short(k.last_used_at),
+            }
+        })
+        .collect();
+    let page = state.templates.page(
+        "account_api_keys.html",
+        nonce,
+        minijinja::context! {
+            title => "API keys",
+            csrf_token => csrf.as_str(),
+            user => minijinja::context! { email => current.user.email.as_str() },
+            keys => keys,
+            stale => !super::session::recently_signed_in(state, current),
+            ..extra
+        },
+    )?;
+    Ok((status, page).into_response())
+}
+
+async fn keys_page(
+    State(state): State<AppState>,
+    nonce: gatehouse_security::CspNonce,
+    csrf: gatehouse_security::CsrfToken,
+    current: super::session::CurrentUser,
+) -> Result<Response, Error> {
+    render_keys(
+        &state,
+        &nonce,
+        &csrf,
+        &current,
+        StatusCode::OK,
+        minijinja::context! {},
+    )
+    .await
+}
+
+async fn create_from_page(
+    State(state): State<AppState>,
+    nonce: gatehouse_security::CspNonce,
+    csrf: gatehouse_security::CsrfToken,
+    current: super::session::CurrentUser,
+    ip: ClientIp,
+    request_id: RequestId,
+    axum::Form(form): axum::Form<NewKeyForm>,
+) -> Result<Response, Error> {
+    let render = |status, extra| render_keys(&state, &nonce, &csrf, &current, status, extra);
+    if !super::session::recently_signed_in(&state, &current) {
+        return render(StatusCode::FORBIDDEN, minijinja::context! {}).await;
+    }
+    if access::scope(current.user.role, Action::ApiKeysOwn).is_none() {
+        return Err(Error::Forbidden(
+            "Your role does not allow API keys.".into(),
+        ));
+    }
+    let mut scopes = Vec::new();
+    if form.scope_read.is_some() {
+        scopes.push("items:read".to_owned());
+    }
+    if form.scope_write.is_some() {
+        scopes.push("items:write".to_owned());
+    }
+    let days = form.days.trim().parse::<i64>().unwrap_or(0);
+    let ctx = AuditContext {
+        actor: Actor::User(current.user.id),
+        client_ip: Some(ip.0),
+        request_id: Some(request_id.as_str().to_owned()),
+    };
+    match api_keys::create(
+        &state.db,
+        current.user.id,
+        &form.name,
+        &scopes,
+        Some(days),
+        state.clock.now(),
+        &ctx,
+    )
+    .await
+    {
+        Ok((key, described)) => {
+            tracing::info!(event = "api_key_created", user_id = %current.user.id, key_id = %described.id, "API key created");
+            super::notices::send(
+                &state,
+                &current.user.email,
+                ip,
+                super::notices::API_KEY_CREATED,
+            );
+            render(
+                StatusCode::CREATED,
+                minijinja::context! { new_key => key, new_name => described.name },
+            )
+            .await
+        }
+        Err(Error::InvalidFields(errors)) => {
+            render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                minijinja::context! { errors => errors },
+            )
+            .await
+        }
+        Err(Error::Conflict(message)) => {
+            render(
+                StatusCode::CONFLICT,
+                minijinja::context! { error => message },
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn revoke_from_page(
+    State(state): State<AppState>,
+    current: super::session::CurrentUser,
+    ip: ClientIp,
+    request_id: RequestId,
+    axum::Form(form): axum::Form<RevokeForm>,
+) -> Result<Response, Error> {
+    let id = Uuid::parse_str(&form.id).map_err(|_| Error::NotFound)?;
+    let ctx = AuditContext {
+        actor: Actor::User(current.user.id),
+        client_ip: Some(ip.0),
+        request_id: Some(request_id.as_str().to_owned()),
+    };
+    api_keys::revoke(&state.db, current.user.id, id, state.clock.now(), &ctx).await?;
+    Ok(axum::response::Redirect::to("/account/api-keys").into_response())
 }

@@ -55,6 +55,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/login_mfa.html"),
     ),
     (
+        "account_api_keys.html",
+        include_str!("../../templates/account_api_keys.html"),
+    ),
+    (
         "account_mfa.html",
         include_str!("../../templates/account_mfa.html"),
     ),

@@ -124,3 +124,38 @@ on_every_backend! {
         assert_eq!(call(&app, ("x-api-key", &key), reqwest::Method::GET, "/api/v1/items", None).await.0, 401);
     }
 }
+
+on_every_backend! {
+    async fn the_account_page_makes_shows_once_and_revokes_keys(backend) {
+        let app = crate::helpers::spawn_unlimited_app(backend, &[]).await;
+        crate::helpers::add_user_with_password(&app, "ada@example.com", "user", PASSWORD);
+        let mut v = crate::visitor::Visitor::new(&app);
+        let csrf = v.csrf_from("/login").await;
+        v.post("/login/password", &[("csrf_token", &csrf), ("email", "ada@example.com"), ("password", PASSWORD)]).await;
+        let csrf = v.csrf_from("/account/api-keys").await;
+        let (status, _, _) = v.post("/account/api-keys", &[("name", "export"), ("scope_read", "on"), ("days", "30")]).await;
+        assert_eq!(status, 403, "no CSRF token, no key");
+        let (status, _, page) = v.post("/account/api-keys", &[("csrf_token", &csrf), ("name", "export"), ("scope_read", "on"), ("days", "30")]).await;
+        assert_eq!(status, 201, "{page}");
+        let start = page.find("<code id=\"new-key\">").expect("the key is shown") + "<code id=\"new-key\">".len();
+        let key = page[start..start + 46].to_owned();
+        assert!(key.starts_with("gk_"));
+        assert_eq!(call(&app, ("x-api-key", &key), reqwest::Method::GET, "/api/v1/items", None).await.0, 200);
+        let (_, _, page) = v.get("/account/api-keys").await;
+        assert!(!page.contains(&key) && page.contains(&key[..10]), "only the prefix is shown again");
+        let (status, _, page) = v.post("/account/api-keys", &[("csrf_token", &csrf), ("name", "bad"), ("days", "500")]).await;
+        assert_eq!(status, 422, "no scope and too long: {page}");
+
+        let id_marker = "name=\"id\" value=\"";
+        let at = page.find(id_marker).unwrap() + id_marker.len();
+        let id = page[at..at + 36].to_owned();
+        let (status, _, _) = v.post("/account/api-keys/revoke", &[("csrf_token", &csrf), ("id", &id)]).await;
+        assert_eq!(status, 303);
+        assert_eq!(call(&app, ("x-api-key", &key), reqwest::Method::GET, "/api/v1/items", None).await.0, 401);
+
+        app.clock.advance(Duration::from_secs(11 * 60));
+        let (status, _, page) = v.post("/account/api-keys", &[("csrf_token", &csrf), ("name", "late"), ("scope_read", "on"), ("days", "30")]).await;
+        assert_eq!(status, 403, "a sign-in more than ten minutes old: {page}");
+        assert!(page.contains("sign in again"));
+    }
+}
