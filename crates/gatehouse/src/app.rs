@@ -513,6 +513,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
             web::auth::router()
                 .merge(web::mfa::router())
                 .merge(web::api_keys_api::pages())
+                .merge(web::items_pages::router())
                 .layer(csrf),
         )
         .fallback(web::not_found)

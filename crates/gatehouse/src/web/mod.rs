@@ -9,6 +9,7 @@ pub mod auth;
 pub mod csp_report;
 pub mod errors;
 pub mod items_api;
+pub mod items_pages;
 pub mod mfa;
 pub mod notices;
 pub mod session;

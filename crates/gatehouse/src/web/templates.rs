@@ -58,6 +58,11 @@ const TEMPLATES: &[(&str, &str)] = &[
         "account_api_keys.html",
         include_str!("../../templates/account_api_keys.html"),
     ),
+    ("items.html", include_str!("../../templates/items.html")),
+    (
+        "item_edit.html",
+        include_str!("../../templates/item_edit.html"),
+    ),
     (
         "account_mfa.html",
         include_str!("../../templates/account_mfa.html"),

@@ -207,3 +207,66 @@ on_every_backend! {
         assert_eq!(call(&app, &token, reqwest::Method::GET, "/api/v1/items?cursor=garbage", None, None).await.status, 422);
     }
 }
+
+/// A browser stand-in signed in with a password.
+async fn signed_in<'a>(app: &'a TestApp, email: &str, role: &str) -> crate::visitor::Visitor<'a> {
+    crate::helpers::add_user_with_password(app, email, role, PASSWORD);
+    let mut v = crate::visitor::Visitor::new(app);
+    let csrf = v.csrf_from("/login").await;
+    let (status, _, _) = v
+        .post(
+            "/login/password",
+            &[
+                ("csrf_token", &csrf),
+                ("email", email),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303);
+    v
+}
+
+on_every_backend! {
+    async fn the_items_pages_create_edit_and_delete_with_every_value_escaped(backend) {
+        let app = app(backend).await;
+        let mut v = signed_in(&app, "ada@example.com", "user").await;
+        let csrf = v.csrf_from("/items").await;
+        let (status, _, _) = v.post("/items", &[("name", "Lamp"), ("description", "A desk lamp.")]).await;
+        assert_eq!(status, 403, "no CSRF token, no item");
+        let hostile = "<script>alert(1)</script>";
+        let (status, headers, _) = v.post("/items", &[("csrf_token", &csrf), ("name", hostile), ("description", "\"><img src=x onerror=alert(1)>")]).await;
+        assert_eq!((status, headers["location"].to_str().unwrap()), (303, "/items"));
+        let (_, _, page) = v.get("/items").await;
+        assert!(!page.contains(hostile) && page.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"), "{page}");
+        assert!(!page.contains("<img src=x"), "{page}");
+
+        let (status, _, page) = v.post("/items", &[("csrf_token", &csrf), ("name", "ab"), ("description", "Fine text.")]).await;
+        assert_eq!(status, 422);
+        assert!(page.contains("3 to 100 characters") && page.contains("Fine text."), "the form keeps what was typed: {page}");
+
+        let marker = "href=\"/items/";
+        let at = page.find(marker).unwrap() + marker.len();
+        let id = page[at..at + 36].to_owned();
+        let (status, _, edit) = v.get(&format!("/items/{id}/edit")).await;
+        assert_eq!(status, 200);
+        let version = crate::visitor::field(&edit, "version").unwrap();
+        let (status, _, _) = v.post(&format!("/items/{id}"), &[("csrf_token", &csrf), ("name", "Brass lamp"), ("description", "A desk lamp."), ("version", &version)]).await;
+        assert_eq!(status, 303);
+        let (status, _, stale) = v.post(&format!("/items/{id}"), &[("csrf_token", &csrf), ("name", "Lost update"), ("description", "A desk lamp."), ("version", &version)]).await;
+        assert_eq!(status, 412, "a stale form changes nothing");
+        assert!(stale.contains("Someone changed this item") && stale.contains("Brass lamp"), "{stale}");
+
+        // Another user's item is not there for them, on any page.
+        let mut bo = signed_in(&app, "bo@example.com", "user").await;
+        let bo_csrf = bo.csrf_from("/items").await;
+        assert!(!bo.get("/items").await.2.contains("Brass lamp"));
+        assert_eq!(bo.get(&format!("/items/{id}/edit")).await.0, 404);
+        assert_eq!(bo.post(&format!("/items/{id}/delete"), &[("csrf_token", &bo_csrf)]).await.0, 404);
+
+        let (status, _, _) = v.post(&format!("/items/{id}/delete"), &[("csrf_token", &csrf)]).await;
+        assert_eq!(status, 303);
+        assert!(!v.get("/items").await.2.contains("Brass lamp"));
+        assert_eq!(crate::visitor::Visitor::new(&app).get("/items").await.0, 303, "signed out: to the login page");
+    }
+}
