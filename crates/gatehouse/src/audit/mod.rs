@@ -80,6 +80,16 @@ impl AuditContext {
         }
     }
 
+    /// A change made over HTTP by the signed-in user `user_id`, from `client_ip`, in the request
+    /// `request_id`.
+    pub fn user(user_id: uuid::Uuid, client_ip: IpAddr, request_id: &str) -> Self {
+        Self {
+            actor: Actor::User(user_id),
+            client_ip: Some(client_ip),
+            request_id: Some(request_id.to_owned()),
+        }
+    }
+
     /// A change made by Gatehouse itself.
     pub fn system() -> Self {
         Self {

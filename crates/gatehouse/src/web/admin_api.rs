@@ -23,7 +23,7 @@ use super::api::{ApiUser, json_no_store};
 use crate::Error;
 use crate::access::{self, Action};
 use crate::app::AppState;
-use crate::audit::{Actor, AuditContext};
+use crate::audit::AuditContext;
 use crate::error::FieldError;
 use crate::identity::{Role, User, UserStatus, users};
 
@@ -131,11 +131,7 @@ async fn change(
             "Nobody changes their own role or status: ask another admin.".into(),
         ));
     }
-    let ctx = AuditContext {
-        actor: Actor::User(api.user.id),
-        client_ip: Some(ip.0),
-        request_id: Some(request_id.as_str().to_owned()),
-    };
+    let ctx = AuditContext::user(api.user.id, ip.0, request_id.as_str());
     let mut user = target.clone();
     if let Some(role) = role {
         user = users::set_role(&state.db, &user.email, role, &ctx).await?;

@@ -332,11 +332,7 @@ async fn token(
     headers: HeaderMap,
     Json(request): Json<TokenRequest>,
 ) -> Result<Response, Error> {
-    let ctx = |user_id: Uuid| AuditContext {
-        actor: Actor::User(user_id),
-        client_ip: Some(ip.0),
-        request_id: Some(request_id.as_str().to_owned()),
-    };
+    let ctx = |user_id: Uuid| AuditContext::user(user_id, ip.0, request_id.as_str());
     match request.grant_type.as_str() {
         "password" => {
             let (Some(raw_email), Some(password)) = (request.email, request.password) else {

@@ -21,7 +21,7 @@ use super::api::{ApiUser, json_no_store as no_store, json_object};
 use crate::Error;
 use crate::access::{self, Action};
 use crate::app::AppState;
-use crate::audit::{Actor, AuditContext};
+use crate::audit::AuditContext;
 use crate::error::FieldError;
 use crate::identity::{api_keys, tokens};
 
@@ -95,11 +95,7 @@ async fn create(
     if !errors.is_empty() {
         return Err(Error::InvalidFields(errors));
     }
-    let ctx = AuditContext {
-        actor: Actor::User(api.user.id),
-        client_ip: Some(ip.0),
-        request_id: Some(request_id.as_str().to_owned()),
-    };
+    let ctx = AuditContext::user(api.user.id, ip.0, request_id.as_str());
     let (key, described) = api_keys::create(
         &state.db,
         api.user.id,
@@ -127,11 +123,7 @@ async fn revoke(
 ) -> Result<Response, Error> {
     allowed(&api)?;
     let id = Uuid::parse_str(&id).map_err(|_| Error::NotFound)?;
-    let ctx = AuditContext {
-        actor: Actor::User(api.user.id),
-        client_ip: Some(ip.0),
-        request_id: Some(request_id.as_str().to_owned()),
-    };
+    let ctx = AuditContext::user(api.user.id, ip.0, request_id.as_str());
     if !api_keys::revoke(&state.db, api.user.id, id, state.clock.now(), &ctx).await? {
         return Err(Error::NotFound);
     }
@@ -247,11 +239,7 @@ async fn create_from_page(
         scopes.push("items:write".to_owned());
     }
     let days = form.days.trim().parse::<i64>().unwrap_or(0);
-    let ctx = AuditContext {
-        actor: Actor::User(current.user.id),
-        client_ip: Some(ip.0),
-        request_id: Some(request_id.as_str().to_owned()),
-    };
+    let ctx = AuditContext::user(current.user.id, ip.0, request_id.as_str());
     match api_keys::create(
         &state.db,
         current.user.id,
@@ -303,11 +291,7 @@ async fn revoke_from_page(
     axum::Form(form): axum::Form<RevokeForm>,
 ) -> Result<Response, Error> {
     let id = Uuid::parse_str(&form.id).map_err(|_| Error::NotFound)?;
-    let ctx = AuditContext {
-        actor: Actor::User(current.user.id),
-        client_ip: Some(ip.0),
-        request_id: Some(request_id.as_str().to_owned()),
-    };
+    let ctx = AuditContext::user(current.user.id, ip.0, request_id.as_str());
     api_keys::revoke(&state.db, current.user.id, id, state.clock.now(), &ctx).await?;
     Ok(axum::response::Redirect::to("/account/api-keys").into_response())
 }

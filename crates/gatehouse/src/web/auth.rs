@@ -32,7 +32,7 @@ use super::session::{
 };
 use crate::Error;
 use crate::app::AppState;
-use crate::audit::{self, Actor, AuditContext, AuditEvent};
+use crate::audit::{self, AuditContext, AuditEvent};
 use crate::identity::Email;
 use crate::identity::magic_links::{self, CodeOutcome, safe_next};
 use crate::identity::sessions::SessionMeta;
@@ -452,11 +452,7 @@ async fn change_password(
         return render(status, problem).await;
     }
     let hash = state.passwords.hash(&form.new).await?;
-    let ctx = AuditContext {
-        actor: Actor::User(current.user.id),
-        client_ip: Some(ip.0),
-        request_id: Some(request_id.as_str().to_owned()),
-    };
+    let ctx = AuditContext::user(current.user.id, ip.0, request_id.as_str());
     crate::identity::users::set_password(
         &state.db,
         current.user.id,
@@ -600,11 +596,7 @@ async fn reset(
         return render(StatusCode::BAD_REQUEST, context! { error => EXPIRED }).await;
     }
     let hash = state.passwords.hash(&form.new).await?;
-    let ctx = AuditContext {
-        actor: Actor::User(user.id),
-        client_ip: Some(ip.0),
-        request_id: Some(request_id.as_str().to_owned()),
-    };
+    let ctx = AuditContext::user(user.id, ip.0, request_id.as_str());
     crate::identity::users::set_password(&state.db, user.id, &hash, "user.password_reset", &ctx)
         .await?;
     super::session::end_other_sign_ins(&state, user.id, None).await?;
@@ -668,11 +660,7 @@ async fn audit_session_event(
     action: &'static str,
     changes: serde_json::Value,
 ) -> Result<(), Error> {
-    let ctx = AuditContext {
-        actor: Actor::User(current.user.id),
-        client_ip: Some(ip.0),
-        request_id: Some(request_id.as_str().to_owned()),
-    };
+    let ctx = AuditContext::user(current.user.id, ip.0, request_id.as_str());
     let mut tx = state.db.begin().await?;
     audit::record(
         &mut tx,

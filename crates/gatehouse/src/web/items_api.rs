@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::api::{ApiUser, json_no_store};
 use crate::Error;
 use crate::app::AppState;
-use crate::audit::{Actor, AuditContext};
+use crate::audit::AuditContext;
 use crate::error::FieldError;
 use crate::items::{self, Changes, Item};
 
@@ -100,14 +100,6 @@ fn item_response(status: StatusCode, item: &Item) -> Response {
     response
 }
 
-fn ctx(api: &ApiUser, ip: ClientIp, request_id: &RequestId) -> AuditContext {
-    AuditContext {
-        actor: Actor::User(api.user.id),
-        client_ip: Some(ip.0),
-        request_id: Some(request_id.as_str().to_owned()),
-    }
-}
-
 fn item_id(raw: &str) -> Result<Uuid, Error> {
     Uuid::parse_str(raw).map_err(|_| Error::NotFound)
 }
@@ -168,7 +160,7 @@ async fn create(
         fields.name.as_deref().unwrap_or_default(),
         fields.description.as_deref().unwrap_or_default(),
         state.clock.now(),
-        &ctx(&api, ip, &request_id),
+        &AuditContext::user(api.user.id, ip.0, request_id.as_str()),
     )
     .await?;
     let mut response = item_response(StatusCode::CREATED, &item);
@@ -222,7 +214,7 @@ async fn replace(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Error> {
-    let audit_ctx = ctx(&api, ip, &request_id);
+    let audit_ctx = AuditContext::user(api.user.id, ip.0, request_id.as_str());
     change(&state, &api, &audit_ctx, &id, &headers, &body, false).await
 }
 
@@ -235,7 +227,7 @@ async fn patch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Error> {
-    let audit_ctx = ctx(&api, ip, &request_id);
+    let audit_ctx = AuditContext::user(api.user.id, ip.0, request_id.as_str());
     change(&state, &api, &audit_ctx, &id, &headers, &body, true).await
 }
 
@@ -253,7 +245,7 @@ async fn remove(
         &api.user,
         item_id(&id)?,
         if_match(&headers)?,
-        &ctx(&api, ip, &request_id),
+        &AuditContext::user(api.user.id, ip.0, request_id.as_str()),
     )
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())

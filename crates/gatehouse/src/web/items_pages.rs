@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::session::CurrentUser;
 use crate::Error;
 use crate::app::AppState;
-use crate::audit::{Actor, AuditContext};
+use crate::audit::AuditContext;
 use crate::items::{self, Changes, Item};
 use crate::store::timestamp_text;
 
@@ -49,14 +49,6 @@ struct VersionForm {
 }
 
 const STALE: &str = "Someone changed this item since you opened it. Here it is as it is now.";
-
-fn audit_ctx(current: &CurrentUser, ip: ClientIp, request_id: &RequestId) -> AuditContext {
-    AuditContext {
-        actor: Actor::User(current.user.id),
-        client_ip: Some(ip.0),
-        request_id: Some(request_id.as_str().to_owned()),
-    }
-}
 
 fn item_id(raw: &str) -> Result<Uuid, Error> {
     Uuid::parse_str(raw).map_err(|_| Error::NotFound)
@@ -196,7 +188,7 @@ async fn create(
         &form.name,
         &form.description,
         state.clock.now(),
-        &audit_ctx(&current, ip, &request_id),
+        &AuditContext::user(current.user.id, ip.0, request_id.as_str()),
     )
     .await;
     match created {
@@ -266,7 +258,7 @@ async fn update(
         &changes,
         form.version,
         state.clock.now(),
-        &audit_ctx(&current, ip, &request_id),
+        &AuditContext::user(current.user.id, ip.0, request_id.as_str()),
     )
     .await;
     match updated {
@@ -314,7 +306,7 @@ async fn delete(
         &current.user,
         item_id(&id)?,
         form.version,
-        &audit_ctx(&current, ip, &request_id),
+        &AuditContext::user(current.user.id, ip.0, request_id.as_str()),
     )
     .await
     {

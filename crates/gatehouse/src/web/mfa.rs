@@ -28,7 +28,7 @@ use super::session::{
 };
 use crate::Error;
 use crate::app::AppState;
-use crate::audit::{self, Actor, AuditContext, AuditEvent};
+use crate::audit::{self, AuditContext, AuditEvent};
 use crate::identity::mfa::{self, Checked, Enrolment};
 use crate::identity::{signin, throttle, users};
 
@@ -50,14 +50,6 @@ const CONFIRM_FAILED: &str = "That code is not right. Check that your phone's cl
 #[derive(Debug, Deserialize)]
 struct CodeForm {
     code: String,
-}
-
-fn ctx_of(current: &CurrentUser, ip: ClientIp, request_id: &RequestId) -> AuditContext {
-    AuditContext {
-        actor: Actor::User(current.user.id),
-        client_ip: Some(ip.0),
-        request_id: Some(request_id.as_str().to_owned()),
-    }
 }
 
 async fn second_factor_page(
@@ -105,11 +97,7 @@ async fn second_factor(
     if let Some(wait) = throttle::blocked_for(&state.db, &keys, now).await? {
         return Ok(throttled(wait));
     }
-    let audit_ctx = AuditContext {
-        actor: Actor::User(user.id),
-        client_ip: Some(ip.0),
-        request_id: Some(request_id.as_str().to_owned()),
-    };
+    let audit_ctx = AuditContext::user(user.id, ip.0, request_id.as_str());
     let checked = mfa::check(&state.db, &state.keys, user.id, &form.code, now, &audit_ctx).await?;
     let second = match checked {
         Checked::Totp => "totp",
@@ -267,7 +255,7 @@ async fn confirm(
         current.user.id,
         &form.code,
         state.clock.now(),
-        &ctx_of(&current, ip, &request_id),
+        &AuditContext::user(current.user.id, ip.0, request_id.as_str()),
     )
     .await?;
     let Some(codes) = confirmed else {
@@ -317,7 +305,7 @@ async fn regenerate_codes(
         &state.keys,
         current.user.id,
         state.clock.now(),
-        &ctx_of(&current, ip, &request_id),
+        &AuditContext::user(current.user.id, ip.0, request_id.as_str()),
     )
     .await?
     {
@@ -356,7 +344,7 @@ async fn disable(
         )
         .await;
     }
-    let ctx = ctx_of(&current, ip, &request_id);
+    let ctx = AuditContext::user(current.user.id, ip.0, request_id.as_str());
     if !mfa::disable(&state.db, current.user.id, "mfa.disable", &ctx).await? {
         return Ok(Redirect::to("/account/mfa").into_response());
     }
