@@ -505,10 +505,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
     Ok(Router::new()
         .merge(ops::router())
         .merge(web::router())
-        .merge(web::api::router())
-        .merge(web::items_api::router())
-        .merge(web::admin_api::router())
-        .merge(web::api_keys_api::router())
+        .merge(web::openapi::router())
         .merge(
             web::auth::router()
                 .merge(web::mfa::router())

@@ -55,9 +55,9 @@ pub enum Error {
 }
 
 /// One invalid field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct FieldError {
-    /// The field's name (`name`, `description`, …).
+    /// The field's name (`name`, `description`, …), or `body` for the body as a whole.
     pub field: String,
     /// Why it is refused.
     pub message: String,

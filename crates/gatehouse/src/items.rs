@@ -12,8 +12,6 @@
 //! - Search text is matched as a substring with `%`, `_` and `\` escaped: never a pattern or a
 //!   regular expression.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use sqlx::Row as _;
 use time::OffsetDateTime;
@@ -32,7 +30,7 @@ pub const MAX_QUERY_CHARS: usize = 100;
 pub const MAX_LIMIT: u32 = 100;
 
 /// A stored item.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Item {
     /// Identifier.
     pub id: Uuid,
@@ -253,12 +251,16 @@ pub async fn list(
 ) -> Result<(Vec<Item>, Option<String>), Error> {
     let scope = allowed(actor, Action::ItemsRead)?;
     let limit = limit.clamp(1, MAX_LIMIT);
-    let after = cursor.map(decode_cursor).transpose()?;
+    // `?cursor=` (a client templating a `null` cursor) means the first page.
+    let after = cursor
+        .filter(|c| !c.is_empty())
+        .map(decode_cursor)
+        .transpose()?;
     let pattern = match query.map(str::trim).filter(|q| !q.is_empty()) {
-        Some(q) if q.chars().count() > MAX_QUERY_CHARS => {
+        Some(q) if q.chars().count() > MAX_QUERY_CHARS || q.chars().any(char::is_control) => {
             return Err(Error::InvalidFields(vec![FieldError::new(
                 "q",
-                format!("must be at most {MAX_QUERY_CHARS} characters"),
+                format!("must be at most {MAX_QUERY_CHARS} characters, without control characters"),
             )]));
         }
         Some(q) => Some(format!("%{}%", escape_like(&q.to_lowercase()))),
@@ -326,8 +328,16 @@ fn escape_like(s: &str) -> String {
     out
 }
 
+/// The form of a cursor, for the API's description: the last item's creation time in
+/// microseconds since 1970 and its id, or nothing (the first page). Every string of this form is
+/// a cursor that works (it names a place in the order, not a stored object), so a client can only
+/// get it wrong by sending something else.
+pub const CURSOR_PATTERN: &str = "^([0-9]{1,16}\\.[0-9a-f]{32})?$";
+
+/// The cursor that continues after `item` (timestamps are stored to the microsecond).
 fn encode_cursor(item: &Item) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}|{}", timestamp_text(item.created_at), item.id))
+    let micros = item.created_at.unix_timestamp_nanos() / 1000;
+    format!("{micros}.{}", item.id.simple())
 }
 
 fn decode_cursor(raw: &str) -> Result<(OffsetDateTime, Uuid), Error> {
@@ -337,14 +347,17 @@ fn decode_cursor(raw: &str) -> Result<(OffsetDateTime, Uuid), Error> {
             "is not a cursor this API gave out",
         )])
     };
-    let text = URL_SAFE_NO_PAD
-        .decode(raw)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(bad)?;
-    let (t, id) = text.split_once('|').ok_or_else(bad)?;
+    let (micros, id) = raw.split_once('.').ok_or_else(bad)?;
+    let well_formed = (1..=16).contains(&micros.len())
+        && micros.bytes().all(|b| b.is_ascii_digit())
+        && id.len() == 32
+        && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !well_formed {
+        return Err(bad());
+    }
+    let micros: i128 = micros.parse().map_err(|_| bad())?;
     Ok((
-        parse_timestamp(t).map_err(|_| bad())?,
+        OffsetDateTime::from_unix_timestamp_nanos(micros * 1000).map_err(|_| bad())?,
         Uuid::parse_str(id).map_err(|_| bad())?,
     ))
 }

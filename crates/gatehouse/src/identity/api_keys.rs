@@ -32,7 +32,7 @@ pub const MAX_DAYS: i64 = 365;
 pub const MAX_PER_USER: i64 = 50;
 
 /// A key as its owner sees it (never the key itself).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ApiKey {
     /// Identifier.
     pub id: Uuid,

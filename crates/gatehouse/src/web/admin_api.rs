@@ -9,14 +9,15 @@
 //! - A change ends every session and API sign-in of the user, and is audited with its before and
 //!   after in the same transaction.
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::routing::get;
 use gatehouse_security::{ClientIp, RequestId};
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::api::{ApiUser, json_no_store};
@@ -27,23 +28,74 @@ use crate::audit::AuditContext;
 use crate::error::FieldError;
 use crate::identity::{Role, User, UserStatus, users};
 
-/// The admin routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/users", get(list))
-        .route("/api/v1/admin/users/{id}", get(read).patch(change))
+/// The admin routes, with their OpenAPI descriptions.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(read, change))
 }
 
-#[derive(Serialize)]
+/// A user, as the admin API shows them.
+#[derive(Serialize, ToSchema)]
 struct UserView {
     id: Uuid,
     email: String,
     display_name: String,
+    /// `admin`, `manager` or `user`.
+    #[schema(value_type = String, example = "user")]
     role: &'static str,
+    /// `active` or `disabled`.
+    #[schema(value_type = String, example = "active")]
     status: &'static str,
+    /// Whether two-step sign-in is on.
     mfa_enabled: bool,
     #[serde(with = "time::serde::rfc3339")]
     created_at: time::OffsetDateTime,
+}
+
+/// Every user.
+#[derive(Serialize, ToSchema)]
+struct UserList {
+    users: Vec<UserView>,
+}
+
+/// The body of `PATCH /api/v1/admin/users/{id}`: what to change.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Describes the body `change` reads.
+struct UserChange {
+    #[schema(nullable = false)]
+    role: Option<RoleName>,
+    #[schema(nullable = false)]
+    status: Option<StatusName>,
+}
+
+/// A role (`identity::Role`).
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // Describes the strings `Role::from_str` accepts.
+enum RoleName {
+    Admin,
+    Manager,
+    User,
+}
+
+/// A user's status (`identity::UserStatus`).
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // Describes the strings `UserStatus::from_str` accepts.
+enum StatusName {
+    Active,
+    Disabled,
+}
+
+/// The path of one user.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Describes the `Path` parameter the handlers read as text.
+struct UserId {
+    /// The user's id.
+    id: Uuid,
 }
 
 impl From<&User> for UserView {
@@ -67,14 +119,20 @@ fn require(api: &ApiUser, action: Action) -> Result<(), Error> {
         .ok_or_else(|| Error::Forbidden("Your role does not allow this.".into()))
 }
 
+/// List every user (managers and admins).
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users",
+    operation_id = "list_users",
+    tag = "admin",
+    responses((status = 200, description = "Every user", body = UserList)),
+    security(("bearer" = []))
+)]
 async fn list(State(state): State<AppState>, api: ApiUser) -> Result<Response, Error> {
     require(&api, Action::UsersRead)?;
     let all = users::list(&state.db).await?;
-    let views: Vec<UserView> = all.iter().map(UserView::from).collect();
-    Ok(json_no_store(
-        StatusCode::OK,
-        serde_json::json!({ "users": views }),
-    ))
+    let users = all.iter().map(UserView::from).collect();
+    Ok(json_no_store(StatusCode::OK, UserList { users }))
 }
 
 async fn find(state: &AppState, raw: &str) -> Result<User, Error> {
@@ -84,6 +142,19 @@ async fn find(state: &AppState, raw: &str) -> Result<User, Error> {
         .ok_or(Error::NotFound)
 }
 
+/// Read one user (managers and admins).
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users/{id}",
+    operation_id = "get_user",
+    tag = "admin",
+    params(UserId),
+    responses(
+        (status = 200, description = "The user", body = UserView),
+        (status = 404, description = "No such user", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn read(
     State(state): State<AppState>,
     api: ApiUser,
@@ -94,7 +165,22 @@ async fn read(
     Ok(json_no_store(StatusCode::OK, UserView::from(&user)))
 }
 
-/// `PATCH {"role"?, "status"?}`.
+/// Change a user's role or status (admins). Ends the user's sessions and API sign-ins.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/admin/users/{id}",
+    operation_id = "change_user",
+    tag = "admin",
+    params(UserId),
+    request_body = UserChange,
+    responses(
+        (status = 200, description = "The changed user", body = UserView),
+        (status = 403, description = "Not an admin, an API key, or the caller's own account", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It would leave no active admin", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn change(
     State(state): State<AppState>,
     api: ApiUser,
@@ -111,14 +197,17 @@ async fn change(
     for (key, value) in &map {
         let text = value.as_str();
         match key.as_str() {
-            "role" => match text.and_then(|t| t.parse::<Role>().ok()) {
+            // Only the canonical spelling, as the API description lists it.
+            "role" => match text.and_then(|t| t.parse::<Role>().ok().filter(|r| r.as_str() == t)) {
                 Some(r) => role = Some(r),
                 None => errors.push(FieldError::new("role", "must be admin, manager or user")),
             },
-            "status" => match text.and_then(|t| t.parse::<UserStatus>().ok()) {
-                Some(s) => status = Some(s),
-                None => errors.push(FieldError::new("status", "must be active or disabled")),
-            },
+            "status" => {
+                match text.and_then(|t| t.parse::<UserStatus>().ok().filter(|s| s.as_str() == t)) {
+                    Some(s) => status = Some(s),
+                    None => errors.push(FieldError::new("status", "must be active or disabled")),
+                }
+            }
             other => errors.push(FieldError::new(other, "cannot be changed here")),
         }
     }

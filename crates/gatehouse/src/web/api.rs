@@ -17,10 +17,9 @@
 //! - Every failure is a `401` problem with `WWW-Authenticate: Bearer`, and says no more than
 //!   "invalid token" or "invalid grant"; the reason goes to the log.
 
+use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use gatehouse_security::rate_limit::too_many_requests;
 use gatehouse_security::{ClientIp, Problem, RequestId};
 use http::header::{AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE};
@@ -28,6 +27,9 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::{meta, throttled};
@@ -39,13 +41,13 @@ use crate::identity::signin::{self, SignInError};
 use crate::identity::tokens::{self, Refreshed, TokenError};
 use crate::identity::{Email, User, UserStatus, api_keys, throttle, users};
 
-/// The API access routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/auth/token", post(token))
-        .route("/api/v1/auth/revoke", post(revoke))
-        .route("/api/v1/me", get(me))
-        .route("/.well-known/jwks.json", get(jwks))
+/// The API access routes, with their OpenAPI descriptions.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(token))
+        .routes(routes!(revoke))
+        .routes(routes!(me))
+        .routes(routes!(jwks))
 }
 
 /// A `401` problem with `WWW-Authenticate: Bearer`.
@@ -280,22 +282,37 @@ fn issuer(state: &AppState) -> String {
         .to_owned()
 }
 
-/// `POST /api/v1/auth/token`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TokenRequest {
-    grant_type: String,
-    email: Option<String>,
-    password: Option<SecretString>,
-    otp: Option<String>,
-    refresh_token: Option<String>,
+/// The body of `POST /api/v1/auth/token`, one of two grants told apart by `grant_type`. A field
+/// that is not part of the grant is refused.
+#[derive(Deserialize, ToSchema)]
+#[serde(tag = "grant_type", rename_all = "snake_case", deny_unknown_fields)]
+enum TokenRequest {
+    /// `"grant_type": "password"`: sign in with email, password and, for a user with two-step
+    /// sign-in, `otp`.
+    Password {
+        #[schema(example = "ada@example.com")]
+        email: String,
+        #[schema(value_type = String, format = Password)]
+        password: SecretString,
+        /// A code from the authenticator app, or a recovery code.
+        otp: Option<String>,
+    },
+    /// `"grant_type": "refresh_token"`: trade the last answer's `refresh_token` (each works
+    /// once) for a new pair.
+    RefreshToken { refresh_token: String },
 }
 
-#[derive(Serialize)]
+/// A new access token and refresh token.
+#[derive(Serialize, ToSchema)]
 struct TokenResponse {
+    /// An EdDSA-signed JWT; send it as `Authorization: Bearer <token>`.
     access_token: String,
+    /// Always `Bearer`.
+    #[schema(value_type = String, example = "Bearer")]
     token_type: &'static str,
+    /// Seconds until the access token expires.
     expires_in: u64,
+    /// Single use: trade it for the next pair with the refresh-token grant.
     refresh_token: String,
 }
 
@@ -325,6 +342,23 @@ async fn token_response(
     ))
 }
 
+/// Sign in to the API, or trade a refresh token for a new pair.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/token",
+    operation_id = "token",
+    tag = "auth",
+    request_body = TokenRequest,
+    responses(
+        (status = 200, description = "Signed in", body = TokenResponse),
+        (status = 401, description = "Wrong email, password, code or refresh token (`invalid_grant`, the same answer whether or not the account exists), or a code is needed (`mfa_required`)", body = super::openapi::Problem, content_type = "application/problem+json", headers(
+            ("WWW-Authenticate" = String, description = "The `Bearer` challenge"),
+        )),
+        (status = 429, description = "Too many attempts for this address or from this client: retry after `Retry-After` seconds", body = super::openapi::Problem, content_type = "application/problem+json", headers(
+            ("Retry-After" = String, description = "Seconds to wait"),
+        )),
+    )
+)]
 async fn token(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -333,31 +367,25 @@ async fn token(
     Json(request): Json<TokenRequest>,
 ) -> Result<Response, Error> {
     let ctx = |user_id: Uuid| AuditContext::user(user_id, ip.0, request_id.as_str());
-    match request.grant_type.as_str() {
-        "password" => {
-            let (Some(raw_email), Some(password)) = (request.email, request.password) else {
-                return Err(Error::Invalid(
-                    "the password grant needs `email` and `password`".into(),
-                ));
-            };
+    match request {
+        TokenRequest::Password {
+            email,
+            password,
+            otp,
+        } => {
             password_grant(
                 &state,
                 ip,
                 &request_id,
                 &headers,
-                &raw_email,
+                &email,
                 &password,
-                request.otp.as_deref(),
+                otp.as_deref(),
             )
             .await
         }
-        "refresh_token" => {
-            let Some(raw) = request.refresh_token else {
-                return Err(Error::Invalid(
-                    "the refresh_token grant needs `refresh_token`".into(),
-                ));
-            };
-            match tokens::refresh(&state.db, &raw, state.clock.now()).await? {
+        TokenRequest::RefreshToken { refresh_token } => {
+            match tokens::refresh(&state.db, &refresh_token, state.clock.now()).await? {
                 Refreshed::Rotated {
                     user_id,
                     family,
@@ -392,9 +420,6 @@ async fn token(
                 )),
             }
         }
-        _ => Err(Error::Invalid(
-            "`grant_type` must be `password` or `refresh_token`".into(),
-        )),
     }
 }
 
@@ -514,13 +539,25 @@ async fn audit_family(
     tx.commit().await
 }
 
-/// `POST /api/v1/auth/revoke`: RFC 7009's answer, `200` whatever the token was.
-#[derive(Deserialize)]
+/// The body of `POST /api/v1/auth/revoke`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RevokeRequest {
+    /// A refresh token or an access token: the API sign-in it belongs to ends.
     token: String,
 }
 
+/// End an API sign-in (RFC 7009): its refresh token and access tokens stop working.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/revoke",
+    operation_id = "revoke_token",
+    tag = "auth",
+    request_body = RevokeRequest,
+    responses(
+        (status = 200, description = "Done, whatever the token was (RFC 7009)"),
+    )
+)]
 async fn revoke(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -552,15 +589,28 @@ async fn revoke(
     Ok(StatusCode::OK.into_response())
 }
 
-#[derive(Serialize)]
+/// The caller.
+#[derive(Serialize, ToSchema)]
 struct Me {
     id: Uuid,
     email: String,
     display_name: String,
+    /// `admin`, `manager` or `user`.
+    #[schema(value_type = String, example = "user")]
     role: &'static str,
+    /// Whether two-step sign-in is on.
     mfa_enabled: bool,
 }
 
+/// Who the credential belongs to.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    operation_id = "me",
+    tag = "auth",
+    responses((status = 200, description = "The caller", body = Me)),
+    security(("bearer" = []), ("api_key" = []))
+)]
 async fn me(api: ApiUser) -> Response {
     let u = api.user;
     json_no_store(
@@ -575,6 +625,40 @@ async fn me(api: ApiUser) -> Response {
     )
 }
 
+/// The public keys access tokens are signed with (RFC 7517).
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes `tokens::KeyRing::jwks`.
+struct Jwks {
+    keys: Vec<Jwk>,
+}
+
+/// One Ed25519 public key.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes `tokens::KeyRing::jwks`.
+struct Jwk {
+    /// `OKP`.
+    kty: String,
+    /// `Ed25519`.
+    crv: String,
+    /// The public key, base64url.
+    x: String,
+    /// The key's id, as in a token's `kid` header.
+    kid: String,
+    /// `EdDSA`.
+    alg: String,
+    /// `sig`.
+    #[schema(rename = "use")]
+    use_: String,
+}
+
+/// The public keys that verify access tokens.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    operation_id = "jwks",
+    tag = "auth",
+    responses((status = 200, description = "The key set", body = Jwks))
+)]
 async fn jwks(State(state): State<AppState>) -> Response {
     let mut response = Json(state.tokens.jwks()).into_response();
     response.headers_mut().insert(

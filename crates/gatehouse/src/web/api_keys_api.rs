@@ -12,9 +12,13 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::get;
 use gatehouse_security::{ClientIp, RequestId};
 use http::{HeaderMap, StatusCode};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::api::{ApiUser, json_no_store as no_store, json_object};
@@ -25,11 +29,59 @@ use crate::audit::AuditContext;
 use crate::error::FieldError;
 use crate::identity::{api_keys, tokens};
 
-/// The API-key routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/api-keys", get(list).post(create))
-        .route("/api/v1/api-keys/{id}", delete(revoke))
+/// The API-key routes, with their OpenAPI descriptions.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(revoke))
+}
+
+/// The body of `POST /api/v1/api-keys`.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Describes the body `create` reads.
+struct NewApiKey {
+    #[schema(schema_with = super::openapi::key_name)]
+    name: String,
+    /// What the key may do: one or more scopes.
+    #[schema(min_items = 1)]
+    scopes: Vec<Scope>,
+    /// Days until the key stops working, 1–365 (default 365).
+    #[schema(minimum = 1, maximum = 365, nullable = false)]
+    expires_in_days: Option<i64>,
+}
+
+/// A scope an API key may carry (`api_keys::SCOPES`).
+#[derive(serde::Deserialize, ToSchema)]
+#[allow(dead_code)] // Describes the strings `api_keys::validate` accepts.
+enum Scope {
+    #[serde(rename = "items:read")]
+    ItemsRead,
+    #[serde(rename = "items:write")]
+    ItemsWrite,
+}
+
+/// The caller's keys.
+#[derive(Serialize, ToSchema)]
+struct ApiKeyList {
+    api_keys: Vec<api_keys::ApiKey>,
+}
+
+/// A new key: the only answer that holds the key itself.
+#[derive(Serialize, ToSchema)]
+struct CreatedApiKey {
+    /// The key (`gk_…`): store it now, it is never shown again.
+    key: String,
+    api_key: api_keys::ApiKey,
+}
+
+/// The path of one key.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Describes the `Path` parameter `revoke` reads as text.
+struct KeyId {
+    /// The key's id.
+    id: Uuid,
 }
 
 fn allowed(api: &ApiUser) -> Result<(), Error> {
@@ -39,15 +91,35 @@ fn allowed(api: &ApiUser) -> Result<(), Error> {
         .ok_or_else(|| Error::Forbidden("Your role does not allow API keys.".into()))
 }
 
+/// List the caller's API keys (never the keys themselves).
+#[utoipa::path(
+    get,
+    path = "/api/v1/api-keys",
+    operation_id = "list_api_keys",
+    tag = "api-keys",
+    responses((status = 200, description = "The caller's keys", body = ApiKeyList)),
+    security(("bearer" = []))
+)]
 async fn list(State(state): State<AppState>, api: ApiUser) -> Result<Response, Error> {
     allowed(&api)?;
     let keys = api_keys::list(&state.db, api.user.id).await?;
-    Ok(no_store(
-        StatusCode::OK,
-        serde_json::json!({ "api_keys": keys }),
-    ))
+    Ok(no_store(StatusCode::OK, ApiKeyList { api_keys: keys }))
 }
 
+/// Make an API key. Needs an access token from a password grant of the last ten minutes.
+#[utoipa::path(
+    post,
+    path = "/api/v1/api-keys",
+    operation_id = "create_api_key",
+    tag = "api-keys",
+    request_body = NewApiKey,
+    responses(
+        (status = 201, description = "The new key, shown this once", body = CreatedApiKey),
+        (status = 403, description = "An API key cannot make keys, or the sign-in is older than ten minutes", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The caller already has the most keys allowed (50)", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn create(
     State(state): State<AppState>,
     api: ApiUser,
@@ -82,7 +154,13 @@ async fn create(
                 Some(s) => scopes = Some(s),
                 None => errors.push(FieldError::new("scopes", "must be a list of strings")),
             },
-            "expires_in_days" => match value.as_i64() {
+            // JSON has one number type: `30.0` is the whole number 30.
+            "expires_in_days" => match value.as_i64().or_else(|| {
+                value
+                    .as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() <= 1e15)
+                    .map(|f| f as i64)
+            }) {
                 Some(d) => days = Some(d),
                 None => errors.push(FieldError::new("expires_in_days", "must be a whole number")),
             },
@@ -110,10 +188,26 @@ async fn create(
     super::notices::send(&state, &api.user.email, ip, super::notices::API_KEY_CREATED);
     Ok(no_store(
         StatusCode::CREATED,
-        serde_json::json!({ "key": key, "api_key": described }),
+        CreatedApiKey {
+            key,
+            api_key: described,
+        },
     ))
 }
 
+/// Revoke one of the caller's API keys.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/api-keys/{id}",
+    operation_id = "revoke_api_key",
+    tag = "api-keys",
+    params(KeyId),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such key of the caller's", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn revoke(
     State(state): State<AppState>,
     api: ApiUser,

@@ -6,15 +6,16 @@
 //!   nothing. `POST` answers `201` with `Location`.
 //! - Lists are newest first, `limit` at most 100 (default 20), with an opaque `next_cursor`.
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use gatehouse_security::{ClientIp, RequestId};
 use http::header::{ETAG, IF_MATCH, LOCATION};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::api::{ApiUser, json_no_store};
@@ -24,14 +25,43 @@ use crate::audit::AuditContext;
 use crate::error::FieldError;
 use crate::items::{self, Changes, Item};
 
-/// The items routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/items", get(list).post(create))
-        .route(
-            "/api/v1/items/{id}",
-            get(read).put(replace).patch(patch).delete(remove),
-        )
+/// The items routes, with their OpenAPI descriptions.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(read, replace, patch, remove))
+}
+
+/// The body of `POST` and `PUT`: both fields. Text is trimmed; control characters are refused.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Lamp", "description": "A lamp for the desk."}))]
+#[allow(dead_code)] // Describes the body `item_fields` reads.
+struct ItemInput {
+    #[schema(schema_with = super::openapi::item_name)]
+    name: String,
+    #[schema(schema_with = super::openapi::item_description)]
+    description: String,
+}
+
+/// The body of `PATCH`: the fields to change (`null` is not a value).
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Describes the body `item_fields` reads.
+struct ItemPatch {
+    #[schema(schema_with = super::openapi::item_name)]
+    name: Option<String>,
+    #[schema(schema_with = super::openapi::item_description)]
+    description: Option<String>,
+}
+
+/// One page of items.
+#[derive(Serialize, ToSchema)]
+struct ItemPage {
+    /// Newest first.
+    items: Vec<Item>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<String>,
 }
 
 /// The fields of an item body, checked by hand so every problem is reported by field name.
@@ -69,8 +99,8 @@ fn item_fields(headers: &HeaderMap, body: &Bytes, partial: bool) -> Result<Chang
     Ok(changes)
 }
 
-/// The version `If-Match` names: `None` without the header or with `*`; a value that is not one
-/// of our ETags matches nothing.
+/// The version `If-Match` names: `None` without the header or with `*`. Any other value that is
+/// not one of our (strong) ETags matches no version, so the write gets `412` (RFC 9110 §13.1.1).
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>, Error> {
     let Some(value) = headers.get(IF_MATCH) else {
         return Ok(None);
@@ -104,13 +134,49 @@ fn item_id(raw: &str) -> Result<Uuid, Error> {
     Uuid::parse_str(raw).map_err(|_| Error::NotFound)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Items per page, 1–100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    #[param(schema_with = super::openapi::cursor)]
     cursor: Option<String>,
+    #[param(schema_with = super::openapi::search_text)]
     q: Option<String>,
 }
 
+/// An item path's `id`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Describes the `Path` parameter the handlers read as text.
+struct ItemId {
+    /// The item's id.
+    id: Uuid,
+}
+
+/// The version an `If-Match` header names.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Describes the header `if_match` reads.
+struct IfMatch {
+    #[param(rename = "If-Match", schema_with = super::openapi::if_match)]
+    if_match: Option<String>,
+}
+
+/// List the items the caller may see.
+#[utoipa::path(
+    get,
+    path = "/api/v1/items",
+    operation_id = "list_items",
+    tag = "items",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of items", body = ItemPage),
+        (status = 422, description = "`limit`, `cursor` or `q` is not valid", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 async fn list(
     State(state): State<AppState>,
     api: ApiUser,
@@ -140,10 +206,28 @@ async fn list(
     .await?;
     Ok(json_no_store(
         StatusCode::OK,
-        serde_json::json!({ "items": page, "next_cursor": next }),
+        ItemPage {
+            items: page,
+            next_cursor: next,
+        },
     ))
 }
 
+/// Add an item, owned by the caller.
+#[utoipa::path(
+    post,
+    path = "/api/v1/items",
+    operation_id = "create_item",
+    tag = "items",
+    request_body = ItemInput,
+    responses(
+        (status = 201, description = "The new item", body = Item, headers(
+            ("Location" = String, description = "The item's URL"),
+            ("ETag" = String, description = "The item's version"),
+        )),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 async fn create(
     State(state): State<AppState>,
     api: ApiUser,
@@ -170,6 +254,21 @@ async fn create(
     Ok(response)
 }
 
+/// Read one item.
+#[utoipa::path(
+    get,
+    path = "/api/v1/items/{id}",
+    operation_id = "get_item",
+    tag = "items",
+    params(ItemId),
+    responses(
+        (status = 200, description = "The item", body = Item, headers(
+            ("ETag" = String, description = "The item's version"),
+        )),
+        (status = 404, description = "No such item, or one the caller may not see", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 async fn read(
     State(state): State<AppState>,
     api: ApiUser,
@@ -205,6 +304,23 @@ async fn change(
     Ok(item_response(StatusCode::OK, &item))
 }
 
+/// Replace an item's name and description.
+#[utoipa::path(
+    put,
+    path = "/api/v1/items/{id}",
+    operation_id = "replace_item",
+    tag = "items",
+    params(ItemId, IfMatch),
+    request_body = ItemInput,
+    responses(
+        (status = 200, description = "The changed item", body = Item, headers(
+            ("ETag" = String, description = "The item's new version"),
+        )),
+        (status = 404, description = "No such item, or one the caller may not see", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The item changed since the `If-Match` version", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 async fn replace(
     State(state): State<AppState>,
     api: ApiUser,
@@ -218,6 +334,23 @@ async fn replace(
     change(&state, &api, &audit_ctx, &id, &headers, &body, false).await
 }
 
+/// Change some of an item's fields.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/items/{id}",
+    operation_id = "patch_item",
+    tag = "items",
+    params(ItemId, IfMatch),
+    request_body = ItemPatch,
+    responses(
+        (status = 200, description = "The changed item", body = Item, headers(
+            ("ETag" = String, description = "The item's new version"),
+        )),
+        (status = 404, description = "No such item, or one the caller may not see", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The item changed since the `If-Match` version", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 async fn patch(
     State(state): State<AppState>,
     api: ApiUser,
@@ -231,6 +364,20 @@ async fn patch(
     change(&state, &api, &audit_ctx, &id, &headers, &body, true).await
 }
 
+/// Delete an item.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/items/{id}",
+    operation_id = "delete_item",
+    tag = "items",
+    params(ItemId, IfMatch),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such item, or one the caller may not see", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The item changed since the `If-Match` version", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 async fn remove(
     State(state): State<AppState>,
     api: ApiUser,

@@ -12,6 +12,7 @@ pub mod items_api;
 pub mod items_pages;
 pub mod mfa;
 pub mod notices;
+pub mod openapi;
 pub mod session;
 pub mod templates;
 

@@ -18,6 +18,7 @@ mod limits;
 mod mail;
 mod metrics;
 mod mfa;
+mod openapi;
 mod pages;
 mod passwords;
 mod proxies;
