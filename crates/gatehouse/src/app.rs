@@ -20,7 +20,7 @@ use gatehouse_security::{
     sensitive,
 };
 use http::StatusCode;
-use secrecy::ExposeSecret as _;
+use secrecy::{ExposeSecret as _, SecretString};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
@@ -147,6 +147,11 @@ impl Application {
             .context("GATEHOUSE_REDIS_URL is not a valid Redis URL")?;
 
         let mut settings = settings;
+        if settings.secret_key_generated {
+            // Development only (production refused to start above): a key that lasts across
+            // restarts, so the signing keys and TOTP secrets sealed under it stay readable.
+            settings.secret_key = development_secret_key(&settings.data_dir)?;
+        }
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {} (GATEHOUSE_LISTEN)", settings.listen))?;
@@ -585,10 +590,79 @@ async fn until_stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
 }
 
 /// Creates the data directory readable by this user only.
+/// The name of the development secret key's file in the data directory.
+pub const DEVELOPMENT_KEY_FILE: &str = "development-secret.key";
+
+/// The secret key of a development run without `GATEHOUSE_SECRET_KEY`: read from
+/// [`DEVELOPMENT_KEY_FILE`] in the data directory, or made and written there (owner-only) on the
+/// first run. Without it every restart would bring a new key, and what the last run sealed in the
+/// database (token signing keys, TOTP secrets) could not be opened any more.
+fn development_secret_key(data_dir: &std::path::Path) -> anyhow::Result<SecretString> {
+    use std::io::Write as _;
+
+    let path = data_dir.join(DEVELOPMENT_KEY_FILE);
+    let context = || {
+        format!(
+            "cannot read or write the development secret key {} (set GATEHOUSE_SECRET_KEY instead)",
+            path.display()
+        )
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().len() >= crate::config::MIN_SECRET_KEY_BYTES => {
+            return Ok(SecretString::from(text.trim().to_owned()));
+        }
+        Ok(_) => anyhow::bail!(
+            "{} holds no usable key: delete it to make a new one, or set GATEHOUSE_SECRET_KEY",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(context),
+    }
+    let mut bytes = [0u8; 48];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).with_context(context)?;
+    file.write_all(key.as_bytes()).with_context(context)?;
+    tracing::warn!(
+        event = "development_key_created",
+        path = %path.display(),
+        "GATEHOUSE_SECRET_KEY is not set: a development key was made and kept in the data directory"
+    );
+    Ok(SecretString::from(key))
+}
+
 fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_development_key_is_made_once_kept_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = development_secret_key(dir.path()).unwrap();
+        let second = development_secret_key(dir.path()).unwrap();
+        assert_eq!(first.expose_secret(), second.expose_secret());
+        assert!(first.expose_secret().len() >= crate::config::MIN_SECRET_KEY_BYTES);
+        let path = dir.path().join(DEVELOPMENT_KEY_FILE);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(&path, "short").unwrap();
+        let refused = development_secret_key(dir.path()).unwrap_err().to_string();
+        assert!(refused.contains("no usable key"), "{refused}");
+    }
 }

@@ -1142,7 +1142,10 @@ impl Settings {
         if self.secret_key_generated && !self.is_production() {
             warnings.push(ConfigError {
                 setting: "GATEHOUSE_SECRET_KEY".into(),
-                message: "is not set: a random key is used for this run, so sessions and tokens do not survive a restart".into(),
+                message: format!(
+                    "is not set: the development key kept in the data directory ({}) is used; production needs this set",
+                    crate::app::DEVELOPMENT_KEY_FILE
+                ),
             });
         }
         warnings
