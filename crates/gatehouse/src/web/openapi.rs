@@ -7,7 +7,7 @@
 //! cannot name a route that is not served.
 //!
 //! The answers that the request pipeline, not the handler, can give are added here to every
-//! operation ([`pipeline_answers`]): `429` and `503` from the rate limits and the timeout, `500`,
+//! operation (`pipeline_answers`): `429` and `503` from the rate limits and the timeout, `500`,
 //! `413` and `415` for operations that take a body, and `401` and `403` for operations that need
 //! a credential. Every error is an RFC 9457 problem (`application/problem+json`).
 
