@@ -164,6 +164,8 @@ on_every_backend! {
         assert_eq!(wrong, unknown);
         let (status, _, _) = grant(&app, json!({"grant_type": "password", "email": EMAIL, "password": PASSWORD, "admin": true})).await;
         assert_eq!(status, 422, "unknown fields are refused");
+        let (status, _, _) = grant(&app, json!({"grant_type": "refresh_token", "refresh_token": "grt_x", "email": EMAIL})).await;
+        assert_eq!(status, 422, "a field of the other grant is refused");
         let (status, _, _) = grant(&app, json!({"grant_type": "client_credentials"})).await;
         assert_eq!(status, 422);
         let res = app.request(reqwest::Method::POST, "/api/v1/auth/token").header("content-type", "text/plain").body("grant_type=password").send().await.unwrap();

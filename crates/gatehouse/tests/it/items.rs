@@ -205,6 +205,13 @@ on_every_backend! {
         assert_eq!(search(&"x".repeat(101)).await.status, 422);
         assert_eq!(call(&app, &token, reqwest::Method::GET, "/api/v1/items?limit=101", None, None).await.status, 422);
         assert_eq!(call(&app, &token, reqwest::Method::GET, "/api/v1/items?cursor=garbage", None, None).await.status, 422);
+        assert_eq!(search("a\0b").await.status, 422, "a NUL, which PostgreSQL refuses, is a field error, not a 500");
+        assert_eq!(search("tab\tinside").await.status, 422, "control characters are refused");
+        let first = call(&app, &token, reqwest::Method::GET, "/api/v1/items?cursor=", None, None).await;
+        assert_eq!((first.status, first.body["items"].as_array().unwrap().len()), (200, 5), "an empty cursor is the first page");
+        let before_everything = format!("/api/v1/items?cursor=0.{}", "0".repeat(32));
+        let r = call(&app, &token, reqwest::Method::GET, &before_everything, None, None).await;
+        assert_eq!((r.status, r.body["items"].as_array().unwrap().len()), (200, 0), "any well-formed cursor works");
     }
 }
 
