@@ -315,7 +315,7 @@ pub async fn records_after(db: &Db, after_id: i64, limit: i64) -> Result<Vec<Aud
                 .map(record_from_pg)
                 .collect()
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             let sql =
                 format!("SELECT {RECORD_COLUMNS} FROM audit_log WHERE id > ? ORDER BY id LIMIT ?");
             sqlx::query(&sql)
@@ -338,7 +338,7 @@ pub async fn count(db: &Db) -> Result<u64, Error> {
                 .fetch_one(pool)
                 .await?
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
                 .fetch_one(pool)
                 .await?
@@ -352,7 +352,7 @@ pub async fn head(db: &Db) -> Result<Option<(i64, String)>, Error> {
     let sql = "SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1";
     Ok(match db {
         Db::Postgres(pool) => sqlx::query_as(sql).fetch_optional(pool).await?,
-        Db::Sqlite(pool) => sqlx::query_as(sql).fetch_optional(pool).await?,
+        Db::Sqlite(pool, _) => sqlx::query_as(sql).fetch_optional(pool).await?,
     })
 }
 

@@ -232,7 +232,7 @@ pub async fn list(db: &Db, user_id: Uuid) -> Result<Vec<ApiKey>, Error> {
                 )
                 .collect())
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             type Row = (
                 String,
                 String,
@@ -328,7 +328,7 @@ pub async fn authenticate(
         .bind(now)
         .fetch_optional(pool)
         .await?,
-        Db::Sqlite(pool) => sqlx::query_as(
+        Db::Sqlite(pool, _) => sqlx::query_as(
             "SELECT id, user_id, scopes FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
         )
         .bind(&key_hash)
@@ -349,7 +349,7 @@ pub async fn authenticate(
                 .execute(pool)
                 .await?;
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             sqlx::query("UPDATE api_keys SET last_used_at = ?2 WHERE key_hash = ?1 AND (last_used_at IS NULL OR last_used_at < ?3)")
                 .bind(&key_hash)
                 .bind(timestamp_text(now))

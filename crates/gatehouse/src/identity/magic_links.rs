@@ -122,7 +122,7 @@ pub async fn issue(
             .execute(pool)
             .await?;
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             sqlx::query(
                 "INSERT INTO magic_links (token_hash, email, code_mac, next_path, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
             )
@@ -172,7 +172,7 @@ async fn consume_where_hash(
             .fetch_optional(pool)
             .await?
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             sqlx::query_as(
                 "UPDATE magic_links SET consumed_at = ?2 \
                  WHERE token_hash = ?1 AND consumed_at IS NULL AND expires_at > ?2 AND failed_attempts < ?3 \
@@ -217,7 +217,7 @@ pub async fn consume_code(
             .fetch_all(pool)
             .await?
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             sqlx::query_as(
                 "SELECT token_hash, code_mac FROM magic_links \
                  WHERE email = ? AND consumed_at IS NULL AND expires_at > ? AND failed_attempts < ?",
@@ -251,7 +251,7 @@ pub async fn consume_code(
             .execute(pool)
             .await?;
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             sqlx::query(
                 "UPDATE magic_links SET failed_attempts = failed_attempts + 1 \
                  WHERE email = ? AND consumed_at IS NULL AND expires_at > ?",
@@ -277,7 +277,7 @@ pub async fn purge_expired(db: &Db, now: time::OffsetDateTime) -> Result<u64, Er
                 .await?
                 .rows_affected()
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             sqlx::query("DELETE FROM magic_links WHERE expires_at < ?1 OR consumed_at < ?1")
                 .bind(timestamp_text(cutoff))
                 .execute(pool)

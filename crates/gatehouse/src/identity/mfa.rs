@@ -155,7 +155,7 @@ async fn stored(db: &Db, user_id: Uuid) -> Result<Stored, Error> {
                 .fetch_optional(pool)
                 .await?
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             sqlx::query_as("SELECT totp_secret, totp_pending FROM users WHERE id = ?")
                 .bind(user_id.to_string())
                 .fetch_optional(pool)
@@ -187,7 +187,7 @@ pub async fn begin(
         .execute(pool)
         .await?
         .rows_affected(),
-        Db::Sqlite(pool) => sqlx::query(
+        Db::Sqlite(pool, _) => sqlx::query(
             "UPDATE users SET totp_pending = ?2 WHERE id = ?1 AND totp_enabled_at IS NULL",
         )
         .bind(user_id.to_string())
@@ -350,7 +350,7 @@ async fn check_totp(
         .execute(pool)
         .await?
         .rows_affected(),
-        Db::Sqlite(pool) => sqlx::query(
+        Db::Sqlite(pool, _) => sqlx::query(
             "UPDATE users SET totp_last_step = ?2 WHERE id = ?1 AND totp_enabled_at IS NOT NULL \
              AND (totp_last_step IS NULL OR totp_last_step < ?2)",
         )
@@ -378,7 +378,7 @@ pub async fn remaining_recovery_codes(db: &Db, user_id: Uuid) -> Result<usize, E
             .fetch_one(pool)
             .await?
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             sqlx::query_scalar(
                 "SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL",
             )
@@ -554,7 +554,7 @@ pub async fn reencrypt(db: &Db, keys: &Keys) -> Result<usize, Error> {
         )
         .fetch_all(pool)
         .await?,
-        Db::Sqlite(pool) => sqlx::query_as(
+        Db::Sqlite(pool, _) => sqlx::query_as(
             "SELECT id, totp_secret, totp_pending FROM users WHERE totp_secret IS NOT NULL OR totp_pending IS NOT NULL",
         )
         .fetch_all(pool)
@@ -581,7 +581,7 @@ pub async fn reencrypt(db: &Db, keys: &Keys) -> Result<usize, Error> {
                     .execute(pool)
                     .await?;
                 }
-                Db::Sqlite(pool) => {
+                Db::Sqlite(pool, _) => {
                     sqlx::query(&format!(
                         "UPDATE users SET {column} = ? WHERE id = ? AND {column} = ?"
                     ))

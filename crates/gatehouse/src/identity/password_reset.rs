@@ -60,7 +60,7 @@ async fn send(state: &AppState, email: &Email) -> Result<(), Error> {
                 .execute(pool)
                 .await?;
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             sqlx::query("INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
                 .bind(hash(&token))
                 .bind(user.id.to_string())
@@ -97,7 +97,7 @@ pub async fn peek(db: &Db, token: &str, now: OffsetDateTime) -> Result<Option<Uu
             .bind(now)
             .fetch_optional(pool)
             .await?,
-        Db::Sqlite(pool) => sqlx::query_scalar("SELECT user_id FROM password_resets WHERE token_hash = ? AND consumed_at IS NULL AND expires_at > ?")
+        Db::Sqlite(pool, _) => sqlx::query_scalar("SELECT user_id FROM password_resets WHERE token_hash = ? AND consumed_at IS NULL AND expires_at > ?")
             .bind(hash(token))
             .bind(timestamp_text(now))
             .fetch_optional(pool)
@@ -114,7 +114,7 @@ pub async fn consume(db: &Db, token: &str, now: OffsetDateTime) -> Result<Option
             .bind(now)
             .fetch_optional(pool)
             .await?,
-        Db::Sqlite(pool) => sqlx::query_scalar("UPDATE password_resets SET consumed_at = ?2 WHERE token_hash = ?1 AND consumed_at IS NULL AND expires_at > ?2 RETURNING user_id")
+        Db::Sqlite(pool, _) => sqlx::query_scalar("UPDATE password_resets SET consumed_at = ?2 WHERE token_hash = ?1 AND consumed_at IS NULL AND expires_at > ?2 RETURNING user_id")
             .bind(hash(token))
             .bind(timestamp_text(now))
             .fetch_optional(pool)
@@ -146,7 +146,7 @@ pub async fn revoke_pending(
             .execute(pool)
             .await?;
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             sqlx::query("UPDATE password_resets SET consumed_at = ?2 WHERE user_id = ?1 AND consumed_at IS NULL")
                 .bind(user_id.to_string())
                 .bind(timestamp_text(now))
@@ -175,7 +175,7 @@ pub async fn purge_expired(db: &Db, now: OffsetDateTime) -> Result<u64, Error> {
                 .await?
                 .rows_affected()
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             sqlx::query("DELETE FROM password_resets WHERE expires_at < ?1 OR consumed_at < ?1")
                 .bind(timestamp_text(cutoff))
                 .execute(pool)

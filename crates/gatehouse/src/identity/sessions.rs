@@ -357,7 +357,7 @@ impl Sessions {
                 .execute(pool)
                 .await?;
             }
-            SessionStore::Database(Db::Sqlite(pool)) => {
+            SessionStore::Database(Db::Sqlite(pool, _)) => {
                 sqlx::query(
                     "INSERT INTO sessions (id_hash, user_id, csrf_secret, created_at, last_seen_at, expires_at, authenticated_at, client_ip, user_agent) \
                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -412,7 +412,7 @@ impl Sessions {
             .as_ref()
             .map(session_from_pg)
             .transpose(),
-            SessionStore::Database(Db::Sqlite(pool)) => {
+            SessionStore::Database(Db::Sqlite(pool, _)) => {
                 sqlx::query(&format!("SELECT {COLUMNS} FROM sessions WHERE id_hash = ?"))
                     .bind(id_hash)
                     .fetch_optional(pool)
@@ -449,7 +449,7 @@ impl Sessions {
             .iter()
             .map(session_from_pg)
             .collect(),
-            SessionStore::Database(Db::Sqlite(pool)) => sqlx::query(&format!(
+            SessionStore::Database(Db::Sqlite(pool, _)) => sqlx::query(&format!(
                 "SELECT {COLUMNS} FROM sessions WHERE user_id = ? ORDER BY created_at, id_hash"
             ))
             .bind(user_id.to_string())
@@ -491,7 +491,7 @@ impl Sessions {
                     .execute(pool)
                     .await?;
             }
-            SessionStore::Database(Db::Sqlite(pool)) => {
+            SessionStore::Database(Db::Sqlite(pool, _)) => {
                 sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?")
                     .bind(timestamp_text(s.last_seen_at))
                     .bind(&s.id_hash)
@@ -526,7 +526,7 @@ impl Sessions {
                     .execute(pool)
                     .await?;
             }
-            SessionStore::Database(Db::Sqlite(pool)) => {
+            SessionStore::Database(Db::Sqlite(pool, _)) => {
                 sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
                     .bind(id_hash)
                     .execute(pool)
@@ -561,7 +561,7 @@ impl Sessions {
                     .await?
                     .rows_affected()
             }
-            SessionStore::Database(Db::Sqlite(pool)) => {
+            SessionStore::Database(Db::Sqlite(pool, _)) => {
                 sqlx::query("DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at <= ?")
                     .bind(timestamp_text(now))
                     .bind(timestamp_text(idle_cutoff))

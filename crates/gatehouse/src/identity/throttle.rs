@@ -89,7 +89,7 @@ pub async fn blocked_for(
                     .fetch_optional(pool)
                     .await?
             }
-            Db::Sqlite(pool) => {
+            Db::Sqlite(pool, _) => {
                 let text: Option<String> =
                     sqlx::query_scalar("SELECT blocked_until FROM sign_in_failures WHERE key = ?")
                         .bind(key)
@@ -197,7 +197,7 @@ pub async fn clear(db: &Db, key: &str) -> Result<(), Error> {
                 .execute(pool)
                 .await?;
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             sqlx::query("DELETE FROM sign_in_failures WHERE key = ?")
                 .bind(key)
                 .execute(pool)
@@ -224,7 +224,7 @@ pub async fn purge_quiet(
         .execute(pool)
         .await?
         .rows_affected(),
-        Db::Sqlite(pool) => sqlx::query(
+        Db::Sqlite(pool, _) => sqlx::query(
             "DELETE FROM sign_in_failures WHERE blocked_until < ? AND last_failure_at < ?",
         )
         .bind(timestamp_text(now))

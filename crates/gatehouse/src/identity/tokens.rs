@@ -156,7 +156,7 @@ pub async fn rotate(
                 .await?;
             tx.commit().await?;
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "DELETE FROM signing_keys WHERE EXISTS (SELECT 1 FROM signing_keys n WHERE n.created_at > signing_keys.created_at AND n.created_at < ?)",
@@ -182,7 +182,7 @@ async fn load(db: &Db, keys: &Keys) -> Result<Vec<Arc<SigningKey>>, Error> {
     let sql = "SELECT kid, private_sealed, public_key FROM signing_keys ORDER BY created_at, kid";
     let rows: Vec<(String, String, String)> = match db {
         Db::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await?,
-        Db::Sqlite(pool) => sqlx::query_as(sql).fetch_all(pool).await?,
+        Db::Sqlite(pool, _) => sqlx::query_as(sql).fetch_all(pool).await?,
     };
     let mut usable = Vec::with_capacity(rows.len());
     let mut first_error = None;
@@ -398,7 +398,7 @@ pub async fn reencrypt(db: &Db, keys: &Keys) -> Result<usize, Error> {
                 .fetch_all(pool)
                 .await?
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             sqlx::query_as("SELECT kid, private_sealed FROM signing_keys")
                 .fetch_all(pool)
                 .await?
@@ -419,7 +419,7 @@ pub async fn reencrypt(db: &Db, keys: &Keys) -> Result<usize, Error> {
                     .execute(pool)
                     .await?;
             }
-            Db::Sqlite(pool) => {
+            Db::Sqlite(pool, _) => {
                 sqlx::query("UPDATE signing_keys SET private_sealed = ? WHERE kid = ?")
                     .bind(&fresh)
                     .bind(&kid)
@@ -569,7 +569,7 @@ pub async fn start_family(
                 .await?;
             tx.commit().await?;
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             let mut tx = pool.begin().await?;
             sqlx::query("INSERT INTO token_families (id, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
                 .bind(family.to_string())
@@ -612,7 +612,7 @@ pub async fn refresh(db: &Db, raw: &str, now: OffsetDateTime) -> Result<Refreshe
         .bind(now)
         .fetch_optional(pool)
         .await?,
-        Db::Sqlite(pool) => sqlx::query_as(
+        Db::Sqlite(pool, _) => sqlx::query_as(
             "UPDATE refresh_tokens SET used_at = ?2 \
              WHERE token_hash = ?1 AND used_at IS NULL AND EXISTS (SELECT 1 FROM token_families f WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL AND f.expires_at > ?2) \
              RETURNING family_id, (SELECT user_id FROM token_families f WHERE f.id = refresh_tokens.family_id)",
@@ -636,7 +636,7 @@ pub async fn refresh(db: &Db, raw: &str, now: OffsetDateTime) -> Result<Refreshe
                     .execute(pool)
                     .await?;
             }
-            Db::Sqlite(pool) => {
+            Db::Sqlite(pool, _) => {
                 sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id, created_at) VALUES (?, ?, ?)")
                     .bind(hash(&next))
                     .bind(family.to_string())
@@ -660,7 +660,7 @@ pub async fn refresh(db: &Db, raw: &str, now: OffsetDateTime) -> Result<Refreshe
         .bind(&token_hash)
         .fetch_optional(pool)
         .await?,
-        Db::Sqlite(pool) => sqlx::query_as(
+        Db::Sqlite(pool, _) => sqlx::query_as(
             "SELECT f.id, f.user_id FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id \
              WHERE r.token_hash = ? AND r.used_at IS NOT NULL AND f.revoked_at IS NULL",
         )
@@ -692,7 +692,7 @@ pub async fn revoke_family(db: &Db, family: Uuid, now: OffsetDateTime) -> Result
         .execute(pool)
         .await?
         .rows_affected(),
-        Db::Sqlite(pool) => sqlx::query(
+        Db::Sqlite(pool, _) => sqlx::query(
             "UPDATE token_families SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
         )
         .bind(family.to_string())
@@ -713,7 +713,7 @@ pub async fn family_of(db: &Db, raw: &str) -> Result<Option<Uuid>, Error> {
                 .fetch_optional(pool)
                 .await?
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = ?")
                 .bind(hash(raw))
                 .fetch_optional(pool)
@@ -734,7 +734,7 @@ pub async fn revoke_all(db: &Db, user_id: Uuid, now: OffsetDateTime) -> Result<u
         .execute(pool)
         .await?
         .rows_affected(),
-        Db::Sqlite(pool) => sqlx::query(
+        Db::Sqlite(pool, _) => sqlx::query(
             "UPDATE token_families SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
         )
         .bind(user_id.to_string())
@@ -754,7 +754,7 @@ pub async fn family_created_at(db: &Db, family: Uuid) -> Result<Option<OffsetDat
         .bind(family)
         .fetch_optional(pool)
         .await?),
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             let at: Option<String> =
                 sqlx::query_scalar("SELECT created_at FROM token_families WHERE id = ?")
                     .bind(family.to_string())
@@ -781,7 +781,7 @@ pub async fn family_live(
         .bind(now)
         .fetch_one(pool)
         .await?,
-        Db::Sqlite(pool) => sqlx::query_scalar(
+        Db::Sqlite(pool, _) => sqlx::query_scalar(
             "SELECT COUNT(*) FROM token_families WHERE id = ? AND user_id = ? AND revoked_at IS NULL AND expires_at > ?",
         )
         .bind(family.to_string())
@@ -805,7 +805,7 @@ pub async fn purge(db: &Db, now: OffsetDateTime) -> Result<u64, Error> {
                 .await?
                 .rows_affected()
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             sqlx::query("DELETE FROM token_families WHERE expires_at < ?1 OR revoked_at < ?1")
                 .bind(timestamp_text(cutoff))
                 .execute(pool)

@@ -367,7 +367,7 @@ pub async fn find_by_email(db: &Db, email: &Email) -> Result<Option<User>, Error
                 .map(user_from_pg)
                 .transpose()
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE lower(email) = ?");
             sqlx::query(&sql)
                 .bind(email.as_str())
@@ -449,7 +449,7 @@ pub async fn password_hash(db: &Db, id: Uuid) -> Result<Option<String>, Error> {
                 .fetch_optional(pool)
                 .await?
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
                 .bind(id.to_string())
                 .fetch_optional(pool)
@@ -472,7 +472,7 @@ pub async fn find_by_id(db: &Db, id: Uuid) -> Result<Option<User>, Error> {
                 .map(user_from_pg)
                 .transpose()
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
             sqlx::query(&sql)
                 .bind(id.to_string())
@@ -497,7 +497,7 @@ pub async fn list(db: &Db) -> Result<Vec<User>, Error> {
                 .map(user_from_pg)
                 .collect()
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(pool, _) => {
             let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY created_at, email");
             sqlx::query(&sql)
                 .fetch_all(pool)

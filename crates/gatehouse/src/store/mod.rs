@@ -12,8 +12,11 @@
 //!   chain head, a single-use token) cannot interleave with another writer.
 //! - Database errors are logged by the caller's error type and never shown to clients.
 
+mod sqlite_reads;
+
 use std::path::Path;
 use std::str::FromStr as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -22,6 +25,7 @@ use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 use time::OffsetDateTime;
 
 use crate::Error;
+pub use sqlite_reads::SqliteReads;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -32,8 +36,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The database, chosen once from the URL.
 #[derive(Clone, Debug)]
 pub enum Db {
-    /// Embedded SQLite file.
-    Sqlite(SqlitePool),
+    /// Embedded SQLite file, and its hot reads on the calling thread.
+    Sqlite(SqlitePool, Arc<SqliteReads>),
     /// PostgreSQL server.
     Postgres(PgPool),
 }
@@ -70,15 +74,19 @@ impl Db {
                 .await?;
             return Ok(Self::Postgres(pool));
         }
-        if let Some(path) = sqlite_file(url) {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    Error::Internal(anyhow::anyhow!(
-                        "cannot create the database folder {}: {e}",
-                        parent.display()
-                    ))
-                })?;
-            }
+        let Some(path) = sqlite_file(url) else {
+            return Err(Error::Internal(anyhow::anyhow!(
+                "an in-memory SQLite database is not supported (each connection would see an \
+                 empty database of its own): name a file, as in sqlite://./data/gatehouse.db"
+            )));
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Error::Internal(anyhow::anyhow!(
+                    "cannot create the database folder {}: {e}",
+                    parent.display()
+                ))
+            })?;
         }
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -101,13 +109,14 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        Ok(Self::Sqlite(pool))
+        let reads = Arc::new(SqliteReads::new(path.to_owned(), max_connections as usize));
+        Ok(Self::Sqlite(pool, reads))
     }
 
     /// Applies every pending migration of this backend.
     pub async fn migrate(&self) -> Result<(), Error> {
         match self {
-            Self::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+            Self::Sqlite(pool, _) => SQLITE_MIGRATIONS.run(pool).await,
             Self::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
         }
         .map_err(|e| Error::Internal(anyhow::anyhow!("migration failed: {e}")))
@@ -116,7 +125,7 @@ impl Db {
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), Error> {
         let _: i32 = match self {
-            Self::Sqlite(pool) => sqlx::query_scalar("SELECT 1").fetch_one(pool).await?,
+            Self::Sqlite(pool, _) => sqlx::query_scalar("SELECT 1").fetch_one(pool).await?,
             Self::Postgres(pool) => sqlx::query_scalar("SELECT 1").fetch_one(pool).await?,
         };
         Ok(())
@@ -125,7 +134,7 @@ impl Db {
     /// Opens a write transaction (see the module's Security section).
     pub async fn begin(&self) -> Result<Tx, Error> {
         Ok(match self {
-            Self::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Self::Sqlite(pool, _) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
             Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
     }
@@ -133,7 +142,7 @@ impl Db {
     /// Closes every connection; later queries fail.
     pub async fn close(&self) {
         match self {
-            Self::Sqlite(pool) => pool.close().await,
+            Self::Sqlite(pool, _) => pool.close().await,
             Self::Postgres(pool) => pool.close().await,
         }
     }
@@ -141,7 +150,7 @@ impl Db {
     /// `sqlite` or `postgres`.
     pub fn backend_name(&self) -> &'static str {
         match self {
-            Self::Sqlite(_) => "sqlite",
+            Self::Sqlite(..) => "sqlite",
             Self::Postgres(_) => "postgres",
         }
     }

@@ -93,7 +93,7 @@ fn parts(token: &str) -> (Value, Value, String) {
 /// The app's current signing key, read from the database with the app's secret key.
 async fn our_signing_key(app: &TestApp) -> jsonwebtoken::EncodingKey {
     let sealed: String = match &app.db {
-        gatehouse::store::Db::Sqlite(pool) => sqlx::query_scalar(
+        gatehouse::store::Db::Sqlite(pool, _) => sqlx::query_scalar(
             "SELECT private_sealed FROM signing_keys ORDER BY created_at DESC LIMIT 1",
         )
         .fetch_one(pool)
@@ -294,7 +294,7 @@ on_every_backend! {
         assert_eq!(me(&app, access).await.2["role"], "user");
         // Disabled by SQL, behind the CLI's back: the status is still read on every request.
         match &app.db {
-            gatehouse::store::Db::Sqlite(pool) => sqlx::query("UPDATE users SET status = 'disabled'").execute(pool).await.map(drop),
+            gatehouse::store::Db::Sqlite(pool, _) => sqlx::query("UPDATE users SET status = 'disabled'").execute(pool).await.map(drop),
             gatehouse::store::Db::Postgres(pool) => sqlx::query("UPDATE users SET status = 'disabled'").execute(pool).await.map(drop),
         }.unwrap();
         app.clock.advance(Duration::from_secs(4));

@@ -30,7 +30,7 @@ async fn add_user(db: &Db, email: &str) {
 async fn raw_sql(db: &Db, statements: &[&str]) {
     for sql in statements {
         match db {
-            Db::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+            Db::Sqlite(pool, _) => sqlx::query(sql).execute(pool).await.map(drop),
             Db::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop),
         }
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -39,14 +39,14 @@ async fn raw_sql(db: &Db, statements: &[&str]) {
 
 async fn try_sql(db: &Db, sql: &str) -> Result<(), sqlx::Error> {
     match db {
-        Db::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+        Db::Sqlite(pool, _) => sqlx::query(sql).execute(pool).await.map(drop),
         Db::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop),
     }
 }
 
 fn drop_guards(db: &Db) -> &'static [&'static str] {
     match db {
-        Db::Sqlite(_) => &[
+        Db::Sqlite(..) => &[
             "DROP TRIGGER audit_log_no_update",
             "DROP TRIGGER audit_log_no_delete",
         ],

@@ -142,7 +142,7 @@ on_every_backend! {
 
         // The secret is sealed at rest.
         let stored: String = match &app.db {
-            gatehouse::store::Db::Sqlite(pool) => sqlx::query_scalar("SELECT totp_secret FROM users").fetch_one(pool).await.unwrap(),
+            gatehouse::store::Db::Sqlite(pool, _) => sqlx::query_scalar("SELECT totp_secret FROM users").fetch_one(pool).await.unwrap(),
             gatehouse::store::Db::Postgres(pool) => sqlx::query_scalar("SELECT totp_secret FROM users").fetch_one(pool).await.unwrap(),
         };
         assert!(stored.starts_with("v1.") && !stored.contains(&key.replace(' ', "")), "{stored}");

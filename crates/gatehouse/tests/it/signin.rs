@@ -345,7 +345,7 @@ on_every_backend! {
         // The app's own housekeeping may get there first: either way, only the live link remains.
         gatehouse::identity::magic_links::purge_expired(&app.db, now).await.unwrap();
         let rows: i64 = match &app.db {
-            gatehouse::store::Db::Sqlite(pool) => sqlx::query_scalar("SELECT COUNT(*) FROM magic_links").fetch_one(pool).await.unwrap(),
+            gatehouse::store::Db::Sqlite(pool, _) => sqlx::query_scalar("SELECT COUNT(*) FROM magic_links").fetch_one(pool).await.unwrap(),
             gatehouse::store::Db::Postgres(pool) => sqlx::query_scalar("SELECT COUNT(*) FROM magic_links").fetch_one(pool).await.unwrap(),
         };
         assert_eq!(rows, 1, "the two-day-old link is gone");
@@ -456,10 +456,12 @@ async fn sign_in_works_with_sessions_and_rate_limits_in_redis() {
     assert!(headers.contains_key("ratelimit-remaining"));
     // The session lives in Redis, not in the database.
     let rows: i64 = match &app.db {
-        gatehouse::store::Db::Sqlite(pool) => sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
-            .fetch_one(pool)
-            .await
-            .unwrap(),
+        gatehouse::store::Db::Sqlite(pool, _) => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        }
         gatehouse::store::Db::Postgres(_) => unreachable!(),
     };
     assert_eq!(rows, 0);

@@ -1,0 +1,82 @@
+//! Hot reads from the SQLite file, run on the calling thread (`rusqlite`).
+//!
+//! sqlx runs each SQLite connection on a thread of its own and hands every query to it, and the
+//! result back, through channels: at least two thread wake-ups per query. On a small machine
+//! those cost far more than the query itself: a page of 20 items took ~150 µs of CPU through
+//! sqlx, most of it in the scheduler, against a few tens of microseconds for SQLite to read and
+//! encode the page (`bench/README.md` has the figures). The few reads on the busiest paths
+//! (listing items) therefore run here instead, synchronously, on the thread of the request.
+//!
+//! That is safe to do on an async worker because these reads do not wait: the database is in WAL
+//! mode, where a reader never waits for a writer, and the connections here are read-only
+//! (`SQLITE_OPEN_READ_ONLY`, `PRAGMA query_only`), so they take no lock a writer holds. The one
+//! wait left, while SQLite restarts the WAL, is bounded by a short busy timeout. Everything that
+//! writes, and every transaction, stays on sqlx.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::Error;
+
+/// How long a read waits in the rare moment the WAL is being restarted.
+const BUSY_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Read-only connections to one SQLite file, opened on first use and kept for reuse.
+#[derive(Debug)]
+pub struct SqliteReads {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    keep: usize,
+}
+
+impl SqliteReads {
+    /// Reads of the database file at `path`, keeping at most `keep` idle connections.
+    pub fn new(path: PathBuf, keep: usize) -> Self {
+        Self {
+            path,
+            idle: Mutex::new(Vec::new()),
+            keep,
+        }
+    }
+
+    /// Runs `read` on a read-only connection. `read` should use `prepare_cached`, so each
+    /// connection parses a statement once.
+    pub fn read<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, Error> {
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.open().map_err(|e| self.error(&e))?,
+        };
+        let result = read(&conn).map_err(|e| self.error(&e));
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < self.keep {
+                idle.push(conn);
+            }
+        }
+        result
+    }
+
+    fn open(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "query_only", true)?;
+        conn.pragma_update(None, "trusted_schema", false)?;
+        Ok(conn)
+    }
+
+    fn error(&self, e: &rusqlite::Error) -> Error {
+        Error::Internal(anyhow::anyhow!(
+            "reading SQLite file {}: {e}",
+            self.path.display()
+        ))
+    }
+}
