@@ -225,7 +225,7 @@ pub async fn create(
                 .execute(&mut **tx)
                 .await?;
         }
-        Tx::Sqlite(tx) => {
+        Tx::Sqlite(tx, _) => {
             sqlx::query("INSERT INTO items (id, owner_id, name, description, created_at, updated_at, version) VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1)")
                 .bind(item.id.to_string())
                 .bind(item.owner_id.to_string())
@@ -322,8 +322,8 @@ pub async fn list(
                 .map(from_pg)
                 .collect::<Result<Vec<_>, _>>()?
         }
-        Db::Sqlite(_, reads) => {
-            // A hot read, on this thread (`store::SqliteReads`).
+        Db::Sqlite(_, file) => {
+            // A hot read, on this thread (`store::SqliteFile`).
             let sql = list_sql(filter_owner, filter_search, filter_after, |n| {
                 format!("?{n}")
             });
@@ -339,25 +339,24 @@ pub async fn list(
                 params.push(id.to_string().into());
             }
             params.push(fetch_n.into());
-            reads
-                .read(|conn| {
-                    let mut statement = conn.prepare_cached(&sql)?;
-                    let rows = statement.query_map(rusqlite::params_from_iter(params), |row| {
-                        Ok(SqliteItem {
-                            id: row.get(0)?,
-                            owner_id: row.get(1)?,
-                            name: row.get(2)?,
-                            description: row.get(3)?,
-                            created_at: row.get(4)?,
-                            updated_at: row.get(5)?,
-                            version: row.get(6)?,
-                        })
-                    })?;
-                    rows.collect::<rusqlite::Result<Vec<_>>>()
-                })?
-                .into_iter()
-                .map(SqliteItem::into_item)
-                .collect::<Result<Vec<_>, _>>()?
+            file.read(|conn| {
+                let mut statement = conn.prepare_cached(&sql)?;
+                let rows = statement.query_map(rusqlite::params_from_iter(params), |row| {
+                    Ok(SqliteItem {
+                        id: row.get(0)?,
+                        owner_id: row.get(1)?,
+                        name: row.get(2)?,
+                        description: row.get(3)?,
+                        created_at: row.get(4)?,
+                        updated_at: row.get(5)?,
+                        version: row.get(6)?,
+                    })
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })?
+            .into_iter()
+            .map(SqliteItem::into_item)
+            .collect::<Result<Vec<_>, _>>()?
         }
     };
     let next = if items.len() > limit as usize {
@@ -492,7 +491,7 @@ pub async fn update(
             .execute(&mut **tx)
             .await?
             .rows_affected(),
-        Tx::Sqlite(tx) => sqlx::query("UPDATE items SET name = ?3, description = ?4, updated_at = ?5, version = version + 1 WHERE id = ?1 AND version = ?2")
+        Tx::Sqlite(tx, _) => sqlx::query("UPDATE items SET name = ?3, description = ?4, updated_at = ?5, version = version + 1 WHERE id = ?1 AND version = ?2")
             .bind(id.to_string())
             .bind(before.version)
             .bind(&after.name)
@@ -536,7 +535,7 @@ pub async fn delete(
             .execute(&mut **tx)
             .await?
             .rows_affected(),
-        Tx::Sqlite(tx) => sqlx::query("DELETE FROM items WHERE id = ? AND version = ?")
+        Tx::Sqlite(tx, _) => sqlx::query("DELETE FROM items WHERE id = ? AND version = ?")
             .bind(id.to_string())
             .bind(before.version)
             .execute(&mut **tx)

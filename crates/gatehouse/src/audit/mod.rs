@@ -204,7 +204,7 @@ pub async fn record(tx: &mut Tx, ctx: &AuditContext, event: AuditEvent) -> Resul
                 .fetch_optional(&mut **tx)
                 .await?
         }
-        Tx::Sqlite(tx) => {
+        Tx::Sqlite(tx, _) => {
             sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
                 .fetch_optional(&mut **tx)
                 .await?
@@ -242,7 +242,7 @@ pub async fn record(tx: &mut Tx, ctx: &AuditContext, event: AuditEvent) -> Resul
             .fetch_one(&mut **tx)
             .await?
         }
-        Tx::Sqlite(tx) => {
+        Tx::Sqlite(tx, _) => {
             sqlx::query_scalar(
                 "INSERT INTO audit_log (occurred_at, actor, client_ip, action, entity_type, entity_id, changes, request_id, prev_hash, hash) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",

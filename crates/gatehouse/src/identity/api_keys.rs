@@ -138,7 +138,7 @@ pub async fn create(
             .fetch_one(&mut **tx)
             .await?
         }
-        Tx::Sqlite(tx) => {
+        Tx::Sqlite(tx, _) => {
             sqlx::query_scalar(
                 "SELECT COUNT(*) FROM api_keys WHERE user_id = ? AND revoked_at IS NULL",
             )
@@ -167,7 +167,7 @@ pub async fn create(
                 .execute(&mut **tx)
                 .await?;
         }
-        Tx::Sqlite(tx) => {
+        Tx::Sqlite(tx, _) => {
             sqlx::query("INSERT INTO api_keys (id, user_id, name, prefix, key_hash, scopes, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
                 .bind(described.id.to_string())
                 .bind(user_id.to_string())
@@ -283,7 +283,7 @@ pub async fn revoke(
             .execute(&mut **tx)
             .await?
             .rows_affected(),
-        Tx::Sqlite(tx) => sqlx::query("UPDATE api_keys SET revoked_at = ?3 WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL")
+        Tx::Sqlite(tx, _) => sqlx::query("UPDATE api_keys SET revoked_at = ?3 WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL")
             .bind(id.to_string())
             .bind(user_id.to_string())
             .bind(timestamp_text(now))

@@ -251,7 +251,7 @@ pub async fn confirm(
         .execute(&mut **tx)
         .await?
         .rows_affected(),
-        Tx::Sqlite(tx) => sqlx::query(
+        Tx::Sqlite(tx, _) => sqlx::query(
             "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, totp_enabled_at = ?3, totp_last_step = ?4 \
              WHERE id = ?1 AND totp_pending = ?2 AND totp_enabled_at IS NULL",
         )
@@ -303,7 +303,7 @@ pub async fn check(
         .execute(&mut **tx)
         .await?
         .rows_affected(),
-        Tx::Sqlite(tx) => sqlx::query(
+        Tx::Sqlite(tx, _) => sqlx::query(
             "UPDATE recovery_codes SET used_at = ?3 WHERE user_id = ?1 AND code_mac = ?2 AND used_at IS NULL \
              AND EXISTS (SELECT 1 FROM users WHERE id = ?1 AND totp_enabled_at IS NOT NULL)",
         )
@@ -409,7 +409,7 @@ pub async fn regenerate_recovery_codes(
             .fetch_optional(&mut **tx)
             .await?
         }
-        Tx::Sqlite(tx) => {
+        Tx::Sqlite(tx, _) => {
             sqlx::query_scalar("SELECT totp_enabled_at IS NOT NULL FROM users WHERE id = ?")
                 .bind(user_id.to_string())
                 .fetch_optional(&mut **tx)
@@ -450,7 +450,7 @@ async fn replace_recovery_codes(
                 .execute(&mut **tx)
                 .await?;
             }
-            Tx::Sqlite(tx) => {
+            Tx::Sqlite(tx, _) => {
                 sqlx::query(
                     "INSERT INTO recovery_codes (user_id, code_mac, created_at) VALUES (?, ?, ?)",
                 )
@@ -478,7 +478,7 @@ async fn delete_recovery_codes(tx: &mut Tx, user_id: Uuid) -> Result<(), Error> 
                 .execute(&mut **tx)
                 .await?;
         }
-        Tx::Sqlite(tx) => {
+        Tx::Sqlite(tx, _) => {
             sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?")
                 .bind(user_id.to_string())
                 .execute(&mut **tx)
@@ -506,7 +506,7 @@ pub async fn disable(
         .execute(&mut **tx)
         .await?
         .rows_affected(),
-        Tx::Sqlite(tx) => sqlx::query(
+        Tx::Sqlite(tx, _) => sqlx::query(
             "UPDATE users SET totp_secret = NULL, totp_pending = NULL, totp_enabled_at = NULL, totp_last_step = NULL \
              WHERE id = ? AND (totp_enabled_at IS NOT NULL OR totp_pending IS NOT NULL)",
         )

@@ -129,7 +129,7 @@ pub async fn record_failure(
             .bind(key)
             .fetch_optional(&mut **t)
             .await?,
-            crate::store::Tx::Sqlite(t) => {
+            crate::store::Tx::Sqlite(t, _) => {
                 let row: Option<(i64, String)> = sqlx::query_as(
                     "SELECT failures, last_failure_at FROM sign_in_failures WHERE key = ?",
                 )
@@ -170,7 +170,7 @@ pub async fn record_failure(
                 .execute(&mut **t)
                 .await?;
             }
-            crate::store::Tx::Sqlite(t) => {
+            crate::store::Tx::Sqlite(t, _) => {
                 sqlx::query(
                     "INSERT INTO sign_in_failures (key, failures, last_failure_at, blocked_until) VALUES (?1, ?2, ?3, ?4) \
                      ON CONFLICT (key) DO UPDATE SET failures = ?2, last_failure_at = ?3, blocked_until = ?4",

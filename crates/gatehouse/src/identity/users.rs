@@ -251,7 +251,7 @@ async fn insert(tx: &mut Tx, new: &NewUser) -> Result<User, Error> {
         .execute(&mut **tx)
         .await
         .map(|r| r.rows_affected()),
-        Tx::Sqlite(tx) => sqlx::query(
+        Tx::Sqlite(tx, _) => sqlx::query(
             "INSERT INTO users (id, email, display_name, role, status, created_at, updated_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
         )
@@ -281,7 +281,7 @@ async fn update(tx: &mut Tx, user: &User) -> Result<(), Error> {
                 .execute(&mut **tx)
                 .await?;
         }
-        Tx::Sqlite(tx) => {
+        Tx::Sqlite(tx, _) => {
             sqlx::query("UPDATE users SET role = ?2, status = ?3, display_name = ?4, updated_at = ?5 WHERE id = ?1")
                 .bind(user.id.to_string())
                 .bind(user.role.as_str())
@@ -304,7 +304,7 @@ async fn lock_active_admins(tx: &mut Tx) -> Result<usize, Error> {
         .fetch_all(&mut **tx)
         .await?
         .len(),
-        Tx::Sqlite(tx) => {
+        Tx::Sqlite(tx, _) => {
             sqlx::query("SELECT id FROM users WHERE role = 'admin' AND status = 'active'")
                 .fetch_all(&mut **tx)
                 .await?
@@ -320,7 +320,7 @@ async fn count_in(tx: &mut Tx) -> Result<i64, Error> {
                 .fetch_one(&mut **tx)
                 .await?
         }
-        Tx::Sqlite(tx) => {
+        Tx::Sqlite(tx, _) => {
             sqlx::query_scalar("SELECT COUNT(*) FROM users")
                 .fetch_one(&mut **tx)
                 .await?
@@ -341,7 +341,7 @@ async fn find_by_email_in(tx: &mut Tx, email: &Email) -> Result<Option<User>, Er
                 .map(user_from_pg)
                 .transpose()
         }
-        Tx::Sqlite(tx) => {
+        Tx::Sqlite(tx, _) => {
             let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE lower(email) = ?");
             sqlx::query(&sql)
                 .bind(email.as_str())
@@ -426,7 +426,7 @@ async fn store_password_hash(tx: &mut Tx, id: Uuid, hash: &str) -> Result<(), Er
             .execute(&mut **tx)
             .await?;
         }
-        Tx::Sqlite(tx) => {
+        Tx::Sqlite(tx, _) => {
             sqlx::query(
                 "UPDATE users SET password_hash = ?2, password_changed_at = ?3 WHERE id = ?1",
             )

@@ -12,7 +12,7 @@
 //!   chain head, a single-use token) cannot interleave with another writer.
 //! - Database errors are logged by the caller's error type and never shown to clients.
 
-mod sqlite_reads;
+mod sqlite_file;
 
 use std::path::Path;
 use std::str::FromStr as _;
@@ -23,9 +23,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 use time::OffsetDateTime;
+use tokio::sync::OwnedMutexGuard;
 
 use crate::Error;
-pub use sqlite_reads::SqliteReads;
+pub use sqlite_file::SqliteFile;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -36,8 +37,9 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The database, chosen once from the URL.
 #[derive(Clone, Debug)]
 pub enum Db {
-    /// Embedded SQLite file, and its hot reads on the calling thread.
-    Sqlite(SqlitePool, Arc<SqliteReads>),
+    /// Embedded SQLite file: sqlx's pool, and the hot reads and writer queue of
+    /// [`SqliteFile`].
+    Sqlite(SqlitePool, Arc<SqliteFile>),
     /// PostgreSQL server.
     Postgres(PgPool),
 }
@@ -45,8 +47,8 @@ pub enum Db {
 /// A write transaction on either backend. Dropping it without [`Tx::commit`] rolls back.
 #[derive(Debug)]
 pub enum Tx {
-    /// SQLite, begun `IMMEDIATE`.
-    Sqlite(Transaction<'static, Sqlite>),
+    /// SQLite, begun `IMMEDIATE`, during this process's one writer turn.
+    Sqlite(Transaction<'static, Sqlite>, OwnedMutexGuard<()>),
     /// PostgreSQL.
     Postgres(Transaction<'static, Postgres>),
 }
@@ -55,7 +57,7 @@ impl Tx {
     /// Commits the change and everything recorded with it.
     pub async fn commit(self) -> Result<(), Error> {
         match self {
-            Self::Sqlite(tx) => tx.commit().await?,
+            Self::Sqlite(tx, _turn) => tx.commit().await?,
             Self::Postgres(tx) => tx.commit().await?,
         }
         Ok(())
@@ -109,8 +111,8 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        let reads = Arc::new(SqliteReads::new(path.to_owned(), max_connections as usize));
-        Ok(Self::Sqlite(pool, reads))
+        let file = Arc::new(SqliteFile::new(path.to_owned(), max_connections as usize));
+        Ok(Self::Sqlite(pool, file))
     }
 
     /// Applies every pending migration of this backend.
@@ -134,7 +136,11 @@ impl Db {
     /// Opens a write transaction (see the module's Security section).
     pub async fn begin(&self) -> Result<Tx, Error> {
         Ok(match self {
-            Self::Sqlite(pool, _) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Self::Sqlite(pool, file) => {
+                // The turn first: a writer waiting for it holds no pooled connection.
+                let turn = file.writer_turn().await;
+                Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?, turn)
+            }
             Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
     }
@@ -214,7 +220,7 @@ mod tests {
         // One connection, so the next transaction gets the same one unless it was closed.
         let db = Db::connect(&url, 1).await.unwrap();
         let mut tx = db.begin().await.unwrap();
-        let Tx::Sqlite(inner) = &mut tx else {
+        let Tx::Sqlite(inner, _) = &mut tx else {
             unreachable!()
         };
         // SQLite ends the transaction behind sqlx's back, as it does itself after some errors;
@@ -226,6 +232,36 @@ mod tests {
             assert!(tx.is_ok(), "attempt {attempt}: {:?}", tx.err());
             tx.unwrap().commit().await.unwrap();
         }
+    }
+
+    /// A writer waiting for its turn holds no pooled connection, so reads go on meanwhile; it
+    /// starts as soon as the open transaction ends.
+    #[tokio::test]
+    async fn sqlite_writers_queue_without_holding_a_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let db = Db::connect(&url, 2).await.unwrap();
+        let first = db.begin().await.unwrap();
+        let waiting = tokio::spawn({
+            let db = db.clone();
+            async move { db.begin().await.map(|tx| tx.commit()) }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "the second writer waits for the first");
+        // Were the waiting writer holding the other connection in SQLite's busy loop, this
+        // would wait for the pool's five-second acquire timeout.
+        tokio::time::timeout(Duration::from_secs(2), db.ping())
+            .await
+            .expect("a read does not wait behind a queued writer")
+            .unwrap();
+        first.commit().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(2), waiting)
+            .await
+            .expect("the queued writer starts once the first ends")
+            .unwrap()
+            .unwrap()
+            .await
+            .unwrap();
     }
 
     #[test]

@@ -1,4 +1,7 @@
-//! Hot reads from the SQLite file, run on the calling thread (`rusqlite`).
+//! What this process does with its SQLite file besides sqlx's pool: hot reads on the calling
+//! thread (`rusqlite`), and one writer at a time.
+//!
+//! # Hot reads
 //!
 //! sqlx runs each SQLite connection on a thread of its own and hands every query to it, and the
 //! result back, through channels: at least two thread wake-ups per query. On a small machine
@@ -12,34 +15,53 @@
 //! (`SQLITE_OPEN_READ_ONLY`, `PRAGMA query_only`), so they take no lock a writer holds. The one
 //! wait left, while SQLite restarts the WAL, is bounded by a short busy timeout. Everything that
 //! writes, and every transaction, stays on sqlx.
+//!
+//! # One writer at a time
+//!
+//! SQLite lets one transaction write at a time. Left to itself, a second writer polls for the
+//! lock, sleeping longer between each try (1, 2, 5, 10 … 100 ms): under load, writes then wait
+//! hundreds of milliseconds for a lock that was free most of that time. Write transactions of this
+//! process ([`super::Db::begin`]) therefore queue for [`SqliteFile::writer_turn`] first, in order,
+//! and take the database lock only when it is theirs; SQLite's own waiting is left for writers in
+//! other processes (the command line).
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
+use tokio::sync::OwnedMutexGuard;
 
 use crate::Error;
 
 /// How long a read waits in the rare moment the WAL is being restarted.
 const BUSY_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// Read-only connections to one SQLite file, opened on first use and kept for reuse.
+/// One SQLite file's read-only connections (opened on first use, kept for reuse) and its queue
+/// of writers.
 #[derive(Debug)]
-pub struct SqliteReads {
+pub struct SqliteFile {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
     keep: usize,
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
-impl SqliteReads {
-    /// Reads of the database file at `path`, keeping at most `keep` idle connections.
+impl SqliteFile {
+    /// The database file at `path`, keeping at most `keep` idle read connections.
     pub fn new(path: PathBuf, keep: usize) -> Self {
         Self {
             path,
             idle: Mutex::new(Vec::new()),
             keep,
+            writer: Arc::default(),
         }
+    }
+
+    /// Waits, in order of arrival, until no other write transaction of this process is open;
+    /// the turn lasts until the guard is dropped.
+    pub async fn writer_turn(&self) -> OwnedMutexGuard<()> {
+        self.writer.clone().lock_owned().await
     }
 
     /// Runs `read` on a read-only connection. `read` should use `prepare_cached`, so each
