@@ -247,7 +247,10 @@ mod tests {
             async move { db.begin().await.map(|tx| tx.commit()) }
         });
         tokio::task::yield_now().await;
-        assert!(!waiting.is_finished(), "the second writer waits for the first");
+        assert!(
+            !waiting.is_finished(),
+            "the second writer waits for the first"
+        );
         // Were the waiting writer holding the other connection in SQLite's busy loop, this
         // would wait for the pool's five-second acquire timeout.
         tokio::time::timeout(Duration::from_secs(2), db.ping())
