@@ -618,21 +618,20 @@ fn development_secret_key(data_dir: &std::path::Path) -> anyhow::Result<SecretSt
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(context),
     }
-    let mut bytes = [0u8; 48];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-    let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
+    let key = crate::config::generate_secret();
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(&path).with_context(context)?;
-    file.write_all(key.as_bytes()).with_context(context)?;
+    file.write_all(key.expose_secret().as_bytes())
+        .with_context(context)?;
     tracing::warn!(
         event = "development_key_created",
         path = %path.display(),
         "GATEHOUSE_SECRET_KEY is not set: a development key was made and kept in the data directory"
     );
-    Ok(SecretString::from(key))
+    Ok(key)
 }
 
 fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {

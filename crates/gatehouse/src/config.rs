@@ -1436,7 +1436,8 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-fn generate_secret() -> SecretString {
+/// A new random secret key: 48 bytes from the OS, base64.
+pub(crate) fn generate_secret() -> SecretString {
     let mut bytes = [0u8; 48];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     SecretString::from(base64::engine::general_purpose::STANDARD.encode(bytes))

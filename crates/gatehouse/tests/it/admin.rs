@@ -71,6 +71,10 @@ on_every_backend! {
         let (status, body) = call(&app, &admin, reqwest::Method::PATCH, &path, Some(json!({"role": "superuser", "email": "x@example.com"}))).await;
         assert_eq!(status, 422, "{body}");
         assert_eq!(body["errors"].as_array().unwrap().len(), 2);
+        for spelling in ["Manager", " manager"] {
+            let (status, _) = call(&app, &admin, reqwest::Method::PATCH, &path, Some(json!({"role": spelling}))).await;
+            assert_eq!(status, 422, "only the spelling the API description lists: {spelling:?}");
+        }
         let (status, _) = call(&app, &admin, reqwest::Method::PATCH, &format!("/api/v1/admin/users/{root}"), Some(json!({"role": "user"}))).await;
         assert_eq!(status, 403, "nobody changes their own role");
         let (status, _) = call(&app, &admin, reqwest::Method::PATCH, "/api/v1/admin/users/not-a-uuid", Some(json!({"status": "disabled"}))).await;

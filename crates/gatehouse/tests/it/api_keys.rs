@@ -60,6 +60,11 @@ on_every_backend! {
         assert!(!listed.to_string().contains(&key), "the key is never shown again: {listed}");
         assert_eq!(listed["api_keys"][0]["prefix"], &key[..10]);
         assert!(sink.wait_for("ada@example.com").await.data.contains("new API key"));
+        let whole = |days: Value| json!({"name": "float days", "scopes": ["items:read"], "expires_in_days": days});
+        let (status, body) = call(&app, ("authorization", &bearer(&token)), reqwest::Method::POST, "/api/v1/api-keys", Some(whole(json!(30.0)))).await;
+        assert_eq!(status, 201, "JSON's 30.0 is the whole number 30: {body}");
+        let (status, _) = call(&app, ("authorization", &bearer(&token)), reqwest::Method::POST, "/api/v1/api-keys", Some(whole(json!(30.5)))).await;
+        assert_eq!(status, 422, "a fraction of a day is refused");
 
         // Both ways of presenting it; the read scope reads and does not write.
         for auth in [("authorization", bearer(&key)), ("x-api-key", key.clone())] {
