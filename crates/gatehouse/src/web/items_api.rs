@@ -290,7 +290,8 @@ async fn change(
 ) -> Result<Response, Error> {
     api.require_scope("items:write")?;
     let id = item_id(id)?;
-    let fields = item_fields(headers, body, partial)?;
+    // Field errors first: the client has to fix them whatever the item's version.
+    let fields = items::validate(&item_fields(headers, body, partial)?)?;
     let item = items::update(
         &state.db,
         &api.user,
