@@ -102,3 +102,32 @@ impl SqliteFile {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Db;
+
+    /// The reads that run on request threads can only read: a write through them fails instead
+    /// of taking the database lock behind the writer queue's back.
+    #[tokio::test]
+    async fn hot_read_connections_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/t.db", dir.path().display()), 1)
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let Db::Sqlite(_, file) = &db else {
+            unreachable!()
+        };
+        let count: i64 = file
+            .read(|c| c.query_row("SELECT count(*) FROM items", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(count, 0);
+        assert!(
+            file.read(|c| c.execute("DELETE FROM items", [])).is_err(),
+            "a hot read connection wrote"
+        );
+        assert!(file.read(|c| c.execute("CREATE TABLE x (a)", [])).is_err());
+    }
+}
