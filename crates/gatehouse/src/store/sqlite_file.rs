@@ -105,7 +105,6 @@ impl SqliteFile {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::store::Db;
 
     /// The reads that run on request threads can only read: a write through them fails instead
