@@ -104,6 +104,25 @@ impl TrustedProxies {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ClientIp(pub IpAddr);
 
+impl ClientIp {
+    /// The key every per-client rule counts this client under: an IPv4 address as it is, an
+    /// IPv6 address by its `/64` network, because one host usually holds a whole `/64` and
+    /// could otherwise use a fresh address for every attempt. Rate limits and sign-in throttles
+    /// alike key by this, so no rule can be escaped by changing the low bits.
+    pub fn key(&self) -> String {
+        match self.0 {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let network = std::net::Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64));
+                    format!("{network}/64")
+                }
+            },
+        }
+    }
+}
+
 impl fmt::Display for ClientIp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)

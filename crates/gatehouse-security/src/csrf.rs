@@ -315,6 +315,7 @@ struct Shared {
     cookie_name: &'static str,
     secure_cookie: bool,
     form_body_limit: usize,
+    session_only: bool,
 }
 
 impl Shared {
@@ -332,19 +333,8 @@ impl Shared {
 
     /// The pre-session secret in the request's cookies: the first well-formed one.
     fn cookie_secret(&self, headers: &HeaderMap) -> Option<CsrfSecret> {
-        // Parsed as bytes: another cookie with non-ASCII bytes in the same header must not hide
-        // ours (the header would fail `to_str` and a new cookie would be set on every page).
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .flat_map(|value| value.as_bytes().split(|&b| b == b';'))
-            .filter_map(|pair| {
-                let pair = pair.trim_ascii();
-                let eq = pair.iter().position(|&b| b == b'=')?;
-                let (name, value) = (&pair[..eq], &pair[eq + 1..]);
-                (name.trim_ascii() == self.cookie_name.as_bytes()).then_some(value.trim_ascii())
-            })
-            .find_map(CsrfSecret::from_cookie_value)
+        // One parser for every layer (`cookies`): see its Security section.
+        crate::cookies::values(headers, self.cookie_name).find_map(CsrfSecret::from_cookie_value)
     }
 }
 
@@ -394,8 +384,28 @@ impl CsrfLayer {
                 },
                 secure_cookie: config.secure_cookie,
                 form_body_limit: config.form_body_limit,
+                session_only: false,
             }),
         })
+    }
+
+    /// The same layer, checking only requests that carry a session's [`CsrfSecret`]: those the
+    /// application authenticated by a cookie. For a JSON API that also accepts bearer
+    /// credentials and API keys: a request without a session acts for nobody by ambient
+    /// authority (it carries its own credential, or none), so it passes without a token and no
+    /// pre-session cookie is set. Cookie-authenticated unsafe requests must send the token in
+    /// the `X-CSRF-Token` header and pass the `Origin` check, as forms do.
+    pub fn session_only(self) -> Self {
+        let shared = Shared {
+            allowed_origins: self.shared.allowed_origins.clone(),
+            cookie_name: self.shared.cookie_name,
+            secure_cookie: self.shared.secure_cookie,
+            form_body_limit: self.shared.form_body_limit,
+            session_only: true,
+        };
+        Self {
+            shared: Arc::new(shared),
+        }
     }
 }
 
@@ -435,6 +445,10 @@ where
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let shared = &self.shared;
         let session_secret = req.extensions().get::<CsrfSecret>().cloned();
+
+        if shared.session_only && session_secret.is_none() {
+            return ResponseFuture::passed(self.inner.call(req), None);
+        }
 
         if is_safe(req.method()) {
             let mut set_cookie = None;
@@ -536,13 +550,7 @@ fn is_safe(method: &Method) -> bool {
 /// case-insensitively, as RFC 9110 says). `Basic` and other schemes do not count: browsers
 /// replay those by themselves.
 fn has_bearer_credential(headers: &HeaderMap) -> bool {
-    const SCHEME: &[u8] = b"bearer ";
-    headers.get(header::AUTHORIZATION).is_some_and(|value| {
-        let value = value.as_bytes();
-        value.len() > SCHEME.len()
-            && value[..SCHEME.len()].eq_ignore_ascii_case(SCHEME)
-            && !value[SCHEME.len()..].trim_ascii().is_empty()
-    })
+    crate::cookies::bearer(headers).is_some()
 }
 
 /// Checks `Origin`, or without it `Sec-Fetch-Site`; passes when neither is sent.
@@ -1306,6 +1314,37 @@ mod tests {
             .await;
 
         assert_forbidden(&harness, response, DETAIL_CROSS_ORIGIN).await;
+    }
+
+    #[tokio::test]
+    async fn session_only_checks_cookie_sessions_and_lets_the_rest_through() {
+        let api = |session: Option<CsrfSecret>| {
+            let router = Router::new()
+                .route("/", post(|| async { "ran" }))
+                .layer(CsrfLayer::new(config()).session_only());
+            match session {
+                Some(secret) => router.layer(Extension(secret)),
+                None => router,
+            }
+        };
+        let post = |token: Option<&str>| {
+            let mut req = Request::post("/").header(header::CONTENT_TYPE, "application/json");
+            if let Some(token) = token {
+                req = req.header("x-csrf-token", token);
+            }
+            req.body(Body::from("{}")).unwrap()
+        };
+        // No session: nothing to forge, no token asked, no cookie set.
+        let response = api(None).oneshot(post(None)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers().get(header::SET_COOKIE).is_none());
+        // A cookie session: the token is required, and works.
+        let secret = CsrfSecret::generate();
+        let response = api(Some(secret.clone())).oneshot(post(None)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let token = secret.token().to_string();
+        let response = api(Some(secret)).oneshot(post(Some(&token))).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
     }
 
     #[tokio::test]

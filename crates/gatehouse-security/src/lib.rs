@@ -55,6 +55,7 @@
 
 pub mod body_limit;
 pub mod client_ip;
+pub mod cookies;
 pub mod cors;
 pub mod csrf;
 pub mod error;

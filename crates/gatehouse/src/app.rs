@@ -89,6 +89,8 @@ pub struct AppStateInner {
     pub clock: Arc<dyn Clock>,
     /// Password hashing, one permit per core.
     pub passwords: PasswordHasher,
+    /// The identity services: every sign-in, credential and account change goes through them.
+    pub identity: crate::identity::Identity,
 }
 
 /// A built application, bound and ready to serve.
@@ -189,11 +191,26 @@ impl Application {
                 .await
                 .context("cannot load the token signing keys")?,
         );
+        let mailer = Mailer::start(&settings).context("outgoing mail (SMTP_*)")?;
+        let access_cache: Arc<crate::identity::tokens::AccessCache> = Arc::default();
+        let identity = crate::identity::Identity::new(crate::identity::service::Parts {
+            db: db.clone(),
+            keys: keys.clone(),
+            sessions: sessions.clone(),
+            limiter: limiter.clone(),
+            passwords: passwords.clone(),
+            mailer: mailer.clone(),
+            clock: clock.clone(),
+            tokens: tokens.clone(),
+            access_cache: access_cache.clone(),
+            config: crate::identity::IdentityConfig::from_settings(&settings),
+        });
         let state = AppState(Arc::new(AppStateInner {
             keys,
             tokens,
-            access_cache: Arc::default(),
-            mailer: Mailer::start(&settings).context("outgoing mail (SMTP_*)")?,
+            access_cache,
+            mailer,
+            identity,
             settings: Arc::new(settings),
             db,
             redis,
@@ -358,6 +375,39 @@ async fn housekeeping(state: AppState, mut stop: tokio::sync::watch::Receiver<bo
     }
 }
 
+/// The identity services for a command-line run: the same rules as the server's, over the
+/// configured database, session store and mail transport. Signing keys are not loaded (no
+/// command signs tokens through them).
+pub async fn cli_identity(
+    settings: &Settings,
+    db: &Db,
+) -> anyhow::Result<crate::identity::Identity> {
+    let redis = settings
+        .redis_url
+        .as_ref()
+        .map(|u| redis::Client::open(u.expose_secret()))
+        .transpose()
+        .context("GATEHOUSE_REDIS_URL is not a valid Redis URL")?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    Ok(crate::identity::Identity::new(
+        crate::identity::service::Parts {
+            db: db.clone(),
+            keys: Arc::new(Keys::derive_with_previous(
+                &settings.secret_key,
+                settings.previous_secret_key.as_ref(),
+            )),
+            sessions: sessions_for(settings, db, redis.as_ref(), clock.clone()),
+            limiter: Limiter::with_system_clock(MemoryStore::new(RATE_LIMIT_MEMORY_KEYS)),
+            passwords: PasswordHasher::per_core(settings.argon2)?,
+            mailer: Mailer::start(settings).context("outgoing mail (SMTP_*)")?,
+            tokens: Arc::new(KeyRing::unloaded(clock.now())),
+            access_cache: Arc::default(),
+            config: crate::identity::IdentityConfig::from_settings(settings),
+            clock,
+        },
+    ))
+}
+
 /// The session service the settings describe: in Redis when `redis` is given, else in `db`.
 pub fn sessions_for(
     settings: &Settings,
@@ -466,9 +516,10 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
 /// 9. timeout, then 10. body-size limit (413 on a too-large `Content-Length` before reading);
 /// 11. CORS: preflights answered here, before any route runs;
 /// 12. rate limits per client IP (`/healthz` and `/readyz` exempt);
-/// 13. the session: cookie → `CurrentUser` and the session's CSRF secret;
+/// 13. authentication: the request's one credential (on the API a bearer token or API key, else
+///     the session cookie) → its principal, and for a session `CurrentUser` and its CSRF secret;
 /// 14. rate limits per signed-in account (inside the session layer, which names the account);
-/// 15. CSRF, on the form routes only;
+/// 15. CSRF: on the form routes, and on the API for cookie-authenticated requests;
 /// 16. the routes.
 pub fn router(state: AppState) -> anyhow::Result<Router> {
     let settings = &state.settings;
@@ -510,7 +561,9 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
     Ok(Router::new()
         .merge(ops::router())
         .merge(web::router())
-        .merge(web::openapi::router())
+        // The JSON API: cookie-authenticated requests are checked as forms are (the token in
+        // `X-CSRF-Token`); bearer and API-key requests carry their own credential.
+        .merge(web::openapi::router().layer(csrf.clone().session_only()))
         .merge(
             web::auth::router()
                 .merge(web::mfa::router())

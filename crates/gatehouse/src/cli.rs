@@ -15,7 +15,6 @@ use crate::audit::{self, AuditContext};
 use crate::config::{Environment, Origin, Settings, Sources};
 use crate::identity::allowlist;
 use crate::identity::passwords::PasswordHasher;
-use crate::identity::sessions::Sessions;
 use crate::identity::user_import;
 use crate::identity::users::{self, NewUser};
 use crate::identity::{DisplayName, Email, Role, UserStatus};
@@ -217,18 +216,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(cmd) => {
             telemetry::init_stderr("warn");
             let db = crate::app::open_database(&settings).await?;
-            let redis = settings
-                .redis_url
-                .as_ref()
-                .map(|u| redis::Client::open(u.expose_secret()))
-                .transpose()?;
-            let sessions = crate::app::sessions_for(
-                &settings,
-                &db,
-                redis.as_ref(),
-                std::sync::Arc::new(crate::clock::SystemClock),
-            );
-            let code = user_command(&db, &sessions, &settings, cmd).await;
+            let identity = crate::app::cli_identity(&settings, &db).await?;
+            let code = user_command(&db, &identity, &settings, cmd).await;
+            if !identity.mailer.flush(MAIL_FLUSH_LIMIT).await {
+                eprintln!("warning: a notice mail could not be sent in time; see the log");
+            }
             db.close().await;
             code
         }
@@ -415,9 +407,12 @@ fn config_check(
     }
 }
 
+/// How long a command waits for the notices it queued to go out.
+const MAIL_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn user_command(
     db: &Db,
-    sessions: &Sessions,
+    identity: &crate::identity::Identity,
     settings: &Settings,
     cmd: UserCommand,
 ) -> anyhow::Result<ExitCode> {
@@ -515,66 +510,53 @@ async fn user_command(
         }
         UserCommand::SetRole(args) => {
             let email = Email::parse(&args.email)?;
-            let user = users::set_role(db, &email, args.role.parse()?, &ctx)
+            let (user, ended) = identity
+                .set_role_and_status(&email, Some(args.role.parse()?), None, None, &ctx)
                 .await
                 .map_err(|e| not_found_as(e, &email))?;
-            end_sessions(db, sessions, &user).await?;
             println!("{} is now {}", user.email, user.role);
+            print_ended(&user, ended);
         }
         UserCommand::Disable(args) => {
-            set_status(db, sessions, &args, UserStatus::Disabled, &ctx).await?
+            set_status(identity, &args, UserStatus::Disabled, &ctx).await?
         }
-        UserCommand::Enable(args) => {
-            set_status(db, sessions, &args, UserStatus::Active, &ctx).await?
-        }
+        UserCommand::Enable(args) => set_status(identity, &args, UserStatus::Active, &ctx).await?,
         UserCommand::ResetMfa(args) => {
             let email = Email::parse(&args.email)?;
-            let user = users::find_by_email(db, &email)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no user has the address {email}"))?;
-            if crate::identity::mfa::disable(db, user.id, "mfa.reset", &ctx).await? {
-                end_sessions(db, sessions, &user).await?;
-                println!("two-step sign-in is off for {}", user.email);
+            if identity
+                .mfa_reset(&email, &ctx)
+                .await
+                .map_err(|e| not_found_as(e, &email))?
+            {
+                println!("two-step sign-in is off for {email}; every sign-in of theirs ended");
             } else {
-                println!("{} has no two-step sign-in; nothing changed", user.email);
+                println!("{email} has no two-step sign-in; nothing changed");
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// A privilege change ends every session and API sign-in of the user: they sign in again, under
-/// the new role.
-async fn end_sessions(
-    db: &Db,
-    sessions: &Sessions,
-    user: &crate::identity::User,
-) -> anyhow::Result<()> {
-    let ended = sessions.revoke_all(user.id, None).await?;
-    if ended > 0 {
-        println!("ended {ended} session(s) of {}", user.email);
-    }
-    let revoked = crate::identity::tokens::revoke_all(db, user.id, crate::store::now()).await?;
-    if revoked > 0 {
-        println!("revoked {revoked} API sign-in(s) of {}", user.email);
-    }
-    Ok(())
-}
-
 async fn set_status(
-    db: &Db,
-    sessions: &Sessions,
+    identity: &crate::identity::Identity,
     args: &EmailArg,
     status: UserStatus,
     ctx: &AuditContext,
 ) -> anyhow::Result<()> {
     let email = Email::parse(&args.email)?;
-    let user = users::set_status(db, &email, status, ctx)
+    let (user, ended) = identity
+        .set_role_and_status(&email, None, Some(status), None, ctx)
         .await
         .map_err(|e| not_found_as(e, &email))?;
-    end_sessions(db, sessions, &user).await?;
     println!("{} is now {}", user.email, user.status);
+    print_ended(&user, ended);
     Ok(())
+}
+
+fn print_ended(user: &crate::identity::User, ended: usize) {
+    if ended > 0 {
+        println!("ended {ended} session(s) of {}", user.email);
+    }
 }
 
 fn not_found_as(e: crate::Error, email: &Email) -> anyhow::Error {

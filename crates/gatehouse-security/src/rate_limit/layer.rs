@@ -1,8 +1,6 @@
 //! The tower layer: rules matched by path and method, keyed by client IP or header.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
@@ -163,7 +161,7 @@ impl Rule {
         key.push(':');
         match &self.key {
             KeySource::ClientIp => {
-                let Some(ClientIp(ip)) = req.extensions().get::<ClientIp>() else {
+                let Some(client) = req.extensions().get::<ClientIp>() else {
                     if !warned.swap(true, Ordering::Relaxed) {
                         tracing::warn!(
                             event = "rate_limit_no_client_ip",
@@ -174,14 +172,7 @@ impl Rule {
                     }
                     return None;
                 };
-                // Writing to a String cannot fail.
-                let _ = match ip {
-                    IpAddr::V4(v4) => write!(key, "{v4}"),
-                    IpAddr::V6(v6) => {
-                        let network = Ipv6Addr::from(u128::from(*v6) & (u128::MAX << 64));
-                        write!(key, "{network}/64")
-                    }
-                };
+                key.push_str(&client.key());
             }
             KeySource::Header(name) => {
                 let value = req.headers().get(name)?;

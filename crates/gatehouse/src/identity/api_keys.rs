@@ -19,8 +19,11 @@ use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::User;
+use super::service::Identity;
+use super::signin::Origin;
 use crate::Error;
-use crate::audit::{self, AuditContext, AuditEvent};
+use crate::audit::{self, Actor, AuditContext, AuditEvent};
 use crate::error::FieldError;
 use crate::store::{Db, Tx, parse_timestamp, timestamp_text};
 
@@ -105,8 +108,9 @@ pub fn validate(
     Ok((name, scopes, days))
 }
 
-/// Makes a key for `user_id`; returns it (the only time it is seen) and its description.
-pub async fn create(
+/// Makes a key for `user_id`; returns it (the only time it is seen) and its description. The
+/// identity service's [`Identity::create_api_key`] wraps it with the notice.
+pub(crate) async fn create(
     db: &Db,
     user_id: Uuid,
     name: &str,
@@ -131,6 +135,13 @@ pub async fn create(
     let mut tx = db.begin().await?;
     let count: i64 = match &mut tx {
         Tx::Postgres(tx) => {
+            // The user's row, locked, orders concurrent creations: each counts after the one
+            // before has committed, so the cap holds (SQLite's `BEGIN IMMEDIATE` already
+            // serializes writers).
+            sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                .bind(user_id)
+                .execute(&mut **tx)
+                .await?;
             sqlx::query_scalar(
                 "SELECT COUNT(*) FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL",
             )
@@ -366,6 +377,25 @@ pub async fn authenticate(
         user_id: parse(&user_id)?,
         scopes: scopes.split_whitespace().map(str::to_owned).collect(),
     }))
+}
+
+impl Identity {
+    /// Makes an API key for `user` (at most [`MAX_PER_USER`] live ones), audited, and mails the
+    /// user a notice: the key is shown once, in the answer.
+    pub async fn create_api_key(
+        &self,
+        user: &User,
+        name: &str,
+        scopes: &[String],
+        days: Option<i64>,
+        origin: &Origin,
+    ) -> Result<(String, ApiKey), Error> {
+        let ctx = origin.audit(Actor::User(user.id));
+        let created = create(&self.db, user.id, name, scopes, days, self.now(), &ctx).await?;
+        tracing::info!(event = "api_key_created", user_id = %user.id, key_id = %created.1.id, "API key created");
+        self.notify(&user.email, origin, super::notices::API_KEY_CREATED);
+        Ok(created)
+    }
 }
 
 #[cfg(test)]

@@ -4,19 +4,27 @@
 //! is always trimmed, lower-cased and plausible; a [`Role`] is one of three. They import neither
 //! axum nor sqlx.
 
+pub mod accounts;
+pub mod admin;
 pub mod allowlist;
 pub mod api_keys;
+pub mod authentication;
+pub mod enrolment;
 pub mod magic_links;
 pub mod mfa;
+pub mod notices;
 pub mod password_policy;
 pub mod password_reset;
 pub mod passwords;
+pub mod service;
 pub mod sessions;
 pub mod signin;
 pub mod throttle;
 pub mod tokens;
 pub mod user_import;
 pub mod users;
+
+pub use service::{Identity, IdentityConfig};
 
 use std::fmt;
 use std::str::FromStr;

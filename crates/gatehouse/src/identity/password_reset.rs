@@ -5,7 +5,7 @@
 //! - Tokens are 256-bit, stored as SHA-256, valid `GATEHOUSE_PASSWORD_RESET_LIFETIME` (24 h, as
 //!   seed 004), and consumed by one conditional `UPDATE … RETURNING`: of two concurrent uses
 //!   exactly one wins.
-//! - [`request`] returns before looking anything up; the lookup, the token and the mail happen
+//! - [`Identity::request_reset`] returns before looking anything up; the lookup, the token and the mail happen
 //!   in a background task, so every address gets the same answer in the same time.
 //! - A reset ends every session of the user and every other pending reset token and sign-in
 //!   link, and clears the sign-in lock of the address.
@@ -17,76 +17,100 @@ use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Email, UserStatus, users};
+use super::service::Identity;
+use super::signin::{LinkRequest, Origin, address_event};
+use super::{Email, InvalidInput, UserStatus, users};
 use crate::Error;
-use crate::app::AppState;
-use crate::mail::{Mail, mask_email};
-use crate::store::{Db, timestamp_text};
+use crate::audit::{self, Actor};
+use crate::mail::mask_email;
+use crate::store::{Db, Tx, timestamp_text};
 
 fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Queues "mail a reset link to `email` if it belongs to an active user" and returns at once.
-pub fn request(state: &AppState, email: Email) {
-    let state = state.clone();
-    tokio::spawn(async move {
-        if let Err(e) = send(&state, &email).await {
-            tracing::error!(event = "password_reset_failed", to = %mask_email(&email), error = %e, "could not send a reset link");
+impl Identity {
+    /// Queues "mail a reset link to `email` if it belongs to an active user" and returns at
+    /// once: the lookup, the token and the mail happen off the request path. Every request is
+    /// audited (`auth.password_reset_requested`), known address or not.
+    pub async fn request_reset(
+        &self,
+        raw_email: &str,
+        origin: &Origin,
+    ) -> Result<Result<LinkRequest, InvalidInput>, Error> {
+        let email = match Email::parse(raw_email) {
+            Ok(email) => email,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Some(decision) = self.signin_budget(&email).await {
+            return Ok(Ok(LinkRequest::RateLimited(decision)));
         }
-    });
-}
-
-async fn send(state: &AppState, email: &Email) -> Result<(), Error> {
-    let Some(user) = users::find_by_email(&state.db, email)
-        .await?
-        .filter(|u| u.status == UserStatus::Active)
-    else {
-        tracing::info!(event = "password_reset_unknown", to = %mask_email(email), "no reset link for an address without an active account");
-        return Ok(());
-    };
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let token = URL_SAFE_NO_PAD.encode(bytes);
-    let now = state.clock.now();
-    let expires = now + state.settings.password_reset_lifetime;
-    match &state.db {
-        Db::Postgres(pool) => {
-            sqlx::query("INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-                .bind(hash(&token))
-                .bind(user.id)
-                .bind(now)
-                .bind(expires)
-                .execute(pool)
-                .await?;
+        let mut tx = self.db.begin().await?;
+        audit::record(
+            &mut tx,
+            &origin.audit(Actor::System),
+            address_event(
+                "auth.password_reset_requested",
+                &email,
+                serde_json::json!({}),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        if self.within_mail_budget(&email).await {
+            let identity = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = identity.send_reset(&email).await {
+                    tracing::error!(event = "password_reset_failed", to = %mask_email(&email), error = %e, "could not send a reset link");
+                }
+            });
         }
-        Db::Sqlite(pool, _) => {
-            sqlx::query("INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
-                .bind(hash(&token))
-                .bind(user.id.to_string())
-                .bind(timestamp_text(now))
-                .bind(timestamp_text(expires))
-                .execute(pool)
-                .await?;
-        }
+        Ok(Ok(LinkRequest::Accepted))
     }
-    let base = state.settings.public_url.as_str().trim_end_matches('/');
-    let hours = state.settings.password_reset_lifetime.as_secs() / 3600;
-    let (text, html) = state.templates.mail(
-        "password_reset",
-        minijinja::context! { url => format!("{base}/password/reset?token={token}"), hours => hours },
-    )?;
-    state
-        .mailer
-        .send(Mail {
-            to: email.clone(),
-            subject: "Reset your Gatehouse password".into(),
-            text,
-            html,
-        })
-        .map_err(|e| Error::Unavailable(e.to_string()))?;
-    tracing::info!(event = "password_reset_sent", to = %mask_email(email), "reset link queued");
-    Ok(())
+
+    async fn send_reset(&self, email: &Email) -> Result<(), Error> {
+        let Some(user) = users::find_by_email(&self.db, email)
+            .await?
+            .filter(|u| u.status == UserStatus::Active)
+        else {
+            tracing::info!(event = "password_reset_unknown", to = %mask_email(email), "no reset link for an address without an active account");
+            return Ok(());
+        };
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let token = URL_SAFE_NO_PAD.encode(bytes);
+        let now = self.now();
+        let expires = now + self.config.password_reset_lifetime;
+        match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query("INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+                    .bind(hash(&token))
+                    .bind(user.id)
+                    .bind(now)
+                    .bind(expires)
+                    .execute(pool)
+                    .await?;
+            }
+            Db::Sqlite(pool, _) => {
+                sqlx::query("INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+                    .bind(hash(&token))
+                    .bind(user.id.to_string())
+                    .bind(timestamp_text(now))
+                    .bind(timestamp_text(expires))
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        let hours = self.config.password_reset_lifetime.as_secs() / 3600;
+        self.mailer.send_template(
+            email,
+            "Reset your Gatehouse password",
+            "password_reset",
+            minijinja::context! { url => format!("{}/password/reset?token={token}", self.config.base_url), hours => hours },
+        )?;
+        tracing::info!(event = "password_reset_sent", to = %mask_email(email), "reset link queued");
+        Ok(())
+    }
 }
 
 /// The user a live token belongs to, without using it up (to check a new password first).
@@ -106,18 +130,22 @@ pub async fn peek(db: &Db, token: &str, now: OffsetDateTime) -> Result<Option<Uu
     Ok(id.and_then(|id| Uuid::parse_str(&id).ok()))
 }
 
-/// Uses the token up, once; returns its user.
-pub async fn consume(db: &Db, token: &str, now: OffsetDateTime) -> Result<Option<Uuid>, Error> {
-    let id: Option<String> = match db {
-        Db::Postgres(pool) => sqlx::query_scalar("UPDATE password_resets SET consumed_at = $2 WHERE token_hash = $1 AND consumed_at IS NULL AND expires_at > $2 RETURNING user_id::text")
+/// Uses the token up, once, in the reset's transaction; returns its user.
+pub(crate) async fn consume(
+    tx: &mut Tx,
+    token: &str,
+    now: OffsetDateTime,
+) -> Result<Option<Uuid>, Error> {
+    let id: Option<String> = match tx {
+        Tx::Postgres(t) => sqlx::query_scalar("UPDATE password_resets SET consumed_at = $2 WHERE token_hash = $1 AND consumed_at IS NULL AND expires_at > $2 RETURNING user_id::text")
             .bind(hash(token))
             .bind(now)
-            .fetch_optional(pool)
+            .fetch_optional(&mut **t)
             .await?,
-        Db::Sqlite(pool, _) => sqlx::query_scalar("UPDATE password_resets SET consumed_at = ?2 WHERE token_hash = ?1 AND consumed_at IS NULL AND expires_at > ?2 RETURNING user_id")
+        Tx::Sqlite(t, _) => sqlx::query_scalar("UPDATE password_resets SET consumed_at = ?2 WHERE token_hash = ?1 AND consumed_at IS NULL AND expires_at > ?2 RETURNING user_id")
             .bind(hash(token))
             .bind(timestamp_text(now))
-            .fetch_optional(pool)
+            .fetch_optional(&mut **t)
             .await?,
     };
     Ok(id.and_then(|id| Uuid::parse_str(&id).ok()))
@@ -125,39 +153,39 @@ pub async fn consume(db: &Db, token: &str, now: OffsetDateTime) -> Result<Option
 
 /// Ends every other pending reset token of the user and every pending sign-in link of their
 /// address.
-pub async fn revoke_pending(
-    db: &Db,
+pub(crate) async fn revoke_pending(
+    tx: &mut Tx,
     user_id: Uuid,
     email: &Email,
     now: OffsetDateTime,
 ) -> Result<(), Error> {
-    match db {
-        Db::Postgres(pool) => {
+    match tx {
+        Tx::Postgres(t) => {
             sqlx::query("UPDATE password_resets SET consumed_at = $2 WHERE user_id = $1 AND consumed_at IS NULL")
                 .bind(user_id)
                 .bind(now)
-                .execute(pool)
+                .execute(&mut **t)
                 .await?;
             sqlx::query(
                 "UPDATE magic_links SET consumed_at = $2 WHERE email = $1 AND consumed_at IS NULL",
             )
             .bind(email.as_str())
             .bind(now)
-            .execute(pool)
+            .execute(&mut **t)
             .await?;
         }
-        Db::Sqlite(pool, _) => {
+        Tx::Sqlite(t, _) => {
             sqlx::query("UPDATE password_resets SET consumed_at = ?2 WHERE user_id = ?1 AND consumed_at IS NULL")
                 .bind(user_id.to_string())
                 .bind(timestamp_text(now))
-                .execute(pool)
+                .execute(&mut **t)
                 .await?;
             sqlx::query(
                 "UPDATE magic_links SET consumed_at = ?2 WHERE email = ?1 AND consumed_at IS NULL",
             )
             .bind(email.as_str())
             .bind(timestamp_text(now))
-            .execute(pool)
+            .execute(&mut **t)
             .await?;
         }
     }

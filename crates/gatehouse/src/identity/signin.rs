@@ -1,39 +1,770 @@
-//! Passwordless sign-in: who may get a link, sending it, and turning a used link into a session.
+//! The one sign-in pipeline: every first factor (password, link, one-time code) and the second
+//! factor, on the pages and through the API's password grant, runs through here.
+//!
+//! Each way in is one [`Identity`] method that takes an attempt and returns an [`Outcome`].
+//! Inside, once and in this order:
+//! 1. the per-address limit (`GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT`; the per-IP limit is the
+//!    request pipeline's `signin` rule);
+//! 2. the lock check and the failure record as one atomic step ([`throttle::reserve`]);
+//! 3. verification of the factor;
+//! 4. the failure: its audit record, the lock record when this failure locked a key;
+//! 5. the MFA branch: a user with MFA gets no session or token from a first factor alone;
+//! 6. the required-role rule: a user whose role requires MFA and who has none gets no token
+//!    ([`Outcome::EnrolmentRequired`]); in the browser their session reaches only enrolment;
+//! 7. the failure count cleared only after the LAST factor ([`throttle::Reservation`]);
+//! 8. the session or the token family, with its `auth.sign_in` audit record;
+//! 9. the notice (a recovery code used).
 //!
 //! # Security
-//! - **No oracle.** [`request_link`] returns before looking anything up: the allowlist check,
-//!   the link and the mail all happen in a background task, so the response (status, body and
-//!   timing) is the same for every address, allowed or not.
-//! - Only allowlisted addresses get a mail: an active user, or an address in a domain of
-//!   `GATEHOUSE_ALLOWED_DOMAINS` (who gets an account with role `user` at first sign-in).
-//!   Disabled users get nothing, and a link sent before they were disabled does not sign them in.
+//! - **No oracle.** An unknown address, a wrong password, a user without a password and a
+//!   disabled user get the same [`Outcome::Refused`] after the same work (a dummy
+//!   verification when there is no hash), and are recorded alike.
 //! - Every sign-in creates a new session (fresh token and CSRF secret) and is audited.
-//! - A user with MFA gets no session from a first factor alone, whichever it is (password, link
-//!   or code): [`complete`] hands back a [`PendingSignIn`] instead, finished at `/login/mfa`.
+//! - A reset or a link never removes MFA: the second factor is due whichever first factor was
+//!   given.
 
-use gatehouse_security::{Decision, Quota};
+use std::time::Duration;
+
+use gatehouse_security::{ClientIp, Decision, Quota};
+use secrecy::SecretString;
 use sha2::Digest as _;
+use uuid::Uuid;
 
+use super::magic_links::{self, CodeOutcome, Consumed};
+use super::mfa::{self, Checked, PendingSignIn};
+use super::notices;
+use super::service::Identity;
+use super::sessions::{SessionMeta, SessionToken};
+use super::throttle::{self, Reservation};
+use super::users::{self, NewUser};
+use super::{DisplayName, Email, Role, User, UserStatus, tokens};
 use crate::Error;
-use crate::app::AppState;
 use crate::audit::{self, Actor, AuditContext, AuditEvent};
 use crate::config::Rate;
-use crate::identity::magic_links::{self, Consumed};
-use crate::identity::mfa::PendingSignIn;
-use crate::identity::sessions::{SessionMeta, SessionToken};
-use crate::identity::users::{self, NewUser};
-use crate::identity::{DisplayName, Email, Role, User, UserStatus};
-use crate::mail::{Mail, mask_email};
+use crate::mail::mask_email;
 
-/// Why a consumed link does not sign anyone in.
-#[derive(Debug, thiserror::Error)]
-pub enum SignInError {
-    /// The address is not (or no longer) allowed.
-    #[error("this address may not sign in")]
-    NotAllowed,
-    /// Anything else.
-    #[error(transparent)]
-    Other(#[from] Error),
+/// Where an attempt comes from: the client and the request.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    /// The client's address (as the trusted proxies tell it).
+    pub client: ClientIp,
+    /// The browser's `User-Agent`.
+    pub user_agent: Option<String>,
+    /// The request ID.
+    pub request_id: Option<String>,
+}
+
+impl Origin {
+    fn meta(&self) -> SessionMeta {
+        SessionMeta {
+            client_ip: Some(self.client.0),
+            user_agent: self.user_agent.clone(),
+        }
+    }
+
+    /// The audit context of a change `actor` makes from this request.
+    pub fn audit(&self, actor: Actor) -> AuditContext {
+        AuditContext {
+            actor,
+            client_ip: Some(self.client.0),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+/// What the sign-in is for.
+#[derive(Debug)]
+pub enum Channel {
+    /// A browser: the outcome is a session (or a pending second factor).
+    Browser,
+    /// The API's password grant: the outcome is a token pair; `otp` is the second factor sent
+    /// with the password.
+    Api {
+        /// A TOTP code or a recovery code.
+        otp: Option<String>,
+    },
+}
+
+/// A new API sign-in: an access token and the first refresh token of its family.
+#[derive(Debug)]
+pub struct IssuedTokens {
+    /// Whose.
+    pub user_id: Uuid,
+    /// The sign-in (refresh-token family).
+    pub family: Uuid,
+    /// The signed access token.
+    pub access_token: String,
+    /// Seconds until it expires.
+    pub expires_in: Duration,
+    /// The single-use refresh token.
+    pub refresh_token: String,
+}
+
+/// How a sign-in attempt ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A new session for the user; go to `next`.
+    SignedIn {
+        /// The session cookie's token.
+        token: SessionToken,
+        /// Who.
+        user: User,
+        /// Where to go.
+        next: Option<String>,
+    },
+    /// The first factor was right; the second is due (browser).
+    SecondFactorDue(PendingSignIn),
+    /// Tokens for the API.
+    TokensIssued(IssuedTokens),
+    /// The API password grant of a user with MFA came without `otp`.
+    MfaRequired,
+    /// The user's role requires MFA and they have none: no token until they enrol.
+    EnrolmentRequired,
+    /// Wrong, unknown, disabled, used or expired: one answer for all.
+    Refused,
+    /// Too many failures: wait this long.
+    Throttled(Duration),
+    /// Over the per-address limit.
+    RateLimited(Decision),
+}
+
+/// A first factor that checked out.
+struct FirstFactor {
+    user: User,
+    method: &'static str,
+    next: Option<String>,
+    reservation: Reservation,
+}
+
+/// The answer to a request for a sign-in link.
+#[derive(Debug)]
+pub enum LinkRequest {
+    /// Queued (or silently dropped for an address that may not sign in: the same answer).
+    Accepted,
+    /// Over the per-address limit.
+    RateLimited(Decision),
+}
+
+impl Identity {
+    /// Signs in with an email address and a password.
+    pub async fn sign_in_with_password(
+        &self,
+        raw_email: &str,
+        password: &SecretString,
+        next: Option<String>,
+        channel: Channel,
+        origin: &Origin,
+    ) -> Result<Outcome, Error> {
+        let Ok(email) = Email::parse(raw_email) else {
+            // The same work as a real check: a malformed address tells nothing either.
+            self.passwords.verify_dummy(password).await?;
+            return Ok(Outcome::Refused);
+        };
+        let reservation = match self.admit(&email, origin).await? {
+            Ok(reservation) => reservation,
+            Err(outcome) => return Ok(outcome),
+        };
+        match self.check_password(&email, password).await? {
+            Some(user) => {
+                let first = FirstFactor {
+                    user,
+                    method: if matches!(channel, Channel::Api { .. }) {
+                        "api_password"
+                    } else {
+                        "password"
+                    },
+                    next: next.as_deref().and_then(magic_links::safe_next),
+                    reservation,
+                };
+                self.after_first_factor(first, channel, origin).await
+            }
+            None => {
+                self.failed(&email, "auth.password_failed", reservation, origin, None)
+                    .await?;
+                Ok(Outcome::Refused)
+            }
+        }
+    }
+
+    /// Signs in with the token of an emailed link (browser).
+    pub async fn sign_in_with_link(&self, token: &str, origin: &Origin) -> Result<Outcome, Error> {
+        // A 256-bit single-use token cannot be guessed: no throttle, the rest as every way in.
+        let Some(consumed) = magic_links::consume_token(&self.db, self.now(), token).await? else {
+            return Ok(Outcome::Refused);
+        };
+        self.after_consumed(consumed, "magic_link", Reservation::none(), origin)
+            .await
+    }
+
+    /// Signs in with the one-time code mailed with a link, entered with its address (browser).
+    pub async fn sign_in_with_code(
+        &self,
+        raw_email: &str,
+        code: &str,
+        origin: &Origin,
+    ) -> Result<Outcome, Error> {
+        let Ok(email) = Email::parse(raw_email) else {
+            return Ok(Outcome::Refused);
+        };
+        let reservation = match self.admit(&email, origin).await? {
+            Ok(reservation) => reservation,
+            Err(outcome) => return Ok(outcome),
+        };
+        match magic_links::consume_code(&self.db, &self.keys, self.now(), &email, code).await? {
+            CodeOutcome::Accepted(consumed) => {
+                self.after_consumed(consumed, "code", reservation, origin)
+                    .await
+            }
+            CodeOutcome::Rejected => {
+                self.failed(&email, "auth.code_failed", reservation, origin, None)
+                    .await?;
+                Ok(Outcome::Refused)
+            }
+        }
+    }
+
+    /// Finishes a browser sign-in whose second factor was due, with a TOTP or recovery code.
+    /// `pending` is what the browser's pending cookie held, already checked genuine.
+    pub async fn sign_in_second_factor(
+        &self,
+        pending: &PendingSignIn,
+        code: &str,
+        origin: &Origin,
+    ) -> Result<Outcome, Error> {
+        let user = match users::find_by_id(&self.db, pending.user_id).await? {
+            Some(u) if u.status == UserStatus::Active && u.mfa_enabled => u,
+            _ => return Ok(Outcome::Refused),
+        };
+        let keys = throttle::keys(&self.config.throttle, &user.email, &origin.client);
+        let reservation =
+            match throttle::reserve(&self.db, &self.config.throttle, keys, self.now()).await? {
+                Ok(reservation) => reservation,
+                Err(wait) => return Ok(Outcome::Throttled(wait)),
+            };
+        let method = match self
+            .check_second_factor(&user, code, reservation, origin, &pending.method)
+            .await?
+        {
+            Some(method) => method,
+            None => return Ok(Outcome::Refused),
+        };
+        let token = self.start_session(&user, &method, origin).await?;
+        Ok(Outcome::SignedIn {
+            token,
+            user,
+            next: pending.next.clone(),
+        })
+    }
+
+    /// Whether a pending sign-in can still be finished: its user is active and still has MFA.
+    pub async fn pending_still_valid(&self, pending: &PendingSignIn) -> Result<bool, Error> {
+        Ok(users::find_by_id(&self.db, pending.user_id)
+            .await?
+            .is_some_and(|u| u.status == UserStatus::Active && u.mfa_enabled))
+    }
+
+    /// Trades a refresh token for a new pair. A spent token presented again ends its sign-in;
+    /// a disabled user's sign-in ends at its next refresh.
+    pub async fn refresh_tokens(&self, raw: &str, origin: &Origin) -> Result<Outcome, Error> {
+        let now = self.now();
+        match tokens::refresh(&self.db, raw, now).await? {
+            tokens::Refreshed::Rotated {
+                user_id,
+                family,
+                token,
+            } => {
+                let user = users::find_by_id(&self.db, user_id).await?;
+                match user {
+                    Some(user) if user.status == UserStatus::Active => {
+                        if self.enrolment_due(&user) {
+                            return Ok(Outcome::EnrolmentRequired);
+                        }
+                        Ok(Outcome::TokensIssued(
+                            self.access_token(user_id, family, token).await?,
+                        ))
+                    }
+                    _ => {
+                        tokens::revoke_family(&self.db, family, now).await?;
+                        self.access_cache.clear();
+                        Ok(Outcome::Refused)
+                    }
+                }
+            }
+            tokens::Refreshed::Reused { user_id, family } => {
+                self.access_cache.clear();
+                tracing::warn!(event = "refresh_token_reused", user_id = %user_id, family = %family, "a spent refresh token was presented again: its sign-in is revoked");
+                self.audit_family(
+                    &origin.audit(Actor::User(user_id)),
+                    "auth.refresh_token_reused",
+                    family,
+                )
+                .await?;
+                Ok(Outcome::Refused)
+            }
+            tokens::Refreshed::Invalid => Ok(Outcome::Refused),
+        }
+    }
+
+    /// Ends the API sign-in a refresh or access token belongs to (RFC 7009: whatever the token
+    /// was, the caller hears the same).
+    pub async fn revoke_token(&self, raw: &str, origin: &Origin) -> Result<(), Error> {
+        let now = self.now();
+        let family = match tokens::family_of(&self.db, raw).await? {
+            Some(family) => Some(family),
+            // An access token names its family in `sid`.
+            None => self
+                .tokens
+                .verify(raw, &self.config.base_url, now, &self.db, &self.keys)
+                .await
+                .ok()
+                .and_then(|c| Uuid::parse_str(&c.sid).ok()),
+        };
+        if let Some(family) = family {
+            if tokens::revoke_family(&self.db, family, now).await? {
+                self.access_cache.clear();
+                self.audit_family(&origin.audit(Actor::System), "auth.sign_out", family)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a request for a sign-in link against the address's budgets, then queues "send a
+    /// link to `email` if it is allowed" and returns. The answer is the same for every address,
+    /// allowed or not, known or not: the lookup and the mail happen off the request path.
+    pub async fn request_link(
+        &self,
+        raw_email: &str,
+        next: Option<String>,
+    ) -> Result<LinkRequest, crate::identity::InvalidInput> {
+        let email = Email::parse(raw_email)?;
+        if let Some(decision) = self.signin_budget(&email).await {
+            return Ok(LinkRequest::RateLimited(decision));
+        }
+        if !self.within_mail_budget(&email).await {
+            return Ok(LinkRequest::Accepted);
+        }
+        let identity = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = identity.send_link(&email, next.as_deref()).await {
+                tracing::error!(event = "magic_link_failed", to = %mask_email(&email), error = %e, "could not send a sign-in link");
+            }
+        });
+        Ok(LinkRequest::Accepted)
+    }
+
+    /// The per-address limit, then the throttle's reservation: `Err` is the outcome to answer.
+    async fn admit(
+        &self,
+        email: &Email,
+        origin: &Origin,
+    ) -> Result<Result<Reservation, Outcome>, Error> {
+        if let Some(decision) = self.signin_budget(email).await {
+            return Ok(Err(Outcome::RateLimited(decision)));
+        }
+        let keys = throttle::keys(&self.config.throttle, email, &origin.client);
+        Ok(
+            match throttle::reserve(&self.db, &self.config.throttle, keys, self.now()).await? {
+                Ok(reservation) => Ok(reservation),
+                Err(wait) => Err(Outcome::Throttled(wait)),
+            },
+        )
+    }
+
+    /// A consumed link or code: its address's user (created in an allowed domain), then the
+    /// common tail.
+    async fn after_consumed(
+        &self,
+        consumed: Consumed,
+        method: &'static str,
+        reservation: Reservation,
+        origin: &Origin,
+    ) -> Result<Outcome, Error> {
+        let user = match self.allowance(&consumed.email).await? {
+            Allowance::User(user) => user,
+            Allowance::No => {
+                reservation.refund(&self.db, self.now()).await?;
+                return Ok(Outcome::Refused);
+            }
+            Allowance::NewInAllowedDomain => {
+                let new = NewUser {
+                    email: consumed.email.clone(),
+                    display_name: DisplayName::default(),
+                    role: Role::User,
+                };
+                users::create(&self.db, new, &origin.audit(Actor::System)).await?
+            }
+        };
+        let first = FirstFactor {
+            user,
+            method,
+            next: consumed.next,
+            reservation,
+        };
+        self.after_first_factor(first, Channel::Browser, origin)
+            .await
+    }
+
+    /// Everything after a right first factor: the MFA branch, the required-role rule, the
+    /// throttle's settlement, and the session or the tokens.
+    async fn after_first_factor(
+        &self,
+        first: FirstFactor,
+        channel: Channel,
+        origin: &Origin,
+    ) -> Result<Outcome, Error> {
+        let FirstFactor {
+            user,
+            method,
+            next,
+            reservation,
+        } = first;
+        let now = self.now();
+        let method = match (&channel, user.mfa_enabled) {
+            (Channel::Browser, true) => {
+                // Not the last factor: the attempt gives its count back, the address is not
+                // cleared until the code is right.
+                reservation.refund(&self.db, now).await?;
+                tracing::info!(event = "second_factor_due", user_id = %user.id, method, "first factor accepted; second factor due");
+                return Ok(Outcome::SecondFactorDue(PendingSignIn::new(
+                    user.id, method, next, now,
+                )));
+            }
+            (Channel::Api { otp: None }, true) => {
+                reservation.refund(&self.db, now).await?;
+                return Ok(Outcome::MfaRequired);
+            }
+            (Channel::Api { otp: Some(otp) }, true) => {
+                // The password and the code are one attempt: one reservation covers both.
+                match self
+                    .check_second_factor(&user, otp, reservation, origin, method)
+                    .await?
+                {
+                    Some(method) => method,
+                    None => return Ok(Outcome::Refused),
+                }
+            }
+            (_, false) => {
+                reservation.succeed(&self.db, now).await?;
+                method.to_owned()
+            }
+        };
+        match channel {
+            Channel::Browser => {
+                let token = self.start_session(&user, &method, origin).await?;
+                Ok(Outcome::SignedIn { token, user, next })
+            }
+            Channel::Api { .. } => {
+                if self.enrolment_due(&user) {
+                    tracing::info!(event = "access_denied", user_id = %user.id, "no API tokens before MFA enrolment");
+                    return Ok(Outcome::EnrolmentRequired);
+                }
+                let tokens = self.start_api_sign_in(&user, &method, origin).await?;
+                Ok(Outcome::TokensIssued(tokens))
+            }
+        }
+    }
+
+    /// Checks the second factor of `user` under `reservation`: on success the method with its
+    /// second factor (`password+totp`, …), the address cleared and a notice for a recovery
+    /// code; on failure `None`, recorded.
+    async fn check_second_factor(
+        &self,
+        user: &User,
+        code: &str,
+        reservation: Reservation,
+        origin: &Origin,
+        first_method: &str,
+    ) -> Result<Option<String>, Error> {
+        let now = self.now();
+        let ctx = origin.audit(Actor::User(user.id));
+        let second = match mfa::check(&self.db, &self.keys, user.id, code, now, &ctx).await? {
+            Checked::Totp => "totp",
+            Checked::RecoveryCode { remaining } => {
+                tracing::warn!(event = "recovery_code_used", user_id = %user.id, remaining, "signed in with a recovery code");
+                notices::send(
+                    &self.mailer,
+                    &user.email,
+                    now,
+                    Some(origin.client.0),
+                    notices::RECOVERY_CODE_USED,
+                );
+                "recovery_code"
+            }
+            Checked::Rejected => {
+                self.failed(
+                    &user.email,
+                    "auth.mfa_failed",
+                    reservation,
+                    origin,
+                    Some((user.id, first_method)),
+                )
+                .await?;
+                return Ok(None);
+            }
+        };
+        reservation.succeed(&self.db, now).await?;
+        Ok(Some(format!("{first_method}+{second}")))
+    }
+
+    /// Records a failed attempt (already counted by its reservation): its audit record and, when
+    /// it locked a key, the lock's. For a second factor, `user` names whose and after what.
+    async fn failed(
+        &self,
+        email: &Email,
+        action: &'static str,
+        reservation: Reservation,
+        origin: &Origin,
+        user: Option<(Uuid, &str)>,
+    ) -> Result<(), Error> {
+        let locked = reservation.locked();
+        let mut tx = self.db.begin().await?;
+        let event = match user {
+            Some((id, method)) => AuditEvent {
+                action,
+                entity_type: "user",
+                entity_id: Some(id.to_string()),
+                changes: serde_json::json!({ "method": method }),
+            },
+            None => address_event(action, email, serde_json::json!({})),
+        };
+        let ctx = origin.audit(user.map_or(Actor::System, |(id, _)| Actor::User(id)));
+        audit::record(&mut tx, &ctx, event).await?;
+        if locked {
+            let minutes = self.config.throttle.lock_duration.as_secs() / 60;
+            let event = address_event(
+                "auth.locked",
+                email,
+                serde_json::json!({ "minutes": minutes }),
+            );
+            audit::record(&mut tx, &origin.audit(Actor::System), event).await?;
+        }
+        tx.commit().await?;
+        tracing::warn!(event = "sign_in_failed", action, to = %mask_email(email), "sign-in failed");
+        if locked {
+            tracing::warn!(event = "sign_in_locked", to = %mask_email(email), "sign-in locked after repeated failures");
+        }
+        Ok(())
+    }
+
+    /// Checks a password: `Some(user)` only for an active user whose password it is, after the
+    /// same work whatever the case. A legacy or outdated hash is replaced after a success.
+    async fn check_password(
+        &self,
+        email: &Email,
+        password: &SecretString,
+    ) -> Result<Option<User>, Error> {
+        let user = users::find_by_email(&self.db, email).await?;
+        let stored = match &user {
+            Some(u) => users::password_hash(&self.db, u.id).await?,
+            None => None,
+        };
+        let verified = match &stored {
+            Some(hash) => self.passwords.verify(password, hash).await?,
+            None => {
+                self.passwords.verify_dummy(password).await?;
+                super::passwords::Verified {
+                    ok: false,
+                    needs_rehash: false,
+                }
+            }
+        };
+        let user = match user {
+            Some(u) if verified.ok && u.status == UserStatus::Active => u,
+            _ => return Ok(None),
+        };
+        if verified.needs_rehash {
+            let fresh = self.passwords.hash(password).await?;
+            users::upgrade_password_hash(&self.db, user.id, &fresh).await?;
+            tracing::info!(event = "password_hash_upgraded", user_id = %user.id, "password hash upgraded to the current parameters");
+        }
+        Ok(Some(user))
+    }
+
+    /// Starts a session for a user whose sign-in is complete (`method` names every factor),
+    /// audited as `auth.sign_in`.
+    async fn start_session(
+        &self,
+        user: &User,
+        method: &str,
+        origin: &Origin,
+    ) -> Result<SessionToken, Error> {
+        let (token, session) = self.sessions.create(user.id, &origin.meta()).await?;
+        let mut tx = self.db.begin().await?;
+        audit::record(
+            &mut tx,
+            &origin.audit(Actor::User(user.id)),
+            AuditEvent {
+                action: "auth.sign_in",
+                entity_type: "session",
+                entity_id: Some(session.id_hash[..16].to_owned()),
+                changes: serde_json::json!({ "method": method }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(event = "sign_in", user_id = %user.id, method, "signed in");
+        Ok(token)
+    }
+
+    /// Starts an API sign-in: the token family and its audit record in one transaction.
+    async fn start_api_sign_in(
+        &self,
+        user: &User,
+        method: &str,
+        origin: &Origin,
+    ) -> Result<IssuedTokens, Error> {
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let (family, refresh_token) =
+            tokens::start_family(&mut tx, user.id, now, self.config.refresh_token_lifetime).await?;
+        audit::record(
+            &mut tx,
+            &origin.audit(Actor::User(user.id)),
+            AuditEvent {
+                action: "auth.sign_in",
+                entity_type: "token_family",
+                entity_id: Some(family.to_string()),
+                changes: serde_json::json!({ "method": method }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(event = "sign_in", user_id = %user.id, method, "signed in to the API");
+        self.access_token(user.id, family, refresh_token).await
+    }
+
+    /// Signs an access token for `family`, to go with `refresh_token`.
+    async fn access_token(
+        &self,
+        user_id: Uuid,
+        family: Uuid,
+        refresh_token: String,
+    ) -> Result<IssuedTokens, Error> {
+        let lifetime = self.config.access_token_lifetime;
+        let now = self.now();
+        self.tokens
+            .refresh_if_stale(&self.db, &self.keys, now)
+            .await?;
+        let access_token =
+            self.tokens
+                .sign(&self.config.base_url, user_id, family, now, lifetime)?;
+        Ok(IssuedTokens {
+            user_id,
+            family,
+            access_token,
+            expires_in: lifetime,
+            refresh_token,
+        })
+    }
+
+    async fn audit_family(
+        &self,
+        ctx: &AuditContext,
+        action: &'static str,
+        family: Uuid,
+    ) -> Result<(), Error> {
+        let mut tx = self.db.begin().await?;
+        audit::record(
+            &mut tx,
+            ctx,
+            AuditEvent {
+                action,
+                entity_type: "token_family",
+                entity_id: Some(family.to_string()),
+                changes: serde_json::json!({}),
+            },
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    async fn allowance(&self, email: &Email) -> Result<Allowance, Error> {
+        Ok(match users::find_by_email(&self.db, email).await? {
+            Some(user) if user.status == UserStatus::Active => Allowance::User(user),
+            Some(_) => Allowance::No,
+            None if self.domain_allowed(email) => Allowance::NewInAllowedDomain,
+            None => Allowance::No,
+        })
+    }
+
+    fn domain_allowed(&self, email: &Email) -> bool {
+        self.config
+            .allowed_domains
+            .iter()
+            .any(|d| d == email.domain())
+    }
+
+    async fn send_link(&self, email: &Email, next: Option<&str>) -> Result<(), Error> {
+        if matches!(self.allowance(email).await?, Allowance::No) {
+            tracing::info!(event = "magic_link_not_allowed", to = %mask_email(email), "no link for an address that is not allowed");
+            return Ok(());
+        }
+        let link = magic_links::issue(&self.db, &self.keys, self.now(), email, next).await?;
+        let url = format!(
+            "{}/login/magic/verify?token={}",
+            self.config.base_url,
+            magic_links::expose(&link.token)
+        );
+        let code = magic_links::expose(&link.code);
+        let minutes = magic_links::LINK_LIFETIME.as_secs() / 60;
+        self.mailer.send_template(
+            email,
+            "Your Gatehouse sign-in link",
+            "magic_link",
+            minijinja::context! { url => url, code => code, minutes => minutes },
+        )?;
+        tracing::info!(event = "magic_link_sent", to = %mask_email(email), "sign-in link queued");
+        Ok(())
+    }
+
+    /// Counts a sign-in attempt for the submitted address (`GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT`):
+    /// the decision when over it. Applies to every address alike.
+    pub(crate) async fn signin_budget(&self, email: &Email) -> Option<Decision> {
+        self.per_address("signin_email", self.config.signin_email_rate_limit, email)
+            .await
+    }
+
+    /// Whether `email` may get another sign-in or reset mail now (`GATEHOUSE_MAGIC_LINK_RATE_LIMIT`,
+    /// one budget for both).
+    pub(crate) async fn within_mail_budget(&self, email: &Email) -> bool {
+        self.per_address("magic_link_mail", self.config.magic_link_rate_limit, email)
+            .await
+            .is_none()
+    }
+
+    /// Checks one event against a per-address rule: `None` within budget (or the rule is off),
+    /// else the refusal. When the store cannot decide, the sign-in rules' failure policy
+    /// applies (a denial is reported as a decision with a short retry).
+    async fn per_address(
+        &self,
+        rule: &'static str,
+        rate: Option<Rate>,
+        email: &Email,
+    ) -> Option<Decision> {
+        let rate = rate?;
+        let quota = Quota::new(rate.limit, rate.period).ok()?;
+        // Keyed by a hash: the rate-limit store never holds addresses.
+        let key = hex::encode(sha2::Sha256::digest(email.as_str().as_bytes()));
+        match self.limiter.check(&format!("{rule}:{key}"), &quota).await {
+            Ok(decision) if decision.allowed => None,
+            Ok(decision) => {
+                tracing::info!(event = "rate_limited", rule, to = %mask_email(email), "per-address limit reached");
+                Some(decision)
+            }
+            Err(e) => {
+                let deny = self.config.deny_on_store_error;
+                tracing::warn!(event = "rate_limit_store_error", rule, error = %e, deny, "cannot check a per-address limit");
+                deny.then(|| Decision {
+                    allowed: false,
+                    limit: rate.limit,
+                    remaining: 0,
+                    reset_after: quota.emission_interval(),
+                    retry_after: Some(quota.emission_interval()),
+                })
+            }
+        }
+    }
 }
 
 /// Whether, and as whom, an address may sign in by link.
@@ -46,371 +777,16 @@ enum Allowance {
     No,
 }
 
-async fn allowance(state: &AppState, email: &Email) -> Result<Allowance, Error> {
-    Ok(match users::find_by_email(&state.db, email).await? {
-        Some(user) if user.status == UserStatus::Active => Allowance::User(user),
-        Some(_) => Allowance::No,
-        None if domain_allowed(state, email) => Allowance::NewInAllowedDomain,
-        None => Allowance::No,
-    })
-}
-
-fn domain_allowed(state: &AppState, email: &Email) -> bool {
-    state
-        .settings
-        .allowed_domains
-        .iter()
-        .any(|d| d == email.domain())
-}
-
-/// Counts this request against the address's mail budget, then queues "send a link to
-/// `email` if it is allowed" and returns. The budget is checked for every address alike, in
-/// the request path, so it tells nothing about which addresses exist; over budget, nothing is
-/// queued at all.
-pub async fn request_link(state: &AppState, email: Email, next: Option<String>) {
-    if !within_mail_budget(state, &email).await {
-        return;
-    }
-    let state = state.clone();
-    tokio::spawn(async move {
-        if let Err(e) = send_link(&state, &email, next.as_deref()).await {
-            tracing::error!(event = "magic_link_failed", to = %mask_email(&email), error = %e, "could not send a sign-in link");
-        }
-    });
-}
-
-/// Checks one event against a per-address rule. `Ok(None)`: within budget (or the rule is
-/// off); `Ok(Some(decision))`: over budget. When the store cannot decide, the sign-in rules'
-/// failure policy applies (a denial is reported as a decision with a short retry).
-async fn per_address(
-    state: &AppState,
-    rule: &'static str,
-    rate: Option<Rate>,
-    email: &Email,
-) -> Option<Decision> {
-    let rate = rate?;
-    let quota = Quota::new(rate.limit, rate.period).ok()?;
-    // Keyed by a hash: the rate-limit store never holds addresses.
-    let key = hex::encode(sha2::Sha256::digest(email.as_str().as_bytes()));
-    match state.limiter.check(&format!("{rule}:{key}"), &quota).await {
-        Ok(decision) if decision.allowed => None,
-        Ok(decision) => {
-            tracing::info!(event = "rate_limited", rule, to = %mask_email(email), "per-address limit reached");
-            Some(decision)
-        }
-        Err(e) => {
-            let deny = state.settings.signin_rate_limit_deny_on_store_error;
-            tracing::warn!(event = "rate_limit_store_error", rule, error = %e, deny, "cannot check a per-address limit");
-            deny.then(|| Decision {
-                allowed: false,
-                limit: rate.limit,
-                remaining: 0,
-                reset_after: quota.emission_interval(),
-                retry_after: Some(quota.emission_interval()),
-            })
-        }
-    }
-}
-
-/// Counts a sign-in attempt for the submitted address (`GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT`).
-/// Applies to every address alike, so a refusal tells nothing about which exist.
-pub async fn attempt_allowed(state: &AppState, email: &Email) -> Result<(), Decision> {
-    match per_address(
-        state,
-        "signin_email",
-        state.settings.signin_email_rate_limit,
-        email,
-    )
-    .await
-    {
-        None => Ok(()),
-        Some(decision) => Err(decision),
-    }
-}
-
-/// Whether `email` may get another sign-in or reset mail now (`GATEHOUSE_MAGIC_LINK_RATE_LIMIT`,
-/// one budget for both).
-pub async fn within_mail_budget(state: &AppState, email: &Email) -> bool {
-    per_address(
-        state,
-        "magic_link_mail",
-        state.settings.magic_link_rate_limit,
-        email,
-    )
-    .await
-    .is_none()
-}
-
-async fn send_link(state: &AppState, email: &Email, next: Option<&str>) -> Result<(), Error> {
-    if matches!(allowance(state, email).await?, Allowance::No) {
-        tracing::info!(event = "magic_link_not_allowed", to = %mask_email(email), "no link for an address that is not allowed");
-        return Ok(());
-    }
-    let link = magic_links::issue(&state.db, &state.keys, state.clock.now(), email, next).await?;
-    let base = state.settings.public_url.as_str().trim_end_matches('/');
-    let url = format!(
-        "{base}/login/magic/verify?token={}",
-        magic_links::expose(&link.token)
-    );
-    let code = magic_links::expose(&link.code);
-    let minutes = magic_links::LINK_LIFETIME.as_secs() / 60;
-    let (text, html) = state.templates.mail(
-        "magic_link",
-        minijinja::context! { url => url, code => code, minutes => minutes },
-    )?;
-    state
-        .mailer
-        .send(Mail {
-            to: email.clone(),
-            subject: "Your Gatehouse sign-in link".into(),
-            text,
-            html,
-        })
-        .map_err(|e| Error::Unavailable(e.to_string()))?;
-    tracing::info!(event = "magic_link_sent", to = %mask_email(email), "sign-in link queued");
-    Ok(())
-}
-
-/// What an accepted first factor comes to.
-#[derive(Debug)]
-pub enum SignedIn {
-    /// A new session (its cookie token) for the user.
-    Session(SessionToken, User),
-    /// The user has MFA: no session until the second factor at `/login/mfa`.
-    SecondFactorDue(PendingSignIn),
-}
-
-/// Signs in the owner of a consumed link (or a checked password): a new session, audited; or,
-/// for a user with MFA, the pending sign-in that `/login/mfa` finishes. Every way in passes
-/// here, so none skips the second factor.
-pub async fn complete(
-    state: &AppState,
-    consumed: &Consumed,
-    method: &'static str,
-    meta: &SessionMeta,
-    request_id: Option<String>,
-) -> Result<SignedIn, SignInError> {
-    let user = match allowance(state, &consumed.email).await? {
-        Allowance::User(user) => user,
-        Allowance::No => return Err(SignInError::NotAllowed),
-        Allowance::NewInAllowedDomain => {
-            let ctx = AuditContext {
-                actor: Actor::System,
-                client_ip: meta.client_ip,
-                request_id: request_id.clone(),
-            };
-            let new = NewUser {
-                email: consumed.email.clone(),
-                display_name: DisplayName::default(),
-                role: Role::User,
-            };
-            users::create(&state.db, new, &ctx).await?
-        }
-    };
-    if user.mfa_enabled {
-        tracing::info!(event = "second_factor_due", user_id = %user.id, method, "first factor accepted; second factor due");
-        return Ok(SignedIn::SecondFactorDue(PendingSignIn::new(
-            user.id,
-            method,
-            consumed.next.clone(),
-            state.clock.now(),
-        )));
-    }
-    let token = start_session(state, &user, method, meta, request_id).await?;
-    Ok(SignedIn::Session(token, user))
-}
-
-/// Starts a session for a user whose sign-in is complete (`method` names every factor given),
-/// audited as `auth.sign_in`.
-pub async fn start_session(
-    state: &AppState,
-    user: &User,
-    method: &str,
-    meta: &SessionMeta,
-    request_id: Option<String>,
-) -> Result<SessionToken, Error> {
-    let (token, session) = state.sessions.create(user.id, meta).await?;
-    let ctx = AuditContext {
-        actor: Actor::User(user.id),
-        client_ip: meta.client_ip,
-        request_id,
-    };
-    let mut tx = state.db.begin().await?;
-    audit::record(
-        &mut tx,
-        &ctx,
-        AuditEvent {
-            action: "auth.sign_in",
-            entity_type: "session",
-            entity_id: Some(session.id_hash[..16].to_owned()),
-            changes: serde_json::json!({ "method": method }),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    tracing::info!(event = "sign_in", user_id = %user.id, method, "signed in");
-    Ok(token)
-}
-
-/// Signs in with a password (see [`check_password`]), then as [`complete`] does.
-pub async fn with_password(
-    state: &AppState,
-    email: &Email,
-    password: &secrecy::SecretString,
-    next: Option<String>,
-    meta: &SessionMeta,
-    request_id: Option<String>,
-) -> Result<SignedIn, SignInError> {
-    check_password(state, email, password, meta, request_id.clone()).await?;
-    let consumed = Consumed {
-        email: email.clone(),
-        next,
-    };
-    complete(state, &consumed, "password", meta, request_id).await
-}
-
-/// Checks a password: the same failure (recorded as `auth.password_failed`) for an unknown
-/// address, a wrong password, a user without a password and a disabled user, after the same
-/// work (a dummy verification when there is no hash to check). A legacy or outdated hash is
-/// replaced after a success. Starts nothing: the caller makes a session or tokens.
-pub async fn check_password(
-    state: &AppState,
-    email: &Email,
-    password: &secrecy::SecretString,
-    meta: &SessionMeta,
-    request_id: Option<String>,
-) -> Result<User, SignInError> {
-    let user = users::find_by_email(&state.db, email).await?;
-    let stored = match &user {
-        Some(u) => users::password_hash(&state.db, u.id).await?,
-        None => None,
-    };
-    let verified = match &stored {
-        Some(hash) => state.passwords.verify(password, hash).await?,
-        None => {
-            state.passwords.verify_dummy(password).await?;
-            crate::identity::passwords::Verified {
-                ok: false,
-                needs_rehash: false,
-            }
-        }
-    };
-    let user = match user {
-        Some(u) if verified.ok && u.status == UserStatus::Active => u,
-        _ => {
-            record_failure(state, email, "password", meta, request_id).await?;
-            return Err(SignInError::NotAllowed);
-        }
-    };
-    if verified.needs_rehash {
-        let fresh = state.passwords.hash(password).await?;
-        users::upgrade_password_hash(&state.db, user.id, &fresh).await?;
-        tracing::info!(event = "password_hash_upgraded", user_id = %user.id, "password hash upgraded to the current parameters");
-    }
-    Ok(user)
-}
-
-/// Records that failed password sign-ins locked an address (`auth.locked`).
-pub async fn record_lock(
-    state: &AppState,
-    email: &Email,
-    meta: &SessionMeta,
-    request_id: Option<String>,
-) -> Result<(), Error> {
-    let minutes = state.settings.throttle.lock_duration.as_secs() / 60;
-    audit_address_event(
-        state,
-        "auth.locked",
-        email,
-        meta,
-        request_id,
-        serde_json::json!({ "minutes": minutes }),
-    )
-    .await?;
-    tracing::warn!(event = "sign_in_locked", to = %mask_email(email), "password sign-in locked after repeated failures");
-    Ok(())
-}
-
-/// Records a password reset request (`auth.password_reset_requested`) for the submitted
-/// address, whether or not it has an account: the record, like the answer, tells nothing.
-pub async fn record_reset_request(
-    state: &AppState,
-    email: &Email,
-    meta: &SessionMeta,
-    request_id: Option<String>,
-) -> Result<(), Error> {
-    audit_address_event(
-        state,
-        "auth.password_reset_requested",
-        email,
-        meta,
-        request_id,
-        serde_json::json!({}),
-    )
-    .await
-}
-
-/// An audit record about a submitted address (masked), by the system, from this request.
-async fn audit_address_event(
-    state: &AppState,
+/// An audit event about a submitted address, named masked.
+pub(crate) fn address_event(
     action: &'static str,
     email: &Email,
-    meta: &SessionMeta,
-    request_id: Option<String>,
     changes: serde_json::Value,
-) -> Result<(), Error> {
-    let ctx = AuditContext {
-        actor: Actor::System,
-        client_ip: meta.client_ip,
-        request_id,
-    };
-    let mut tx = state.db.begin().await?;
-    audit::record(
-        &mut tx,
-        &ctx,
-        AuditEvent {
-            action,
-            entity_type: "email",
-            entity_id: Some(mask_email(email)),
-            changes,
-        },
-    )
-    .await?;
-    tx.commit().await
-}
-
-/// Records a failed code attempt.
-pub async fn record_failed_code(
-    state: &AppState,
-    email: &Email,
-    meta: &SessionMeta,
-    request_id: Option<String>,
-) -> Result<(), Error> {
-    record_failure(state, email, "code", meta, request_id).await
-}
-
-/// Records a failed sign-in attempt (`auth.code_failed` or `auth.password_failed`).
-async fn record_failure(
-    state: &AppState,
-    email: &Email,
-    method: &'static str,
-    meta: &SessionMeta,
-    request_id: Option<String>,
-) -> Result<(), Error> {
-    let action = if method == "code" {
-        "auth.code_failed"
-    } else {
-        "auth.password_failed"
-    };
-    audit_address_event(
-        state,
+) -> AuditEvent {
+    AuditEvent {
         action,
-        email,
-        meta,
-        request_id,
-        serde_json::json!({}),
-    )
-    .await?;
-    tracing::warn!(event = "sign_in_failed", method, to = %mask_email(email), "sign-in failed");
-    Ok(())
+        entity_type: "email",
+        entity_id: Some(mask_email(email)),
+        changes,
+    }
 }

@@ -7,13 +7,19 @@
 //! the threshold. A success clears the address's count; a count also ends when its key has not
 //! failed for the lock duration.
 //!
+//! An attempt is counted *before* it is checked: [`reserve`] refuses a blocked key and counts a
+//! failure under every key in one transaction, so concurrent attempts cannot all pass the
+//! check before any failure is recorded. A factor that turns out right gives its count back
+//! ([`Reservation::refund`]); only the last factor of a sign-in clears the address
+//! ([`Reservation::succeed`]), so a right password followed by wrong codes still reaches the
+//! lock.
+//!
 //! # Security
 //! - Keys are what was *submitted*, not accounts: an address that has no account is throttled
 //!   exactly like one that has, so the throttle reveals nothing about which exist.
 //! - The counts live in the database, so every instance enforces the same delays and locks.
 //! - Addresses are stored as SHA-256, never in the clear.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
@@ -21,7 +27,7 @@ use time::OffsetDateTime;
 
 use super::Email;
 use crate::Error;
-use crate::store::{Db, parse_timestamp, timestamp_text};
+use crate::store::{Db, Tx, parse_timestamp, timestamp_text};
 
 /// The longest delay between two attempts before the lock.
 const MAX_DELAY: Duration = Duration::from_secs(60);
@@ -47,7 +53,7 @@ impl Default for ThrottleConfig {
 /// One key an attempt is counted under.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Key {
-    /// `email:<sha256>` or `ip:<address>`.
+    /// `email:<sha256>` or `ip:<client key>` (an IPv6 client by its `/64`).
     pub name: String,
     /// Failures in a row that lock it.
     pub lock_at: u32,
@@ -55,9 +61,14 @@ pub struct Key {
     pub grace: u32,
 }
 
-/// The keys an attempt is counted under: the submitted address, then the client IP.
-pub fn keys(config: &ThrottleConfig, email: &Email, ip: IpAddr) -> [Key; 2] {
-    [
+/// The keys an attempt is counted under: the submitted address, then the client, by the one
+/// client key every per-client rule uses (`ClientIp::key`: an IPv6 client by its `/64`).
+pub fn keys(
+    config: &ThrottleConfig,
+    email: &Email,
+    client: &gatehouse_security::ClientIp,
+) -> Vec<Key> {
+    vec![
         Key {
             name: format!(
                 "email:{}",
@@ -67,144 +78,221 @@ pub fn keys(config: &ThrottleConfig, email: &Email, ip: IpAddr) -> [Key; 2] {
             grace: 0,
         },
         Key {
-            name: format!("ip:{ip}"),
+            name: format!("ip:{}", client.key()),
             lock_at: config.lock_threshold.saturating_mul(5),
             grace: config.lock_threshold,
         },
     ]
 }
 
-/// How long the caller must wait before trying again, if any key is blocked.
-pub async fn blocked_for(
-    db: &Db,
-    keys: &[Key],
-    now: OffsetDateTime,
-) -> Result<Option<Duration>, Error> {
-    let mut longest: Option<Duration> = None;
-    for Key { name: key, .. } in keys {
-        let until: Option<OffsetDateTime> = match db {
-            Db::Postgres(pool) => {
-                sqlx::query_scalar("SELECT blocked_until FROM sign_in_failures WHERE key = $1")
-                    .bind(key)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            Db::Sqlite(pool, _) => {
-                let text: Option<String> =
-                    sqlx::query_scalar("SELECT blocked_until FROM sign_in_failures WHERE key = ?")
-                        .bind(key)
-                        .fetch_optional(pool)
-                        .await?;
-                text.as_deref().map(parse_timestamp).transpose()?
-            }
-        };
-        if let Some(until) = until.filter(|u| *u > now) {
-            let wait = Duration::try_from(until - now).unwrap_or_default();
-            longest = Some(longest.map_or(wait, |l| l.max(wait)));
-        }
-    }
-    Ok(longest)
+/// One key's stored count.
+struct Count {
+    failures: i64,
+    last_failure_at: OffsetDateTime,
+    blocked_until: OffsetDateTime,
 }
 
-/// Counts a failure under every key; returns true when this failure locked one of them.
-pub async fn record_failure(
-    db: &Db,
-    config: &ThrottleConfig,
-    keys: &[Key],
-    now: OffsetDateTime,
-) -> Result<bool, Error> {
-    let mut locked = false;
-    let fresh_after = now - config.lock_duration;
-    for Key {
-        name: key,
-        lock_at: threshold,
-        grace,
-    } in keys
-    {
-        let mut tx = db.begin().await?;
-        let previous: Option<(i64, OffsetDateTime)> = match &mut tx {
-            crate::store::Tx::Postgres(t) => sqlx::query_as(
-                "SELECT failures, last_failure_at FROM sign_in_failures WHERE key = $1 FOR UPDATE",
+async fn read(tx: &mut Tx, key: &str) -> Result<Option<Count>, Error> {
+    Ok(match tx {
+        Tx::Postgres(t) => {
+            let row: Option<(i64, OffsetDateTime, OffsetDateTime)> = sqlx::query_as(
+                "SELECT failures, last_failure_at, blocked_until FROM sign_in_failures \
+                 WHERE key = $1 FOR UPDATE",
             )
             .bind(key)
             .fetch_optional(&mut **t)
-            .await?,
-            crate::store::Tx::Sqlite(t, _) => {
-                let row: Option<(i64, String)> = sqlx::query_as(
-                    "SELECT failures, last_failure_at FROM sign_in_failures WHERE key = ?",
-                )
-                .bind(key)
-                .fetch_optional(&mut **t)
-                .await?;
-                row.map(|(n, at)| parse_timestamp(&at).map(|at| (n, at)))
-                    .transpose()?
-            }
-        };
-        // A key that has been quiet for the lock duration starts over.
-        let failures = match previous {
-            Some((n, last)) if last > fresh_after => n + 1,
-            _ => 1,
-        };
-        let block = if failures >= i64::from(*threshold) {
-            locked |= failures == i64::from(*threshold);
-            config.lock_duration
-        } else if failures <= i64::from(*grace) {
-            Duration::ZERO
-        } else {
-            let exponent = u32::try_from(failures - i64::from(*grace) - 1)
-                .unwrap_or(u32::MAX)
-                .min(16);
-            Duration::from_secs(1u64 << exponent).min(MAX_DELAY)
-        };
-        let until = now + block;
-        match &mut tx {
-            crate::store::Tx::Postgres(t) => {
-                sqlx::query(
-                    "INSERT INTO sign_in_failures (key, failures, last_failure_at, blocked_until) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (key) DO UPDATE SET failures = $2, last_failure_at = $3, blocked_until = $4",
-                )
-                .bind(key)
-                .bind(failures)
-                .bind(now)
-                .bind(until)
-                .execute(&mut **t)
-                .await?;
-            }
-            crate::store::Tx::Sqlite(t, _) => {
-                sqlx::query(
-                    "INSERT INTO sign_in_failures (key, failures, last_failure_at, blocked_until) VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT (key) DO UPDATE SET failures = ?2, last_failure_at = ?3, blocked_until = ?4",
-                )
-                .bind(key)
-                .bind(failures)
-                .bind(timestamp_text(now))
-                .bind(timestamp_text(until))
-                .execute(&mut **t)
-                .await?;
+            .await?;
+            row.map(|(failures, last_failure_at, blocked_until)| Count {
+                failures,
+                last_failure_at,
+                blocked_until,
+            })
+        }
+        Tx::Sqlite(t, _) => {
+            let row: Option<(i64, String, String)> = sqlx::query_as(
+                "SELECT failures, last_failure_at, blocked_until FROM sign_in_failures WHERE key = ?",
+            )
+            .bind(key)
+            .fetch_optional(&mut **t)
+            .await?;
+            match row {
+                Some((failures, last, until)) => Some(Count {
+                    failures,
+                    last_failure_at: parse_timestamp(&last)?,
+                    blocked_until: parse_timestamp(&until)?,
+                }),
+                None => None,
             }
         }
-        tx.commit().await?;
-    }
-    Ok(locked)
+    })
 }
 
-/// Forgets the failures of one key (an address after a successful sign-in or reset).
-pub async fn clear(db: &Db, key: &str) -> Result<(), Error> {
-    match db {
-        Db::Postgres(pool) => {
+async fn write(tx: &mut Tx, key: &str, count: &Count) -> Result<(), Error> {
+    match tx {
+        Tx::Postgres(t) => {
+            sqlx::query(
+                "INSERT INTO sign_in_failures (key, failures, last_failure_at, blocked_until) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (key) DO UPDATE SET failures = $2, last_failure_at = $3, blocked_until = $4",
+            )
+            .bind(key)
+            .bind(count.failures)
+            .bind(count.last_failure_at)
+            .bind(count.blocked_until)
+            .execute(&mut **t)
+            .await?;
+        }
+        Tx::Sqlite(t, _) => {
+            sqlx::query(
+                "INSERT INTO sign_in_failures (key, failures, last_failure_at, blocked_until) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (key) DO UPDATE SET failures = ?2, last_failure_at = ?3, blocked_until = ?4",
+            )
+            .bind(key)
+            .bind(count.failures)
+            .bind(timestamp_text(count.last_failure_at))
+            .bind(timestamp_text(count.blocked_until))
+            .execute(&mut **t)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn delete(tx: &mut Tx, key: &str) -> Result<(), Error> {
+    match tx {
+        Tx::Postgres(t) => {
             sqlx::query("DELETE FROM sign_in_failures WHERE key = $1")
                 .bind(key)
-                .execute(pool)
+                .execute(&mut **t)
                 .await?;
         }
-        Db::Sqlite(pool, _) => {
+        Tx::Sqlite(t, _) => {
             sqlx::query("DELETE FROM sign_in_failures WHERE key = ?")
                 .bind(key)
-                .execute(pool)
+                .execute(&mut **t)
                 .await?;
         }
     }
     Ok(())
+}
+
+/// How long a key with `failures` failures in a row waits before its next attempt.
+fn delay(config: &ThrottleConfig, key: &Key, failures: i64) -> Duration {
+    if failures >= i64::from(key.lock_at) {
+        config.lock_duration
+    } else if failures <= i64::from(key.grace) {
+        Duration::ZERO
+    } else {
+        let exponent = u32::try_from(failures - i64::from(key.grace) - 1)
+            .unwrap_or(u32::MAX)
+            .min(16);
+        Duration::from_secs(1u64 << exponent).min(MAX_DELAY)
+    }
+}
+
+/// An attempt that was let through and counted as a failure until it is shown to be right.
+#[derive(Debug)]
+#[must_use = "a reservation stays counted as a failure unless refunded or succeeded"]
+pub struct Reservation {
+    keys: Vec<Key>,
+    locked: bool,
+}
+
+/// Lets an attempt through unless a key is blocked (then: how long to wait), and counts it as a
+/// failure under every key, in one transaction.
+pub async fn reserve(
+    db: &Db,
+    config: &ThrottleConfig,
+    keys: Vec<Key>,
+    now: OffsetDateTime,
+) -> Result<Result<Reservation, Duration>, Error> {
+    let mut tx = db.begin().await?;
+    let mut counts = Vec::with_capacity(keys.len());
+    let mut wait: Option<Duration> = None;
+    for key in &keys {
+        let count = read(&mut tx, &key.name).await?;
+        if let Some(c) = count.as_ref().filter(|c| c.blocked_until > now) {
+            let left = Duration::try_from(c.blocked_until - now).unwrap_or_default();
+            wait = Some(wait.map_or(left, |w| w.max(left)));
+        }
+        counts.push(count);
+    }
+    if let Some(wait) = wait {
+        return Ok(Err(wait));
+    }
+    let fresh_after = now - config.lock_duration;
+    let mut locked = false;
+    for (key, count) in keys.iter().zip(counts) {
+        // A key that has been quiet for the lock duration starts over.
+        let failures = match count {
+            Some(c) if c.last_failure_at > fresh_after => c.failures + 1,
+            _ => 1,
+        };
+        locked |= failures == i64::from(key.lock_at);
+        let count = Count {
+            failures,
+            last_failure_at: now,
+            blocked_until: now + delay(config, key, failures),
+        };
+        write(&mut tx, &key.name, &count).await?;
+    }
+    tx.commit().await?;
+    Ok(Ok(Reservation { keys, locked }))
+}
+
+impl Reservation {
+    /// A reservation that counts nothing: for a first factor no throttle applies to (a 256-bit
+    /// link), so the rest of the sign-in runs the same way.
+    pub fn none() -> Self {
+        Self {
+            keys: Vec::new(),
+            locked: false,
+        }
+    }
+
+    /// Whether this attempt, if it fails, is the one that locked a key.
+    pub fn locked(&self) -> bool {
+        self.locked
+    }
+
+    /// The factor was right but another is due: the attempt gives its count back and leaves no
+    /// delay behind it (a lock reached by others stays).
+    pub async fn refund(self, db: &Db, now: OffsetDateTime) -> Result<(), Error> {
+        self.settle(db, now, false).await
+    }
+
+    /// The last factor was right: the address starts over, the client gets its attempt back.
+    pub async fn succeed(self, db: &Db, now: OffsetDateTime) -> Result<(), Error> {
+        self.settle(db, now, true).await
+    }
+
+    async fn settle(self, db: &Db, now: OffsetDateTime, clear_address: bool) -> Result<(), Error> {
+        if self.keys.is_empty() {
+            return Ok(());
+        }
+        let mut tx = db.begin().await?;
+        for key in &self.keys {
+            if clear_address && key.name.starts_with("email:") {
+                delete(&mut tx, &key.name).await?;
+                continue;
+            }
+            let Some(mut count) = read(&mut tx, &key.name).await? else {
+                continue;
+            };
+            count.failures = (count.failures - 1).max(0);
+            if count.failures < i64::from(key.lock_at) {
+                count.blocked_until = count.blocked_until.min(now);
+            }
+            write(&mut tx, &key.name, &count).await?;
+        }
+        tx.commit().await
+    }
+}
+
+/// Forgets the failures of one key (an address after a password reset).
+pub async fn clear(db: &Db, key: &str) -> Result<(), Error> {
+    let mut tx = db.begin().await?;
+    delete(&mut tx, key).await?;
+    tx.commit().await
 }
 
 /// Deletes counts that no longer matter: not blocked, and quiet for longer than a lock lasts (the

@@ -34,7 +34,7 @@ use uuid::Uuid;
 
 use crate::Error;
 use crate::keys::{Keys, Purpose};
-use crate::store::{Db, timestamp_text};
+use crate::store::{Db, Tx, timestamp_text};
 
 /// The audience every access token names.
 pub const AUDIENCE: &str = "gatehouse-api";
@@ -137,43 +137,41 @@ pub async fn rotate(
     let sealed = keys.seal(Purpose::SigningKeys, &pkcs8);
     let public = URL_SAFE_NO_PAD.encode(public);
     let cutoff = now - max_token_age;
-    match db {
-        Db::Postgres(pool) => {
-            let mut tx = pool.begin().await?;
+    let mut tx = db.begin().await?;
+    match &mut tx {
+        Tx::Postgres(tx) => {
             // Keys whose successor is older than the longest token life sign nothing alive.
             sqlx::query(
                 "DELETE FROM signing_keys k WHERE EXISTS (SELECT 1 FROM signing_keys n WHERE n.created_at > k.created_at AND n.created_at < $1)",
             )
             .bind(cutoff)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
             sqlx::query("INSERT INTO signing_keys (kid, private_sealed, public_key, created_at) VALUES ($1, $2, $3, $4)")
                 .bind(&kid)
                 .bind(&sealed)
                 .bind(&public)
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
-            tx.commit().await?;
         }
-        Db::Sqlite(pool, _) => {
-            let mut tx = pool.begin().await?;
+        Tx::Sqlite(tx, _) => {
             sqlx::query(
                 "DELETE FROM signing_keys WHERE EXISTS (SELECT 1 FROM signing_keys n WHERE n.created_at > signing_keys.created_at AND n.created_at < ?)",
             )
             .bind(timestamp_text(cutoff))
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
             sqlx::query("INSERT INTO signing_keys (kid, private_sealed, public_key, created_at) VALUES (?, ?, ?, ?)")
                 .bind(&kid)
                 .bind(&sealed)
                 .bind(&public)
                 .bind(timestamp_text(now))
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
-            tx.commit().await?;
         }
     }
+    tx.commit().await?;
     Ok(kid)
 }
 
@@ -228,6 +226,16 @@ impl KeyRing {
             last_reload: Mutex::new(Instant::now()),
             loaded_at: Mutex::new(now),
         })
+    }
+
+    /// A ring with no keys, for a command that neither signs nor verifies tokens (it must not
+    /// make a signing key as a side effect).
+    pub fn unloaded(now: OffsetDateTime) -> Self {
+        Self {
+            keys: RwLock::new(Vec::new()),
+            last_reload: Mutex::new(Instant::now()),
+            loaded_at: Mutex::new(now),
+        }
     }
 
     fn current(&self) -> Option<Arc<SigningKey>> {
@@ -540,10 +548,10 @@ pub enum Refreshed {
     Invalid,
 }
 
-/// Starts a family (a sign-in through the API) for `user_id`; returns it and its first refresh
-/// token.
+/// Starts a family (a sign-in through the API) for `user_id` in the caller's transaction (the
+/// one that also records the sign-in); returns it and its first refresh token.
 pub async fn start_family(
-    db: &Db,
+    tx: &mut Tx,
     user_id: Uuid,
     now: OffsetDateTime,
     lifetime: Duration,
@@ -551,32 +559,29 @@ pub async fn start_family(
     let family = Uuid::new_v4();
     let token = new_refresh_token();
     let expires = now + lifetime;
-    match db {
-        Db::Postgres(pool) => {
-            let mut tx = pool.begin().await?;
+    match tx {
+        Tx::Postgres(tx) => {
             sqlx::query("INSERT INTO token_families (id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
                 .bind(family)
                 .bind(user_id)
                 .bind(now)
                 .bind(expires)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id, created_at) VALUES ($1, $2, $3)")
                 .bind(hash(&token))
                 .bind(family)
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
-            tx.commit().await?;
         }
-        Db::Sqlite(pool, _) => {
-            let mut tx = pool.begin().await?;
+        Tx::Sqlite(tx, _) => {
             sqlx::query("INSERT INTO token_families (id, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
                 .bind(family.to_string())
                 .bind(user_id.to_string())
                 .bind(timestamp_text(now))
                 .bind(timestamp_text(expires))
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             sqlx::query(
                 "INSERT INTO refresh_tokens (token_hash, family_id, created_at) VALUES (?, ?, ?)",
@@ -584,9 +589,8 @@ pub async fn start_family(
             .bind(hash(&token))
             .bind(family.to_string())
             .bind(timestamp_text(now))
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-            tx.commit().await?;
         }
     }
     Ok((family, token))
@@ -600,26 +604,29 @@ pub async fn refresh(db: &Db, raw: &str, now: OffsetDateTime) -> Result<Refreshe
     }
     let token_hash = hash(raw);
     let next = new_refresh_token();
+    // Spending the token and storing its successor are one transaction: a failure between them
+    // cannot leave a family whose only live token was spent without a successor.
+    let mut tx = db.begin().await?;
     // One statement spends the token if it is live and its family is neither revoked nor
     // expired: of two concurrent uses exactly one wins.
-    let spent: Option<(String, String)> = match db {
-        Db::Postgres(pool) => sqlx::query_as(
+    let spent: Option<(String, String)> = match &mut tx {
+        Tx::Postgres(t) => sqlx::query_as(
             "UPDATE refresh_tokens r SET used_at = $2 FROM token_families f \
              WHERE r.token_hash = $1 AND r.used_at IS NULL AND f.id = r.family_id AND f.revoked_at IS NULL AND f.expires_at > $2 \
              RETURNING f.id::text, f.user_id::text",
         )
         .bind(&token_hash)
         .bind(now)
-        .fetch_optional(pool)
+        .fetch_optional(&mut **t)
         .await?,
-        Db::Sqlite(pool, _) => sqlx::query_as(
+        Tx::Sqlite(t, _) => sqlx::query_as(
             "UPDATE refresh_tokens SET used_at = ?2 \
              WHERE token_hash = ?1 AND used_at IS NULL AND EXISTS (SELECT 1 FROM token_families f WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL AND f.expires_at > ?2) \
              RETURNING family_id, (SELECT user_id FROM token_families f WHERE f.id = refresh_tokens.family_id)",
         )
         .bind(&token_hash)
         .bind(timestamp_text(now))
-        .fetch_optional(pool)
+        .fetch_optional(&mut **t)
         .await?,
     };
     let parse = |s: &str| {
@@ -627,24 +634,25 @@ pub async fn refresh(db: &Db, raw: &str, now: OffsetDateTime) -> Result<Refreshe
     };
     if let Some((family, user_id)) = spent {
         let family = parse(&family)?;
-        match db {
-            Db::Postgres(pool) => {
+        match &mut tx {
+            Tx::Postgres(t) => {
                 sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id, created_at) VALUES ($1, $2, $3)")
                     .bind(hash(&next))
                     .bind(family)
                     .bind(now)
-                    .execute(pool)
+                    .execute(&mut **t)
                     .await?;
             }
-            Db::Sqlite(pool, _) => {
+            Tx::Sqlite(t, _) => {
                 sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id, created_at) VALUES (?, ?, ?)")
                     .bind(hash(&next))
                     .bind(family.to_string())
                     .bind(timestamp_text(now))
-                    .execute(pool)
+                    .execute(&mut **t)
                     .await?;
             }
         }
+        tx.commit().await?;
         return Ok(Refreshed::Rotated {
             user_id: parse(&user_id)?,
             family,
@@ -652,22 +660,23 @@ pub async fn refresh(db: &Db, raw: &str, now: OffsetDateTime) -> Result<Refreshe
         });
     }
     // Not spendable: a spent token of a live family means someone replayed it.
-    let reused: Option<(String, String)> = match db {
-        Db::Postgres(pool) => sqlx::query_as(
+    let reused: Option<(String, String)> = match &mut tx {
+        Tx::Postgres(t) => sqlx::query_as(
             "SELECT f.id::text, f.user_id::text FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id \
              WHERE r.token_hash = $1 AND r.used_at IS NOT NULL AND f.revoked_at IS NULL",
         )
         .bind(&token_hash)
-        .fetch_optional(pool)
+        .fetch_optional(&mut **t)
         .await?,
-        Db::Sqlite(pool, _) => sqlx::query_as(
+        Tx::Sqlite(t, _) => sqlx::query_as(
             "SELECT f.id, f.user_id FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id \
              WHERE r.token_hash = ? AND r.used_at IS NOT NULL AND f.revoked_at IS NULL",
         )
         .bind(&token_hash)
-        .fetch_optional(pool)
+        .fetch_optional(&mut **t)
         .await?,
     };
+    drop(tx);
     match reused {
         Some((family, user_id)) => {
             let family = parse(&family)?;

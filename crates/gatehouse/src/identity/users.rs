@@ -112,24 +112,30 @@ pub async fn bootstrap_admin(
     Ok(Some(user))
 }
 
-/// Changes a user's role, recording before and after.
-pub async fn set_role(
+/// Changes a user's role and status together, in one transaction with one audit record of
+/// before and after (`user.set_role`, `user.set_status`, or `user.update` for both). Refuses to
+/// leave no active admin. Returns the user before and after.
+pub async fn set_role_and_status(
     db: &Db,
     email: &Email,
-    role: Role,
+    role: Option<Role>,
+    status: Option<UserStatus>,
     ctx: &AuditContext,
-) -> Result<User, Error> {
-    change(db, email, ctx, "user.set_role", |u| u.role = role).await
-}
-
-/// Changes a user's status, recording before and after.
-pub async fn set_status(
-    db: &Db,
-    email: &Email,
-    status: UserStatus,
-    ctx: &AuditContext,
-) -> Result<User, Error> {
-    change(db, email, ctx, "user.set_status", |u| u.status = status).await
+) -> Result<(User, User), Error> {
+    let action = match (role, status) {
+        (Some(_), None) => "user.set_role",
+        (None, Some(_)) => "user.set_status",
+        _ => "user.update",
+    };
+    change(db, email, ctx, action, |u| {
+        if let Some(role) = role {
+            u.role = role;
+        }
+        if let Some(status) = status {
+            u.status = status;
+        }
+    })
+    .await
 }
 
 async fn change(
@@ -138,7 +144,7 @@ async fn change(
     ctx: &AuditContext,
     action: &'static str,
     apply: impl FnOnce(&mut User),
-) -> Result<User, Error> {
+) -> Result<(User, User), Error> {
     let mut tx = db.begin().await?;
     let before = find_by_email_in(&mut tx, email)
         .await?
@@ -146,7 +152,7 @@ async fn change(
     let mut after = before.clone();
     apply(&mut after);
     if after == before {
-        return Ok(before);
+        return Ok((before.clone(), before));
     }
     let was_active_admin = before.role == Role::Admin && before.status == UserStatus::Active;
     let is_active_admin = after.role == Role::Admin && after.status == UserStatus::Active;
@@ -172,7 +178,7 @@ async fn change(
     )
     .await?;
     tx.commit().await?;
-    Ok(after)
+    Ok((before, after))
 }
 
 // ---- queries -------------------------------------------------------------------------------
@@ -381,18 +387,17 @@ pub async fn find_by_email(db: &Db, email: &Email) -> Result<Option<User>, Error
 }
 
 /// Stores a new password hash chosen by the user and records `action` (`user.password_change`
-/// or `user.password_reset`, without the hash) in the same transaction.
+/// or `user.password_reset`, without the hash), in the caller's transaction.
 pub async fn set_password(
-    db: &Db,
+    tx: &mut Tx,
     id: Uuid,
     hash: &str,
     action: &'static str,
     ctx: &AuditContext,
 ) -> Result<(), Error> {
-    let mut tx = db.begin().await?;
-    store_password_hash(&mut tx, id, hash).await?;
+    store_password_hash(tx, id, hash).await?;
     audit::record(
-        &mut tx,
+        tx,
         ctx,
         AuditEvent {
             action,
@@ -402,7 +407,7 @@ pub async fn set_password(
         },
     )
     .await?;
-    tx.commit().await
+    Ok(())
 }
 
 /// Replaces a user's password hash with a fresh one for the same password (after a sign-in

@@ -17,6 +17,9 @@
 //! - The queue is bounded: a flood of requests cannot grow memory; when full, `send` fails and
 //!   the caller decides (it must still answer the same way, see the magic-link flow).
 
+mod templates;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
@@ -27,6 +30,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Settings, SmtpTls};
 use crate::identity::Email;
+pub use templates::MailTemplates;
 
 /// How many messages may wait to be sent.
 const QUEUE_CAPACITY: usize = 1_000;
@@ -84,6 +88,9 @@ impl std::fmt::Debug for Transport {
 pub struct Mailer {
     queue: mpsc::Sender<Mail>,
     from: Mailbox,
+    templates: Arc<MailTemplates>,
+    /// Messages queued and not yet sent or given up on (for [`Mailer::flush`]).
+    pending: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Mailer {
@@ -98,17 +105,64 @@ impl Mailer {
             None => Transport::Log,
             Some(host) => Transport::Smtp(smtp_transport(settings, host)?),
         };
+        let templates = MailTemplates::new()
+            .map(Arc::new)
+            .map_err(|e| MailError::Config(e.to_string()))?;
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(run_sender(rx, transport, from.clone()));
-        Ok(Self { queue, from })
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        tokio::spawn(run_sender(rx, transport, from.clone(), pending.clone()));
+        Ok(Self {
+            queue,
+            from,
+            templates,
+            pending,
+        })
+    }
+
+    /// Renders the mail template `name` with `ctx` and queues it to `to`; returns at once.
+    pub fn send_template<S: serde::Serialize>(
+        &self,
+        to: &Email,
+        subject: &str,
+        name: &str,
+        ctx: S,
+    ) -> Result<(), crate::Error> {
+        let (text, html) = self.templates.render(name, ctx)?;
+        self.send(Mail {
+            to: to.clone(),
+            subject: subject.to_owned(),
+            text,
+            html,
+        })
+        .map_err(|e| crate::Error::Unavailable(e.to_string()))
     }
 
     /// Queues `mail` for sending; returns at once.
     pub fn send(&self, mail: Mail) -> Result<(), MailError> {
-        self.queue.try_send(mail).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => MailError::QueueFull,
-            mpsc::error::TrySendError::Closed(_) => MailError::Stopped,
+        self.pending
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.queue.try_send(mail).map_err(|e| {
+            self.pending
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            match e {
+                mpsc::error::TrySendError::Full(_) => MailError::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => MailError::Stopped,
+            }
         })
+    }
+
+    /// Waits until every queued message was sent (or given up on), at most `limit`: a command
+    /// that exits right after queueing a notice must not lose it. Returns whether the queue
+    /// emptied.
+    pub async fn flush(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.pending.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     /// The `From` mailbox.
@@ -141,43 +195,54 @@ fn smtp_transport(
     Ok(builder.build())
 }
 
-async fn run_sender(mut rx: mpsc::Receiver<Mail>, transport: Transport, from: Mailbox) {
+async fn run_sender(
+    mut rx: mpsc::Receiver<Mail>,
+    transport: Transport,
+    from: Mailbox,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+) {
     while let Some(mail) = rx.recv().await {
-        let recipient = mask_email(&mail.to);
-        let message = match build_message(&from, &mail) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(event = "mail_failed", to = %recipient, error = %e, "cannot build the message");
-                continue;
-            }
-        };
-        match &transport {
-            Transport::Log => {
-                tracing::info!(
-                    event = "mail_logged",
-                    to = %mail.to,
-                    subject = %mail.subject,
-                    "development mail (no SMTP_HOST):\n{}",
-                    mail.text
-                );
-            }
-            Transport::Smtp(smtp) => {
-                let mut attempt = 0;
-                loop {
-                    match smtp.send(message.clone()).await {
-                        Ok(_) => {
-                            tracing::info!(event = "mail_sent", to = %recipient, "mail sent");
-                            break;
-                        }
-                        Err(e) if e.is_permanent() || attempt == RETRY_DELAYS.len() => {
-                            tracing::error!(event = "mail_failed", to = %recipient, error = %e, attempts = attempt + 1, "mail not sent");
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::warn!(event = "mail_retry", to = %recipient, error = %e, "mail send failed; retrying");
-                            tokio::time::sleep(RETRY_DELAYS[attempt]).await;
-                            attempt += 1;
-                        }
+        deliver(&transport, &from, mail).await;
+        pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Sends one message, retrying transient failures; the outcome goes to the log.
+async fn deliver(transport: &Transport, from: &Mailbox, mail: Mail) {
+    let recipient = mask_email(&mail.to);
+    let message = match build_message(from, &mail) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(event = "mail_failed", to = %recipient, error = %e, "cannot build the message");
+            return;
+        }
+    };
+    match transport {
+        Transport::Log => {
+            tracing::info!(
+                event = "mail_logged",
+                to = %mail.to,
+                subject = %mail.subject,
+                "development mail (no SMTP_HOST):\n{}",
+                mail.text
+            );
+        }
+        Transport::Smtp(smtp) => {
+            let mut attempt = 0;
+            loop {
+                match smtp.send(message.clone()).await {
+                    Ok(_) => {
+                        tracing::info!(event = "mail_sent", to = %recipient, "mail sent");
+                        break;
+                    }
+                    Err(e) if e.is_permanent() || attempt == RETRY_DELAYS.len() => {
+                        tracing::error!(event = "mail_failed", to = %recipient, error = %e, attempts = attempt + 1, "mail not sent");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(event = "mail_retry", to = %recipient, error = %e, "mail send failed; retrying");
+                        tokio::time::sleep(RETRY_DELAYS[attempt]).await;
+                        attempt += 1;
                     }
                 }
             }

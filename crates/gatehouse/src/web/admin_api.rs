@@ -215,22 +215,10 @@ async fn change(
         return Err(Error::InvalidFields(errors));
     }
     let target = find(&state, &id).await?;
-    if target.id == api.user.id {
-        return Err(Error::Forbidden(
-            "Nobody changes their own role or status: ask another admin.".into(),
-        ));
-    }
     let ctx = AuditContext::user(api.user.id, ip.0, request_id.as_str());
-    let mut user = target.clone();
-    if let Some(role) = role {
-        user = users::set_role(&state.db, &user.email, role, &ctx).await?;
-    }
-    if let Some(status) = status {
-        user = users::set_status(&state.db, &user.email, status, &ctx).await?;
-    }
-    if user.role != target.role || user.status != target.status {
-        super::session::end_other_sign_ins(&state, user.id, None).await?;
-        tracing::info!(event = "user_changed", user_id = %user.id, by = %api.user.id, role = user.role.as_str(), status = user.status.as_str(), "role or status changed; sessions and API sign-ins ended");
-    }
+    let (user, _) = state
+        .identity
+        .set_role_and_status(&target.email, role, status, Some(api.user.id), &ctx)
+        .await?;
     Ok(json_no_store(StatusCode::OK, UserView::from(&user)))
 }

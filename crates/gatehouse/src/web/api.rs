@@ -3,12 +3,15 @@
 //! ([`ApiUser`]).
 //!
 //! # Security
-//! - API requests are authenticated by `Authorization: Bearer` only, never by the session
-//!   cookie, so no API route can be driven cross-site (no CSRF surface).
-//! - The password grant is the sign-in form's twin: the same per-address rate limit, the same
-//!   throttle and lock, the same answer for an unknown address and a wrong password, and MFA:
-//!   a user with MFA must send `otp` (a TOTP code or a recovery code), else `401` with
-//!   `"error": "mfa_required"`.
+//! - API requests are authenticated by the one authentication (`identity::authentication`):
+//!   a bearer access token or API key, `X-API-Key`, or the session cookie; a cookie-authenticated
+//!   unsafe request must carry the session's CSRF token in `X-CSRF-Token` (checked by the CSRF
+//!   layer on the API routes), so no API route can be driven cross-site.
+//! - The password grant goes through the one sign-in pipeline (`identity::signin`) with the
+//!   sign-in form: the same per-address rate limit, the same throttle and lock, the same answer
+//!   for an unknown address and a wrong password, and MFA: a user with MFA must send `otp` (a
+//!   TOTP code or a recovery code), else `401` with `"error": "mfa_required"`. A user whose role
+//!   requires MFA and who has none gets no tokens (`403`, `mfa_enrolment_required`).
 //! - Each user's API requests are limited (`GATEHOUSE_API_RATE_LIMIT`) by the token's subject,
 //!   so a user cannot escape the limit by spreading requests over addresses or tokens.
 //! - A checked token is remembered for at most 5 s per instance (DESIGN.md §7), so a revocation
@@ -20,9 +23,9 @@
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::response::{IntoResponse, Response};
+use gatehouse_security::Problem;
 use gatehouse_security::rate_limit::too_many_requests;
-use gatehouse_security::{ClientIp, Problem, RequestId};
-use http::header::{AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE};
+use http::header::{CACHE_CONTROL, WWW_AUTHENTICATE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use secrecy::SecretString;
@@ -32,14 +35,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::auth::{meta, throttled};
+use super::auth::throttled;
+use super::session::{AuthRefused, MFA_ENROLMENT_REQUIRED};
 use crate::Error;
 use crate::app::AppState;
-use crate::audit::{self, Actor, AuditContext, AuditEvent};
-use crate::identity::mfa::{self, Checked};
-use crate::identity::signin::{self, SignInError};
-use crate::identity::tokens::{self, Refreshed, TokenError};
-use crate::identity::{Email, User, UserStatus, api_keys, throttle, users};
+use crate::identity::User;
+use crate::identity::authentication::{Principal, Via};
+use crate::identity::signin::{Channel, IssuedTokens, Origin, Outcome};
 
 /// The API access routes, with their OpenAPI descriptions.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -67,16 +69,17 @@ fn unauthorized(error: &'static str, detail: &'static str) -> Response {
     response
 }
 
-/// The user an API request acts for, from its bearer access token. The token, its sign-in and
-/// the user's status and role are checked, and trusted for at most five seconds on this instance
-/// (`tokens::AccessCache`); every revocation made here empties that cache at once.
+/// The user an API request acts for, from the request's principal (see
+/// `identity::authentication`): an access token, an API key, or the session cookie (with the
+/// CSRF check the API routes' CSRF layer made), within the user's API rate limit.
 #[derive(Debug, Clone)]
 pub struct ApiUser {
     /// Who.
     pub user: User,
-    /// The token family (API sign-in) the token belongs to; `nil` for an API key.
+    /// The token family (API sign-in) the token belongs to; `nil` for an API key or a session.
     pub family: Uuid,
-    /// For an API key, its id and scopes; `None` for an access token (the role's full rights).
+    /// For an API key, its id and scopes; `None` for an access token or a session (the role's
+    /// full rights).
     pub key: Option<(Uuid, Vec<String>)>,
 }
 
@@ -87,90 +90,28 @@ impl FromRequestParts<AppState> for ApiUser {
         if let Some(user) = parts.extensions.get::<Self>() {
             return Ok(user.clone());
         }
-        if let Some(raw) = api_key(&parts.headers) {
-            let now = state.clock.now();
-            let used = api_keys::authenticate(&state.db, raw, now)
-                .await
-                .map_err(IntoResponse::into_response)?;
-            let user = match &used {
-                Some(k) => users::find_by_id(&state.db, k.user_id)
-                    .await
-                    .map_err(IntoResponse::into_response)?,
-                None => None,
-            };
-            return match (used, user) {
-                (Some(k), Some(user)) if user.status == UserStatus::Active => {
-                    Self::admit(state, parts, user, Uuid::nil(), Some((k.id, k.scopes))).await
-                }
-                _ => {
-                    tracing::info!(event = "access_denied", "API key refused");
-                    Err(unauthorized("invalid_token", "The API key is not valid."))
-                }
-            };
-        }
-        let Some(token) = bearer(&parts.headers) else {
-            return Err(unauthorized(
-                "unauthenticated",
-                "Send an access token: Authorization: Bearer <token>.",
-            ));
+        let Some(principal) = parts.extensions.get::<Principal>().cloned() else {
+            return Err(match parts.extensions.get::<AuthRefused>() {
+                Some(_) => unauthorized("invalid_token", "The credential is not valid."),
+                None => unauthorized(
+                    "unauthenticated",
+                    "Send an access token: Authorization: Bearer <token>.",
+                ),
+            });
         };
-        let invalid = || unauthorized("invalid_token", "The access token is not valid.");
-        let now = state.clock.now();
-        if let Some((user, family)) = state.access_cache.get(token, now) {
-            return Self::admit(state, parts, user, family, None).await;
-        }
-        let issuer = issuer(state);
-        let claims = match state
-            .tokens
-            .verify(token, &issuer, now, &state.db, &state.keys)
-            .await
-        {
-            Ok(claims) => claims,
-            Err(TokenError::Other(e)) => return Err(e.into_response()),
-            Err(e) => {
-                tracing::info!(event = "access_denied", reason = %e, "bearer token refused");
-                return Err(invalid());
-            }
+        let (family, key) = match principal.via {
+            Via::AccessToken { family } => (family, None),
+            Via::ApiKey { id, scopes } => (Uuid::nil(), Some((id, scopes))),
+            Via::Session(_) => (Uuid::nil(), None),
         };
-        let (Ok(user_id), Ok(family)) =
-            (Uuid::parse_str(&claims.sub), Uuid::parse_str(&claims.sid))
-        else {
-            return Err(invalid());
-        };
-        let live = tokens::family_live(&state.db, family, user_id, now)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let user = users::find_by_id(&state.db, user_id)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        match user {
-            Some(user) if live && user.status == UserStatus::Active => {
-                state
-                    .access_cache
-                    .put(token, user.clone(), family, claims.exp, now);
-                Self::admit(state, parts, user, family, None).await
-            }
-            _ => {
-                tracing::info!(event = "access_denied", user_id = %user_id, "bearer token of a revoked sign-in or an inactive user");
-                Err(invalid())
-            }
-        }
-    }
-}
-
-impl ApiUser {
-    /// Lets an authenticated request in if its user is within the API rate limit.
-    async fn admit(
-        state: &AppState,
-        parts: &mut Parts,
-        user: User,
-        family: Uuid,
-        key: Option<(Uuid, Vec<String>)>,
-    ) -> Result<Self, Response> {
-        if let Some(refusal) = over_api_limit(state, user.id).await {
+        if let Some(refusal) = over_api_limit(state, principal.user.id).await {
             return Err(refusal);
         }
-        let api_user = Self { user, family, key };
+        let api_user = Self {
+            user: principal.user,
+            family,
+            key,
+        };
         parts.extensions.insert(api_user.clone());
         Ok(api_user)
     }
@@ -197,17 +138,6 @@ impl ApiUser {
         }
         Ok(())
     }
-}
-
-/// An API key from `Authorization: Bearer gk_…` or seed 002's `X-API-Key` header.
-fn api_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(token) = bearer(headers).filter(|t| t.starts_with("gk_")) {
-        return Some(token);
-    }
-    headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
 }
 
 /// `GATEHOUSE_API_RATE_LIMIT`, keyed by the user the token names (not the address): the `429`
@@ -266,22 +196,6 @@ pub(crate) fn json_object(
     }
 }
 
-/// The bearer token of a request, if it has one.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-fn issuer(state: &AppState) -> String {
-    state
-        .settings
-        .public_url
-        .as_str()
-        .trim_end_matches('/')
-        .to_owned()
-}
-
 /// The body of `POST /api/v1/auth/token`, one of two grants told apart by `grant_type`. A field
 /// that is not part of the grant is refused.
 #[derive(Deserialize, ToSchema)]
@@ -316,30 +230,44 @@ struct TokenResponse {
     refresh_token: String,
 }
 
-async fn token_response(
-    state: &AppState,
-    user_id: Uuid,
-    family: Uuid,
-    refresh_token: String,
-) -> Result<Response, Error> {
-    let lifetime = state.settings.access_token_lifetime;
-    state
-        .tokens
-        .refresh_if_stale(&state.db, &state.keys, state.clock.now())
-        .await?;
-    let access_token =
-        state
-            .tokens
-            .sign(&issuer(state), user_id, family, state.clock.now(), lifetime)?;
-    Ok(json_no_store(
-        StatusCode::OK,
-        TokenResponse {
+/// The answer to a token request's outcome.
+fn token_answer(outcome: Outcome, wrong: &'static str) -> Response {
+    match outcome {
+        Outcome::TokensIssued(IssuedTokens {
             access_token,
-            token_type: "Bearer",
-            expires_in: lifetime.as_secs(),
+            expires_in,
             refresh_token,
-        },
-    ))
+            ..
+        }) => json_no_store(
+            StatusCode::OK,
+            TokenResponse {
+                access_token,
+                token_type: "Bearer",
+                expires_in: expires_in.as_secs(),
+                refresh_token,
+            },
+        ),
+        Outcome::MfaRequired => unauthorized(
+            "mfa_required",
+            "This account uses two-step sign-in: send the code from the authenticator app as `otp`.",
+        ),
+        Outcome::EnrolmentRequired => {
+            let mut response = Problem::new(StatusCode::FORBIDDEN)
+                .with_type(MFA_ENROLMENT_REQUIRED)
+                .with_detail("Your role requires two-step sign-in: set it up at /account/mfa in the browser first.")
+                .with_extension("error", serde_json::Value::from("mfa_enrolment_required"))
+                .into_response();
+            response
+                .headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Outcome::Throttled(wait) => throttled(wait),
+        Outcome::RateLimited(decision) => too_many_requests(&decision),
+        Outcome::Refused | Outcome::SignedIn { .. } | Outcome::SecondFactorDue(_) => {
+            unauthorized("invalid_grant", wrong)
+        }
+    }
 }
 
 /// Sign in to the API, or trade a refresh token for a new pair.
@@ -361,182 +289,32 @@ async fn token_response(
 )]
 async fn token(
     State(state): State<AppState>,
-    ip: ClientIp,
-    request_id: RequestId,
-    headers: HeaderMap,
+    origin: Origin,
     Json(request): Json<TokenRequest>,
 ) -> Result<Response, Error> {
-    let ctx = |user_id: Uuid| AuditContext::user(user_id, ip.0, request_id.as_str());
-    match request {
+    Ok(match request {
         TokenRequest::Password {
             email,
             password,
             otp,
         } => {
-            password_grant(
-                &state,
-                ip,
-                &request_id,
-                &headers,
-                &email,
-                &password,
-                otp.as_deref(),
+            let outcome = state
+                .identity
+                .sign_in_with_password(&email, &password, None, Channel::Api { otp }, &origin)
+                .await?;
+            token_answer(
+                outcome,
+                "That email and password (and code) do not match an account that may sign in.",
             )
-            .await
         }
         TokenRequest::RefreshToken { refresh_token } => {
-            match tokens::refresh(&state.db, &refresh_token, state.clock.now()).await? {
-                Refreshed::Rotated {
-                    user_id,
-                    family,
-                    token,
-                } => {
-                    let active = users::find_by_id(&state.db, user_id)
-                        .await?
-                        .is_some_and(|u| u.status == UserStatus::Active);
-                    if !active {
-                        tokens::revoke_family(&state.db, family, state.clock.now()).await?;
-                        state.access_cache.clear();
-                        return Ok(unauthorized(
-                            "invalid_grant",
-                            "The refresh token is not valid.",
-                        ));
-                    }
-                    token_response(&state, user_id, family, token).await
-                }
-                Refreshed::Reused { user_id, family } => {
-                    state.access_cache.clear();
-                    tracing::warn!(event = "refresh_token_reused", user_id = %user_id, family = %family, "a spent refresh token was presented again: its sign-in is revoked");
-                    audit_family(&state, &ctx(user_id), "auth.refresh_token_reused", family)
-                        .await?;
-                    Ok(unauthorized(
-                        "invalid_grant",
-                        "The refresh token is not valid.",
-                    ))
-                }
-                Refreshed::Invalid => Ok(unauthorized(
-                    "invalid_grant",
-                    "The refresh token is not valid.",
-                )),
-            }
+            let outcome = state
+                .identity
+                .refresh_tokens(&refresh_token, &origin)
+                .await?;
+            token_answer(outcome, "The refresh token is not valid.")
         }
-    }
-}
-
-async fn password_grant(
-    state: &AppState,
-    ip: ClientIp,
-    request_id: &RequestId,
-    headers: &HeaderMap,
-    raw_email: &str,
-    password: &SecretString,
-    otp: Option<&str>,
-) -> Result<Response, Error> {
-    const WRONG: &str = "That email and password do not match an account that may sign in.";
-    let Ok(email) = Email::parse(raw_email) else {
-        state.passwords.verify_dummy(password).await?;
-        return Ok(unauthorized("invalid_grant", WRONG));
-    };
-    if let Err(decision) = signin::attempt_allowed(state, &email).await {
-        return Ok(too_many_requests(&decision));
-    }
-    let keys = throttle::keys(&state.settings.throttle, &email, ip.0);
-    let now = state.clock.now();
-    if let Some(wait) = throttle::blocked_for(&state.db, &keys, now).await? {
-        return Ok(throttled(wait));
-    }
-    let meta = meta(ip, headers);
-    let rid = Some(request_id.as_str().to_owned());
-    let failed = |state: &AppState| {
-        let state = state.clone();
-        let (keys, email, meta, rid) = (keys.clone(), email.clone(), meta.clone(), rid.clone());
-        async move {
-            if throttle::record_failure(&state.db, &state.settings.throttle, &keys, now).await? {
-                signin::record_lock(&state, &email, &meta, rid).await?;
-            }
-            Ok::<_, Error>(())
-        }
-    };
-    let user = match signin::check_password(state, &email, password, &meta, rid.clone()).await {
-        Ok(user) => user,
-        Err(SignInError::NotAllowed) => {
-            failed(state).await?;
-            return Ok(unauthorized("invalid_grant", WRONG));
-        }
-        Err(SignInError::Other(e)) => return Err(e),
-    };
-    let ctx = AuditContext {
-        actor: Actor::User(user.id),
-        client_ip: Some(ip.0),
-        request_id: rid.clone(),
-    };
-    let mut method = "api_password";
-    if user.mfa_enabled {
-        let Some(otp) = otp else {
-            return Ok(unauthorized(
-                "mfa_required",
-                "This account uses two-step sign-in: send the code from the authenticator app as `otp`.",
-            ));
-        };
-        match mfa::check(&state.db, &state.keys, user.id, otp, now, &ctx).await? {
-            Checked::Totp => method = "api_password+totp",
-            Checked::RecoveryCode { .. } => {
-                method = "api_password+recovery_code";
-                super::notices::send(state, &user.email, ip, super::notices::RECOVERY_CODE_USED);
-            }
-            Checked::Rejected => {
-                failed(state).await?;
-                return Ok(unauthorized(
-                    "invalid_grant",
-                    "The two-step sign-in code is not right.",
-                ));
-            }
-        }
-    }
-    throttle::clear(&state.db, &keys[0].name).await?;
-    let (family, refresh_token) = tokens::start_family(
-        &state.db,
-        user.id,
-        now,
-        state.settings.refresh_token_lifetime,
-    )
-    .await?;
-    let mut tx = state.db.begin().await?;
-    audit::record(
-        &mut tx,
-        &ctx,
-        AuditEvent {
-            action: "auth.sign_in",
-            entity_type: "token_family",
-            entity_id: Some(family.to_string()),
-            changes: serde_json::json!({ "method": method }),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    tracing::info!(event = "sign_in", user_id = %user.id, method, "signed in to the API");
-    token_response(state, user.id, family, refresh_token).await
-}
-
-async fn audit_family(
-    state: &AppState,
-    ctx: &AuditContext,
-    action: &'static str,
-    family: Uuid,
-) -> Result<(), Error> {
-    let mut tx = state.db.begin().await?;
-    audit::record(
-        &mut tx,
-        ctx,
-        AuditEvent {
-            action,
-            entity_type: "token_family",
-            entity_id: Some(family.to_string()),
-            changes: serde_json::json!({}),
-        },
-    )
-    .await?;
-    tx.commit().await
+    })
 }
 
 /// The body of `POST /api/v1/auth/revoke`.
@@ -560,32 +338,10 @@ struct RevokeRequest {
 )]
 async fn revoke(
     State(state): State<AppState>,
-    ip: ClientIp,
-    request_id: RequestId,
+    origin: Origin,
     Json(request): Json<RevokeRequest>,
 ) -> Result<Response, Error> {
-    let now = state.clock.now();
-    let family = match tokens::family_of(&state.db, &request.token).await? {
-        Some(family) => Some(family),
-        // An access token names its family in `sid`.
-        None => state
-            .tokens
-            .verify(&request.token, &issuer(&state), now, &state.db, &state.keys)
-            .await
-            .ok()
-            .and_then(|c| Uuid::parse_str(&c.sid).ok()),
-    };
-    if let Some(family) = family {
-        if tokens::revoke_family(&state.db, family, now).await? {
-            state.access_cache.clear();
-            let ctx = AuditContext {
-                actor: Actor::System,
-                client_ip: Some(ip.0),
-                request_id: Some(request_id.as_str().to_owned()),
-            };
-            audit_family(&state, &ctx, "auth.sign_out", family).await?;
-        }
-    }
+    state.identity.revoke_token(&request.token, &origin).await?;
     Ok(StatusCode::OK.into_response())
 }
 

@@ -27,7 +27,7 @@ use crate::access::{self, Action};
 use crate::app::AppState;
 use crate::audit::AuditContext;
 use crate::error::FieldError;
-use crate::identity::{api_keys, tokens};
+use crate::identity::api_keys;
 
 /// The API-key routes, with their OpenAPI descriptions.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -123,15 +123,12 @@ async fn list(State(state): State<AppState>, api: ApiUser) -> Result<Response, E
 async fn create(
     State(state): State<AppState>,
     api: ApiUser,
-    ip: ClientIp,
-    request_id: RequestId,
+    origin: crate::identity::signin::Origin,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Error> {
     allowed(&api)?;
-    let now = state.clock.now();
-    let signed_in_at = tokens::family_created_at(&state.db, api.family).await?;
-    if signed_in_at.is_none_or(|at| now - at > super::session::RECENT_SIGN_IN) {
+    if !state.identity.api_sign_in_recent(api.family).await? {
         return Err(Error::Forbidden(
             "Making an API key needs a sign-in from the last ten minutes: get a new token with the password grant."
                 .into(),
@@ -173,19 +170,16 @@ async fn create(
     if !errors.is_empty() {
         return Err(Error::InvalidFields(errors));
     }
-    let ctx = AuditContext::user(api.user.id, ip.0, request_id.as_str());
-    let (key, described) = api_keys::create(
-        &state.db,
-        api.user.id,
-        name.as_deref().unwrap_or_default(),
-        &scopes.unwrap_or_default(),
-        days,
-        now,
-        &ctx,
-    )
-    .await?;
-    tracing::info!(event = "api_key_created", user_id = %api.user.id, key_id = %described.id, "API key created");
-    super::notices::send(&state, &api.user.email, ip, super::notices::API_KEY_CREATED);
+    let (key, described) = state
+        .identity
+        .create_api_key(
+            &api.user,
+            name.as_deref().unwrap_or_default(),
+            &scopes.unwrap_or_default(),
+            days,
+            &origin,
+        )
+        .await?;
     Ok(no_store(
         StatusCode::CREATED,
         CreatedApiKey {
@@ -283,7 +277,7 @@ async fn render_keys(
             csrf_token => csrf.as_str(),
             user => minijinja::context! { email => current.user.email.as_str() },
             keys => keys,
-            stale => !super::session::recently_signed_in(state, current),
+            stale => !state.identity.recently_signed_in(&current.session),
             ..extra
         },
     )?;
@@ -312,12 +306,11 @@ async fn create_from_page(
     nonce: gatehouse_security::CspNonce,
     csrf: gatehouse_security::CsrfToken,
     current: super::session::CurrentUser,
-    ip: ClientIp,
-    request_id: RequestId,
+    origin: crate::identity::signin::Origin,
     axum::Form(form): axum::Form<NewKeyForm>,
 ) -> Result<Response, Error> {
     let render = |status, extra| render_keys(&state, &nonce, &csrf, &current, status, extra);
-    if !super::session::recently_signed_in(&state, &current) {
+    if !state.identity.recently_signed_in(&current.session) {
         return render(StatusCode::FORBIDDEN, minijinja::context! {}).await;
     }
     if access::scope(current.user.role, Action::ApiKeysOwn).is_none() {
@@ -333,26 +326,12 @@ async fn create_from_page(
         scopes.push("items:write".to_owned());
     }
     let days = form.days.trim().parse::<i64>().unwrap_or(0);
-    let ctx = AuditContext::user(current.user.id, ip.0, request_id.as_str());
-    match api_keys::create(
-        &state.db,
-        current.user.id,
-        &form.name,
-        &scopes,
-        Some(days),
-        state.clock.now(),
-        &ctx,
-    )
-    .await
+    match state
+        .identity
+        .create_api_key(&current.user, &form.name, &scopes, Some(days), &origin)
+        .await
     {
         Ok((key, described)) => {
-            tracing::info!(event = "api_key_created", user_id = %current.user.id, key_id = %described.id, "API key created");
-            super::notices::send(
-                &state,
-                &current.user.email,
-                ip,
-                super::notices::API_KEY_CREATED,
-            );
             render(
                 StatusCode::CREATED,
                 minijinja::context! { new_key => key, new_name => described.name },

@@ -20,24 +20,18 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use gatehouse_security::rate_limit::too_many_requests;
-use gatehouse_security::{ClientIp, CspNonce, CsrfToken, RequestId};
-use http::header::{CACHE_CONTROL, REFERRER_POLICY, SET_COOKIE, USER_AGENT};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use gatehouse_security::{CspNonce, CsrfToken};
+use http::header::{CACHE_CONTROL, REFERRER_POLICY, SET_COOKIE};
+use http::{HeaderValue, StatusCode};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::notices;
-use super::session::{
-    CurrentUser, clear_cookie, recently_signed_in, set_cookie, set_pending_cookie,
-};
+use super::session::{CurrentUser, clear_cookie, set_cookie, set_pending_cookie};
 use crate::Error;
 use crate::app::AppState;
-use crate::audit::{self, AuditContext, AuditEvent};
-use crate::identity::Email;
-use crate::identity::magic_links::{self, CodeOutcome, safe_next};
-use crate::identity::sessions::SessionMeta;
-use crate::identity::signin::{self, SignInError, SignedIn};
-use crate::identity::throttle;
+use crate::identity::accounts::PasswordChange;
+use crate::identity::magic_links::{self, safe_next};
+use crate::identity::signin::{LinkRequest, Origin, Outcome};
 use crate::store::timestamp_text;
 
 /// The sign-in and account routes.
@@ -102,16 +96,6 @@ struct SessionForm {
     id: String,
 }
 
-pub(super) fn meta(ip: ClientIp, headers: &HeaderMap) -> SessionMeta {
-    SessionMeta {
-        client_ip: Some(ip.0),
-        user_agent: headers
-            .get(USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-    }
-}
-
 pub(super) fn with_status(status: StatusCode, page: Html<String>) -> Response {
     (status, page).into_response()
 }
@@ -142,35 +126,36 @@ async fn request_link(
     Form(form): Form<EmailForm>,
 ) -> Result<Response, Error> {
     let next = form.next.as_deref().and_then(safe_next);
-    let Ok(email) = Email::parse(&form.email) else {
-        let page = state.templates.page(
-            "login.html",
-            &nonce,
-            context! {
-                title => "Sign in",
-                csrf_token => csrf.as_str(),
-                next => next,
-                error => "Enter a valid email address.",
-                email => form.email.trim(),
-            },
-        )?;
-        return Ok(with_status(StatusCode::UNPROCESSABLE_ENTITY, page));
-    };
-    if let Err(decision) = signin::attempt_allowed(&state, &email).await {
-        return Ok(too_many_requests(&decision));
+    match state.identity.request_link(&form.email, next.clone()).await {
+        Err(_) => {
+            let page = state.templates.page(
+                "login.html",
+                &nonce,
+                context! {
+                    title => "Sign in",
+                    csrf_token => csrf.as_str(),
+                    next => next,
+                    error => "Enter a valid email address.",
+                    email => form.email.trim(),
+                },
+            )?;
+            Ok(with_status(StatusCode::UNPROCESSABLE_ENTITY, page))
+        }
+        Ok(LinkRequest::RateLimited(decision)) => Ok(too_many_requests(&decision)),
+        Ok(LinkRequest::Accepted) => {
+            let page = state.templates.page(
+                "login_sent.html",
+                &nonce,
+                context! {
+                    title => "Check your inbox",
+                    csrf_token => csrf.as_str(),
+                    email => form.email.trim().to_lowercase(),
+                    minutes => magic_links::LINK_LIFETIME.as_secs() / 60,
+                },
+            )?;
+            Ok(page.into_response())
+        }
     }
-    signin::request_link(&state, email.clone(), next).await;
-    let page = state.templates.page(
-        "login_sent.html",
-        &nonce,
-        context! {
-            title => "Check your inbox",
-            csrf_token => csrf.as_str(),
-            email => email.as_str(),
-            minutes => magic_links::LINK_LIFETIME.as_secs() / 60,
-        },
-    )?;
-    Ok(page.into_response())
 }
 
 async fn confirm_page(
@@ -191,31 +176,34 @@ async fn confirm_page(
     Ok(response)
 }
 
-/// Signs in and redirects (to `next`, or to `/login/mfa` when a second factor is due), or
-/// renders the login page with `failure`.
-async fn finish_sign_in(
+/// Renders a browser sign-in's outcome: a redirect with the session cookie (to `next`), or to
+/// `/login/mfa` when a second factor is due; a wait; or the page `refused` renders.
+pub(super) fn render_sign_in(
     state: &AppState,
-    result: Result<SignedIn, SignInError>,
-    next: Option<String>,
-    render_failure: impl FnOnce() -> Result<Response, Error>,
+    outcome: Outcome,
+    refused: impl FnOnce() -> Result<Response, Error>,
 ) -> Result<Response, Error> {
-    match result {
-        Ok(SignedIn::Session(token, _user)) => {
+    match outcome {
+        Outcome::SignedIn { token, next, .. } => {
             let mut response = Redirect::to(next.as_deref().unwrap_or("/")).into_response();
-            response
-                .headers_mut()
-                .append(SET_COOKIE, set_cookie(state, &token));
+            let headers = response.headers_mut();
+            headers.append(SET_COOKIE, set_cookie(state, &token));
+            headers.append(SET_COOKIE, super::session::clear_pending_cookie(state));
             Ok(response)
         }
-        Ok(SignedIn::SecondFactorDue(pending)) => {
+        Outcome::SecondFactorDue(pending) => {
             let mut response = Redirect::to("/login/mfa").into_response();
             response
                 .headers_mut()
                 .append(SET_COOKIE, set_pending_cookie(state, &pending));
             Ok(response)
         }
-        Err(SignInError::NotAllowed) => render_failure(),
-        Err(SignInError::Other(e)) => Err(e),
+        Outcome::Throttled(wait) => Ok(throttled(wait)),
+        Outcome::RateLimited(decision) => Ok(too_many_requests(&decision)),
+        Outcome::Refused
+        | Outcome::TokensIssued(_)
+        | Outcome::MfaRequired
+        | Outcome::EnrolmentRequired => refused(),
     }
 }
 
@@ -223,108 +211,69 @@ async fn verify_link(
     State(state): State<AppState>,
     nonce: CspNonce,
     csrf: CsrfToken,
-    ip: ClientIp,
-    request_id: RequestId,
-    headers: HeaderMap,
+    origin: Origin,
     Form(form): Form<TokenParam>,
 ) -> Result<Response, Error> {
-    let failure = || -> Result<Response, Error> {
+    let outcome = state
+        .identity
+        .sign_in_with_link(&form.token, &origin)
+        .await?;
+    render_sign_in(&state, outcome, || {
         let page = state.templates.page(
             "login.html",
             &nonce,
             context! { title => "Sign in", csrf_token => csrf.as_str(), error => LINK_FAILED },
         )?;
         Ok(with_status(StatusCode::BAD_REQUEST, page))
-    };
-    let Some(consumed) =
-        magic_links::consume_token(&state.db, state.clock.now(), &form.token).await?
-    else {
-        return failure();
-    };
-    let meta = meta(ip, &headers);
-    let result = signin::complete(
-        &state,
-        &consumed,
-        "magic_link",
-        &meta,
-        Some(request_id.as_str().to_owned()),
-    )
-    .await;
-    finish_sign_in(&state, result, consumed.next.clone(), failure).await
+    })
 }
 
 async fn verify_code(
     State(state): State<AppState>,
     nonce: CspNonce,
     csrf: CsrfToken,
-    ip: ClientIp,
-    request_id: RequestId,
-    headers: HeaderMap,
+    origin: Origin,
     Form(form): Form<CodeForm>,
 ) -> Result<Response, Error> {
-    let meta = meta(ip, &headers);
-    let failure = |email: &str| -> Result<Response, Error> {
+    let outcome = state
+        .identity
+        .sign_in_with_code(&form.email, &form.code, &origin)
+        .await?;
+    render_sign_in(&state, outcome, || {
         let page = state.templates.page(
             "login_sent.html",
             &nonce,
             context! {
                 title => "Check your inbox",
                 csrf_token => csrf.as_str(),
-                email => email,
+                email => form.email.trim(),
                 minutes => magic_links::LINK_LIFETIME.as_secs() / 60,
                 error => CODE_FAILED,
             },
         )?;
         Ok(with_status(StatusCode::BAD_REQUEST, page))
-    };
-    let Ok(email) = Email::parse(&form.email) else {
-        return failure(form.email.trim());
-    };
-    if let Err(decision) = signin::attempt_allowed(&state, &email).await {
-        return Ok(too_many_requests(&decision));
-    }
-    match magic_links::consume_code(
-        &state.db,
-        &state.keys,
-        state.clock.now(),
-        &email,
-        &form.code,
-    )
-    .await?
-    {
-        CodeOutcome::Accepted(consumed) => {
-            let result = signin::complete(
-                &state,
-                &consumed,
-                "code",
-                &meta,
-                Some(request_id.as_str().to_owned()),
-            )
-            .await;
-            finish_sign_in(&state, result, consumed.next.clone(), || {
-                failure(email.as_str())
-            })
-            .await
-        }
-        CodeOutcome::Rejected => {
-            signin::record_failed_code(&state, &email, &meta, Some(request_id.as_str().to_owned()))
-                .await?;
-            failure(email.as_str())
-        }
-    }
+    })
 }
 
 async fn password_sign_in(
     State(state): State<AppState>,
     nonce: CspNonce,
     csrf: CsrfToken,
-    ip: ClientIp,
-    request_id: RequestId,
-    headers: HeaderMap,
+    origin: Origin,
     Form(form): Form<PasswordForm>,
 ) -> Result<Response, Error> {
     let next = form.next.as_deref().and_then(safe_next);
-    let failure = || -> Result<Response, Error> {
+    let outcome = state
+        .identity
+        .sign_in_with_password(
+            &form.email,
+            &form.password,
+            next.clone(),
+            crate::identity::signin::Channel::Browser,
+            &origin,
+        )
+        .await?;
+    render_sign_in(&state, outcome, || {
         let page = state.templates.page(
             "login.html",
             &nonce,
@@ -337,41 +286,7 @@ async fn password_sign_in(
             },
         )?;
         Ok(with_status(StatusCode::UNAUTHORIZED, page))
-    };
-    let Ok(email) = Email::parse(&form.email) else {
-        // Spend the same work as a real check: a malformed address tells nothing either.
-        state.passwords.verify_dummy(&form.password).await?;
-        return failure();
-    };
-    if let Err(decision) = signin::attempt_allowed(&state, &email).await {
-        return Ok(too_many_requests(&decision));
-    }
-    let keys = throttle::keys(&state.settings.throttle, &email, ip.0);
-    if let Some(wait) = throttle::blocked_for(&state.db, &keys, state.clock.now()).await? {
-        return Ok(throttled(wait));
-    }
-    let meta = meta(ip, &headers);
-    let result = signin::with_password(
-        &state,
-        &email,
-        &form.password,
-        next.clone(),
-        &meta,
-        Some(request_id.as_str().to_owned()),
-    )
-    .await;
-    match &result {
-        Ok(_) => throttle::clear(&state.db, &keys[0].name).await?,
-        Err(SignInError::NotAllowed) => {
-            let now = state.clock.now();
-            if throttle::record_failure(&state.db, &state.settings.throttle, &keys, now).await? {
-                signin::record_lock(&state, &email, &meta, Some(request_id.as_str().to_owned()))
-                    .await?;
-            }
-        }
-        Err(SignInError::Other(_)) => {}
-    }
-    finish_sign_in(&state, result, next.clone(), failure).await
+    })
 }
 
 #[derive(Deserialize)]
@@ -390,10 +305,8 @@ async fn render_password_page(
     status: StatusCode,
     extra: minijinja::Value,
 ) -> Result<Response, Error> {
-    let has_password = crate::identity::users::password_hash(&state.db, current.user.id)
-        .await?
-        .is_some();
-    let stale = !recently_signed_in(state, current);
+    let has_password = state.identity.has_password(current.user.id).await?;
+    let stale = !state.identity.recently_signed_in(&current.session);
     let page = state.templates.page(
         "account_password.html",
         nonce,
@@ -419,54 +332,51 @@ async fn password_page(
     render_password_page(&state, &nonce, &csrf, &current, StatusCode::OK, context! {}).await
 }
 
+/// The status and page context of a password change's outcome.
+fn password_change_page(change: &PasswordChange) -> (StatusCode, minijinja::Value) {
+    match change {
+        PasswordChange::Changed => (StatusCode::OK, context! { done => true }),
+        PasswordChange::NotRecent => (StatusCode::FORBIDDEN, context! {}),
+        PasswordChange::WrongCurrent => (
+            StatusCode::BAD_REQUEST,
+            context! { error => "The current password is not right." },
+        ),
+        PasswordChange::LinkExpired => (
+            StatusCode::BAD_REQUEST,
+            context! { error => "This reset link has expired or was already used. Ask for a new one." },
+        ),
+        PasswordChange::Mismatch => (
+            StatusCode::BAD_REQUEST,
+            context! { error => "The two new passwords are not the same." },
+        ),
+        PasswordChange::Weak(errors) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            context! { errors => errors },
+        ),
+    }
+}
+
 async fn change_password(
     State(state): State<AppState>,
     nonce: CspNonce,
     csrf: CsrfToken,
     current: CurrentUser,
-    ip: ClientIp,
-    request_id: RequestId,
+    origin: Origin,
     Form(form): Form<PasswordChangeForm>,
 ) -> Result<Response, Error> {
-    let render =
-        |status, extra| render_password_page(&state, &nonce, &csrf, &current, status, extra);
-    if !recently_signed_in(&state, &current) {
-        return render(StatusCode::FORBIDDEN, context! {}).await;
-    }
-    if let Some(stored) = crate::identity::users::password_hash(&state.db, current.user.id).await? {
-        let given = form
-            .current
-            .clone()
-            .unwrap_or_else(|| secrecy::SecretString::from(""));
-        if !state.passwords.verify(&given, &stored).await?.ok {
-            return render(
-                StatusCode::BAD_REQUEST,
-                context! { error => "The current password is not right." },
-            )
-            .await;
-        }
-    }
-    if let Err((status, problem)) =
-        check_new_password(&state, &form.new, &form.confirm, &current.user.email)
-    {
-        return render(status, problem).await;
-    }
-    let hash = state.passwords.hash(&form.new).await?;
-    let ctx = AuditContext::user(current.user.id, ip.0, request_id.as_str());
-    crate::identity::users::set_password(
-        &state.db,
-        current.user.id,
-        &hash,
-        "user.password_change",
-        &ctx,
-    )
-    .await?;
-    let ended =
-        super::session::end_other_sign_ins(&state, current.user.id, Some(&current.session.id_hash))
-            .await?;
-    tracing::info!(event = "password_changed", user_id = %current.user.id, other_sessions_ended = ended, "password changed");
-    notices::send(&state, &current.user.email, ip, notices::PASSWORD_CHANGED);
-    render(StatusCode::OK, context! { done => true }).await
+    let change = state
+        .identity
+        .change_password(
+            &current.user,
+            &current.session,
+            form.current.as_ref(),
+            &form.new,
+            &form.confirm,
+            &origin,
+        )
+        .await?;
+    let (status, extra) = password_change_page(&change);
+    render_password_page(&state, &nonce, &csrf, &current, status, extra).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -498,44 +408,34 @@ async fn forgot(
     State(state): State<AppState>,
     nonce: CspNonce,
     csrf: CsrfToken,
-    ip: ClientIp,
-    request_id: RequestId,
-    headers: HeaderMap,
+    origin: Origin,
     Form(form): Form<ForgotForm>,
 ) -> Result<Response, Error> {
-    let Ok(email) = Email::parse(&form.email) else {
-        let page = state.templates.page(
-            "password_forgot.html",
-            &nonce,
-            context! { title => "Reset your password", csrf_token => csrf.as_str(), error => "Enter a valid email address." },
-        )?;
-        return Ok(with_status(StatusCode::UNPROCESSABLE_ENTITY, page));
-    };
-    if let Err(decision) = signin::attempt_allowed(&state, &email).await {
-        return Ok(too_many_requests(&decision));
+    match state.identity.request_reset(&form.email, &origin).await? {
+        Err(_) => {
+            let page = state.templates.page(
+                "password_forgot.html",
+                &nonce,
+                context! { title => "Reset your password", csrf_token => csrf.as_str(), error => "Enter a valid email address." },
+            )?;
+            Ok(with_status(StatusCode::UNPROCESSABLE_ENTITY, page))
+        }
+        Ok(LinkRequest::RateLimited(decision)) => Ok(too_many_requests(&decision)),
+        Ok(LinkRequest::Accepted) => {
+            let page = state.templates.page(
+                "password_forgot.html",
+                &nonce,
+                context! {
+                    title => "Check your inbox",
+                    csrf_token => csrf.as_str(),
+                    sent => true,
+                    email => form.email.trim().to_lowercase(),
+                    hours => state.settings.password_reset_lifetime.as_secs() / 3600,
+                },
+            )?;
+            Ok(page.into_response())
+        }
     }
-    signin::record_reset_request(
-        &state,
-        &email,
-        &meta(ip, &headers),
-        Some(request_id.as_str().to_owned()),
-    )
-    .await?;
-    if signin::within_mail_budget(&state, &email).await {
-        crate::identity::password_reset::request(&state, email.clone());
-    }
-    let page = state.templates.page(
-        "password_forgot.html",
-        &nonce,
-        context! {
-            title => "Check your inbox",
-            csrf_token => csrf.as_str(),
-            sent => true,
-            email => email.as_str(),
-            hours => state.settings.password_reset_lifetime.as_secs() / 3600,
-        },
-    )?;
-    Ok(page.into_response())
 }
 
 async fn render_reset(
@@ -571,71 +471,21 @@ async fn reset(
     State(state): State<AppState>,
     nonce: CspNonce,
     csrf: CsrfToken,
-    ip: ClientIp,
-    request_id: RequestId,
+    origin: Origin,
     Form(form): Form<ResetForm>,
 ) -> Result<Response, Error> {
-    use crate::identity::password_reset;
-    const EXPIRED: &str = "This reset link has expired or was already used. Ask for a new one.";
-    let render = |status, extra| render_reset(&state, &nonce, &csrf, &form.token, status, extra);
-    let now = state.clock.now();
-    let user = match password_reset::peek(&state.db, &form.token, now).await? {
-        Some(id) => crate::identity::users::find_by_id(&state.db, id).await?,
-        None => None,
-    };
-    let Some(user) = user else {
-        return render(StatusCode::BAD_REQUEST, context! { error => EXPIRED }).await;
-    };
-    if let Err((status, problem)) =
-        check_new_password(&state, &form.new, &form.confirm, &user.email)
-    {
-        return render(status, problem).await;
-    }
-    // Checked first, used up only now that the password is acceptable.
-    if password_reset::consume(&state.db, &form.token, now).await? != Some(user.id) {
-        return render(StatusCode::BAD_REQUEST, context! { error => EXPIRED }).await;
-    }
-    let hash = state.passwords.hash(&form.new).await?;
-    let ctx = AuditContext::user(user.id, ip.0, request_id.as_str());
-    crate::identity::users::set_password(&state.db, user.id, &hash, "user.password_reset", &ctx)
+    let change = state
+        .identity
+        .reset_password(&form.token, &form.new, &form.confirm, &origin)
         .await?;
-    super::session::end_other_sign_ins(&state, user.id, None).await?;
-    password_reset::revoke_pending(&state.db, user.id, &user.email, now).await?;
-    let keys = throttle::keys(&state.settings.throttle, &user.email, ip.0);
-    throttle::clear(&state.db, &keys[0].name).await?;
-    tracing::info!(event = "password_reset", user_id = %user.id, "password reset");
-    notices::send(&state, &user.email, ip, notices::PASSWORD_CHANGED);
-    let mut response = render(StatusCode::OK, context! { done => true }).await?;
-    response
-        .headers_mut()
-        .append(SET_COOKIE, clear_cookie(&state));
-    Ok(response)
-}
-
-/// The new password twice, against the policy: the status and page context of the first problem.
-fn check_new_password(
-    state: &AppState,
-    new: &secrecy::SecretString,
-    confirm: &secrecy::SecretString,
-    email: &Email,
-) -> Result<(), (StatusCode, minijinja::Value)> {
-    use secrecy::ExposeSecret as _;
-    if new.expose_secret() != confirm.expose_secret() {
-        return Err((
-            StatusCode::BAD_REQUEST,
-            context! { error => "The two new passwords are not the same." },
-        ));
+    let (status, extra) = password_change_page(&change);
+    let mut response = render_reset(&state, &nonce, &csrf, &form.token, status, extra).await?;
+    if change == PasswordChange::Changed {
+        response
+            .headers_mut()
+            .append(SET_COOKIE, clear_cookie(&state));
     }
-    state
-        .settings
-        .password_policy
-        .check(new.expose_secret(), Some(email))
-        .map_err(|errors| {
-            (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                context! { errors => errors },
-            )
-        })
+    Ok(response)
 }
 
 /// The answer while an address or IP must wait: the same for every address, known or not.
@@ -652,50 +502,15 @@ pub(super) fn throttled(wait: std::time::Duration) -> Response {
     response
 }
 
-async fn audit_session_event(
-    state: &AppState,
-    current: &CurrentUser,
-    ip: ClientIp,
-    request_id: &RequestId,
-    action: &'static str,
-    changes: serde_json::Value,
-) -> Result<(), Error> {
-    let ctx = AuditContext::user(current.user.id, ip.0, request_id.as_str());
-    let mut tx = state.db.begin().await?;
-    audit::record(
-        &mut tx,
-        &ctx,
-        AuditEvent {
-            action,
-            entity_type: "session",
-            entity_id: Some(current.session.id_hash[..16].to_owned()),
-            changes,
-        },
-    )
-    .await?;
-    tx.commit().await
-}
-
 async fn logout(
     State(state): State<AppState>,
     current: CurrentUser,
-    ip: ClientIp,
-    request_id: RequestId,
+    origin: Origin,
 ) -> Result<Response, Error> {
     state
-        .sessions
-        .revoke(current.user.id, &current.session.id_hash)
+        .identity
+        .sign_out(current.user.id, &current.session, &origin)
         .await?;
-    audit_session_event(
-        &state,
-        &current,
-        ip,
-        &request_id,
-        "auth.sign_out",
-        serde_json::json!({}),
-    )
-    .await?;
-    tracing::info!(event = "sign_out", user_id = %current.user.id, "signed out");
     let mut response = Redirect::to("/").into_response();
     response
         .headers_mut()
@@ -746,22 +561,13 @@ async fn account(
 async fn revoke_session(
     State(state): State<AppState>,
     current: CurrentUser,
-    ip: ClientIp,
-    request_id: RequestId,
+    origin: Origin,
     Form(form): Form<SessionForm>,
 ) -> Result<Response, Error> {
-    if state.sessions.revoke(current.user.id, &form.id).await? {
-        let short: String = form.id.chars().take(16).collect();
-        audit_session_event(
-            &state,
-            &current,
-            ip,
-            &request_id,
-            "session.revoke",
-            serde_json::json!({ "revoked": short }),
-        )
+    state
+        .identity
+        .revoke_session(current.user.id, &current.session, &form.id, &origin)
         .await?;
-    }
     if form.id == current.session.id_hash {
         let mut response = Redirect::to("/").into_response();
         response
@@ -775,20 +581,11 @@ async fn revoke_session(
 async fn revoke_other_sessions(
     State(state): State<AppState>,
     current: CurrentUser,
-    ip: ClientIp,
-    request_id: RequestId,
+    origin: Origin,
 ) -> Result<Response, Error> {
-    let ended =
-        super::session::end_other_sign_ins(&state, current.user.id, Some(&current.session.id_hash))
-            .await?;
-    audit_session_event(
-        &state,
-        &current,
-        ip,
-        &request_id,
-        "session.revoke_others",
-        serde_json::json!({ "revoked": ended }),
-    )
-    .await?;
+    state
+        .identity
+        .revoke_other_sessions(current.user.id, &current.session, &origin)
+        .await?;
     Ok(Redirect::to("/account").into_response())
 }

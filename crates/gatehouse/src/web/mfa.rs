@@ -15,22 +15,20 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use gatehouse_security::{ClientIp, CspNonce, CsrfToken, RequestId};
+use gatehouse_security::{CspNonce, CsrfToken};
 use http::header::SET_COOKIE;
 use http::{HeaderMap, StatusCode};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::auth::{meta, throttled, with_status};
-use super::notices;
-use super::session::{
-    CurrentUser, clear_pending_cookie, pending_sign_in, recently_signed_in, set_cookie,
-};
+use super::auth::{render_sign_in, with_status};
+use super::session::{CurrentUser, clear_pending_cookie, pending_sign_in};
 use crate::Error;
 use crate::app::AppState;
-use crate::audit::{self, AuditContext, AuditEvent};
-use crate::identity::mfa::{self, Checked, Enrolment};
-use crate::identity::{signin, throttle, users};
+use crate::identity::enrolment::MfaRefusal;
+use crate::identity::mfa::{self, Enrolment};
+use crate::identity::signin::Origin;
+use crate::identity::users;
 
 /// The MFA routes.
 pub fn router() -> Router<AppState> {
@@ -73,90 +71,43 @@ async fn second_factor(
     State(state): State<AppState>,
     nonce: CspNonce,
     csrf: CsrfToken,
-    ip: ClientIp,
-    request_id: RequestId,
+    origin: Origin,
     headers: HeaderMap,
     Form(form): Form<CodeForm>,
 ) -> Result<Response, Error> {
-    let start_over = || {
-        let mut response = Redirect::to("/login").into_response();
-        response
-            .headers_mut()
-            .append(SET_COOKIE, clear_pending_cookie(&state));
-        response
-    };
     let Some(pending) = pending_sign_in(&state, &headers) else {
-        return Ok(start_over());
+        return Ok(start_over(&state));
     };
-    let user = match users::find_by_id(&state.db, pending.user_id).await? {
-        Some(u) if u.status == crate::identity::UserStatus::Active && u.mfa_enabled => u,
-        _ => return Ok(start_over()),
-    };
-    let keys = throttle::keys(&state.settings.throttle, &user.email, ip.0);
-    let now = state.clock.now();
-    if let Some(wait) = throttle::blocked_for(&state.db, &keys, now).await? {
-        return Ok(throttled(wait));
+    let outcome = state
+        .identity
+        .sign_in_second_factor(&pending, &form.code, &origin)
+        .await?;
+    if matches!(outcome, crate::identity::signin::Outcome::Refused)
+        && !state.identity.pending_still_valid(&pending).await?
+    {
+        return Ok(start_over(&state));
     }
-    let audit_ctx = AuditContext::user(user.id, ip.0, request_id.as_str());
-    let checked = mfa::check(&state.db, &state.keys, user.id, &form.code, now, &audit_ctx).await?;
-    let second = match checked {
-        Checked::Totp => "totp",
-        Checked::RecoveryCode { remaining } => {
-            tracing::warn!(event = "recovery_code_used", user_id = %user.id, remaining, "signed in with a recovery code");
-            notices::send(&state, &user.email, ip, notices::RECOVERY_CODE_USED);
-            "recovery_code"
-        }
-        Checked::Rejected => {
-            if throttle::record_failure(&state.db, &state.settings.throttle, &keys, now).await? {
-                signin::record_lock(
-                    &state,
-                    &user.email,
-                    &meta(ip, &headers),
-                    Some(request_id.as_str().to_owned()),
-                )
-                .await?;
-            }
-            let mut tx = state.db.begin().await?;
-            audit::record(
-                &mut tx,
-                &audit_ctx,
-                AuditEvent {
-                    action: "auth.mfa_failed",
-                    entity_type: "user",
-                    entity_id: Some(user.id.to_string()),
-                    changes: serde_json::json!({ "method": pending.method }),
-                },
-            )
-            .await?;
-            tx.commit().await?;
-            tracing::warn!(event = "sign_in_failed", method = "mfa", user_id = %user.id, "second factor refused");
-            let page = state.templates.page(
-                "login_mfa.html",
-                &nonce,
-                context! {
-                    title => "Two-step sign-in",
-                    csrf_token => csrf.as_str(),
-                    error => CODE_FAILED,
-                },
-            )?;
-            return Ok(with_status(StatusCode::UNAUTHORIZED, page));
-        }
-    };
-    throttle::clear(&state.db, &keys[0].name).await?;
-    let method = format!("{}+{second}", pending.method);
-    let token = signin::start_session(
-        &state,
-        &user,
-        &method,
-        &meta(ip, &headers),
-        Some(request_id.as_str().to_owned()),
-    )
-    .await?;
-    let mut response = Redirect::to(pending.next.as_deref().unwrap_or("/")).into_response();
-    let headers = response.headers_mut();
-    headers.append(SET_COOKIE, set_cookie(&state, &token));
-    headers.append(SET_COOKIE, clear_pending_cookie(&state));
-    Ok(response)
+    render_sign_in(&state, outcome, || {
+        let page = state.templates.page(
+            "login_mfa.html",
+            &nonce,
+            context! {
+                title => "Two-step sign-in",
+                csrf_token => csrf.as_str(),
+                error => CODE_FAILED,
+            },
+        )?;
+        Ok(with_status(StatusCode::UNAUTHORIZED, page))
+    })
+}
+
+/// Back to the sign-in page, forgetting the pending sign-in.
+fn start_over(state: &AppState) -> Response {
+    let mut response = Redirect::to("/login").into_response();
+    response
+        .headers_mut()
+        .append(SET_COOKIE, clear_pending_cookie(state));
+    response
 }
 
 /// Renders `/account/mfa` with `extra` context.
@@ -188,7 +139,7 @@ async fn render_account(
             enabled => user.mfa_enabled,
             required => state.settings.mfa_required_roles.contains(&user.role),
             remaining => remaining,
-            stale => !recently_signed_in(state, current),
+            stale => !state.identity.recently_signed_in(&current.session),
             ..extra
         },
     )?;
@@ -213,26 +164,55 @@ async fn account_page(
     render_account(&state, &nonce, &csrf, &current, StatusCode::OK, context! {}).await
 }
 
+/// Renders the account page after a refused change.
+async fn refused(
+    state: &AppState,
+    nonce: &CspNonce,
+    csrf: &CsrfToken,
+    current: &CurrentUser,
+    refusal: MfaRefusal,
+) -> Result<Response, Error> {
+    let (status, extra) = match refusal {
+        MfaRefusal::NotRecent => (StatusCode::FORBIDDEN, context! {}),
+        MfaRefusal::RequiredByRole => (
+            StatusCode::FORBIDDEN,
+            context! { error => "Your role requires two-step sign-in: it cannot be turned off." },
+        ),
+        MfaRefusal::WrongCode => {
+            let again = state
+                .identity
+                .mfa_enrolment_in_progress(&current.user)
+                .await?;
+            let extra = match &again {
+                Some(enrolment) => enrolment_context(enrolment),
+                None => context! {},
+            };
+            (
+                StatusCode::BAD_REQUEST,
+                context! { error => CONFIRM_FAILED, ..extra },
+            )
+        }
+        MfaRefusal::NothingToDo => return Ok(Redirect::to("/account/mfa").into_response()),
+    };
+    render_account(state, nonce, csrf, current, status, extra).await
+}
+
 async fn setup(
     State(state): State<AppState>,
     nonce: CspNonce,
     csrf: CsrfToken,
     current: CurrentUser,
 ) -> Result<Response, Error> {
-    let render = |status, extra| render_account(&state, &nonce, &csrf, &current, status, extra);
-    if !recently_signed_in(&state, &current) {
-        return render(StatusCode::FORBIDDEN, context! {}).await;
-    }
-    match mfa::begin(
-        &state.db,
-        &state.keys,
-        current.user.id,
-        current.user.email.as_str(),
-    )
-    .await?
+    match state
+        .identity
+        .mfa_setup(&current.user, &current.session)
+        .await?
     {
-        Some(enrolment) => render(StatusCode::OK, enrolment_context(&enrolment)).await,
-        None => Ok(Redirect::to("/account/mfa").into_response()),
+        Ok(enrolment) => {
+            let extra = enrolment_context(&enrolment);
+            render_account(&state, &nonce, &csrf, &current, StatusCode::OK, extra).await
+        }
+        Err(refusal) => refused(&state, &nonce, &csrf, &current, refusal).await,
     }
 }
 
@@ -241,51 +221,20 @@ async fn confirm(
     nonce: CspNonce,
     csrf: CsrfToken,
     current: CurrentUser,
-    ip: ClientIp,
-    request_id: RequestId,
+    origin: Origin,
     Form(form): Form<CodeForm>,
 ) -> Result<Response, Error> {
-    let render = |status, extra| render_account(&state, &nonce, &csrf, &current, status, extra);
-    if !recently_signed_in(&state, &current) {
-        return render(StatusCode::FORBIDDEN, context! {}).await;
+    match state
+        .identity
+        .mfa_confirm(&current.user, &current.session, &form.code, &origin)
+        .await?
+    {
+        Ok(codes) => {
+            let extra = context! { codes => codes, message => "Two-step sign-in is on. You were signed out everywhere else." };
+            render_account(&state, &nonce, &csrf, &current, StatusCode::OK, extra).await
+        }
+        Err(refusal) => refused(&state, &nonce, &csrf, &current, refusal).await,
     }
-    let confirmed = mfa::confirm(
-        &state.db,
-        &state.keys,
-        current.user.id,
-        &form.code,
-        state.clock.now(),
-        &AuditContext::user(current.user.id, ip.0, request_id.as_str()),
-    )
-    .await?;
-    let Some(codes) = confirmed else {
-        let again = mfa::in_progress(
-            &state.db,
-            &state.keys,
-            current.user.id,
-            current.user.email.as_str(),
-        )
-        .await?;
-        let extra = match &again {
-            Some(enrolment) => enrolment_context(enrolment),
-            None => context! {},
-        };
-        return render(
-            StatusCode::BAD_REQUEST,
-            context! { error => CONFIRM_FAILED, ..extra },
-        )
-        .await;
-    };
-    let ended =
-        super::session::end_other_sign_ins(&state, current.user.id, Some(&current.session.id_hash))
-            .await?;
-    tracing::info!(event = "mfa_enabled", user_id = %current.user.id, other_sessions_ended = ended, "two-step sign-in turned on");
-    notices::send(&state, &current.user.email, ip, notices::MFA_ENABLED);
-    render(
-        StatusCode::OK,
-        context! { codes => codes, message => "Two-step sign-in is on. You were signed out everywhere else." },
-    )
-    .await
 }
 
 async fn regenerate_codes(
@@ -293,31 +242,19 @@ async fn regenerate_codes(
     nonce: CspNonce,
     csrf: CsrfToken,
     current: CurrentUser,
-    ip: ClientIp,
-    request_id: RequestId,
+    origin: Origin,
 ) -> Result<Response, Error> {
-    let render = |status, extra| render_account(&state, &nonce, &csrf, &current, status, extra);
-    if !recently_signed_in(&state, &current) {
-        return render(StatusCode::FORBIDDEN, context! {}).await;
-    }
-    match mfa::regenerate_recovery_codes(
-        &state.db,
-        &state.keys,
-        current.user.id,
-        state.clock.now(),
-        &AuditContext::user(current.user.id, ip.0, request_id.as_str()),
-    )
-    .await?
+    match state
+        .identity
+        .mfa_new_recovery_codes(&current.user, &current.session, &origin)
+        .await?
     {
-        Some(codes) => {
-            tracing::info!(event = "recovery_codes_regenerated", user_id = %current.user.id, "new recovery codes");
-            render(
-                StatusCode::OK,
-                context! { codes => codes, message => "Your old recovery codes no longer work." },
-            )
-            .await
+        Ok(codes) => {
+            let extra =
+                context! { codes => codes, message => "Your old recovery codes no longer work." };
+            render_account(&state, &nonce, &csrf, &current, StatusCode::OK, extra).await
         }
-        None => Ok(Redirect::to("/account/mfa").into_response()),
+        Err(refusal) => refused(&state, &nonce, &csrf, &current, refusal).await,
     }
 }
 
@@ -326,36 +263,17 @@ async fn disable(
     nonce: CspNonce,
     csrf: CsrfToken,
     current: CurrentUser,
-    ip: ClientIp,
-    request_id: RequestId,
+    origin: Origin,
 ) -> Result<Response, Error> {
-    let render = |status, extra| render_account(&state, &nonce, &csrf, &current, status, extra);
-    if !recently_signed_in(&state, &current) {
-        return render(StatusCode::FORBIDDEN, context! {}).await;
-    }
-    if state
-        .settings
-        .mfa_required_roles
-        .contains(&current.user.role)
+    match state
+        .identity
+        .mfa_disable(&current.user, &current.session, &origin)
+        .await?
     {
-        return render(
-            StatusCode::FORBIDDEN,
-            context! { error => "Your role requires two-step sign-in: it cannot be turned off." },
-        )
-        .await;
+        Ok(()) => {
+            let extra = context! { message => "Two-step sign-in is off. You were signed out everywhere else." };
+            render_account(&state, &nonce, &csrf, &current, StatusCode::OK, extra).await
+        }
+        Err(refusal) => refused(&state, &nonce, &csrf, &current, refusal).await,
     }
-    let ctx = AuditContext::user(current.user.id, ip.0, request_id.as_str());
-    if !mfa::disable(&state.db, current.user.id, "mfa.disable", &ctx).await? {
-        return Ok(Redirect::to("/account/mfa").into_response());
-    }
-    let ended =
-        super::session::end_other_sign_ins(&state, current.user.id, Some(&current.session.id_hash))
-            .await?;
-    tracing::info!(event = "mfa_disabled", user_id = %current.user.id, other_sessions_ended = ended, "two-step sign-in turned off");
-    notices::send(&state, &current.user.email, ip, notices::MFA_DISABLED);
-    render(
-        StatusCode::OK,
-        context! { message => "Two-step sign-in is off. You were signed out everywhere else." },
-    )
-    .await
 }

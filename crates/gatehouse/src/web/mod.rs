@@ -11,8 +11,8 @@ pub mod errors;
 pub mod items_api;
 pub mod items_pages;
 pub mod mfa;
-pub mod notices;
 pub mod openapi;
+pub mod origin;
 pub mod session;
 pub mod templates;
 

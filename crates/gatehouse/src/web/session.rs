@@ -1,14 +1,26 @@
-//! The session layer: from the cookie to a [`CurrentUser`] (and the session's CSRF secret) in
-//! the request extensions, plus the cookie itself.
+//! The authentication layer: from the request's one credential to a [`Principal`] in the
+//! request extensions (and, for a session, a [`CurrentUser`] and its CSRF secret), plus the
+//! session cookie itself.
+//!
+//! Which credential counts: on the JSON API (`/api/…`) a bearer credential (an access token,
+//! or a `gk_` API key), else `X-API-Key`, else the session cookie; on the pages the session
+//! cookie only. The credential then goes to the one authentication
+//! ([`crate::identity::Identity::authenticate`]); the API's extractor reads its result.
 //!
 //! # Security
 //! - The cookie is `HttpOnly; SameSite=Lax; Path=/`, and in production `Secure` with the
 //!   `__Host-` prefix (so no subdomain can set or shadow it).
 //! - The user's status is read on every request: a disabled user's sessions stop working at
 //!   once, not at expiry.
-//! - A request carrying `Authorization: Bearer` is never authenticated by its cookie.
+//! - A request carrying `Authorization: Bearer` (or, on the API, `X-API-Key`) is never
+//!   authenticated by its cookie. A cookie-authenticated API request is checked for CSRF like a
+//!   form (the `X-CSRF-Token` header), by the CSRF layer inside this one.
+//! - Cookies are read by the one parser the CSRF layer also uses (`gatehouse_security::cookies`):
+//!   another application's non-ASCII cookie cannot hide the session's.
 //! - A user whose role requires MFA (`GATEHOUSE_MFA_REQUIRED_ROLES`) and who has none reaches
-//!   only the enrolment page and sign-out: pages redirect there, anything else gets a 403.
+//!   only the enrolment page and sign-out: pages redirect there, anything else gets a 403, and
+//!   no access token or API key of theirs reaches any API route (a `mfa_enrolment_required`
+//!   problem).
 //! - Authenticated responses get `Cache-Control: no-store` so shared caches and the back button
 //!   never show one user's page to another.
 
@@ -20,16 +32,17 @@ use std::task::{Context, Poll};
 use axum::extract::{FromRequestParts, Request};
 use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::future::Either;
-use gatehouse_security::CsrfSecret;
-use http::header::{AUTHORIZATION, CACHE_CONTROL, COOKIE, SET_COOKIE};
+use gatehouse_security::{CsrfSecret, cookies};
+use http::header::{CACHE_CONTROL, SET_COOKIE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
 use tower::{Layer, Service};
 
 use crate::app::AppState;
+use crate::identity::authentication::{Credential, Principal, Refused, Via};
 use crate::identity::mfa::{PENDING_LIFETIME, PendingSignIn};
 use crate::identity::sessions::{Session, SessionToken};
-use crate::identity::{User, UserStatus, users};
+use crate::identity::{Identity, User};
 
 /// The signed-in user of this request and their session.
 #[derive(Clone, Debug)]
@@ -131,51 +144,38 @@ pub fn clear_pending_cookie(state: &AppState) -> HeaderValue {
 
 /// The sign-in whose second factor is due, from its cookie, if it is genuine and not expired.
 pub fn pending_sign_in(state: &AppState, headers: &HeaderMap) -> Option<PendingSignIn> {
-    let raw = cookie_value(headers, pending_cookie_name(state.settings.is_production()))?;
+    let raw = cookies::single(headers, pending_cookie_name(state.settings.is_production()))?;
     PendingSignIn::decode(raw, &state.keys, state.clock.now())
 }
 
-/// How recent the last sign-in (with every factor) must be for a sensitive change: changing
-/// the password, turning MFA off, new recovery codes.
-pub const RECENT_SIGN_IN: time::Duration = time::Duration::minutes(10);
+/// Why a request carries no principal although it carried a credential: the API answers `401`
+/// with `invalid_token` instead of asking for a credential.
+#[derive(Clone, Copy, Debug)]
+pub struct AuthRefused(pub Refused);
 
-/// Whether the session's sign-in is recent enough for a sensitive change.
-pub fn recently_signed_in(state: &AppState, current: &CurrentUser) -> bool {
-    state.clock.now() - current.session.authenticated_at <= RECENT_SIGN_IN
-}
-
-/// Ends every session of `user_id` but `keep`, and every API sign-in (refresh-token family): after
-/// a password change or reset and an MFA change, only the browser that made it stays signed in.
-/// Returns how many sessions ended.
-pub async fn end_other_sign_ins(
-    state: &AppState,
-    user_id: uuid::Uuid,
-    keep: Option<&str>,
-) -> Result<usize, crate::Error> {
-    let ended = state.sessions.revoke_all(user_id, keep).await?;
-    crate::identity::tokens::revoke_all(&state.db, user_id, state.clock.now()).await?;
-    state.access_cache.clear();
-    Ok(ended)
-}
-
-/// The value of cookie `name`, if the request has exactly one.
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    let mut found = None;
-    for header in headers.get_all(COOKIE) {
-        let Ok(text) = header.to_str() else { continue };
-        for pair in text.split(';') {
-            if let Some((k, v)) = pair.trim().split_once('=') {
-                if k == name {
-                    if found.is_some() {
-                        // Two cookies of the same name: someone is shadowing ours; trust neither.
-                        return None;
-                    }
-                    found = Some(v);
-                }
+/// The credential a request to `path` is authenticated by (see the module documentation).
+fn credential<'a>(headers: &'a HeaderMap, path: &str, cookie: &'a str) -> Option<Credential<'a>> {
+    let api = path.starts_with("/api/");
+    if let Some(bearer) = cookies::bearer(headers) {
+        // Pages never act on a bearer credential, and a request that has one is never
+        // authenticated by its cookie.
+        return api.then(|| {
+            if bearer.starts_with("gk_") {
+                Credential::ApiKey(bearer)
+            } else {
+                Credential::AccessToken(bearer)
             }
+        });
+    }
+    if api {
+        if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+            return Some(Credential::ApiKey(key.trim()));
         }
     }
-    found
+    if !needs_session(path) {
+        return None;
+    }
+    cookies::single(headers, cookie).map(Credential::Session)
 }
 
 /// Applies [`SessionService`].
@@ -225,47 +225,55 @@ where
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
-        let bearer = req
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
         let name = cookie_name(self.state.settings.is_production());
-        let token = match cookie_value(req.headers(), name) {
-            Some(token) if !bearer && needs_session(req.uri().path()) => token.to_owned(),
-            // The common case, no cookie: no allocation, no lookup.
-            _ => return Either::Left(self.inner.call(req)),
+        let Some(credential) = credential(req.headers(), req.uri().path(), name) else {
+            // The common case, no credential: no allocation, no lookup.
+            return Either::Left(self.inner.call(req));
+        };
+        let credential = match credential {
+            Credential::Session(t) => Owned::Session(t.to_owned()),
+            Credential::AccessToken(t) => Owned::AccessToken(t.to_owned()),
+            Credential::ApiKey(t) => Owned::ApiKey(t.to_owned()),
         };
         // The clone that was readied goes into the future; a fresh clone stays for next time.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let state = self.state.clone();
         Either::Right(Box::pin(async move {
-            let current = match current_user(&state, &token).await {
-                Ok(current) => current,
+            let identity: &Identity = &state.identity;
+            let principal = match identity.authenticate(credential.borrow()).await {
+                Ok(found) => found,
                 Err(e) => return Ok(e.into_response()),
             };
-            let signed_in = current.is_some();
-            if let Some(current) = &current {
-                if enrolment_due(&state, current) && !enrolment_path(req.uri().path()) {
-                    let mut response = enrolment_required(req.method());
-                    response
-                        .headers_mut()
-                        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                    return Ok(response);
+            let session_cookie = matches!(credential, Owned::Session(_));
+            let signed_in = principal.is_ok();
+            match principal {
+                Ok(principal) => {
+                    if principal.enrolment_due {
+                        if let Some(refusal) = enrolment_refusal(&req, &principal) {
+                            return Ok(refusal);
+                        }
+                    }
+                    if let Via::Session(session) = &principal.via {
+                        req.extensions_mut()
+                            .insert(CsrfSecret::from_bytes(session.csrf_secret));
+                        req.extensions_mut().insert(CurrentUser {
+                            user: principal.user.clone(),
+                            session: session.clone(),
+                        });
+                    }
+                    req.extensions_mut().insert(principal);
                 }
-            }
-            if let Some(current) = current {
-                req.extensions_mut()
-                    .insert(CsrfSecret::from_bytes(current.session.csrf_secret));
-                req.extensions_mut().insert(current);
+                Err(refused) => {
+                    req.extensions_mut().insert(AuthRefused(refused));
+                }
             }
             let mut response = inner.call(req).await?;
             if signed_in {
                 response
                     .headers_mut()
                     .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            } else if !sets_cookie(response.headers(), name) {
+            } else if session_cookie && !sets_cookie(response.headers(), name) {
                 // A stale cookie (expired or revoked): remove it from the browser.
                 response
                     .headers_mut()
@@ -276,19 +284,56 @@ where
     }
 }
 
+/// A credential the future owns.
+enum Owned {
+    Session(String),
+    AccessToken(String),
+    ApiKey(String),
+}
+
+impl Owned {
+    fn borrow(&self) -> Credential<'_> {
+        match self {
+            Self::Session(t) => Credential::Session(t),
+            Self::AccessToken(t) => Credential::AccessToken(t),
+            Self::ApiKey(t) => Credential::ApiKey(t),
+        }
+    }
+}
+
+/// What a principal who must enrol in MFA first gets instead of `req`'s answer, if anything:
+/// a browser session may reach the enrolment pages and sign out; nothing else may be reached,
+/// and the API is refused to every credential of theirs.
+fn enrolment_refusal(req: &Request, principal: &Principal) -> Option<Response> {
+    let path = req.uri().path();
+    let api = path.starts_with("/api/");
+    if !api && matches!(principal.via, Via::Session(_)) && enrolment_path(path) {
+        return None;
+    }
+    let mut response = if !api && matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
+        Redirect::to("/account/mfa").into_response()
+    } else {
+        gatehouse_security::Problem::new(http::StatusCode::FORBIDDEN)
+            .with_type(MFA_ENROLMENT_REQUIRED)
+            .with_detail(
+                "Your role requires two-step sign-in: set it up at /account/mfa first, then sign in again.",
+            )
+            .with_extension("error", serde_json::Value::from("mfa_enrolment_required"))
+            .into_response()
+    };
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Some(response)
+}
+
+/// The problem type of a refusal to a user who must set up MFA first.
+pub const MFA_ENROLMENT_REQUIRED: &str = "urn:gatehouse:problem:mfa_enrolment_required";
+
 /// Paths that never act for a user: browsers send the cookie with every stylesheet and probe,
 /// and looking the session up there would only cost two queries each.
 fn needs_session(path: &str) -> bool {
     !(path.starts_with("/static/") || matches!(path, "/healthz" | "/readyz" | "/csp-report"))
-}
-
-/// Whether the user's role requires MFA (`GATEHOUSE_MFA_REQUIRED_ROLES`) and they have none yet.
-fn enrolment_due(state: &AppState, current: &CurrentUser) -> bool {
-    !current.user.mfa_enabled
-        && state
-            .settings
-            .mfa_required_roles
-            .contains(&current.user.role)
 }
 
 /// What a user who must enrol may still reach: the enrolment page and sign-out.
@@ -296,35 +341,11 @@ fn enrolment_path(path: &str) -> bool {
     path == "/account/mfa" || path.starts_with("/account/mfa/") || path == "/logout"
 }
 
-/// Pages send the user to enrolment; anything else is refused until it is done.
-fn enrolment_required(method: &http::Method) -> Response {
-    if matches!(*method, http::Method::GET | http::Method::HEAD) {
-        return Redirect::to("/account/mfa").into_response();
-    }
-    gatehouse_security::Problem::new(http::StatusCode::FORBIDDEN)
-        .with_detail("Your role requires two-step sign-in: set it up at /account/mfa first.")
-        .into_response()
-}
-
 /// Whether the response already sets (or clears) the cookie `name`.
 fn sets_cookie(headers: &HeaderMap, name: &str) -> bool {
     headers.get_all(SET_COOKIE).iter().any(|v| {
         v.as_bytes().starts_with(name.as_bytes()) && v.as_bytes().get(name.len()) == Some(&b'=')
     })
-}
-
-async fn current_user(state: &AppState, token: &str) -> Result<Option<CurrentUser>, crate::Error> {
-    let Some(session) = state.sessions.load(token).await? else {
-        return Ok(None);
-    };
-    let Some(user) = users::find_by_id(&state.db, session.user_id).await? else {
-        return Ok(None);
-    };
-    if user.status != UserStatus::Active {
-        return Ok(None);
-    }
-    let session = state.sessions.touch(session).await?;
-    Ok(Some(CurrentUser { user, session }))
 }
 
 #[cfg(test)]
@@ -341,14 +362,37 @@ mod tests {
     }
 
     #[test]
-    fn only_a_single_session_cookie_is_trusted() {
+    fn the_api_takes_a_bearer_credential_over_the_cookie_and_pages_take_only_the_cookie() {
         let mut h = HeaderMap::new();
-        h.insert(COOKIE, HeaderValue::from_static("a=1; gatehouse=tok; b=2"));
-        assert_eq!(cookie_value(&h, "gatehouse"), Some("tok"));
-        h.append(COOKIE, HeaderValue::from_static("gatehouse=other"));
-        assert_eq!(cookie_value(&h, "gatehouse"), None);
-        let mut h = HeaderMap::new();
-        h.insert(COOKIE, HeaderValue::from_static("xgatehouse=tok"));
-        assert_eq!(cookie_value(&h, "gatehouse"), None);
+        h.insert(
+            http::header::COOKIE,
+            HeaderValue::from_static("gatehouse=tok"),
+        );
+        assert!(matches!(
+            credential(&h, "/account", "gatehouse"),
+            Some(Credential::Session("tok"))
+        ));
+        assert!(matches!(
+            credential(&h, "/api/v1/me", "gatehouse"),
+            Some(Credential::Session("tok"))
+        ));
+        h.insert("x-api-key", HeaderValue::from_static("gk_x"));
+        assert!(matches!(
+            credential(&h, "/api/v1/me", "gatehouse"),
+            Some(Credential::ApiKey("gk_x"))
+        ));
+        h.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer jwt"),
+        );
+        assert!(matches!(
+            credential(&h, "/api/v1/me", "gatehouse"),
+            Some(Credential::AccessToken("jwt"))
+        ));
+        assert!(
+            credential(&h, "/account", "gatehouse").is_none(),
+            "never the cookie beside a bearer"
+        );
+        assert!(credential(&HeaderMap::new(), "/static/app.css", "gatehouse").is_none());
     }
 }

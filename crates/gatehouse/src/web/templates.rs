@@ -75,30 +75,6 @@ const TEMPLATES: &[(&str, &str)] = &[
         "password_reset.html",
         include_str!("../../templates/password_reset.html"),
     ),
-    (
-        "mail/password_reset.txt",
-        include_str!("../../templates/mail/password_reset.txt"),
-    ),
-    (
-        "mail/password_reset.html",
-        include_str!("../../templates/mail/password_reset.html"),
-    ),
-    (
-        "mail/security_notice.txt",
-        include_str!("../../templates/mail/security_notice.txt"),
-    ),
-    (
-        "mail/security_notice.html",
-        include_str!("../../templates/mail/security_notice.html"),
-    ),
-    (
-        "mail/magic_link.txt",
-        include_str!("../../templates/mail/magic_link.txt"),
-    ),
-    (
-        "mail/magic_link.html",
-        include_str!("../../templates/mail/magic_link.html"),
-    ),
 ];
 
 /// Pages rendered once at startup when they turn out not to depend on the nonce, with their
@@ -175,20 +151,6 @@ impl Templates {
             .and_then(|t| t.render(ctx))
             .map(Html)
             .map_err(|e| Error::Internal(anyhow::anyhow!("rendering {name}: {e:#}")))
-    }
-
-    /// A mail's plain-text and HTML bodies, from `mail/{name}.txt` and `mail/{name}.html`.
-    pub fn mail<S: Serialize>(&self, name: &str, ctx: S) -> Result<(String, String), Error> {
-        let render = |file: String| {
-            self.env
-                .get_template(&file)
-                .and_then(|t| t.render(&ctx))
-                .map_err(|e| Error::Internal(anyhow::anyhow!("rendering {file}: {e:#}")))
-        };
-        Ok((
-            render(format!("mail/{name}.txt"))?,
-            render(format!("mail/{name}.html"))?,
-        ))
     }
 
     /// The HTML error page for a problem.

@@ -358,14 +358,27 @@ on_every_backend! {
         assert!(records.iter().any(|r| r.action == "keys.rotate"));
     }
 
-    async fn a_session_cookie_does_not_open_the_api(backend) {
+    async fn a_session_cookie_opens_the_api_with_the_csrf_token_for_changes(backend) {
         let app = app(backend).await;
         let mut v = crate::visitor::Visitor::new(&app);
         let csrf = v.csrf_from("/login").await;
         let (status, _, _) = v.post("/login/password", &[("csrf_token", &csrf), ("email", EMAIL), ("password", PASSWORD)]).await;
         assert_eq!(status, 303);
-        let (status, _, _) = v.get("/api/v1/me").await;
-        assert_eq!(status, 401, "the API takes bearer tokens only");
+        let cookies: String = v.cookies.iter().map(|(k, v)| format!("{k}={v}; ")).collect();
+        let with_cookie = |method| app.request(method, "/api/v1/items").header("cookie", &cookies);
+        let me = app.request(reqwest::Method::GET, "/api/v1/me").header("cookie", &cookies).send().await.unwrap();
+        assert_eq!(me.status(), 200, "a page's script reads the API with its session");
+        assert!(me.text().await.unwrap().contains(EMAIL));
+        // A change needs the session's CSRF token in a header, as a form needs it in a field.
+        let item = json!({"name": "From a page", "description": "Made by a page script"});
+        let refused = with_cookie(reqwest::Method::POST).json(&item).send().await.unwrap();
+        assert_eq!(refused.status(), 403, "a cross-site script cannot use the cookie to change anything");
+        let token = v.csrf_from("/account").await;
+        let made = with_cookie(reqwest::Method::POST).header("X-CSRF-Token", token).json(&item).send().await.unwrap();
+        assert_eq!(made.status(), 201);
+        // A request that carries a bearer credential is never authenticated by its cookie.
+        let bearer = app.request(reqwest::Method::GET, "/api/v1/me").header("cookie", &cookies).bearer_auth("not-a-token").send().await.unwrap();
+        assert_eq!(bearer.status(), 401);
     }
 
     async fn signing_out_everywhere_else_ends_api_sign_ins_too(backend) {

@@ -13,6 +13,7 @@ mod cors;
 mod errors;
 mod headers;
 mod health;
+mod identity_core;
 mod items;
 mod limits;
 mod mail;

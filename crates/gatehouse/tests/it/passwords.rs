@@ -234,9 +234,9 @@ on_every_backend! {
         use gatehouse::identity::throttle::{self, ThrottleConfig};
         let app = spawn_app(backend).await;
         let config = ThrottleConfig::default();
-        let keys = throttle::keys(&config, &Email::parse("ada@example.com").unwrap(), "203.0.113.9".parse().unwrap());
+        let keys = throttle::keys(&config, &Email::parse("ada@example.com").unwrap(), &gatehouse_security::ClientIp("203.0.113.9".parse().unwrap()));
         let t0 = gatehouse::store::now();
-        throttle::record_failure(&app.db, &config, &keys, t0).await.unwrap();
+        let _counted = throttle::reserve(&app.db, &config, keys, t0).await.unwrap().unwrap();
         assert_eq!(throttle::purge_quiet(&app.db, &config, t0).await.unwrap(), 0, "recent counts stay");
         let later = t0 + time::Duration::hours(1);
         assert_eq!(throttle::purge_quiet(&app.db, &config, later).await.unwrap(), 2, "both keys, quiet for an hour");
@@ -258,33 +258,47 @@ on_every_backend! {
         use gatehouse::identity::throttle::{self, ThrottleConfig};
         let app = spawn_app(backend).await;
         let config = ThrottleConfig { lock_threshold: 4, lock_duration: std::time::Duration::from_secs(900) };
-        let keys = throttle::keys(&config, &Email::parse("ada@example.com").unwrap(), "203.0.113.9".parse().unwrap());
-        let email_key = &keys[..1];
+        let keys = throttle::keys(&config, &Email::parse("ada@example.com").unwrap(), &gatehouse_security::ClientIp("203.0.113.9".parse().unwrap()));
+        let email_key = || keys[..1].to_vec();
         let t0 = gatehouse::store::now();
         let secs = |s: i64| t0 + time::Duration::seconds(s);
-        let wait = |d: Option<std::time::Duration>| d.map(|d| d.as_secs());
-        assert!(!throttle::record_failure(&app.db, &config, email_key, t0).await.unwrap());
-        assert_eq!(wait(throttle::blocked_for(&app.db, email_key, t0).await.unwrap()), Some(1));
-        assert_eq!(throttle::blocked_for(&app.db, email_key, secs(1)).await.unwrap(), None);
-        throttle::record_failure(&app.db, &config, email_key, secs(1)).await.unwrap();
-        assert_eq!(wait(throttle::blocked_for(&app.db, email_key, secs(1)).await.unwrap()), Some(2));
-        throttle::record_failure(&app.db, &config, email_key, secs(3)).await.unwrap();
-        assert_eq!(wait(throttle::blocked_for(&app.db, email_key, secs(3)).await.unwrap()), Some(4));
-        assert!(throttle::record_failure(&app.db, &config, email_key, secs(7)).await.unwrap(), "the fourth failure locks");
-        assert_eq!(wait(throttle::blocked_for(&app.db, email_key, secs(7)).await.unwrap()), Some(900));
+        // An attempt let through is counted; a refused one says how long to wait.
+        let attempt = |keys: Vec<throttle::Key>, at| {
+            let db = app.db.clone();
+            async move {
+                match throttle::reserve(&db, &config, keys, at).await.unwrap() {
+                    Ok(counted) => Ok(counted.locked()),
+                    Err(wait) => Err(wait.as_secs()),
+                }
+            }
+        };
+        assert_eq!(attempt(email_key(), t0).await, Ok(false));
+        assert_eq!(attempt(email_key(), t0).await, Err(1), "a refused attempt is not counted");
+        assert_eq!(attempt(email_key(), secs(1)).await, Ok(false));
+        assert_eq!(attempt(email_key(), secs(1)).await, Err(2));
+        assert_eq!(attempt(email_key(), secs(3)).await, Ok(false));
+        assert_eq!(attempt(email_key(), secs(3)).await, Err(4));
+        assert_eq!(attempt(email_key(), secs(7)).await, Ok(true), "the fourth failure locks");
+        assert_eq!(attempt(email_key(), secs(7)).await, Err(900));
         // Quiet for longer than the lock: the next failure counts as the first.
-        throttle::record_failure(&app.db, &config, email_key, secs(7 + 1800)).await.unwrap();
-        assert_eq!(wait(throttle::blocked_for(&app.db, email_key, secs(7 + 1800)).await.unwrap()), Some(1));
-        throttle::clear(&app.db, &email_key[0].name).await.unwrap();
-        assert_eq!(throttle::blocked_for(&app.db, email_key, secs(7 + 1800)).await.unwrap(), None, "a success clears it");
+        assert_eq!(attempt(email_key(), secs(7 + 1800)).await, Ok(false));
+        assert_eq!(attempt(email_key(), secs(7 + 1800)).await, Err(1));
+        // A right factor gives its attempt back and leaves no delay; the last factor clears.
+        let right = throttle::reserve(&app.db, &config, email_key(), secs(7 + 1801)).await.unwrap().unwrap();
+        right.refund(&app.db, secs(7 + 1801)).await.unwrap();
+        assert_eq!(attempt(email_key(), secs(7 + 1801)).await, Ok(false), "no delay after a right factor");
+        assert_eq!(attempt(email_key(), secs(7 + 1801)).await, Err(2), "but the failures before it still count");
+        let last = throttle::reserve(&app.db, &config, email_key(), secs(7 + 1803)).await.unwrap().unwrap();
+        last.succeed(&app.db, secs(7 + 1803)).await.unwrap();
+        assert_eq!(attempt(email_key(), secs(7 + 1803)).await, Ok(false));
+        assert_eq!(attempt(email_key(), secs(7 + 1803)).await, Err(1), "a success cleared the count");
         // The IP key tolerates `threshold` failures before delaying.
-        let ip_key = &keys[1..];
+        let ip_key = || keys[1..].to_vec();
         for i in 0..4 {
-            throttle::record_failure(&app.db, &config, ip_key, secs(i)).await.unwrap();
+            assert_eq!(attempt(ip_key(), secs(i)).await, Ok(false));
         }
-        assert_eq!(throttle::blocked_for(&app.db, ip_key, secs(3)).await.unwrap(), None);
-        throttle::record_failure(&app.db, &config, ip_key, secs(4)).await.unwrap();
-        assert_eq!(wait(throttle::blocked_for(&app.db, ip_key, secs(4)).await.unwrap()), Some(1));
+        assert_eq!(attempt(ip_key(), secs(4)).await, Ok(false), "within the IP's grace");
+        assert_eq!(attempt(ip_key(), secs(4)).await, Err(1));
     }
 
     async fn a_werkzeug_password_signs_in_and_is_upgraded_to_argon2id(backend) {

@@ -188,10 +188,13 @@ on_every_backend! {
         let (_, code) = link_and_code(&sink.wait_for("bo@example.com").await);
         let csrf = w.csrf_from("/login").await;
         for _ in 0..5 {
+            // Past the growing delay between failed sign-ins of one address.
+            app.clock.advance(std::time::Duration::from_secs(60));
             let (status, _, page) = w.post("/login/code", &[("csrf_token", &csrf), ("email", "bo@example.com"), ("code", "00000000")]).await;
             assert_eq!(status, 400);
             assert!(page.contains("not right"), "{page}");
         }
+        app.clock.advance(std::time::Duration::from_secs(60));
         let (status, _, _) = w.post("/login/code", &[("csrf_token", &csrf), ("email", "bo@example.com"), ("code", &code)]).await;
         assert_eq!(status, 400, "the right code no longer works after five wrong ones");
         let failed = audit::records_after(&app.db, 0, 100).await.unwrap().into_iter().filter(|r| r.action == "auth.code_failed").count();
@@ -239,7 +242,7 @@ on_every_backend! {
         sink.clear();
         request_link(&mut Visitor::new(&app), "ada@example.com", None).await;
         let (pending, _) = link_and_code(&sink.wait_for("ada@example.com").await);
-        users::set_status(&app.db, &Email::parse("ada@example.com").unwrap(), gatehouse::identity::UserStatus::Disabled, &AuditContext::cli()).await.unwrap();
+        users::set_role_and_status(&app.db, &Email::parse("ada@example.com").unwrap(), None, Some(gatehouse::identity::UserStatus::Disabled), &AuditContext::cli()).await.unwrap();
         let (_, _, page) = v.get("/").await;
         assert!(!page.contains("ada@example.com"), "the session stopped working");
         let mut w = Visitor::new(&app);
@@ -395,10 +398,13 @@ on_every_backend! {
         let csrf = v.csrf_from("/login").await;
         let attempt = |email: &'static str| [("csrf_token", csrf.clone()), ("email", email.to_owned()), ("code", "00000000".to_owned())];
         for _ in 0..2 {
+            // Past the throttle's delay (its clock is the app's; the rate limit's is real time).
+            app.clock.advance(std::time::Duration::from_secs(60));
             let form = attempt("ada@example.com");
             let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
             assert_eq!(v.post("/login/code", &fields).await.0, 400);
         }
+        app.clock.advance(std::time::Duration::from_secs(60));
         let form = attempt("ada@example.com");
         let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let (status, headers, _) = v.post("/login/code", &fields).await;

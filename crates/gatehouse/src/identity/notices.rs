@@ -1,12 +1,17 @@
 //! Security notices by mail (DESIGN.md §7): a password changed or reset, MFA turned on or off, a
 //! recovery code used. Each names the account, the time, the client address and what to do if it
 //! was not the user.
+//!
+//! Only the identity services send them, as part of the change they report, so every way to
+//! make that change (a page, the API, the CLI) mails the same notice.
 
-use gatehouse_security::ClientIp;
+use std::net::IpAddr;
+
 use minijinja::context;
+use time::OffsetDateTime;
 
-use crate::app::AppState;
 use crate::identity::Email;
+use crate::mail::Mailer;
 use crate::store::timestamp_text;
 
 /// One kind of notice.
@@ -55,32 +60,28 @@ pub const API_KEY_CREATED: Notice = Notice {
     advice: "revoke it now (DELETE /api/v1/api-keys/{id}), change your password and tell your administrator.",
 };
 
-/// Queues `notice` to `email`. A failure to queue is logged, not fatal: the change is done.
-pub fn send(state: &AppState, email: &Email, ip: ClientIp, notice: Notice) {
-    let rendered = state.templates.mail(
+/// Queues `notice` to `email`, naming the time and the client address (`None`: the command
+/// line). A failure to queue is logged, not fatal: the change is done.
+pub fn send(
+    mailer: &Mailer,
+    email: &Email,
+    at: OffsetDateTime,
+    ip: Option<IpAddr>,
+    notice: Notice,
+) {
+    let sent = mailer.send_template(
+        email,
+        notice.subject,
         "security_notice",
         context! {
             subject => notice.subject,
             what => notice.what,
             advice => notice.advice,
             email => email.as_str(),
-            time => timestamp_text(state.clock.now())[..16].replace('T', " "),
-            ip => ip.0.to_string(),
+            time => timestamp_text(at)[..16].replace('T', " "),
+            ip => ip.map_or_else(|| "the command line".to_owned(), |ip| ip.to_string()),
         },
     );
-    let sent = rendered
-        .map_err(|e| e.to_string())
-        .and_then(|(text, html)| {
-            state
-                .mailer
-                .send(crate::mail::Mail {
-                    to: email.clone(),
-                    subject: notice.subject.into(),
-                    text,
-                    html,
-                })
-                .map_err(|e| e.to_string())
-        });
     if let Err(e) = sent {
         tracing::warn!(event = "mail_failed", error = %e, subject = notice.subject, "cannot queue a security notice");
     }

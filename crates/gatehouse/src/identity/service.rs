@@ -1,0 +1,144 @@
+//! [`Identity`]: the identity domain's services and the narrow set of parts they use.
+//!
+//! Every transport (the pages, the JSON API, the command line) reaches users, sign-ins,
+//! sessions and credentials through this one value, so each identity rule (limits, locks, the
+//! MFA branch, the role that requires MFA, revocations, audit records and notices) is written
+//! once, here and in the modules beside it, and applies to every way in. It holds only what the
+//! identity services need, not the application's whole state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_security::Limiter;
+
+use super::password_policy::PasswordPolicy;
+use super::passwords::PasswordHasher;
+use super::sessions::Sessions;
+use super::throttle::ThrottleConfig;
+use super::tokens::{AccessCache, KeyRing};
+use super::{Role, User};
+use crate::clock::Clock;
+use crate::config::{Rate, Settings};
+use crate::keys::Keys;
+use crate::mail::Mailer;
+use crate::store::Db;
+
+/// The identity rules' settings, taken from [`Settings`] once at startup.
+#[derive(Clone, Debug)]
+pub struct IdentityConfig {
+    /// The public base URL (no trailing slash): emailed links and the tokens' issuer.
+    pub base_url: String,
+    /// Domains whose addresses get an account at their first sign-in by link.
+    pub allowed_domains: Vec<String>,
+    /// Sign-in attempts per submitted address (`GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT`).
+    pub signin_email_rate_limit: Option<Rate>,
+    /// Sign-in and reset mails per address (`GATEHOUSE_MAGIC_LINK_RATE_LIMIT`).
+    pub magic_link_rate_limit: Option<Rate>,
+    /// Whether a per-address limit refuses when its store cannot decide.
+    pub deny_on_store_error: bool,
+    /// Failed sign-in delays and locks.
+    pub throttle: ThrottleConfig,
+    /// Roles that must have MFA (`GATEHOUSE_MFA_REQUIRED_ROLES`).
+    pub mfa_required_roles: Vec<Role>,
+    /// Access-token lifetime.
+    pub access_token_lifetime: Duration,
+    /// Refresh-token (API sign-in) lifetime.
+    pub refresh_token_lifetime: Duration,
+    /// How long a reset link works.
+    pub password_reset_lifetime: Duration,
+    /// What a new password must be.
+    pub password_policy: PasswordPolicy,
+}
+
+impl IdentityConfig {
+    /// The identity settings of `settings`.
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            base_url: settings
+                .public_url
+                .as_str()
+                .trim_end_matches('/')
+                .to_owned(),
+            allowed_domains: settings.allowed_domains.clone(),
+            signin_email_rate_limit: settings.signin_email_rate_limit,
+            magic_link_rate_limit: settings.magic_link_rate_limit,
+            deny_on_store_error: settings.signin_rate_limit_deny_on_store_error,
+            throttle: settings.throttle,
+            mfa_required_roles: settings.mfa_required_roles.clone(),
+            access_token_lifetime: settings.access_token_lifetime,
+            refresh_token_lifetime: settings.refresh_token_lifetime,
+            password_reset_lifetime: settings.password_reset_lifetime,
+            password_policy: settings.password_policy.clone(),
+        }
+    }
+}
+
+/// The identity services. Cheap to clone (one reference count).
+#[derive(Clone, Debug)]
+pub struct Identity(Arc<Parts>);
+
+/// What the identity services use.
+#[derive(Debug)]
+pub struct Parts {
+    /// The database.
+    pub db: Db,
+    /// Keys derived from the secret key.
+    pub keys: Arc<Keys>,
+    /// Browser sessions (database or Redis).
+    pub sessions: Sessions,
+    /// Per-address rate limits.
+    pub limiter: Limiter,
+    /// Password hashing.
+    pub passwords: PasswordHasher,
+    /// Outgoing mail.
+    pub mailer: Mailer,
+    /// The time source.
+    pub clock: Arc<dyn Clock>,
+    /// Access-token signing keys.
+    pub tokens: Arc<KeyRing>,
+    /// Access tokens checked in the last few seconds.
+    pub access_cache: Arc<AccessCache>,
+    /// The identity settings.
+    pub config: IdentityConfig,
+}
+
+impl std::ops::Deref for Identity {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+impl Identity {
+    /// The services over `parts`.
+    pub fn new(parts: Parts) -> Self {
+        Self(Arc::new(parts))
+    }
+
+    /// The current time.
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// Whether `user`'s role requires MFA and they have none yet: such a user reaches nothing
+    /// but MFA enrolment (and signing out), whichever credential they hold. The one place this
+    /// rule is decided.
+    pub fn enrolment_due(&self, user: &User) -> bool {
+        !user.mfa_enabled && self.config.mfa_required_roles.contains(&user.role)
+    }
+
+    /// Ends every browser session of `user_id` but `keep`, and every API sign-in
+    /// (refresh-token family); access tokens this instance trusted stop working at once, and
+    /// other instances' within seconds. Returns how many sessions ended.
+    pub async fn end_sign_ins(
+        &self,
+        user_id: uuid::Uuid,
+        keep: Option<&str>,
+    ) -> Result<usize, crate::Error> {
+        let ended = self.sessions.revoke_all(user_id, keep).await?;
+        super::tokens::revoke_all(&self.db, user_id, self.now()).await?;
+        self.access_cache.clear();
+        Ok(ended)
+    }
+}
