@@ -47,7 +47,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
     n.checked_mul(factor)
 }
 
-/// Parses a duration in seconds (`30`) or with a unit (`30s`, `5m`, `500ms`).
+/// Parses a duration in seconds (`30`) or with a unit (`30s`, `5m`, `500ms`, `1h`, `30d`).
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -58,6 +58,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "ms" => Some(Duration::from_millis(n)),
         "m" | "min" => Some(Duration::from_secs(n.checked_mul(60)?)),
         "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
+        "d" => Some(Duration::from_secs(n.checked_mul(24 * 3600)?)),
         _ => None,
     }
 }
@@ -157,5 +158,17 @@ mod tests {
         assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("soon"), None);
+    }
+
+    #[test]
+    fn durations_in_days_parse_as_the_refresh_token_default_is_written() {
+        assert_eq!(
+            parse_duration("30d"),
+            Some(Duration::from_secs(30 * 24 * 3600))
+        );
+        assert_eq!(
+            parse_rate("1000/d"),
+            Some(Some(Rate::new(1000, Duration::from_secs(24 * 3600))))
+        );
     }
 }
