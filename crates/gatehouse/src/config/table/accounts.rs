@@ -1,15 +1,13 @@
-//! Rows of the account settings: keys, first admin, sessions, rate limits, passwords, lockout,
+//! Rows of the account settings: first admin, sessions, rate limits, passwords, lockout,
 //! MFA, API tokens.
 
 use std::time::Duration;
-
-use secrecy::SecretString;
 
 use super::{Secrecy, Setting, Shown, set, value, within};
 use crate::config::parse::{
     parse_bool, parse_duration, parse_rate, show_policy, show_rate, show_secs, split_list,
 };
-use crate::config::{Environment, Rate, generate_secret};
+use crate::config::{Environment, Rate};
 use crate::identity::password_policy::PasswordPolicy;
 use crate::identity::passwords::HashParams;
 use crate::identity::throttle::ThrottleConfig;
@@ -45,37 +43,6 @@ fn lifetime(raw: Option<&str>, default: Duration, example: &str) -> Result<Durat
 }
 
 pub(super) static ROWS: &[Setting] = &[
-    Setting {
-        name: "GATEHOUSE_SECRET_KEY",
-        aliases: &["SECRET_KEY", "FLASK_SECRET_KEY"],
-        secrecy: Secrecy::Secret,
-        default: "random per start in development",
-        doc: "root of every derived key; at least 32 bytes in production",
-        read: |s, v| {
-            s.secret_key_generated = v.is_none();
-            s.secret_key = v.map_or_else(generate_secret, |k| SecretString::from(k.to_owned()));
-            Ok(())
-        },
-        show: |s| {
-            if s.secret_key_generated {
-                Shown::Note("(not set: random for this run)")
-            } else {
-                Shown::Set
-            }
-        },
-    },
-    Setting {
-        name: "GATEHOUSE_SECRET_KEY_PREVIOUS",
-        aliases: &[],
-        secrecy: Secrecy::Secret,
-        default: "unset",
-        doc: "after changing the secret key, set this to the old one: values sealed under it (TOTP secrets, signing keys) still open and are sealed again under the new key",
-        read: |s, v| {
-            s.previous_secret_key = v.map(|k| SecretString::from(k.to_owned()));
-            Ok(())
-        },
-        show: |s| Shown::secret(s.previous_secret_key.as_ref()),
-    },
     Setting {
         name: "GATEHOUSE_ADMIN_EMAIL",
         aliases: &[],

@@ -171,3 +171,192 @@ pub(crate) fn within<T: FromStr + PartialOrd>(
 ) -> impl FnOnce(&str) -> Option<T> {
     move |v| v.trim().parse().ok().filter(|n| range.contains(n))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::config::testing::sources;
+
+    const BEGIN: &str = "<!-- settings:begin -->\n";
+    const END: &str = "<!-- settings:end -->";
+
+    fn readme_path() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../README.md")
+    }
+
+    /// README's text and the byte range of its generated table (between the markers).
+    fn readme_table() -> (String, std::ops::Range<usize>) {
+        let readme = std::fs::read_to_string(readme_path()).unwrap();
+        let start = readme
+            .find(BEGIN)
+            .expect("README.md has the settings:begin marker")
+            + BEGIN.len();
+        let end = readme[start..]
+            .find(END)
+            .expect("README.md has the settings:end marker")
+            + start;
+        (readme, start..end)
+    }
+
+    fn defaults() -> Settings {
+        Settings::load(&sources(&[])).unwrap()
+    }
+
+    #[test]
+    fn every_name_and_alias_belongs_to_one_setting() {
+        let mut seen = HashSet::new();
+        for row in all() {
+            for name in std::iter::once(&row.name).chain(row.aliases) {
+                assert!(seen.insert(*name), "{name} is declared twice");
+            }
+        }
+        let keys: HashSet<String> = all().map(Setting::toml_key).collect();
+        assert_eq!(keys.len(), all().count(), "two settings share a TOML key");
+    }
+
+    #[test]
+    fn every_setting_is_documented_in_one_line() {
+        for row in all() {
+            for (what, text) in [("doc", row.doc), ("default", row.default)] {
+                assert!(!text.trim().is_empty(), "{} has no {what}", row.name);
+                assert!(
+                    !text.contains('\n') && !text.contains('|'),
+                    "{}'s {what} would break README's table",
+                    row.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_setting_is_shown_by_config_check() {
+        let shown: Vec<&str> = defaults().describe().into_iter().map(|(n, _)| n).collect();
+        let rows: Vec<&str> = all().map(|row| row.name).collect();
+        assert_eq!(shown, rows);
+    }
+
+    #[test]
+    fn every_setting_is_read_from_the_environment_and_the_toml_file() {
+        // A value no parser accepts: a row that reads its raw value reports it by name.
+        let junk = "\u{1}not-a-valid-value\u{1}";
+        for row in all() {
+            let loaded = Settings::load(&sources(&[(row.name, junk)]));
+            let names_it =
+                |errs: &crate::config::ConfigErrors| errs.0.iter().any(|e| e.setting == row.name);
+            match loaded {
+                Err(errs) => assert!(names_it(&errs), "{}: {errs}", row.name),
+                // Free text (a log filter, a name, a path) accepts anything: then it must show.
+                Ok(s) => assert!(
+                    row.is_secret() || row.describe(&s).contains(junk),
+                    "{} ignored its value",
+                    row.name
+                ),
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for row in all() {
+            let path = dir.path().join(format!("{}.toml", row.toml_key()));
+            std::fs::write(&path, format!("{} = \"\\u0001junk\"\n", row.toml_key())).unwrap();
+            let mut src = sources(&[]);
+            src.config_file = Some(path);
+            if let Ok((_, origins)) = Settings::load_with_origins(&src) {
+                assert_eq!(
+                    origins.get(row.name),
+                    Some(&crate::config::Origin::File),
+                    "{}",
+                    row.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn documented_defaults_are_the_defaults() {
+        let defaults = defaults();
+        for row in all() {
+            // Only a default written as one value (`10`, `24h`, `168h` (7 days)) can be checked;
+            // `unset`, `http://<listen>` and `json` in production, … are explanations.
+            let Some(written) = row
+                .default
+                .strip_prefix('`')
+                .and_then(|d| d.split_once('`'))
+                .filter(|(_, rest)| rest.is_empty() || rest.starts_with(" ("))
+                .map(|(value, _)| value)
+                .filter(|value| !value.contains("<listen>") && !value.contains("<data dir>"))
+            else {
+                continue;
+            };
+            let mut s = defaults.clone();
+            (row.read)(&mut s, Some(written))
+                .unwrap_or_else(|e| panic!("{}: the documented default is refused: {e}", row.name));
+            assert_eq!(
+                row.describe(&s),
+                row.describe(&defaults),
+                "{}: README says `{written}`",
+                row.name
+            );
+        }
+    }
+
+    #[test]
+    fn every_secret_is_redacted_by_config_check() {
+        let secret = "sentinel-secret-0123456789abcdef0123456789";
+        let candidates = [
+            secret.to_owned(),
+            format!("postgres://app:{secret}@db.internal/app"),
+            format!("redis://app:{secret}@cache.internal/0"),
+        ];
+        for row in all().filter(|row| row.is_secret()) {
+            let mut s = defaults();
+            assert!(
+                candidates
+                    .iter()
+                    .any(|c| (row.read)(&mut s, Some(c)).is_ok()),
+                "{} accepts no test value",
+                row.name
+            );
+            let printed = format!("{:?}{s:?}", s.describe());
+            assert!(!printed.contains(secret), "{} leaked", row.name);
+        }
+    }
+
+    #[test]
+    fn readme_names_only_settings_that_exist() {
+        let known: HashSet<&str> = all()
+            .flat_map(|row| std::iter::once(row.name).chain(row.aliases.iter().copied()))
+            .collect();
+        let (readme, table) = readme_table();
+        for line in readme[table].lines().skip(2) {
+            let cell = line.split('|').nth(1).unwrap_or_default();
+            for name in cell.split('`').skip(1).step_by(2) {
+                assert!(
+                    known.contains(name),
+                    "README documents {name}, which is no setting"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn readme_table_is_made_from_the_rows() {
+        let (readme, table) = readme_table();
+        let expected = reference_markdown();
+        if readme[table.clone()] == expected {
+            return;
+        }
+        if std::env::var_os("GATEHOUSE_BLESS").is_some_and(|v| v == "1") {
+            let mut updated = readme.clone();
+            updated.replace_range(table, &expected);
+            std::fs::write(readme_path(), updated).unwrap();
+            return;
+        }
+        panic!(
+            "README.md's configuration table differs from the settings table; regenerate it with \
+             `GATEHOUSE_BLESS=1 cargo test -p gatehouse --lib config::table` \
+             (or paste the output of `gatehouse config reference`).\nExpected:\n{expected}"
+        );
+    }
+}

@@ -1,4 +1,4 @@
-//! Rows of the server settings: mode, addresses, storage, proxies, CORS, limits, timeouts, logs.
+//! Rows of the server settings: mode, addresses, secret keys, storage, proxies, CORS, limits, timeouts, logs.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use super::{Secrecy, Setting, Shown, set, value, within};
 use crate::config::parse::{
     parse_bool, parse_duration, parse_public_url, parse_size, show_secs, split_list,
 };
-use crate::config::{Environment, LogFormat};
+use crate::config::{Environment, LogFormat, generate_secret};
 
 const DIRECTORY: &str = "a directory path";
 
@@ -79,6 +79,37 @@ pub(super) static ROWS: &[Setting] = &[
             set(&mut s.public_url, url)
         },
         show: |s| Shown::of(s.public_url.as_str().trim_end_matches('/')),
+    },
+    Setting {
+        name: "GATEHOUSE_SECRET_KEY",
+        aliases: &["SECRET_KEY", "FLASK_SECRET_KEY"],
+        secrecy: Secrecy::Secret,
+        default: "random per start in development",
+        doc: "root of every derived key; at least 32 bytes in production",
+        read: |s, v| {
+            s.secret_key_generated = v.is_none();
+            s.secret_key = v.map_or_else(generate_secret, |k| SecretString::from(k.to_owned()));
+            Ok(())
+        },
+        show: |s| {
+            if s.secret_key_generated {
+                Shown::Note("(not set: random for this run)")
+            } else {
+                Shown::Set
+            }
+        },
+    },
+    Setting {
+        name: "GATEHOUSE_SECRET_KEY_PREVIOUS",
+        aliases: &[],
+        secrecy: Secrecy::Secret,
+        default: "unset",
+        doc: "after changing the secret key, set this to the old one: values sealed under it (TOTP secrets, signing keys) still open and are sealed again under the new key",
+        read: |s, v| {
+            s.previous_secret_key = v.map(|k| SecretString::from(k.to_owned()));
+            Ok(())
+        },
+        show: |s| Shown::secret(s.previous_secret_key.as_ref()),
     },
     Setting {
         name: "GATEHOUSE_DATA_DIR",
