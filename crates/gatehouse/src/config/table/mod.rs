@@ -201,6 +201,11 @@ mod tests {
         (readme, start..end)
     }
 
+    /// True when one of `errs` names the variable `name`.
+    fn names_it(name: &str, errs: &crate::config::ConfigErrors) -> bool {
+        errs.0.iter().any(|e| e.setting == name)
+    }
+
     fn defaults() -> Settings {
         Settings::load(&sources(&[])).unwrap()
     }
@@ -244,10 +249,8 @@ mod tests {
         let junk = "\u{1}not-a-valid-value\u{1}";
         for row in all() {
             let loaded = Settings::load(&sources(&[(row.name, junk)]));
-            let names_it =
-                |errs: &crate::config::ConfigErrors| errs.0.iter().any(|e| e.setting == row.name);
             match loaded {
-                Err(errs) => assert!(names_it(&errs), "{}: {errs}", row.name),
+                Err(errs) => assert!(names_it(row.name, &errs), "{}: {errs}", row.name),
                 // Free text (a log filter, a name, a path) accepts anything: then it must show.
                 Ok(s) => assert!(
                     row.is_secret() || row.describe(&s).contains(junk),
@@ -262,13 +265,14 @@ mod tests {
             std::fs::write(&path, format!("{} = \"\\u0001junk\"\n", row.toml_key())).unwrap();
             let mut src = sources(&[]);
             src.config_file = Some(path);
-            if let Ok((_, origins)) = Settings::load_with_origins(&src) {
-                assert_eq!(
+            match Settings::load_with_origins(&src) {
+                Err(errs) => assert!(names_it(row.name, &errs), "{}: {errs}", row.name),
+                Ok((_, origins)) => assert_eq!(
                     origins.get(row.name),
                     Some(&crate::config::Origin::File),
                     "{}",
                     row.name
-                );
+                ),
             }
         }
     }
