@@ -1,4 +1,5 @@
-//! The `gatehouse` command line: `serve` (the default), `migrate`, `config check`, `user …`,
+//! The `gatehouse` command line: `serve` (the default), `migrate`, `config check`,
+//! `config reference`, `user …`,
 //! `audit verify`, `audit head`.
 //!
 //! Exit codes: `0` success, `1` a refused configuration, a failed check or an operation error,
@@ -82,6 +83,9 @@ enum ConfigCommand {
         #[arg(long)]
         production: bool,
     },
+    /// Print every setting (name, aliases, default, meaning) as the Markdown table README shows.
+    /// Needs no valid configuration.
+    Reference,
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,6 +193,10 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let sources = Sources::from_process(cli.config);
     let command = cli.command.unwrap_or(Command::Serve { listen: None });
+    if matches!(command, Command::Config(ConfigCommand::Reference)) {
+        // Before loading: the reference is wanted most when the configuration is wrong.
+        return Ok(config_reference());
+    }
     let (mut settings, origins) = match Settings::load_with_origins(&sources) {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -206,6 +214,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Check { production }) => {
             Ok(config_check(&settings, &origins, production))
         }
+        Command::Config(ConfigCommand::Reference) => Ok(config_reference()),
         Command::Migrate => {
             telemetry::init_stderr("warn");
             let db = crate::app::open_database(&settings).await?;
@@ -363,6 +372,11 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
+}
+
+fn config_reference() -> ExitCode {
+    print!("{}", crate::config::reference_markdown());
+    ExitCode::SUCCESS
 }
 
 fn config_check(

@@ -161,6 +161,21 @@ fn config_check_in_development_lists_problems_without_failing_unless_asked() {
     assert!(!strict.status.success());
 }
 
+#[test]
+fn config_reference_prints_every_setting_even_when_the_configuration_is_invalid() {
+    let out = run_cli(
+        &env_of(&[("GATEHOUSE_LISTEN", "nowhere")]),
+        &["config", "reference"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text, gatehouse::config::reference_markdown());
+    assert!(
+        text.contains("| `GATEHOUSE_SECRET_KEY` 🔒 (aliases `SECRET_KEY`, `FLASK_SECRET_KEY`) |"),
+        "{text}"
+    );
+}
+
 on_every_backend! {
     async fn users_are_added_and_listed_from_the_command_line(backend) {
         let app = spawn_app(backend).await;

@@ -1,0 +1,281 @@
+//! What production mode refuses and what `config check` warns about.
+//!
+//! # Security
+//! Every problem names the variable to set, never its value: a too-short secret key is reported
+//! by its length only.
+
+use secrecy::ExposeSecret as _;
+use url::Url;
+
+use super::{ConfigError, MIN_SECRET_KEY_BYTES, Settings, SmtpTls};
+
+impl Settings {
+    /// Everything production mode refuses, each naming the variable to set. `serve` refuses to
+    /// start in production when this is not empty; `config check` prints it.
+    pub fn production_problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        let mut problem = |setting: &str, message: String| {
+            problems.push(ConfigError {
+                setting: setting.into(),
+                message,
+            });
+        };
+        if self.secret_key_generated {
+            problem(
+                "GATEHOUSE_SECRET_KEY",
+                format!(
+                    "is not set: set it (or GATEHOUSE_SECRET_KEY_FILE) to at least {MIN_SECRET_KEY_BYTES} random bytes, e.g. the output of `openssl rand -base64 48`"
+                ),
+            );
+        } else if self.secret_key.expose_secret().len() < MIN_SECRET_KEY_BYTES {
+            problem(
+                "GATEHOUSE_SECRET_KEY",
+                format!(
+                    "is {} bytes long: set it to at least {MIN_SECRET_KEY_BYTES} random bytes, e.g. the output of `openssl rand -base64 48`",
+                    self.secret_key.expose_secret().len()
+                ),
+            );
+        }
+        if self.public_url.scheme() != "https" {
+            problem(
+                "GATEHOUSE_PUBLIC_URL",
+                format!(
+                    "is `{}`: set it to the https:// address users reach Gatehouse at",
+                    self.public_url.as_str().trim_end_matches('/')
+                ),
+            );
+        }
+        match &self.smtp.host {
+            None => problem(
+                "SMTP_HOST",
+                "is not set: sign-in links are sent by mail; set SMTP_HOST (and SMTP_PORT, SMTP_USERNAME, SMTP_PASSWORD, SMTP_FROM, SMTP_TLS)".into(),
+            ),
+            Some(host) if self.smtp.tls == SmtpTls::None && !is_loopback_host(host) => problem(
+                "SMTP_TLS",
+                format!("is `none` for the remote relay `{host}`: set SMTP_TLS=starttls or SMTP_TLS=tls (plain text is only allowed to a relay on this host)"),
+            ),
+            Some(_) => {}
+        }
+        if self.cors_allow_credentials && self.cors_origins.iter().any(|o| o == "*") {
+            problem(
+                "GATEHOUSE_CORS_ORIGINS",
+                "is `*` while GATEHOUSE_CORS_ALLOW_CREDENTIALS is true: list the allowed origins, or set GATEHOUSE_CORS_ALLOW_CREDENTIALS=false".into(),
+            );
+        }
+        problems
+    }
+
+    /// Advice that does not stop production (weak but sometimes deliberate choices).
+    pub fn warnings(&self) -> Vec<ConfigError> {
+        let mut warnings = Vec::new();
+        if let Some(db) = postgres_url(self.database_url.expose_secret()) {
+            let loopback = db.host_str().is_some_and(is_loopback_host);
+            let sslmode = db
+                .query_pairs()
+                .find(|(k, _)| k == "sslmode")
+                .map(|(_, v)| v.into_owned());
+            let strict = matches!(
+                sslmode.as_deref(),
+                Some("require" | "verify-ca" | "verify-full")
+            );
+            if !loopback && !strict {
+                warnings.push(ConfigError {
+                    setting: "GATEHOUSE_DATABASE_URL".into(),
+                    message: "PostgreSQL is not on this host and the URL does not set `sslmode=require` (or verify-ca / verify-full): add it".into(),
+                });
+            }
+            if self.redis_url.is_none() {
+                warnings.push(ConfigError {
+                    setting: "GATEHOUSE_REDIS_URL".into(),
+                    message: "PostgreSQL without Redis: rate limits are counted per instance; set GATEHOUSE_REDIS_URL when running several instances".into(),
+                });
+            }
+        }
+        if let Some(redis) = &self.redis_url {
+            if let Ok(u) = Url::parse(redis.expose_secret()) {
+                let loopback = u.host_str().is_some_and(is_loopback_host);
+                if !loopback && u.scheme() != "rediss" && u.password().is_none() {
+                    warnings.push(ConfigError {
+                        setting: "GATEHOUSE_REDIS_URL".into(),
+                        message: "Redis is not on this host and uses neither TLS (`rediss://`) nor a password".into(),
+                    });
+                }
+            }
+        }
+        if self.secret_key_generated && !self.is_production() {
+            warnings.push(ConfigError {
+                setting: "GATEHOUSE_SECRET_KEY".into(),
+                message: format!(
+                    "is not set: the development key kept in the data directory ({}) is used; production needs this set",
+                    crate::app::DEVELOPMENT_KEY_FILE
+                ),
+            });
+        }
+        warnings
+    }
+}
+
+fn postgres_url(url: &str) -> Option<Url> {
+    (url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        .then(|| Url::parse(url).ok())
+        .flatten()
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A URL with its password replaced, for display.
+pub fn redact_url(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("[redacted]"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "[unparseable, redacted]".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing::{GOOD_KEY, sources};
+
+    fn production_problem_names(pairs: &[(&str, &str)]) -> Vec<String> {
+        let settings = Settings::load(&sources(pairs)).unwrap();
+        settings
+            .production_problems()
+            .into_iter()
+            .map(|p| p.setting)
+            .collect()
+    }
+
+    #[test]
+    fn production_refuses_a_missing_secret_key() {
+        let names = production_problem_names(&[
+            ("SMTP_HOST", "smtp.example"),
+            ("GATEHOUSE_ENV", "production"),
+            ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+        ]);
+        assert_eq!(names, ["GATEHOUSE_SECRET_KEY"]);
+    }
+
+    #[test]
+    fn production_refuses_a_short_secret_key() {
+        let names = production_problem_names(&[
+            ("GATEHOUSE_ENV", "production"),
+            ("SMTP_HOST", "smtp.example"),
+            ("GATEHOUSE_SECRET_KEY", "too-short"),
+            ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+        ]);
+        assert_eq!(names, ["GATEHOUSE_SECRET_KEY"]);
+    }
+
+    #[test]
+    fn production_refuses_a_plain_http_public_url() {
+        let names = production_problem_names(&[
+            ("GATEHOUSE_ENV", "production"),
+            ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
+            ("SMTP_HOST", "smtp.example"),
+            ("GATEHOUSE_PUBLIC_URL", "http://gate.example"),
+        ]);
+        assert_eq!(names, ["GATEHOUSE_PUBLIC_URL"]);
+    }
+
+    #[test]
+    fn production_refuses_wildcard_cors_with_credentials() {
+        let names = production_problem_names(&[
+            ("GATEHOUSE_ENV", "production"),
+            ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
+            ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+            ("SMTP_HOST", "smtp.example"),
+            ("GATEHOUSE_CORS_ORIGINS", "*"),
+        ]);
+        assert_eq!(names, ["GATEHOUSE_CORS_ORIGINS"]);
+        let names = production_problem_names(&[
+            ("GATEHOUSE_ENV", "production"),
+            ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
+            ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+            ("GATEHOUSE_CORS_ORIGINS", "*"),
+            ("SMTP_HOST", "smtp.example"),
+            ("GATEHOUSE_CORS_ALLOW_CREDENTIALS", "false"),
+        ]);
+        assert!(
+            names.is_empty(),
+            "a public API without credentials is allowed"
+        );
+    }
+
+    #[test]
+    fn a_sound_production_configuration_has_no_problems() {
+        let names = production_problem_names(&[
+            ("GATEHOUSE_ENV", "production"),
+            ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
+            ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+            ("GATEHOUSE_CORS_ORIGINS", "https://app.example"),
+            ("SMTP_HOST", "smtp.example"),
+        ]);
+        assert!(names.is_empty(), "{names:?}");
+    }
+
+    #[test]
+    fn production_refuses_to_run_without_a_mail_transport() {
+        let names = production_problem_names(&[
+            ("GATEHOUSE_ENV", "production"),
+            ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
+            ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+        ]);
+        assert_eq!(names, ["SMTP_HOST"]);
+    }
+
+    #[test]
+    fn production_refuses_plain_text_mail_to_a_remote_relay() {
+        let base = [
+            ("GATEHOUSE_ENV", "production"),
+            ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
+            ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+            ("SMTP_TLS", "none"),
+        ];
+        let remote: Vec<_> = base
+            .iter()
+            .copied()
+            .chain([("SMTP_HOST", "smtp.example")])
+            .collect();
+        assert_eq!(production_problem_names(&remote), ["SMTP_TLS"]);
+        let local: Vec<_> = base
+            .iter()
+            .copied()
+            .chain([("SMTP_HOST", "127.0.0.1")])
+            .collect();
+        assert!(production_problem_names(&local).is_empty());
+    }
+
+    #[test]
+    fn remote_postgres_without_tls_is_warned_about() {
+        let s = Settings::load(&sources(&[(
+            "GATEHOUSE_DATABASE_URL",
+            "postgres://app@db.internal/app",
+        )]))
+        .unwrap();
+        assert!(
+            s.warnings()
+                .iter()
+                .any(|w| w.message.contains("sslmode=require"))
+        );
+        let s = Settings::load(&sources(&[(
+            "GATEHOUSE_DATABASE_URL",
+            "postgres://app@db.internal/app?sslmode=verify-full",
+        )]))
+        .unwrap();
+        assert!(
+            !s.warnings()
+                .iter()
+                .any(|w| w.message.contains("sslmode=require"))
+        );
+    }
+}
