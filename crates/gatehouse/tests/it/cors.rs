@@ -1,7 +1,7 @@
 //! CORS: only allowlisted origins, preflights answered, `null` never allowed.
 
-use crate::helpers::spawn_app_with;
 use crate::on_every_backend;
+use crate::support::spawn_app_with;
 
 const ALLOWED: &str = "https://app.example";
 

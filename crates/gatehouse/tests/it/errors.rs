@@ -1,7 +1,7 @@
 //! Errors: problem+json for clients, an HTML page for browsers, nothing internal in either.
 
-use crate::helpers::spawn_app;
 use crate::on_every_backend;
+use crate::support::spawn_app;
 
 on_every_backend! {
     async fn unknown_paths_get_a_problem_document(backend) {

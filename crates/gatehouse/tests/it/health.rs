@@ -2,8 +2,8 @@
 
 use std::net::TcpListener;
 
-use crate::helpers::{redis_url, spawn_app, spawn_app_with};
 use crate::on_every_backend;
+use crate::support::{redis_url, spawn_app, spawn_app_with};
 
 /// A loopback address where nothing listens.
 fn closed_port() -> u16 {

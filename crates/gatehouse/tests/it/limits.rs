@@ -3,8 +3,8 @@
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::helpers::spawn_app_with;
 use crate::on_every_backend;
+use crate::support::spawn_app_with;
 
 /// Sends `head` on a raw connection and reads until the server closes or `limit` passes.
 async fn raw_exchange(addr: std::net::SocketAddr, head: &str) -> (TcpStream, String) {

@@ -1,7 +1,7 @@
 //! Prometheus metrics on their own listener, never on the public one.
 
-use crate::helpers::{spawn_app, spawn_app_with};
 use crate::on_every_backend;
+use crate::support::{spawn_app, spawn_app_with};
 
 on_every_backend! {
     async fn metrics_are_served_on_their_own_address(backend) {

@@ -1,9 +1,9 @@
 //! The client IP behind proxies: forwarding headers are believed only from trusted proxies.
 
-use crate::helpers::{request_log, spawn_app_with};
 use crate::on_every_backend;
+use crate::support::{request_log, spawn_app_with};
 
-async fn logged_client_ip(app: &crate::helpers::TestApp, xff: &str) -> String {
+async fn logged_client_ip(app: &crate::support::TestApp, xff: &str) -> String {
     let res = app
         .request(reqwest::Method::GET, "/healthz")
         .header("x-forwarded-for", xff)

@@ -3,8 +3,8 @@
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::helpers::spawn_app;
 use crate::on_every_backend;
+use crate::support::spawn_app;
 
 on_every_backend! {
     async fn shutdown_lets_an_in_flight_request_finish(backend) {

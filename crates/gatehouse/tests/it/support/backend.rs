@@ -1,0 +1,114 @@
+//! The databases and Redis a test can run against, and the macros that choose them.
+//!
+//! SQLite is always here. PostgreSQL tests get a fresh database created from
+//! `TEST_DATABASE_URL`, and Redis tests use `TEST_REDIS_URL`; when one is unset its tests are
+//! skipped with a printed reason.
+
+use sqlx::Connection as _;
+
+use super::skip;
+
+/// Which database a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Whether this backend can run here; prints the reason when not.
+    pub(crate) fn available(self, test: &str) -> bool {
+        match self {
+            Self::Sqlite => true,
+            Self::Postgres => {
+                let ok = pg_admin_url().is_some();
+                if !ok {
+                    skip(test, "TEST_DATABASE_URL is not set (PostgreSQL variant)");
+                }
+                ok
+            }
+        }
+    }
+}
+
+fn pg_admin_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+/// The Redis URL for tests, or a printed skip.
+pub(crate) fn redis_url(test: &str) -> Option<String> {
+    let url = std::env::var("TEST_REDIS_URL")
+        .ok()
+        .filter(|v| !v.is_empty());
+    if url.is_none() {
+        skip(test, "TEST_REDIS_URL is not set (Redis variant)");
+    }
+    url
+}
+
+/// Runs a test body once per backend:
+/// `sqlite` always, `postgres` when `TEST_DATABASE_URL` is set (skipped with a printed reason
+/// otherwise).
+#[macro_export]
+macro_rules! on_every_backend {
+    ($(async fn $name:ident($backend:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($backend: $crate::support::Backend) $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                run($crate::support::Backend::Sqlite).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if $crate::support::Backend::Postgres
+                    .available(concat!(module_path!(), "::postgres"))
+                {
+                    run($crate::support::Backend::Postgres).await
+                }
+            }
+        }
+    )*};
+}
+
+/// Creates an empty database on the server `TEST_DATABASE_URL` names and returns its URL.
+/// Databases left by earlier test processes are dropped first.
+pub(super) async fn fresh_postgres_database() -> String {
+    static CLEANED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    let admin_url = pg_admin_url().expect("TEST_DATABASE_URL");
+    let prefix = format!("gh_test_{}_", std::process::id());
+    let mut conn = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .expect("TEST_DATABASE_URL must reach PostgreSQL");
+    CLEANED
+        .get_or_init(|| async {
+            let stale: Vec<String> = sqlx::query_scalar(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'gh\\_test\\_%' AND datname NOT LIKE $1",
+            )
+            .bind(format!("{}%", prefix.replace('_', "\\_")))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
+            for name in stale {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        })
+        .await;
+    let name = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut conn)
+        .await
+        .expect("CREATE DATABASE");
+    let _ = conn.close().await;
+    let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
