@@ -1,7 +1,8 @@
 //! The pages in a real browser: headless Chromium driven over WebDriver (ChromeDriver).
 //!
-//! Skipped, with a printed reason, when `chromium` or `chromedriver` is not installed
-//! (`.ci/run` installs both). The tests check Chromium's log for console errors and CSP refusals, after proving, with a deliberate
+//! Skipped, with a printed reason, when `chromium` or `chromedriver` is not installed (or
+//! failed, when `GATEHOUSE_TEST_REQUIRE` names `chromium`; `.ci/run` installs both). The tests
+//! check Chromium's log for console errors and CSP refusals, after proving, with a deliberate
 //! CSP violation, that such messages do show up there.
 
 use std::time::Duration;

@@ -2,11 +2,11 @@
 //!
 //! SQLite is always here. PostgreSQL tests get a fresh database created from
 //! `TEST_DATABASE_URL`, and Redis tests use `TEST_REDIS_URL`; when one is unset its tests are
-//! skipped with a printed reason.
+//! skipped with a printed reason, or fail when `GATEHOUSE_TEST_REQUIRE` names it.
 
 use sqlx::Connection as _;
 
-use super::skip;
+use super::require::{Service, unavailable};
 
 /// Which database a test runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,14 +16,15 @@ pub(crate) enum Backend {
 }
 
 impl Backend {
-    /// Whether this backend can run here; prints the reason when not.
+    /// Whether this backend can run here; when not, the test is skipped with a printed reason
+    /// (or fails, when the run requires the backend).
     pub(crate) fn available(self, test: &str) -> bool {
         match self {
             Self::Sqlite => true,
             Self::Postgres => {
                 let ok = pg_admin_url().is_some();
                 if !ok {
-                    skip(test, "TEST_DATABASE_URL is not set (PostgreSQL variant)");
+                    unavailable(test, Service::Postgres, "TEST_DATABASE_URL is not set");
                 }
                 ok
             }
@@ -37,20 +38,21 @@ fn pg_admin_url() -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// The Redis URL for tests, or a printed skip.
+/// The Redis URL for tests; `None` when unset (the test is then skipped with a printed reason,
+/// or fails when the run requires Redis).
 pub(crate) fn redis_url(test: &str) -> Option<String> {
     let url = std::env::var("TEST_REDIS_URL")
         .ok()
         .filter(|v| !v.is_empty());
     if url.is_none() {
-        skip(test, "TEST_REDIS_URL is not set (Redis variant)");
+        unavailable(test, Service::Redis, "TEST_REDIS_URL is not set");
     }
     url
 }
 
-/// Runs a test body once per backend:
-/// `sqlite` always, `postgres` when `TEST_DATABASE_URL` is set (skipped with a printed reason
-/// otherwise).
+/// Runs a test body once per backend: `sqlite` always, `postgres` when `TEST_DATABASE_URL` is
+/// set (skipped with a printed reason otherwise, or failed when `GATEHOUSE_TEST_REQUIRE` names
+/// `postgres`).
 #[macro_export]
 macro_rules! on_every_backend {
     ($(async fn $name:ident($backend:ident) $body:block)*) => {$(

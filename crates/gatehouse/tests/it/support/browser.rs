@@ -1,8 +1,9 @@
 //! A real, headless Chromium driven over WebDriver (ChromeDriver), for the browser tests.
 //!
 //! When `chromium` or `chromedriver` is not installed the test is skipped with a printed
-//! reason. Chromium logs its console and CSP messages to `chrome_debug.log` in its profile
-//! (`--enable-logging`); screenshots go to `<target>/tmp/browser/<test>/`.
+//! reason, or fails when `GATEHOUSE_TEST_REQUIRE` names `chromium`. Chromium logs its console
+//! and CSP messages to `chrome_debug.log` in its profile (`--enable-logging`); screenshots go
+//! to `<target>/tmp/browser/<test>/`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,7 +12,7 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 
 use super::TestApp;
-use super::skip;
+use super::require::{Service, unavailable};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -35,9 +36,10 @@ impl Drop for Browser {
 impl Browser {
     pub(crate) async fn start(test: &str) -> Option<Self> {
         if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-            skip(
+            unavailable(
                 test,
-                "chromium and chromium-driver are not installed (.ci/run installs them)",
+                Service::Chromium,
+                "/usr/bin/chromium or /usr/bin/chromedriver is missing",
             );
             return None;
         }

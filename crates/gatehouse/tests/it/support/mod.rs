@@ -2,6 +2,8 @@
 //!
 //! - [`app`]: a real Gatehouse on port 0 against a fresh database, driven over HTTP.
 //! - [`backend`]: SQLite, PostgreSQL and Redis, and the macros that run a test on them.
+//! - [`require`]: `GATEHOUSE_TEST_REQUIRE`, which turns a missing service from a skip into a
+//!   failure.
 //! - [`users`]: the one fixture that creates test users, and their credentials.
 //! - [`cli`]: the `gatehouse` binary, run as an operator would.
 //! - [`logs`]: every app's log lines, captured as JSON.
@@ -13,6 +15,7 @@ mod backend;
 pub(crate) mod browser;
 mod cli;
 mod logs;
+mod require;
 pub(crate) mod smtp_sink;
 mod users;
 pub(crate) mod visitor;
@@ -24,13 +27,6 @@ pub(crate) use backend::{Backend, redis_url};
 pub(crate) use cli::{env_of, run_cli, run_cli_with_stdin};
 pub(crate) use logs::{captured_log_text, request_log};
 pub(crate) use users::{add_user, api_token, totp_code};
-
-/// Prints that a test is skipped, past the test harness's output capture, so it is never
-/// silent.
-pub(crate) fn skip(test: &str, reason: &str) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
-}
 
 /// A secret key long enough for production.
 pub(crate) const GOOD_KEY: &str = "test-secret-key-0123456789abcdef0123456789abcdef";
