@@ -1,6 +1,6 @@
 //! Every response carries the security headers; CSP nonces are fresh and match the page.
 
-use crate::on_every_backend;
+use crate::backend_agnostic;
 use crate::support::{GOOD_KEY, spawn_app, spawn_app_with};
 
 fn assert_security_headers(res: &reqwest::Response, what: &str) {
@@ -51,7 +51,7 @@ fn nonce_of(res: &reqwest::Response) -> String {
     csp[start..end].to_owned()
 }
 
-on_every_backend! {
+backend_agnostic! {
     async fn every_kind_of_response_carries_the_security_headers(backend) {
         let app = spawn_app_with(backend, &[("GATEHOUSE_BODY_LIMIT", "1KiB")]).await;
         assert_security_headers(&app.get("/").await, "home page");

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::on_every_backend;
+use crate::backend_agnostic;
 use crate::support::{TestApp, spawn_app};
 
 /// The API's operations, as the README and the issue that asked for them list them. A route
@@ -46,7 +46,7 @@ fn described(doc: &Value) -> Vec<(String, String)> {
     ops
 }
 
-on_every_backend! {
+backend_agnostic! {
     async fn every_api_route_is_described_and_every_description_is_served(backend) {
         let app = spawn_app(backend).await;
         let doc = document(&app).await;

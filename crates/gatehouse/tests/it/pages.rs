@@ -1,9 +1,9 @@
 //! The home page, static assets and CSP reports.
 
-use crate::on_every_backend;
+use crate::backend_agnostic;
 use crate::support::spawn_app;
 
-on_every_backend! {
+backend_agnostic! {
     async fn the_home_page_renders_with_its_stylesheet(backend) {
         let app = spawn_app(backend).await;
         let res = app.get("/").await;

@@ -50,9 +50,9 @@ pub(crate) fn redis_url(test: &str) -> Option<String> {
     url
 }
 
-/// Runs a test body once per backend: `sqlite` always, `postgres` when `TEST_DATABASE_URL` is
-/// set (skipped with a printed reason otherwise, or failed when `GATEHOUSE_TEST_REQUIRE` names
-/// `postgres`).
+/// Runs a test body once per backend, for tests whose outcome depends on the database:
+/// `sqlite` always, `postgres` when `TEST_DATABASE_URL` is set (skipped with a printed reason
+/// otherwise, or failed when `GATEHOUSE_TEST_REQUIRE` names `postgres`).
 #[macro_export]
 macro_rules! on_every_backend {
     ($(async fn $name:ident($backend:ident) $body:block)*) => {$(
@@ -75,6 +75,20 @@ macro_rules! on_every_backend {
                     run($crate::support::Backend::Postgres).await
                 }
             }
+        }
+    )*};
+}
+
+/// Runs a test body once, on SQLite, for tests of the request pipeline whose outcome does not
+/// depend on the database (headers, CORS, limits, errors…): a second run on PostgreSQL would
+/// test nothing new and cost a database.
+#[macro_export]
+macro_rules! backend_agnostic {
+    ($(async fn $name:ident($backend:ident) $body:block)*) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let $backend = $crate::support::Backend::Sqlite;
+            $body
         }
     )*};
 }
