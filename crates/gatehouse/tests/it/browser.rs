@@ -267,3 +267,67 @@ async fn a_user_sets_up_two_step_sign_in_in_a_real_browser() {
         problems.join("\n")
     );
 }
+
+/// The processes of group `group` that are still running (`pid name`); killed ones that only
+/// wait to be reaped by init (zombies) do not count.
+fn running_in_group(group: u32) -> Vec<String> {
+    let mut running = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (name) state ppid pgrp …`; the name may hold spaces and parentheses.
+        let Some((head, tail)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let fields: Vec<&str> = tail.split_whitespace().collect();
+        if fields.len() > 2 && fields[0] != "Z" && fields[2] == group.to_string() {
+            running.push(head.replacen(" (", " ", 1));
+        }
+    }
+    running
+}
+
+#[test]
+fn a_browser_test_that_panics_leaves_no_chromium_running() {
+    let test = "browser::a_browser_test_that_panics_leaves_no_chromium_running";
+    // A test of its own on a thread of its own, as the harness runs one: it opens a page, then
+    // fails.
+    let (started, group) = std::sync::mpsc::channel();
+    let failed = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let Some(browser) = Browser::start(test).await else {
+                return;
+            };
+            started.send(browser.process_group()).unwrap();
+            browser
+                .client
+                .goto("data:text/html,<h1>Open</h1>")
+                .await
+                .unwrap();
+            panic!("a deliberate failure with the browser open");
+        });
+    })
+    .join();
+    let Ok(group) = group.recv() else {
+        return; // Chromium is not installed here (the reason is printed).
+    };
+    assert!(failed.is_err(), "the inner test failed");
+    // The kill is sent while the failure unwinds; the processes may take a moment to die.
+    let mut running = Vec::new();
+    for _ in 0..100 {
+        running = running_in_group(group);
+        if running.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        running.is_empty(),
+        "ChromeDriver's process group {group} outlived its test: {running:?}"
+    );
+}

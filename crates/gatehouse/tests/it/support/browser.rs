@@ -4,7 +4,13 @@
 //! reason, or fails when `GATEHOUSE_TEST_REQUIRE` names `chromium`. Chromium logs its console
 //! and CSP messages to `chrome_debug.log` in its profile (`--enable-logging`); screenshots go
 //! to `<target>/tmp/browser/<test>/`.
+//!
+//! Nothing is left running: ChromeDriver starts in a process group of its own, and Chromium,
+//! which it starts, joins that group; the whole group is killed when the [`Browser`] is
+//! dropped, also when the test panics. Each browser has its own profile in a temporary folder,
+//! removed after the kill.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -17,19 +23,39 @@ use super::require::{Service, unavailable};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// A headless Chromium session; the driver is stopped on drop.
+/// A headless Chromium session. Dropping it kills ChromeDriver and Chromium, then removes the
+/// profile (fields drop in order: the driver's group before the profile).
 pub(crate) struct Browser {
     pub(crate) client: Client,
-    driver: Child,
     log: PathBuf,
     shots: PathBuf,
+    driver: ProcessGroup,
     _profile: tempfile::TempDir,
 }
 
-impl Drop for Browser {
+/// A child process that leads its own process group; dropping it kills the whole group (the
+/// child and everything it started that stayed in the group) and reaps the child.
+struct ProcessGroup(Child);
+
+impl ProcessGroup {
+    /// Spawns `command` as the leader of a new process group.
+    fn spawn(command: &mut Command) -> std::io::Result<Self> {
+        command.process_group(0).spawn().map(Self)
+    }
+}
+
+impl Drop for ProcessGroup {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // `kill(1)` rather than the syscall: the workspace forbids `unsafe`, and std can signal
+        // a child but not its group.
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -52,12 +78,14 @@ impl Browser {
             .join("browser")
             .join(test.replace("::", "-"));
         std::fs::create_dir_all(&shots).unwrap();
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
+        let profile = tempfile::tempdir().unwrap();
+        let driver = ProcessGroup::spawn(
+            Command::new(CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .expect("chromedriver starts");
         // Wait (bounded) for the driver to listen: it is another process, no clock to inject.
         let mut ready = false;
         for _ in 0..200 {
@@ -71,7 +99,6 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(ready, "chromedriver did not listen within 10 s");
-        let profile = tempfile::tempdir().unwrap();
         let log = profile.path().join("chrome_debug.log");
         let mut caps = serde_json::Map::new();
         caps.insert(
@@ -94,11 +121,16 @@ impl Browser {
             .expect("a Chromium session");
         Some(Self {
             client,
-            driver,
             log,
             shots,
+            driver,
             _profile: profile,
         })
+    }
+
+    /// The process group of ChromeDriver and the Chromium it started.
+    pub(crate) fn process_group(&self) -> u32 {
+        self.driver.0.id()
     }
 
     pub(crate) async fn screenshot(&self, name: &str) {
