@@ -3,19 +3,19 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
 use crate::on_every_backend;
+use crate::support::{TestApp, add_user};
 
 const PASSWORD: &str = "Vermilion-Otter-42";
 
-async fn app(backend: crate::helpers::Backend) -> TestApp {
-    crate::helpers::spawn_unlimited_app(backend, &[]).await
+async fn app(backend: crate::support::Backend) -> TestApp {
+    crate::support::spawn_unlimited_app(backend, &[]).await
 }
 
 /// Creates a user with `role` and returns an access token for them.
 async fn token_for(app: &TestApp, email: &str, role: &str) -> String {
-    crate::helpers::add_user_with_password(app, email, role, PASSWORD);
-    crate::helpers::api_token(app, email, PASSWORD).await
+    add_user(app, email).role(role).password(PASSWORD).await;
+    crate::support::api_token(app, email, PASSWORD).await
 }
 
 async fn call(

@@ -6,18 +6,17 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use gatehouse::clock::Clock as _;
 use gatehouse::keys::Keys;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::helpers::{GOOD_KEY, TestApp, run_cli, run_cli_with_stdin, spawn_app_with};
 use crate::on_every_backend;
+use crate::support::{GOOD_KEY, TestApp, add_user, run_cli, spawn_app_with, totp_code};
 
 const EMAIL: &str = "ada@example.com";
 const PASSWORD: &str = "Vermilion-Otter-42";
 
-async fn app(backend: crate::helpers::Backend) -> TestApp {
+async fn app(backend: crate::support::Backend) -> TestApp {
     let app = spawn_app_with(
         backend,
         &[
@@ -26,24 +25,10 @@ async fn app(backend: crate::helpers::Backend) -> TestApp {
         ],
     )
     .await;
-    let out = run_cli_with_stdin(
-        &app.cli_env(),
-        &[
-            "user",
-            "add",
-            "--email",
-            EMAIL,
-            "--role",
-            "manager",
-            "--password-stdin",
-        ],
-        PASSWORD,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    add_user(&app, EMAIL)
+        .role("manager")
+        .password(PASSWORD)
+        .await;
     app
 }
 
@@ -305,26 +290,22 @@ on_every_backend! {
 
     async fn an_mfa_user_must_send_a_code_with_the_password(backend) {
         let app = app(backend).await;
-        let user = gatehouse::identity::users::find_by_email(&app.db, &gatehouse::identity::Email::parse(EMAIL).unwrap()).await.unwrap().unwrap();
-        let keys = Keys::derive(&SecretString::from(GOOD_KEY));
-        let enrolment = gatehouse::identity::mfa::begin(&app.db, &keys, user.id, EMAIL).await.unwrap().unwrap();
-        let secret = totp_rs::Secret::Encoded(enrolment.setup_key.replace(' ', "")).to_bytes().unwrap();
-        let totp = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, secret, None, String::new());
-        let code = |app: &TestApp| totp.generate(u64::try_from(app.clock.now().unix_timestamp()).unwrap());
-        gatehouse::identity::mfa::confirm(&app.db, &keys, user.id, &code(&app), app.clock.now(), &gatehouse::audit::AuditContext::cli()).await.unwrap().unwrap();
+        let email = "mfa@example.com";
+        let user = add_user(&app, email).password(PASSWORD).mfa().await;
+        let key = user.setup_key.unwrap();
 
-        let (status, _, body) = grant(&app, json!({"grant_type": "password", "email": EMAIL, "password": PASSWORD})).await;
+        let (status, _, body) = grant(&app, json!({"grant_type": "password", "email": email, "password": PASSWORD})).await;
         assert_eq!(status, 401);
         assert_eq!(body["error"], "mfa_required", "{body}");
         app.clock.advance(Duration::from_secs(30));
-        let (status, _, body) = grant(&app, json!({"grant_type": "password", "email": EMAIL, "password": PASSWORD, "otp": "000000"})).await;
+        let (status, _, body) = grant(&app, json!({"grant_type": "password", "email": email, "password": PASSWORD, "otp": "000000"})).await;
         assert_eq!(status, 401, "{body}");
         app.clock.advance(Duration::from_secs(5));
-        let current = code(&app);
-        let (status, _, body) = grant(&app, json!({"grant_type": "password", "email": EMAIL, "password": PASSWORD, "otp": current})).await;
+        let current = totp_code(&app, &key, 0);
+        let (status, _, body) = grant(&app, json!({"grant_type": "password", "email": email, "password": PASSWORD, "otp": current})).await;
         assert_eq!(status, 200, "{body}");
         app.clock.advance(Duration::from_secs(5));
-        let (status, _, _) = grant(&app, json!({"grant_type": "password", "email": EMAIL, "password": PASSWORD, "otp": current})).await;
+        let (status, _, _) = grant(&app, json!({"grant_type": "password", "email": email, "password": PASSWORD, "otp": current})).await;
         assert_eq!(status, 401, "the same code twice");
     }
 
@@ -360,7 +341,7 @@ on_every_backend! {
 
     async fn a_session_cookie_opens_the_api_with_the_csrf_token_for_changes(backend) {
         let app = app(backend).await;
-        let mut v = crate::visitor::Visitor::new(&app);
+        let mut v = crate::support::visitor::Visitor::new(&app);
         let csrf = v.csrf_from("/login").await;
         let (status, _, _) = v.post("/login/password", &[("csrf_token", &csrf), ("email", EMAIL), ("password", PASSWORD)]).await;
         assert_eq!(status, 303);
@@ -385,7 +366,7 @@ on_every_backend! {
         let app = app(backend).await;
         let body = password_grant(&app).await;
         let access = body["access_token"].as_str().unwrap();
-        let mut v = crate::visitor::Visitor::new(&app);
+        let mut v = crate::support::visitor::Visitor::new(&app);
         let csrf = v.csrf_from("/login").await;
         v.post("/login/password", &[("csrf_token", &csrf), ("email", EMAIL), ("password", PASSWORD)]).await;
         assert_eq!(me(&app, access).await.0, 200);
@@ -405,8 +386,7 @@ on_every_backend! {
             ("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", "off"),
             ("GATEHOUSE_API_RATE_LIMIT", "3/min"),
         ]).await;
-        let out = run_cli_with_stdin(&app.cli_env(), &["user", "add", "--email", EMAIL, "--password-stdin"], PASSWORD);
-        assert!(out.status.success());
+        add_user(&app, EMAIL).password(PASSWORD).await;
         let first = password_grant(&app).await;
         let second = password_grant(&app).await;
         let (a, b) = (first["access_token"].as_str().unwrap(), second["access_token"].as_str().unwrap());

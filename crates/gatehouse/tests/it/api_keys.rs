@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
 use crate::on_every_backend;
+use crate::support::{TestApp, add_user};
 
 const PASSWORD: &str = "Vermilion-Otter-42";
 
@@ -49,9 +49,9 @@ async fn make_key(app: &TestApp, token: &str, scopes: Value, days: Option<i64>) 
 
 on_every_backend! {
     async fn a_key_is_shown_once_and_works_within_its_scopes(backend) {
-        let (app, sink) = crate::helpers::spawn_app_with_mail(backend, &[]).await;
-        crate::helpers::add_user_with_password(&app, "ada@example.com", "user", PASSWORD);
-        let token = crate::helpers::api_token(&app, "ada@example.com", PASSWORD).await;
+        let (app, sink) = crate::support::spawn_app_with_mail(backend, &[]).await;
+        add_user(&app, "ada@example.com").password(PASSWORD).await;
+        let token = crate::support::api_token(&app, "ada@example.com", PASSWORD).await;
         let (status, made) = make_key(&app, &token, json!(["items:read"]), None).await;
         assert_eq!(status, 201, "{made}");
         let key = made["key"].as_str().unwrap().to_owned();
@@ -95,10 +95,10 @@ on_every_backend! {
     }
 
     async fn keys_need_a_fresh_sign_in_expire_and_stay_their_owners(backend) {
-        let app = crate::helpers::spawn_unlimited_app(backend, &[]).await;
-        crate::helpers::add_user_with_password(&app, "ada@example.com", "user", PASSWORD);
-        crate::helpers::add_user_with_password(&app, "bo@example.com", "admin", PASSWORD);
-        let token = crate::helpers::api_token(&app, "ada@example.com", PASSWORD).await;
+        let app = crate::support::spawn_unlimited_app(backend, &[]).await;
+        add_user(&app, "ada@example.com").password(PASSWORD).await;
+        add_user(&app, "bo@example.com").role("admin").password(PASSWORD).await;
+        let token = crate::support::api_token(&app, "ada@example.com", PASSWORD).await;
         let (status, body) = make_key(&app, &token, json!(["admin"]), Some(400)).await;
         assert_eq!(status, 422, "{body}");
         assert_eq!(body["errors"].as_array().unwrap().len(), 2);
@@ -107,7 +107,7 @@ on_every_backend! {
         let key = made["key"].as_str().unwrap().to_owned();
 
         // Someone else cannot see or revoke it, and a key opens no admin route.
-        let other = crate::helpers::api_token(&app, "bo@example.com", PASSWORD).await;
+        let other = crate::support::api_token(&app, "bo@example.com", PASSWORD).await;
         let id = made["api_key"]["id"].as_str().unwrap();
         let (status, _) = call(&app, ("authorization", &bearer(&other)), reqwest::Method::DELETE, &format!("/api/v1/api-keys/{id}"), None).await;
         assert_eq!(status, 404);
@@ -132,9 +132,9 @@ on_every_backend! {
 
 on_every_backend! {
     async fn the_account_page_makes_shows_once_and_revokes_keys(backend) {
-        let app = crate::helpers::spawn_unlimited_app(backend, &[]).await;
-        crate::helpers::add_user_with_password(&app, "ada@example.com", "user", PASSWORD);
-        let mut v = crate::visitor::Visitor::new(&app);
+        let app = crate::support::spawn_unlimited_app(backend, &[]).await;
+        add_user(&app, "ada@example.com").password(PASSWORD).await;
+        let mut v = crate::support::visitor::Visitor::new(&app);
         let csrf = v.csrf_from("/login").await;
         v.post("/login/password", &[("csrf_token", &csrf), ("email", "ada@example.com"), ("password", PASSWORD)]).await;
         let csrf = v.csrf_from("/account/api-keys").await;

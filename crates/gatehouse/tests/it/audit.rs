@@ -1,29 +1,17 @@
 //! The audit trail: written with each change, hash-chained, append-only, tamper-evident.
 
+use std::future::IntoFuture as _;
+
 use gatehouse::audit::{self, AuditContext};
 use gatehouse::identity::users::{self, NewUser};
 use gatehouse::identity::{DisplayName, Email, Role};
 use gatehouse::store::Db;
 
-use crate::helpers::{run_cli, spawn_app};
 use crate::on_every_backend;
+use crate::support::{add_user, run_cli, spawn_app};
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-async fn add_user(db: &Db, email: &str) {
-    users::create(
-        db,
-        NewUser {
-            email: Email::parse(email).unwrap(),
-            display_name: DisplayName::default(),
-            role: Role::User,
-        },
-        &AuditContext::cli(),
-    )
-    .await
-    .unwrap();
 }
 
 /// Runs SQL as someone with full database access would (not through Gatehouse).
@@ -75,7 +63,7 @@ on_every_backend! {
 
     async fn the_audit_log_refuses_updates_and_deletes(backend) {
         let app = spawn_app(backend).await;
-        add_user(&app.db, "a@example.com").await;
+        add_user(&app, "a@example.com").await;
         assert!(try_sql(&app.db, "UPDATE audit_log SET actor = 'someone-else'").await.is_err());
         assert!(try_sql(&app.db, "DELETE FROM audit_log").await.is_err());
         let records = audit::records_after(&app.db, 0, 10).await.unwrap();
@@ -85,7 +73,7 @@ on_every_backend! {
     async fn an_audit_row_edited_by_sql_is_caught_by_audit_verify(backend) {
         let app = spawn_app(backend).await;
         for email in ["a@example.com", "b@example.com", "c@example.com"] {
-            add_user(&app.db, email).await;
+            add_user(&app, email).await;
         }
         let ids: Vec<i64> = audit::records_after(&app.db, 0, 10).await.unwrap().iter().map(|r| r.id).collect();
         raw_sql(&app.db, drop_guards(&app.db)).await;
@@ -104,7 +92,7 @@ on_every_backend! {
     async fn a_removed_record_is_caught_by_audit_verify(backend) {
         let app = spawn_app(backend).await;
         for email in ["a@example.com", "b@example.com", "c@example.com"] {
-            add_user(&app.db, email).await;
+            add_user(&app, email).await;
         }
         let ids: Vec<i64> = audit::records_after(&app.db, 0, 10).await.unwrap().iter().map(|r| r.id).collect();
         raw_sql(&app.db, drop_guards(&app.db)).await;
@@ -116,8 +104,8 @@ on_every_backend! {
 
     async fn a_kept_head_catches_removal_of_the_newest_records(backend) {
         let app = spawn_app(backend).await;
-        add_user(&app.db, "a@example.com").await;
-        add_user(&app.db, "b@example.com").await;
+        add_user(&app, "a@example.com").await;
+        add_user(&app, "b@example.com").await;
         let head_out = stdout(&run_cli(&app.cli_env(), &["audit", "head"]));
         let head = head_out.split_whitespace().next().unwrap().to_owned();
         assert_eq!(head.len(), 64);
@@ -137,8 +125,7 @@ on_every_backend! {
         let app = spawn_app(backend).await;
         let writers: Vec<_> = (0..16)
             .map(|i| {
-                let db = app.db.clone();
-                tokio::spawn(async move { add_user(&db, &format!("user{i}@example.com")).await })
+                tokio::spawn(add_user(&app, &format!("user{i}@example.com")).into_future())
             })
             .collect();
         for w in writers {
@@ -186,7 +173,7 @@ on_every_backend! {
 
     async fn a_failed_change_leaves_no_audit_record(backend) {
         let app = spawn_app(backend).await;
-        add_user(&app.db, "a@example.com").await;
+        add_user(&app, "a@example.com").await;
         let dup = users::create(
             &app.db,
             NewUser {

@@ -1,145 +1,17 @@
 //! The pages in a real browser: headless Chromium driven over WebDriver (ChromeDriver).
 //!
-//! Skipped, with a printed reason, when `chromium` or `chromedriver` is not installed (`.ci/run`
-//! installs both). Chromium logs its console and CSP messages to `chrome_debug.log` in its
-//! profile (`--enable-logging`), which the test checks after proving, with a deliberate CSP
-//! violation, that such messages do show up there; screenshots of every page go to
-//! `<target>/tmp/browser/<test>/`.
+//! Skipped, with a printed reason, when `chromium` or `chromedriver` is not installed (or
+//! failed, when `GATEHOUSE_TEST_REQUIRE` names `chromium`; `.ci/run` installs both). The tests
+//! check Chromium's log for console errors and CSP refusals, after proving, with a deliberate
+//! CSP violation, that such messages do show up there.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use gatehouse::audit::AuditContext;
-use gatehouse::identity::users::{self, NewUser};
-use gatehouse::identity::{DisplayName, Email, Role};
+use fantoccini::Locator;
 
-use crate::helpers::{Backend, skip, spawn_app_with};
-use crate::smtp_sink::SmtpSink;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
-/// A headless Chromium session; the driver is stopped on drop.
-struct Browser {
-    client: Client,
-    driver: Child,
-    log: PathBuf,
-    shots: PathBuf,
-    _profile: tempfile::TempDir,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
-impl Browser {
-    async fn start(test: &str) -> Option<Self> {
-        if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-            skip(
-                test,
-                "chromium and chromium-driver are not installed (.ci/run installs them)",
-            );
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let shots = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join("browser")
-            .join(test.replace("::", "-"));
-        std::fs::create_dir_all(&shots).unwrap();
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        // Wait (bounded) for the driver to listen: it is another process, no clock to inject.
-        let mut ready = false;
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                ready = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(ready, "chromedriver did not listen within 10 s");
-        let profile = tempfile::tempdir().unwrap();
-        let log = profile.path().join("chrome_debug.log");
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                    "--enable-logging", "--log-level=0", "--v=0", "--window-size=1280,900",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            }),
-        );
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("a Chromium session");
-        Some(Self {
-            client,
-            driver,
-            log,
-            shots,
-            _profile: profile,
-        })
-    }
-
-    async fn screenshot(&self, name: &str) {
-        let png = self.client.screenshot().await.unwrap();
-        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
-    }
-
-    /// Waits (at most 10 s) until the page's `<h1>` reads `expected`: a click returns before
-    /// the navigation it starts has finished.
-    async fn expect_heading(&self, expected: &str) {
-        let mut last = String::new();
-        for _ in 0..200 {
-            if let Ok(h1) = self.client.find(Locator::Css("h1")).await {
-                if let Ok(text) = h1.text().await {
-                    if text == expected {
-                        return;
-                    }
-                    last = text;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("expected the heading {expected:?}, the page shows {last:?}");
-    }
-
-    /// Console errors and CSP refusals Chromium logged; the log is kept beside the screenshots.
-    fn problems(&self) -> Vec<String> {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let _ = std::fs::write(self.shots.join("chrome_debug.log"), &log);
-        log.lines()
-            .filter(|l| {
-                l.contains("Content Security Policy")
-                    || (l.contains(":CONSOLE") && l.to_ascii_lowercase().contains("error"))
-            })
-            .map(str::to_owned)
-            .collect()
-    }
-}
+use crate::support::browser::Browser;
+use crate::support::smtp_sink::SmtpSink;
+use crate::support::{Backend, add_user, spawn_app_with, totp_code};
 
 #[tokio::test]
 async fn a_user_signs_in_with_a_magic_link_in_a_real_browser() {
@@ -159,17 +31,7 @@ async fn a_user_signs_in_with_a_magic_link_in_a_real_browser() {
         ],
     )
     .await;
-    users::create(
-        &app.db,
-        NewUser {
-            email: Email::parse("ada@example.com").unwrap(),
-            display_name: DisplayName::parse("Ada").unwrap(),
-            role: Role::User,
-        },
-        &AuditContext::cli(),
-    )
-    .await
-    .unwrap();
+    add_user(&app, "ada@example.com").name("Ada").await;
     let b = &browser.client;
 
     b.goto(&format!("{}/", app.address)).await.unwrap();
@@ -298,67 +160,6 @@ async fn a_user_signs_in_with_a_magic_link_in_a_real_browser() {
     );
 }
 
-impl Browser {
-    async fn click(&self, css: &str) {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"))
-            .click()
-            .await
-            .unwrap();
-    }
-
-    async fn fill(&self, id: &str, text: &str) {
-        self.client
-            .find(Locator::Id(id))
-            .await
-            .unwrap_or_else(|e| panic!("no #{id}: {e}"))
-            .send_keys(text)
-            .await
-            .unwrap();
-    }
-
-    async fn text_of(&self, css: &str) -> String {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"))
-            .text()
-            .await
-            .unwrap()
-    }
-
-    async fn password_sign_in(&self, app: &crate::helpers::TestApp, email: &str, password: &str) {
-        self.client
-            .goto(&format!("{}/login", app.address))
-            .await
-            .unwrap();
-        self.expect_heading("Sign in").await;
-        self.fill("password-email", email).await;
-        self.fill("password", password).await;
-        self.click("form[action='/login/password'] button").await;
-    }
-}
-
-/// The TOTP code of a setup key (as the page shows it) at the app's clock.
-fn totp_code(app: &crate::helpers::TestApp, setup_key: &str) -> String {
-    use gatehouse::clock::Clock as _;
-    let secret = totp_rs::Secret::Encoded(setup_key.replace(' ', ""))
-        .to_bytes()
-        .expect("a base32 setup key");
-    let totp = totp_rs::TOTP::new_unchecked(
-        totp_rs::Algorithm::SHA1,
-        6,
-        1,
-        30,
-        secret,
-        None,
-        String::new(),
-    );
-    totp.generate(u64::try_from(app.clock.now().unix_timestamp()).unwrap())
-}
-
 #[tokio::test]
 async fn a_user_sets_up_two_step_sign_in_in_a_real_browser() {
     let test = "browser::a_user_sets_up_two_step_sign_in_in_a_real_browser";
@@ -367,20 +168,10 @@ async fn a_user_sets_up_two_step_sign_in_in_a_real_browser() {
     };
     let app = spawn_app_with(Backend::Sqlite, &[("GATEHOUSE_SIGNIN_RATE_LIMIT", "off")]).await;
     let password = "Vermilion-Otter-42";
-    let out = crate::helpers::run_cli_with_stdin(
-        &app.cli_env(),
-        &[
-            "user",
-            "add",
-            "--email",
-            "ada@example.com",
-            "--name",
-            "Ada",
-            "--password-stdin",
-        ],
-        password,
-    );
-    assert!(out.status.success());
+    add_user(&app, "ada@example.com")
+        .name("Ada")
+        .password(password)
+        .await;
     let b = &browser.client;
 
     browser
@@ -411,7 +202,7 @@ async fn a_user_sets_up_two_step_sign_in_in_a_real_browser() {
         "the QR code is drawn"
     );
     browser.screenshot("02-scan-the-code").await;
-    browser.fill("code", &totp_code(&app, &setup_key)).await;
+    browser.fill("code", &totp_code(&app, &setup_key, 0)).await;
     browser
         .click("form[action='/account/mfa/confirm'] button")
         .await;
@@ -441,7 +232,7 @@ async fn a_user_sets_up_two_step_sign_in_in_a_real_browser() {
     browser.expect_heading("Two-step sign-in").await;
     browser.screenshot("04-second-step").await;
     app.clock.advance(Duration::from_secs(30));
-    browser.fill("code", &totp_code(&app, &setup_key)).await;
+    browser.fill("code", &totp_code(&app, &setup_key, 0)).await;
     browser.click("form[action='/login/mfa'] button").await;
     browser.expect_heading("Welcome, Ada").await;
     browser.screenshot("05-signed-in-with-totp").await;
@@ -474,5 +265,69 @@ async fn a_user_sets_up_two_step_sign_in_in_a_real_browser() {
         problems.is_empty(),
         "console errors or CSP violations:\n{}",
         problems.join("\n")
+    );
+}
+
+/// The processes of group `group` that are still running (`pid name`); killed ones that only
+/// wait to be reaped by init (zombies) do not count.
+fn running_in_group(group: u32) -> Vec<String> {
+    let mut running = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (name) state ppid pgrp …`; the name may hold spaces and parentheses.
+        let Some((head, tail)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let fields: Vec<&str> = tail.split_whitespace().collect();
+        if fields.len() > 2 && fields[0] != "Z" && fields[2] == group.to_string() {
+            running.push(head.replacen(" (", " ", 1));
+        }
+    }
+    running
+}
+
+#[test]
+fn a_browser_test_that_panics_leaves_no_chromium_running() {
+    let test = "browser::a_browser_test_that_panics_leaves_no_chromium_running";
+    // A test of its own on a thread of its own, as the harness runs one: it opens a page, then
+    // fails.
+    let (started, group) = std::sync::mpsc::channel();
+    let failed = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let Some(browser) = Browser::start(test).await else {
+                return;
+            };
+            started.send(browser.process_group()).unwrap();
+            browser
+                .client
+                .goto("data:text/html,<h1>Open</h1>")
+                .await
+                .unwrap();
+            panic!("a deliberate failure with the browser open");
+        });
+    })
+    .join();
+    let Ok(group) = group.recv() else {
+        return; // Chromium is not installed here (the reason is printed).
+    };
+    assert!(failed.is_err(), "the inner test failed");
+    // The kill is sent while the failure unwinds; the processes may take a moment to die.
+    let mut running = Vec::new();
+    for _ in 0..100 {
+        running = running_in_group(group);
+        if running.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        running.is_empty(),
+        "ChromeDriver's process group {group} outlived its test: {running:?}"
     );
 }

@@ -1,7 +1,7 @@
 //! The `gatehouse` binary: production fail-fast, `config check`, user management.
 
-use crate::helpers::{GOOD_KEY, env_of, run_cli, spawn_app};
 use crate::on_every_backend;
+use crate::support::{GOOD_KEY, add_user, env_of, run_cli, spawn_app};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -219,19 +219,19 @@ on_every_backend! {
     async fn the_last_active_admin_cannot_be_demoted_or_disabled(backend) {
         let app = spawn_app(backend).await;
         let env = app.cli_env();
-        assert!(run_cli(&env, &["user", "add", "--email", "root@example.com", "--role", "admin"]).status.success());
+        add_user(&app, "root@example.com").role("admin").await;
         let demote = run_cli(&env, &["user", "set-role", "--email", "root@example.com", "--role", "user"]);
         assert!(!demote.status.success());
         assert!(stderr(&demote).contains("last active admin"), "{}", stderr(&demote));
         let disable = run_cli(&env, &["user", "disable", "--email", "root@example.com"]);
         assert!(!disable.status.success());
-        assert!(run_cli(&env, &["user", "add", "--email", "second@example.com", "--role", "admin"]).status.success());
+        add_user(&app, "second@example.com").role("admin").await;
         let demote = run_cli(&env, &["user", "set-role", "--email", "root@example.com", "--role", "user"]);
         assert!(demote.status.success(), "{}", stderr(&demote));
     }
 
     async fn the_admin_email_setting_creates_the_first_admin_once(backend) {
-        let app = crate::helpers::spawn_app_with(backend, &[("GATEHOUSE_ADMIN_EMAIL", "First@Example.com")]).await;
+        let app = crate::support::spawn_app_with(backend, &[("GATEHOUSE_ADMIN_EMAIL", "First@Example.com")]).await;
         let list = stdout(&run_cli(&app.cli_env(), &["user", "list", "--json"]));
         let rows: Vec<serde_json::Value> = list.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(rows.len(), 1);

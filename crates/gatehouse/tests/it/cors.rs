@@ -1,11 +1,11 @@
 //! CORS: only allowlisted origins, preflights answered, `null` never allowed.
 
-use crate::helpers::spawn_app_with;
-use crate::on_every_backend;
+use crate::backend_agnostic;
+use crate::support::spawn_app_with;
 
 const ALLOWED: &str = "https://app.example";
 
-on_every_backend! {
+backend_agnostic! {
     async fn an_allowlisted_origin_is_allowed_with_credentials(backend) {
         let app = spawn_app_with(backend, &[("GATEHOUSE_CORS_ORIGINS", ALLOWED)]).await;
         let res = app

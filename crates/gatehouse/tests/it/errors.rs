@@ -1,9 +1,9 @@
 //! Errors: problem+json for clients, an HTML page for browsers, nothing internal in either.
 
-use crate::helpers::spawn_app;
-use crate::on_every_backend;
+use crate::backend_agnostic;
+use crate::support::spawn_app;
 
-on_every_backend! {
+backend_agnostic! {
     async fn unknown_paths_get_a_problem_document(backend) {
         let app = spawn_app(backend).await;
         let res = app.get("/nothing/here").await;

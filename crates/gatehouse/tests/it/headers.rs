@@ -1,7 +1,7 @@
 //! Every response carries the security headers; CSP nonces are fresh and match the page.
 
-use crate::helpers::{GOOD_KEY, spawn_app, spawn_app_with};
-use crate::on_every_backend;
+use crate::backend_agnostic;
+use crate::support::{GOOD_KEY, spawn_app, spawn_app_with};
 
 fn assert_security_headers(res: &reqwest::Response, what: &str) {
     let h = res.headers();
@@ -51,7 +51,7 @@ fn nonce_of(res: &reqwest::Response) -> String {
     csp[start..end].to_owned()
 }
 
-on_every_backend! {
+backend_agnostic! {
     async fn every_kind_of_response_carries_the_security_headers(backend) {
         let app = spawn_app_with(backend, &[("GATEHOUSE_BODY_LIMIT", "1KiB")]).await;
         assert_security_headers(&app.get("/").await, "home page");
@@ -121,9 +121,9 @@ on_every_backend! {
             .await
             .unwrap();
         let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
-        let line = crate::helpers::request_log(&id);
+        let line = crate::support::request_log(&id);
         assert_eq!(line["span"]["route"], "/");
-        let logs = crate::helpers::captured_log_text();
+        let logs = crate::support::captured_log_text();
         for secret in ["query-secret-5f1e", "header-secret-77ab", "cookie-secret-90cd"] {
             assert!(!logs.contains(secret), "{secret} reached the log");
         }

@@ -3,19 +3,19 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
 use crate::on_every_backend;
+use crate::support::{TestApp, add_user};
 
 const PASSWORD: &str = "Vermilion-Otter-42";
 
-async fn app(backend: crate::helpers::Backend) -> TestApp {
-    crate::helpers::spawn_unlimited_app(backend, &[]).await
+async fn app(backend: crate::support::Backend) -> TestApp {
+    crate::support::spawn_unlimited_app(backend, &[]).await
 }
 
 /// Creates a user with `role` and returns an access token for them.
 async fn token_for(app: &TestApp, email: &str, role: &str) -> String {
-    crate::helpers::add_user_with_password(app, email, role, PASSWORD);
-    crate::helpers::api_token(app, email, PASSWORD).await
+    add_user(app, email).role(role).password(PASSWORD).await;
+    crate::support::api_token(app, email, PASSWORD).await
 }
 
 struct Reply {
@@ -218,9 +218,13 @@ on_every_backend! {
 }
 
 /// A browser stand-in signed in with a password.
-async fn signed_in<'a>(app: &'a TestApp, email: &str, role: &str) -> crate::visitor::Visitor<'a> {
-    crate::helpers::add_user_with_password(app, email, role, PASSWORD);
-    let mut v = crate::visitor::Visitor::new(app);
+async fn signed_in<'a>(
+    app: &'a TestApp,
+    email: &str,
+    role: &str,
+) -> crate::support::visitor::Visitor<'a> {
+    add_user(app, email).role(role).password(PASSWORD).await;
+    let mut v = crate::support::visitor::Visitor::new(app);
     let csrf = v.csrf_from("/login").await;
     let (status, _, _) = v
         .post(
@@ -259,7 +263,7 @@ on_every_backend! {
         let id = page[at..at + 36].to_owned();
         let (status, _, edit) = v.get(&format!("/items/{id}/edit")).await;
         assert_eq!(status, 200);
-        let version = crate::visitor::field(&edit, "version").unwrap();
+        let version = crate::support::visitor::field(&edit, "version").unwrap();
         let (status, _, _) = v.post(&format!("/items/{id}"), &[("csrf_token", &csrf), ("name", "Brass lamp"), ("description", "A desk lamp."), ("version", &version)]).await;
         assert_eq!(status, 303);
         let (status, _, stale) = v.post(&format!("/items/{id}"), &[("csrf_token", &csrf), ("name", "Lost update"), ("description", "A desk lamp."), ("version", &version)]).await;
@@ -276,6 +280,6 @@ on_every_backend! {
         let (status, _, _) = v.post(&format!("/items/{id}/delete"), &[("csrf_token", &csrf)]).await;
         assert_eq!(status, 303);
         assert!(!v.get("/items").await.2.contains("Brass lamp"));
-        assert_eq!(crate::visitor::Visitor::new(&app).get("/items").await.0, 303, "signed out: to the login page");
+        assert_eq!(crate::support::visitor::Visitor::new(&app).get("/items").await.0, 303, "signed out: to the login page");
     }
 }

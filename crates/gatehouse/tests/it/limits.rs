@@ -3,8 +3,8 @@
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::helpers::spawn_app_with;
-use crate::on_every_backend;
+use crate::backend_agnostic;
+use crate::support::spawn_app_with;
 
 /// Sends `head` on a raw connection and reads until the server closes or `limit` passes.
 async fn raw_exchange(addr: std::net::SocketAddr, head: &str) -> (TcpStream, String) {
@@ -18,7 +18,7 @@ async fn raw_exchange(addr: std::net::SocketAddr, head: &str) -> (TcpStream, Str
     (stream, String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
-on_every_backend! {
+backend_agnostic! {
     async fn an_oversized_content_length_is_refused_before_the_body_is_sent(backend) {
         let app = spawn_app_with(backend, &[("GATEHOUSE_BODY_LIMIT", "64KiB")]).await;
         // Announce 10 MiB and send none of it: the 413 must come anyway.

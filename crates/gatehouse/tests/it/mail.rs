@@ -4,8 +4,8 @@ use gatehouse::config::{Settings, Sources};
 use gatehouse::identity::Email;
 use gatehouse::mail::{Mail, Mailer};
 
-use crate::helpers::env_of;
-use crate::smtp_sink::SmtpSink;
+use crate::support::env_of;
+use crate::support::smtp_sink::SmtpSink;
 
 fn mailer_to(sink: &SmtpSink) -> Mailer {
     let port = sink.port.to_string();

@@ -1,7 +1,7 @@
 //! Gatehouse's integration tests: one binary, the real server on port 0, a fresh database per
 //! test, every backend present.
 
-mod helpers;
+mod support;
 
 mod admin;
 mod api;
@@ -27,5 +27,3 @@ mod request_id;
 mod sessions;
 mod shutdown;
 mod signin;
-mod smtp_sink;
-mod visitor;

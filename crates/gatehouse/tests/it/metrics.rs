@@ -1,9 +1,9 @@
 //! Prometheus metrics on their own listener, never on the public one.
 
-use crate::helpers::{spawn_app, spawn_app_with};
-use crate::on_every_backend;
+use crate::backend_agnostic;
+use crate::support::{spawn_app, spawn_app_with};
 
-on_every_backend! {
+backend_agnostic! {
     async fn metrics_are_served_on_their_own_address(backend) {
         let app = spawn_app_with(backend, &[("GATEHOUSE_METRICS_LISTEN", "127.0.0.1:0")]).await;
         assert_eq!(app.get("/healthz").await.status(), 200);

@@ -12,22 +12,18 @@ use gatehouse::identity::{Email, users};
 use gatehouse::keys::Keys;
 use secrecy::SecretString;
 
-use crate::helpers::{GOOD_KEY, TestApp, run_cli};
 use crate::on_every_backend;
-use crate::smtp_sink::SmtpSink;
-use crate::visitor::Visitor;
+use crate::support::smtp_sink::SmtpSink;
+use crate::support::visitor::Visitor;
+use crate::support::{GOOD_KEY, TestApp, add_user, run_cli, totp_code};
 
 const EMAIL: &str = "ada@example.com";
 const PASSWORD: &str = "Vermilion-Otter-42";
 
-async fn app(backend: crate::helpers::Backend, extra: &[(&str, &str)]) -> (TestApp, SmtpSink) {
-    let (app, sink) = crate::helpers::spawn_app_with_mail(backend, extra).await;
-    add_user(&app, EMAIL, "user");
+async fn app(backend: crate::support::Backend, extra: &[(&str, &str)]) -> (TestApp, SmtpSink) {
+    let (app, sink) = crate::support::spawn_app_with_mail(backend, extra).await;
+    add_user(&app, EMAIL).password(PASSWORD).await;
     (app, sink)
-}
-
-fn add_user(app: &TestApp, email: &str, role: &str) {
-    crate::helpers::add_user_with_password(app, email, role, PASSWORD);
 }
 
 /// Password sign-in; returns the response.
@@ -52,24 +48,6 @@ async fn second_factor(
     let csrf = v.csrf_from("/login/mfa").await;
     v.post("/login/mfa", &[("csrf_token", &csrf), ("code", code)])
         .await
-}
-
-/// The TOTP code of `setup_key` at the app's clock, `steps` steps away.
-fn code_at(app: &TestApp, setup_key: &str, steps: i64) -> String {
-    let secret = totp_rs::Secret::Encoded(setup_key.replace(' ', ""))
-        .to_bytes()
-        .expect("a base32 setup key");
-    let totp = totp_rs::TOTP::new_unchecked(
-        totp_rs::Algorithm::SHA1,
-        6,
-        1,
-        30,
-        secret,
-        None,
-        String::new(),
-    );
-    let now = app.clock.now().unix_timestamp() + steps * 30;
-    totp.generate(u64::try_from(now).unwrap())
 }
 
 fn between<'p>(page: &'p str, start: &str, end: &str) -> Option<&'p str> {
@@ -97,7 +75,7 @@ async fn enrol(app: &TestApp, v: &mut Visitor<'_>) -> (String, Vec<String>) {
     let (status, _, page) = v
         .post(
             "/account/mfa/confirm",
-            &[("csrf_token", &csrf), ("code", &code_at(app, &key, 0))],
+            &[("csrf_token", &csrf), ("code", &totp_code(app, &key, 0))],
         )
         .await;
     assert_eq!(status, 200, "{page}");
@@ -132,11 +110,11 @@ on_every_backend! {
         let csrf = v.csrf_from("/account/mfa").await;
         let (_, _, page) = v.post("/account/mfa/setup", &[("csrf_token", &csrf)]).await;
         let key = between(&page, "<code id=\"setup-key\">", "</code>").unwrap().to_owned();
-        let wrong = format!("{:06}", (code_at(&app, &key, 0).parse::<u32>().unwrap() + 1) % 1_000_000);
+        let wrong = format!("{:06}", (totp_code(&app, &key, 0).parse::<u32>().unwrap() + 1) % 1_000_000);
         let (status, _, page) = v.post("/account/mfa/confirm", &[("csrf_token", &csrf), ("code", &wrong)]).await;
         assert_eq!(status, 400, "a wrong code does not turn it on");
         assert!(page.contains(&key), "the same setup key is shown again: {page}");
-        let (status, _, page) = v.post("/account/mfa/confirm", &[("csrf_token", &csrf), ("code", &code_at(&app, &key, 0))]).await;
+        let (status, _, page) = v.post("/account/mfa/confirm", &[("csrf_token", &csrf), ("code", &totp_code(&app, &key, 0))]).await;
         assert_eq!(status, 200, "{page}");
         assert_eq!(recovery_codes(&page).len(), 10);
 
@@ -161,10 +139,10 @@ on_every_backend! {
         assert!(!signed_in(&fresh.get("/").await.2));
         assert_eq!(fresh.get("/account").await.0, 303, "account pages stay closed");
 
-        let (status, _, _) = second_factor(&mut fresh, &code_at(&app, &key, 0)).await;
+        let (status, _, _) = second_factor(&mut fresh, &totp_code(&app, &key, 0)).await;
         assert_eq!(status, 401, "the code that turned MFA on cannot be used again");
         app.clock.advance(Duration::from_secs(30));
-        let (status, headers, _) = second_factor(&mut fresh, &code_at(&app, &key, 0)).await;
+        let (status, headers, _) = second_factor(&mut fresh, &totp_code(&app, &key, 0)).await;
         assert_eq!(status, 303);
         assert_eq!(headers["location"], "/");
         assert!(!fresh.cookies.contains_key("gatehouse-mfa"), "the pending cookie is cleared");
@@ -173,7 +151,7 @@ on_every_backend! {
         // The same code again, from another browser in the same 30 seconds: refused.
         let mut replay = Visitor::new(&app);
         sign_in(&mut replay, EMAIL).await;
-        assert_eq!(second_factor(&mut replay, &code_at(&app, &key, 0)).await.0, 401);
+        assert_eq!(second_factor(&mut replay, &totp_code(&app, &key, 0)).await.0, 401);
         assert!(!signed_in(&replay.get("/").await.2));
 
         let log = actions(&app).await;
@@ -197,13 +175,13 @@ on_every_backend! {
         let c = mail.data.find(code_marker).unwrap() + code_marker.len();
         let code = &mail.data[c..c + 8];
         let (_, _, page) = other.get("/login").await;
-        let csrf = crate::visitor::field(&page, "csrf_token").unwrap();
+        let csrf = crate::support::visitor::field(&page, "csrf_token").unwrap();
         let (status, headers, _) = other.post("/login/code", &[("csrf_token", &csrf), ("email", EMAIL), ("code", code)]).await;
         assert_eq!(status, 303);
         assert_eq!(headers["location"], "/login/mfa", "the mailed code is one factor only");
         assert!(!signed_in(&other.get("/").await.2));
         app.clock.advance(Duration::from_secs(30));
-        assert_eq!(second_factor(&mut other, &code_at(&app, &key, 0)).await.0, 303);
+        assert_eq!(second_factor(&mut other, &totp_code(&app, &key, 0)).await.0, 303);
         assert!(signed_in(&other.get("/").await.2));
 
         sink.clear();
@@ -215,13 +193,13 @@ on_every_backend! {
         let start = mail.data.find(marker).unwrap();
         let link = &mail.data[start..start + marker.len() + 43];
         let (_, _, page) = third.get(link).await;
-        let token = crate::visitor::field(&page, "token").unwrap();
-        let csrf = crate::visitor::field(&page, "csrf_token").unwrap();
+        let token = crate::support::visitor::field(&page, "token").unwrap();
+        let csrf = crate::support::visitor::field(&page, "csrf_token").unwrap();
         let (status, headers, _) = third.post("/login/magic/verify", &[("csrf_token", &csrf), ("token", &token)]).await;
         assert_eq!(status, 303);
         assert_eq!(headers["location"], "/login/mfa", "the link is one factor only");
         app.clock.advance(Duration::from_secs(30));
-        let (status, headers, _) = second_factor(&mut third, &code_at(&app, &key, 0)).await;
+        let (status, headers, _) = second_factor(&mut third, &totp_code(&app, &key, 0)).await;
         assert_eq!(status, 303);
         assert_eq!(headers["location"], "/account", "`next` survives the second step");
     }
@@ -280,7 +258,7 @@ on_every_backend! {
             // Wait out the growing delay between attempts; the lock is what is tested.
             app.clock.advance(Duration::from_secs(5));
         }
-        let right = code_at(&app, &key, 0);
+        let right = totp_code(&app, &key, 0);
         let (status, headers, _) = second_factor(&mut attacker, &right).await;
         assert_eq!(status, 429, "locked: even the right code is refused");
         assert!(headers.contains_key("retry-after"));
@@ -306,7 +284,7 @@ on_every_backend! {
 
         app.clock.advance(Duration::from_secs(5 * 60));
         let csrf = late.csrf_from("/login").await;
-        let (status, headers, _) = late.post("/login/mfa", &[("csrf_token", &csrf), ("code", &code_at(&app, &key, 0))]).await;
+        let (status, headers, _) = late.post("/login/mfa", &[("csrf_token", &csrf), ("code", &totp_code(&app, &key, 0))]).await;
         assert_eq!((status, headers["location"].to_str().unwrap()), (303, "/login"), "five minutes are up");
         assert!(!signed_in(&late.get("/").await.2));
     }
@@ -331,11 +309,11 @@ on_every_backend! {
 
         // A fresh sign-in (with the second factor) may turn MFA off; other sessions end.
         sign_in(&mut elsewhere, EMAIL).await;
-        assert_eq!(second_factor(&mut elsewhere, &code_at(&app, &key, 0)).await.0, 303);
+        assert_eq!(second_factor(&mut elsewhere, &totp_code(&app, &key, 0)).await.0, 303);
         app.clock.advance(Duration::from_secs(30));
         let mut fresh = Visitor::new(&app);
         sign_in(&mut fresh, EMAIL).await;
-        assert_eq!(second_factor(&mut fresh, &code_at(&app, &key, 0)).await.0, 303);
+        assert_eq!(second_factor(&mut fresh, &totp_code(&app, &key, 0)).await.0, 303);
         sink.clear();
         let csrf = fresh.csrf_from("/account/mfa").await;
         let (status, _, page) = fresh.post("/account/mfa/disable", &[("csrf_token", &csrf)]).await;
@@ -350,7 +328,7 @@ on_every_backend! {
 
     async fn a_role_that_requires_mfa_is_sent_to_enrolment_first(backend) {
         let (app, _sink) = app(backend, &[("GATEHOUSE_MFA_REQUIRED_ROLES", "admin,manager")]).await;
-        add_user(&app, "root@example.com", "admin");
+        add_user(&app, "root@example.com").role("admin").password(PASSWORD).await;
         let mut admin = Visitor::new(&app);
         let csrf = admin.csrf_from("/login").await;
         admin.post("/login/password", &[("csrf_token", &csrf), ("email", "root@example.com"), ("password", PASSWORD)]).await;
@@ -359,19 +337,19 @@ on_every_backend! {
         assert_eq!(admin.get("/account").await.0, 303);
         let (_, _, page) = admin.get("/account/mfa").await;
         assert!(page.contains("Your role requires two-step sign-in"), "{page}");
-        let csrf = crate::visitor::field(&page, "csrf_token").unwrap();
+        let csrf = crate::support::visitor::field(&page, "csrf_token").unwrap();
         let (status, _, _) = admin.post("/account/password", &[("csrf_token", &csrf), ("current", PASSWORD), ("new", "Cobalt-Heron-77!"), ("confirm", "Cobalt-Heron-77!")]).await;
         assert_eq!(status, 403, "nothing else until enrolment");
 
         let (_, _, page) = admin.post("/account/mfa/setup", &[("csrf_token", &csrf)]).await;
         let key = between(&page, "<code id=\"setup-key\">", "</code>").unwrap().to_owned();
-        assert_eq!(admin.post("/account/mfa/confirm", &[("csrf_token", &csrf), ("code", &code_at(&app, &key, 0))]).await.0, 200);
+        assert_eq!(admin.post("/account/mfa/confirm", &[("csrf_token", &csrf), ("code", &totp_code(&app, &key, 0))]).await.0, 200);
         let (status, _, page) = admin.get("/").await;
         assert_eq!(status, 200);
         assert!(page.contains("root@example.com"));
         let (_, _, page) = admin.get("/account/mfa").await;
         assert!(!page.contains("/account/mfa/disable"), "no way to turn it off is offered");
-        let csrf = crate::visitor::field(&page, "csrf_token").unwrap();
+        let csrf = crate::support::visitor::field(&page, "csrf_token").unwrap();
         assert_eq!(admin.post("/account/mfa/disable", &[("csrf_token", &csrf)]).await.0, 403);
 
         // A role that does not require it is left alone.
@@ -404,7 +382,7 @@ on_every_backend! {
         let new_key = "a-brand-new-secret-key-0123456789abcdef0123456789";
         let new_only = Keys::derive(&SecretString::from(new_key));
         app.clock.advance(Duration::from_secs(30));
-        let code = code_at(&app, &key, 0);
+        let code = totp_code(&app, &key, 0);
         assert!(mfa::check(&app.db, &new_only, user.id, &code, app.clock.now(), &AuditContext::cli()).await.is_err(), "the new key alone cannot open the old seal");
 
         let mut env = app.cli_env();

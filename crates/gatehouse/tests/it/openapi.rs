@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, spawn_app};
-use crate::on_every_backend;
+use crate::backend_agnostic;
+use crate::support::{TestApp, spawn_app};
 
 /// The API's operations, as the README and the issue that asked for them list them. A route
 /// missing from the document fails the test, whatever else the document holds.
@@ -46,7 +46,7 @@ fn described(doc: &Value) -> Vec<(String, String)> {
     ops
 }
 
-on_every_backend! {
+backend_agnostic! {
     async fn every_api_route_is_described_and_every_description_is_served(backend) {
         let app = spawn_app(backend).await;
         let doc = document(&app).await;
@@ -96,7 +96,7 @@ on_every_backend! {
 
 #[tokio::test]
 async fn errors_are_problems_and_credentials_are_described() {
-    let app = spawn_app(crate::helpers::Backend::Sqlite).await;
+    let app = spawn_app(crate::support::Backend::Sqlite).await;
     let doc = document(&app).await;
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["bearer"]["type"], "http");

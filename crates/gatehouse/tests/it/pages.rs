@@ -1,9 +1,9 @@
 //! The home page, static assets and CSP reports.
 
-use crate::helpers::spawn_app;
-use crate::on_every_backend;
+use crate::backend_agnostic;
+use crate::support::spawn_app;
 
-on_every_backend! {
+backend_agnostic! {
     async fn the_home_page_renders_with_its_stylesheet(backend) {
         let app = spawn_app(backend).await;
         let res = app.get("/").await;
@@ -55,7 +55,7 @@ on_every_backend! {
             .await
             .unwrap();
         assert_eq!(modern.status(), 204);
-        let logs = crate::helpers::captured_log_text();
+        let logs = crate::support::captured_log_text();
         assert!(logs.contains("csp_violation"));
         assert!(!logs.contains("csp-secret-1"), "report URIs lose their query");
     }

@@ -5,14 +5,14 @@ use gatehouse::identity::passwords::{HashParams, PasswordHasher};
 use gatehouse::identity::{Email, users};
 use secrecy::SecretString;
 
-use crate::helpers::{run_cli, run_cli_with_stdin, spawn_app};
 use crate::on_every_backend;
+use crate::support::{add_user, run_cli, run_cli_with_stdin, spawn_app};
 
 /// Made with Werkzeug 3.1.8 for "correct horse battery staple".
 const WERKZEUG_PBKDF2: &str = "pbkdf2:sha256:1000$cVyKKW03zcFPpHTW$2e12890e79f16dcb0a2ad231388a3e48473030d94b2862f8ead28abb5e9cd406";
 const WERKZEUG_SCRYPT: &str = "scrypt:16384:8:1$7stWkE1i25j1m1Xz$51348a650e1feb3126b9fdfd2a18ae7a78df8ead686395059dea5155c3fd2062b75f01d902658e470337a6dbf084ac27cc1482f97e2956168b334a1477eb12a5";
 
-async fn stored_hash(app: &crate::helpers::TestApp, email: &str) -> Option<String> {
+async fn stored_hash(app: &crate::support::TestApp, email: &str) -> Option<String> {
     let user = users::find_by_email(&app.db, &Email::parse(email).unwrap())
         .await
         .unwrap()
@@ -94,8 +94,8 @@ on_every_backend! {
 }
 
 /// An app whose sign-in limits are off (these tests make many attempts from one address).
-async fn unlimited_app(backend: crate::helpers::Backend) -> crate::helpers::TestApp {
-    crate::helpers::spawn_app_with(
+async fn unlimited_app(backend: crate::support::Backend) -> crate::support::TestApp {
+    crate::support::spawn_app_with(
         backend,
         &[
             ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
@@ -105,17 +105,8 @@ async fn unlimited_app(backend: crate::helpers::Backend) -> crate::helpers::Test
     .await
 }
 
-fn add_with_password(app: &crate::helpers::TestApp, email: &str, password: &str) {
-    let out = run_cli_with_stdin(
-        &app.cli_env(),
-        &["user", "add", "--email", email, "--password-stdin"],
-        password,
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-}
-
 async fn password_sign_in(
-    v: &mut crate::visitor::Visitor<'_>,
+    v: &mut crate::support::visitor::Visitor<'_>,
     email: &str,
     password: &str,
 ) -> (u16, reqwest::header::HeaderMap, String) {
@@ -134,8 +125,8 @@ async fn password_sign_in(
 on_every_backend! {
     async fn a_user_signs_in_with_their_password(backend) {
         let app = unlimited_app(backend).await;
-        add_with_password(&app, "ada@example.com", "Vermilion-Otter-42");
-        let mut v = crate::visitor::Visitor::new(&app);
+        add_user(&app, "ada@example.com").password("Vermilion-Otter-42").await;
+        let mut v = crate::support::visitor::Visitor::new(&app);
         let (status, headers, _) = password_sign_in(&mut v, "ada@example.com", "Vermilion-Otter-42").await;
         assert_eq!(status, 303);
         assert_eq!(headers["location"], "/");
@@ -147,8 +138,8 @@ on_every_backend! {
 
     async fn a_wrong_password_and_an_unknown_address_get_the_same_answer(backend) {
         let app = unlimited_app(backend).await;
-        add_with_password(&app, "ada@example.com", "Vermilion-Otter-42");
-        let mut v = crate::visitor::Visitor::new(&app);
+        add_user(&app, "ada@example.com").password("Vermilion-Otter-42").await;
+        let mut v = crate::support::visitor::Visitor::new(&app);
         let (s1, _, wrong) = password_sign_in(&mut v, "ada@example.com", "Wrong-Password-1").await;
         let (s2, _, unknown) = password_sign_in(&mut v, "nobody@example.com", "Wrong-Password-1").await;
         assert_eq!((s1, s2), (401, 401));
@@ -170,15 +161,15 @@ on_every_backend! {
     async fn unknown_addresses_take_as_long_as_wrong_passwords(backend) {
         // First failures only (later ones are throttled before any hashing): seven accounts with
         // a wrong password against seven addresses without an account.
-        let app = crate::helpers::spawn_app_with(backend, &[
+        let app = crate::support::spawn_app_with(backend, &[
             ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
             ("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", "off"),
             ("GATEHOUSE_LOCKOUT_THRESHOLD", "1000"),
         ]).await;
         for i in 0..7 {
-            add_with_password(&app, &format!("ada{i}@example.com"), "Vermilion-Otter-42");
+            add_user(&app, &format!("ada{i}@example.com")).password("Vermilion-Otter-42").await;
         }
-        let mut v = crate::visitor::Visitor::new(&app);
+        let mut v = crate::support::visitor::Visitor::new(&app);
         let median = |samples: &mut Vec<std::time::Duration>| {
             samples.sort();
             samples[samples.len() / 2]
@@ -201,8 +192,8 @@ on_every_backend! {
 
     async fn after_a_failure_the_next_attempt_waits_for_known_and_unknown_addresses_alike(backend) {
         let app = unlimited_app(backend).await;
-        add_with_password(&app, "ada@example.com", "Vermilion-Otter-42");
-        let mut v = crate::visitor::Visitor::new(&app);
+        add_user(&app, "ada@example.com").password("Vermilion-Otter-42").await;
+        let mut v = crate::support::visitor::Visitor::new(&app);
         assert_eq!(password_sign_in(&mut v, "ada@example.com", "Wrong-Password-1").await.0, 401);
         let (status, headers, known) = password_sign_in(&mut v, "ada@example.com", "Vermilion-Otter-42").await;
         assert_eq!(status, 429, "even the right password waits");
@@ -214,13 +205,13 @@ on_every_backend! {
     }
 
     async fn reaching_the_threshold_locks_the_address_and_is_audited(backend) {
-        let app = crate::helpers::spawn_app_with(backend, &[
+        let app = crate::support::spawn_app_with(backend, &[
             ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
             ("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", "off"),
             ("GATEHOUSE_LOCKOUT_THRESHOLD", "1"),
         ]).await;
-        add_with_password(&app, "ada@example.com", "Vermilion-Otter-42");
-        let mut v = crate::visitor::Visitor::new(&app);
+        add_user(&app, "ada@example.com").password("Vermilion-Otter-42").await;
+        let mut v = crate::support::visitor::Visitor::new(&app);
         assert_eq!(password_sign_in(&mut v, "ada@example.com", "Wrong-Password-1").await.0, 401);
         let (status, headers, _) = password_sign_in(&mut v, "ada@example.com", "Vermilion-Otter-42").await;
         assert_eq!(status, 429);
@@ -241,7 +232,7 @@ on_every_backend! {
         let later = t0 + time::Duration::hours(1);
         assert_eq!(throttle::purge_quiet(&app.db, &config, later).await.unwrap(), 2, "both keys, quiet for an hour");
 
-        add_with_password(&app, "bo@example.com", "Vermilion-Otter-42");
+        add_user(&app, "bo@example.com").password("Vermilion-Otter-42").await;
         let bo = users::find_by_email(&app.db, &Email::parse("bo@example.com").unwrap()).await.unwrap().unwrap();
         let old = gatehouse::store::timestamp_text(t0 - time::Duration::days(3));
         match &app.db {
@@ -307,21 +298,21 @@ on_every_backend! {
         let file = dir.path().join("users.jsonl");
         std::fs::write(&file, format!("{{\"email\": \"ada@example.com\", \"role\": \"user\", \"password_hash\": \"{WERKZEUG_PBKDF2}\"}}\n")).unwrap();
         assert!(run_cli(&app.cli_env(), &["user", "import", file.to_str().unwrap()]).status.success());
-        let mut v = crate::visitor::Visitor::new(&app);
+        let mut v = crate::support::visitor::Visitor::new(&app);
         let (status, _, _) = password_sign_in(&mut v, "ada@example.com", "correct horse battery staple").await;
         assert_eq!(status, 303, "a Flask user keeps their password");
         let hash = stored_hash(&app, "ada@example.com").await.unwrap();
         assert!(hash.starts_with("$argon2id$"), "upgraded at sign-in: {hash}");
-        let mut w = crate::visitor::Visitor::new(&app);
+        let mut w = crate::support::visitor::Visitor::new(&app);
         let (status, _, _) = password_sign_in(&mut w, "ada@example.com", "correct horse battery staple").await;
         assert_eq!(status, 303, "and it still works after the upgrade");
     }
 
     async fn a_disabled_user_cannot_sign_in_with_a_password(backend) {
         let app = unlimited_app(backend).await;
-        add_with_password(&app, "ada@example.com", "Vermilion-Otter-42");
+        add_user(&app, "ada@example.com").password("Vermilion-Otter-42").await;
         assert!(run_cli(&app.cli_env(), &["user", "disable", "--email", "ada@example.com"]).status.success());
-        let mut v = crate::visitor::Visitor::new(&app);
+        let mut v = crate::support::visitor::Visitor::new(&app);
         let (status, _, _) = password_sign_in(&mut v, "ada@example.com", "Vermilion-Otter-42").await;
         assert_eq!(status, 401);
     }
@@ -329,18 +320,18 @@ on_every_backend! {
 
 on_every_backend! {
     async fn a_user_changes_their_password_and_their_other_sessions_end(backend) {
-        let sink = crate::smtp_sink::SmtpSink::start().await;
+        let sink = crate::support::smtp_sink::SmtpSink::start().await;
         let port = sink.port.to_string();
-        let app = crate::helpers::spawn_app_with(backend, &[
+        let app = crate::support::spawn_app_with(backend, &[
             ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
             ("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", "off"),
             ("SMTP_HOST", "127.0.0.1"),
             ("SMTP_PORT", port.as_str()),
             ("SMTP_TLS", "none"),
         ]).await;
-        add_with_password(&app, "ada@example.com", "Vermilion-Otter-42");
-        let mut here = crate::visitor::Visitor::new(&app);
-        let mut elsewhere = crate::visitor::Visitor::new(&app);
+        add_user(&app, "ada@example.com").password("Vermilion-Otter-42").await;
+        let mut here = crate::support::visitor::Visitor::new(&app);
+        let mut elsewhere = crate::support::visitor::Visitor::new(&app);
         assert_eq!(password_sign_in(&mut here, "ada@example.com", "Vermilion-Otter-42").await.0, 303);
         assert_eq!(password_sign_in(&mut elsewhere, "ada@example.com", "Vermilion-Otter-42").await.0, 303);
 
@@ -351,9 +342,9 @@ on_every_backend! {
 
         assert!(here.get("/").await.2.contains("ada@example.com"), "this session stays");
         assert!(!elsewhere.get("/").await.2.contains("ada@example.com"), "the other session ended");
-        let mut fresh = crate::visitor::Visitor::new(&app);
+        let mut fresh = crate::support::visitor::Visitor::new(&app);
         assert_eq!(password_sign_in(&mut fresh, "ada@example.com", "Cobalt-Heron-77!").await.0, 303);
-        let mut old = crate::visitor::Visitor::new(&app);
+        let mut old = crate::support::visitor::Visitor::new(&app);
         assert_eq!(password_sign_in(&mut old, "ada@example.com", "Vermilion-Otter-42").await.0, 401);
 
         let notice = sink.wait_for("ada@example.com").await;
@@ -365,8 +356,8 @@ on_every_backend! {
 
     async fn a_wrong_current_password_or_a_weak_new_one_changes_nothing(backend) {
         let app = unlimited_app(backend).await;
-        add_with_password(&app, "ada@example.com", "Vermilion-Otter-42");
-        let mut v = crate::visitor::Visitor::new(&app);
+        add_user(&app, "ada@example.com").password("Vermilion-Otter-42").await;
+        let mut v = crate::support::visitor::Visitor::new(&app);
         assert_eq!(password_sign_in(&mut v, "ada@example.com", "Vermilion-Otter-42").await.0, 303);
         let before = stored_hash(&app, "ada@example.com").await;
         let csrf = v.csrf_from("/account/password").await;
@@ -383,13 +374,13 @@ on_every_backend! {
 }
 
 async fn app_with_sink(
-    backend: crate::helpers::Backend,
+    backend: crate::support::Backend,
     extra: &[(&str, &str)],
-) -> (crate::helpers::TestApp, crate::smtp_sink::SmtpSink) {
-    crate::helpers::spawn_app_with_mail(backend, extra).await
+) -> (crate::support::TestApp, crate::support::smtp_sink::SmtpSink) {
+    crate::support::spawn_app_with_mail(backend, extra).await
 }
 
-async fn ask_for_reset(v: &mut crate::visitor::Visitor<'_>, email: &str) -> (u16, String) {
+async fn ask_for_reset(v: &mut crate::support::visitor::Visitor<'_>, email: &str) -> (u16, String) {
     let csrf = v.csrf_from("/password/forgot").await;
     let (status, _, page) = v
         .post(
@@ -400,18 +391,22 @@ async fn ask_for_reset(v: &mut crate::visitor::Visitor<'_>, email: &str) -> (u16
     (status, page)
 }
 
-fn reset_link(mail: &crate::smtp_sink::ReceivedMail) -> String {
+fn reset_link(mail: &crate::support::smtp_sink::ReceivedMail) -> String {
     let marker = "/password/reset?token=";
     let start = mail.data.find(marker).expect("a reset link");
     mail.data[start..start + marker.len() + 43].to_owned()
 }
 
-async fn choose(v: &mut crate::visitor::Visitor<'_>, link: &str, new: &str) -> (u16, String) {
+async fn choose(
+    v: &mut crate::support::visitor::Visitor<'_>,
+    link: &str,
+    new: &str,
+) -> (u16, String) {
     let (status, headers, page) = v.get(link).await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(headers["referrer-policy"], "same-origin");
-    let token = crate::visitor::field(&page, "token").unwrap();
-    let csrf = crate::visitor::field(&page, "csrf_token").unwrap();
+    let token = crate::support::visitor::field(&page, "token").unwrap();
+    let csrf = crate::support::visitor::field(&page, "csrf_token").unwrap();
     let (status, _, page) = v
         .post(
             "/password/reset",
@@ -429,15 +424,15 @@ async fn choose(v: &mut crate::visitor::Visitor<'_>, link: &str, new: &str) -> (
 on_every_backend! {
     async fn a_forgotten_password_is_reset_by_mail_and_the_lock_and_sessions_end(backend) {
         let (app, sink) = app_with_sink(backend, &[("GATEHOUSE_LOCKOUT_THRESHOLD", "1")]).await;
-        add_with_password(&app, "ada@example.com", "Vermilion-Otter-42");
-        let mut old_session = crate::visitor::Visitor::new(&app);
+        add_user(&app, "ada@example.com").password("Vermilion-Otter-42").await;
+        let mut old_session = crate::support::visitor::Visitor::new(&app);
         assert_eq!(password_sign_in(&mut old_session, "ada@example.com", "Vermilion-Otter-42").await.0, 303);
         // An attacker locks the address (threshold 1: locked for 15 minutes).
-        let mut attacker = crate::visitor::Visitor::new(&app);
+        let mut attacker = crate::support::visitor::Visitor::new(&app);
         password_sign_in(&mut attacker, "ada@example.com", "Guess-Number-1").await;
         assert_eq!(password_sign_in(&mut attacker, "ada@example.com", "Vermilion-Otter-42").await.0, 429);
 
-        let mut v = crate::visitor::Visitor::new(&app);
+        let mut v = crate::support::visitor::Visitor::new(&app);
         let (status, page) = ask_for_reset(&mut v, "ada@example.com").await;
         assert_eq!(status, 200);
         assert!(page.contains("a reset link is on its way"), "{page}");
@@ -447,9 +442,9 @@ on_every_backend! {
         assert!(page.contains("Your password is reset"), "{page}");
 
         assert!(!old_session.get("/").await.2.contains("ada@example.com"), "every session ended");
-        let mut fresh = crate::visitor::Visitor::new(&app);
+        let mut fresh = crate::support::visitor::Visitor::new(&app);
         assert_eq!(password_sign_in(&mut fresh, "ada@example.com", "Cobalt-Heron-77!").await.0, 303, "the reset cleared the lock");
-        let (status, _) = choose(&mut crate::visitor::Visitor::new(&app), &link, "Another-Heron-88!").await;
+        let (status, _) = choose(&mut crate::support::visitor::Visitor::new(&app), &link, "Another-Heron-88!").await;
         assert_eq!(status, 400, "a reset link works once");
         let actions: Vec<String> = gatehouse::audit::records_after(&app.db, 0, 100).await.unwrap().into_iter().map(|r| r.action).collect();
         assert!(actions.contains(&"user.password_reset".to_owned()), "{actions:?}");
@@ -457,8 +452,8 @@ on_every_backend! {
 
     async fn unknown_addresses_get_the_same_reset_answer_and_no_mail(backend) {
         let (app, sink) = app_with_sink(backend, &[]).await;
-        add_with_password(&app, "ada@example.com", "Vermilion-Otter-42");
-        let mut v = crate::visitor::Visitor::new(&app);
+        add_user(&app, "ada@example.com").password("Vermilion-Otter-42").await;
+        let mut v = crate::support::visitor::Visitor::new(&app);
         let (s1, unknown) = ask_for_reset(&mut v, "nobody@example.com").await;
         let (s2, known) = ask_for_reset(&mut v, "ada@example.com").await;
         assert_eq!(s1, s2);
@@ -471,8 +466,8 @@ on_every_backend! {
 
     async fn a_weak_new_password_does_not_use_up_the_reset_link(backend) {
         let (app, sink) = app_with_sink(backend, &[]).await;
-        add_with_password(&app, "ada@example.com", "Vermilion-Otter-42");
-        let mut v = crate::visitor::Visitor::new(&app);
+        add_user(&app, "ada@example.com").password("Vermilion-Otter-42").await;
+        let mut v = crate::support::visitor::Visitor::new(&app);
         ask_for_reset(&mut v, "ada@example.com").await;
         let link = reset_link(&sink.wait_for("ada@example.com").await);
         let (status, page) = choose(&mut v, &link, "password").await;

@@ -1,9 +1,9 @@
 //! The client IP behind proxies: forwarding headers are believed only from trusted proxies.
 
-use crate::helpers::{request_log, spawn_app_with};
-use crate::on_every_backend;
+use crate::backend_agnostic;
+use crate::support::{request_log, spawn_app_with};
 
-async fn logged_client_ip(app: &crate::helpers::TestApp, xff: &str) -> String {
+async fn logged_client_ip(app: &crate::support::TestApp, xff: &str) -> String {
     let res = app
         .request(reqwest::Method::GET, "/healthz")
         .header("x-forwarded-for", xff)
@@ -17,7 +17,7 @@ async fn logged_client_ip(app: &crate::helpers::TestApp, xff: &str) -> String {
         .to_owned()
 }
 
-on_every_backend! {
+backend_agnostic! {
     async fn a_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored(backend) {
         // The test client connects from 127.0.0.1, which is not in the trusted list.
         let app = spawn_app_with(backend, &[("GATEHOUSE_TRUSTED_PROXIES", "10.0.0.0/8")]).await;

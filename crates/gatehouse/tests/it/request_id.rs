@@ -1,9 +1,9 @@
 //! Request IDs: generated, propagated when well formed, replaced when not.
 
-use crate::helpers::spawn_app;
-use crate::on_every_backend;
+use crate::backend_agnostic;
+use crate::support::spawn_app;
 
-on_every_backend! {
+backend_agnostic! {
     async fn a_request_id_is_generated_when_none_is_sent(backend) {
         let app = spawn_app(backend).await;
         let a = app.get("/healthz").await.headers()["x-request-id"].to_str().unwrap().to_owned();
@@ -21,7 +21,7 @@ on_every_backend! {
             .await
             .unwrap();
         assert_eq!(res.headers()["x-request-id"], "lb-7f3a:2026.11_23-abc");
-        let line = crate::helpers::request_log("lb-7f3a:2026.11_23-abc");
+        let line = crate::support::request_log("lb-7f3a:2026.11_23-abc");
         assert_eq!(line["status"], 200);
     }
 

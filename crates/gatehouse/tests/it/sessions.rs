@@ -4,16 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse::audit::AuditContext;
 use gatehouse::clock::ManualClock;
 use gatehouse::identity::sessions::{
     RedisSessions, SessionConfig, SessionMeta, SessionStore, Sessions,
 };
-use gatehouse::identity::users::{self, NewUser};
-use gatehouse::identity::{DisplayName, Email, Role};
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestApp, redis_url, spawn_app};
+use crate::support::{Backend, TestApp, add_user, redis_url, spawn_app};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -30,21 +27,6 @@ pub(crate) struct Fixture {
     pub(crate) alice: Uuid,
     pub(crate) bob: Uuid,
     _app: TestApp,
-}
-
-async fn user(app: &TestApp, email: &str) -> Uuid {
-    users::create(
-        &app.db,
-        NewUser {
-            email: Email::parse(email).unwrap(),
-            display_name: DisplayName::default(),
-            role: Role::User,
-        },
-        &AuditContext::cli(),
-    )
-    .await
-    .unwrap()
-    .id
 }
 
 /// Sessions on `store` with `config`, and two users; `None` (with a printed reason) when the
@@ -68,8 +50,8 @@ pub(crate) async fn fixture(store: Store, test: &str, config: SessionConfig) -> 
         }
     };
     let clock = ManualClock::new();
-    let alice = user(&app, "alice@example.com").await;
-    let bob = user(&app, "bob@example.com").await;
+    let alice = add_user(&app, "alice@example.com").await.id;
+    let bob = add_user(&app, "bob@example.com").await.id;
     Some(Fixture {
         sessions: Sessions::new(session_store, config, Arc::new(clock.clone())),
         clock,

@@ -3,10 +3,10 @@
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::helpers::spawn_app;
-use crate::on_every_backend;
+use crate::backend_agnostic;
+use crate::support::spawn_app;
 
-on_every_backend! {
+backend_agnostic! {
     async fn shutdown_lets_an_in_flight_request_finish(backend) {
         let mut app = spawn_app(backend).await;
         let body = r#"{"csp-report":{"document-uri":"https://gate.example/","violated-directive":"img-src"}}"#;

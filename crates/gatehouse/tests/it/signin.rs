@@ -2,31 +2,17 @@
 //! with mail read from the local SMTP sink.
 
 use gatehouse::audit::{self, AuditContext};
-use gatehouse::identity::users::{self, NewUser};
-use gatehouse::identity::{DisplayName, Email, Role};
+use gatehouse::identity::Email;
+use gatehouse::identity::users;
 
-use crate::helpers::{Backend, TestApp, spawn_app_with};
 use crate::on_every_backend;
-use crate::smtp_sink::{ReceivedMail, SmtpSink};
-use crate::visitor::{Visitor, field};
+use crate::support::smtp_sink::{ReceivedMail, SmtpSink};
+use crate::support::visitor::{Visitor, field};
+use crate::support::{Backend, TestApp, add_user, spawn_app_with};
 
 /// The sign-in limits are off unless a test sets them (`extra` comes last and wins).
 async fn app_with_mail(backend: Backend, extra: &[(&str, &str)]) -> (TestApp, SmtpSink) {
-    crate::helpers::spawn_app_with_mail(backend, extra).await
-}
-
-async fn add_user(app: &TestApp, email: &str) {
-    users::create(
-        &app.db,
-        NewUser {
-            email: Email::parse(email).unwrap(),
-            display_name: DisplayName::default(),
-            role: Role::User,
-        },
-        &AuditContext::cli(),
-    )
-    .await
-    .unwrap();
+    crate::support::spawn_app_with_mail(backend, extra).await
 }
 
 /// The link's path and query, and the one-time code, from a sign-in mail.
@@ -275,7 +261,7 @@ on_every_backend! {
         let (link, _) = link_and_code(&sink.wait_for("ada@example.com").await);
         confirm(&mut v, &link).await;
         assert!(v.get("/").await.2.contains("ada@example.com"));
-        let out = crate::helpers::run_cli(
+        let out = crate::support::run_cli(
             &app.cli_env(),
             &["user", "set-role", "--email", "ada@example.com", "--role", "manager"],
         );
@@ -340,7 +326,7 @@ on_every_backend! {
 
     async fn dead_sign_in_links_are_purged_after_a_day(backend) {
         let app = spawn_app_with(backend, &[]).await;
-        let keys = gatehouse::keys::Keys::derive(&secrecy::SecretString::from(crate::helpers::GOOD_KEY));
+        let keys = gatehouse::keys::Keys::derive(&secrecy::SecretString::from(crate::support::GOOD_KEY));
         let email = Email::parse("ada@example.com").unwrap();
         let now = gatehouse::store::now();
         let old = gatehouse::identity::magic_links::issue(&app.db, &keys, now - time::Duration::days(2), &email, None).await.unwrap();
@@ -438,7 +424,7 @@ on_every_backend! {
 #[tokio::test]
 async fn sign_in_works_with_sessions_and_rate_limits_in_redis() {
     let Some(redis) =
-        crate::helpers::redis_url("signin::sign_in_works_with_sessions_and_rate_limits_in_redis")
+        crate::support::redis_url("signin::sign_in_works_with_sessions_and_rate_limits_in_redis")
     else {
         return;
     };
@@ -475,7 +461,7 @@ async fn sign_in_works_with_sessions_and_rate_limits_in_redis() {
 
 #[tokio::test]
 async fn two_instances_sharing_one_redis_share_one_sign_in_budget() {
-    let Some(redis) = crate::helpers::redis_url(
+    let Some(redis) = crate::support::redis_url(
         "signin::two_instances_sharing_one_redis_share_one_sign_in_budget",
     ) else {
         return;

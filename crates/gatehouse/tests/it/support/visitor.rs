@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::helpers::TestApp;
+use crate::support::TestApp;
 
 /// One visitor of a test app, with its own cookies.
 pub(crate) struct Visitor<'a> {
