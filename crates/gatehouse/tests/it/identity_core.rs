@@ -3,20 +3,22 @@
 
 use std::time::Duration;
 
-use gatehouse::clock::Clock as _;
-use gatehouse::keys::Keys;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::helpers::{GOOD_KEY, TestApp, run_cli, run_cli_with_stdin, spawn_app_with};
 use crate::on_every_backend;
-use crate::visitor::Visitor;
+use crate::support::visitor::Visitor;
+use crate::support::{Backend, TestApp, add_user, run_cli, spawn_app_with, totp_code};
 
 const EMAIL: &str = "root@example.com";
 const PASSWORD: &str = "Vermilion-Otter-42";
 
-/// An app whose admins must have MFA, with one admin (password, no MFA yet).
-async fn app(backend: crate::helpers::Backend, extra: &[(&str, &str)]) -> TestApp {
+/// An app whose admins must have MFA, with one admin (a password, MFA as `with_mfa` says):
+/// the app and, with MFA, the TOTP setup key.
+async fn app(
+    backend: Backend,
+    extra: &[(&str, &str)],
+    with_mfa: bool,
+) -> (TestApp, Option<String>) {
     let mut settings = vec![
         ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
         ("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", "off"),
@@ -24,25 +26,13 @@ async fn app(backend: crate::helpers::Backend, extra: &[(&str, &str)]) -> TestAp
     ];
     settings.extend_from_slice(extra);
     let app = spawn_app_with(backend, &settings).await;
-    let out = run_cli_with_stdin(
-        &app.cli_env(),
-        &[
-            "user",
-            "add",
-            "--email",
-            EMAIL,
-            "--role",
-            "admin",
-            "--password-stdin",
-        ],
-        PASSWORD,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    app
+    let admin = add_user(&app, EMAIL).role("admin").password(PASSWORD);
+    let admin = if with_mfa {
+        admin.mfa().await
+    } else {
+        admin.await
+    };
+    (app, admin.setup_key)
 }
 
 async fn grant(app: &TestApp, body: Value) -> (u16, Value) {
@@ -71,52 +61,9 @@ async fn get_with(app: &TestApp, path: &str, header: (&str, &str)) -> (u16, Valu
     )
 }
 
-/// Turns MFA on for `EMAIL` directly; returns a TOTP code maker on the app's clock.
-async fn enrol(app: &TestApp) -> impl Fn(&TestApp) -> String + use<> {
-    let user = gatehouse::identity::users::find_by_email(
-        &app.db,
-        &gatehouse::identity::Email::parse(EMAIL).unwrap(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let keys = Keys::derive(&SecretString::from(GOOD_KEY));
-    let enrolment = gatehouse::identity::mfa::begin(&app.db, &keys, user.id, EMAIL)
-        .await
-        .unwrap()
-        .unwrap();
-    let secret = totp_rs::Secret::Encoded(enrolment.setup_key.replace(' ', ""))
-        .to_bytes()
-        .unwrap();
-    let totp = totp_rs::TOTP::new_unchecked(
-        totp_rs::Algorithm::SHA1,
-        6,
-        1,
-        30,
-        secret,
-        None,
-        String::new(),
-    );
-    let code = move |app: &TestApp| {
-        totp.generate(u64::try_from(app.clock.now().unix_timestamp()).unwrap())
-    };
-    gatehouse::identity::mfa::confirm(
-        &app.db,
-        &keys,
-        user.id,
-        &code(app),
-        app.clock.now(),
-        &gatehouse::audit::AuditContext::cli(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    code
-}
-
 on_every_backend! {
     async fn a_role_that_requires_mfa_gets_no_api_token_without_it(backend) {
-        let app = app(backend, &[]).await;
+        let (app, _) = app(backend, &[], false).await;
         let (status, body) = grant(&app, json!({"grant_type": "password", "email": EMAIL, "password": PASSWORD})).await;
         assert_eq!(status, 403, "{body}");
         assert_eq!(body["error"], "mfa_enrolment_required", "{body}");
@@ -124,10 +71,10 @@ on_every_backend! {
     }
 
     async fn after_an_mfa_reset_no_token_or_key_of_an_admin_reaches_the_api(backend) {
-        let app = app(backend, &[]).await;
-        let code = enrol(&app).await;
+        let (app, setup_key) = app(backend, &[], true).await;
         app.clock.advance(Duration::from_secs(30));
-        let (status, body) = grant(&app, json!({"grant_type": "password", "email": EMAIL, "password": PASSWORD, "otp": code(&app)})).await;
+        let otp = totp_code(&app, &setup_key.unwrap(), 0);
+        let (status, body) = grant(&app, json!({"grant_type": "password", "email": EMAIL, "password": PASSWORD, "otp": otp})).await;
         assert_eq!(status, 200, "{body}");
         let access = body["access_token"].as_str().unwrap().to_owned();
         let made = app
@@ -156,8 +103,7 @@ on_every_backend! {
     }
 
     async fn a_right_password_does_not_reset_the_count_of_wrong_codes(backend) {
-        let app = app(backend, &[("GATEHOUSE_LOCKOUT_THRESHOLD", "3")]).await;
-        let _code = enrol(&app).await;
+        let (app, _) = app(backend, &[("GATEHOUSE_LOCKOUT_THRESHOLD", "3")], true).await;
         let mut v = Visitor::new(&app);
         for round in 0..3 {
             app.clock.advance(Duration::from_secs(60));
@@ -178,7 +124,7 @@ on_every_backend! {
     }
 
     async fn an_ipv6_client_cannot_escape_the_throttle_by_changing_its_low_bits(backend) {
-        let app = app(backend, &[("GATEHOUSE_TRUSTED_PROXIES", "127.0.0.1/32"), ("GATEHOUSE_LOCKOUT_THRESHOLD", "2")]).await;
+        let (app, _) = app(backend, &[("GATEHOUSE_TRUSTED_PROXIES", "127.0.0.1/32"), ("GATEHOUSE_LOCKOUT_THRESHOLD", "2")], false).await;
         let mut statuses = Vec::new();
         for i in 1..=4 {
             let mut v = Visitor::new(&app);
@@ -199,7 +145,7 @@ on_every_backend! {
     }
 
     async fn a_non_ascii_cookie_from_a_neighbour_does_not_sign_the_user_out(backend) {
-        let app = app(backend, &[("GATEHOUSE_MFA_REQUIRED_ROLES", "")]).await;
+        let (app, _) = app(backend, &[("GATEHOUSE_MFA_REQUIRED_ROLES", "")], false).await;
         let mut v = Visitor::new(&app);
         let csrf = v.csrf_from("/login").await;
         let (status, _, _) = v.post("/login/password", &[("csrf_token", &csrf), ("email", EMAIL), ("password", PASSWORD)]).await;
@@ -218,7 +164,7 @@ on_every_backend! {
     }
 
     async fn concurrent_key_requests_cannot_pass_the_per_user_cap(backend) {
-        let app = app(backend, &[("GATEHOUSE_MFA_REQUIRED_ROLES", ""), ("GATEHOUSE_API_RATE_LIMIT", "off")]).await;
+        let (app, _) = app(backend, &[("GATEHOUSE_MFA_REQUIRED_ROLES", ""), ("GATEHOUSE_API_RATE_LIMIT", "off")], false).await;
         let (status, body) = grant(&app, json!({"grant_type": "password", "email": EMAIL, "password": PASSWORD})).await;
         assert_eq!(status, 200, "{body}");
         let access = body["access_token"].as_str().unwrap().to_owned();
