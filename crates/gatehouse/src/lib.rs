@@ -17,10 +17,12 @@ pub mod items;
 pub mod keys;
 pub mod mail;
 pub mod ops;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod web;
 
-pub use app::{AppState, Application};
+pub use app::Application;
 pub use config::Settings;
 pub use error::Error;
+pub use state::AppState;

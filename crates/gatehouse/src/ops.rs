@@ -20,7 +20,7 @@ use http::StatusCode;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use serde_json::json;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::telemetry::Metrics;
 
 /// How long one readiness check may take.

@@ -23,10 +23,10 @@ use uuid::Uuid;
 use super::api::{ApiUser, json_no_store};
 use crate::Error;
 use crate::access::{self, Action};
-use crate::app::AppState;
 use crate::audit::AuditContext;
 use crate::error::FieldError;
 use crate::identity::{Role, User, UserStatus, users};
+use crate::state::AppState;
 
 /// The admin routes, with their OpenAPI descriptions.
 pub fn routes() -> OpenApiRouter<AppState> {

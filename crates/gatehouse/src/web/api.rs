@@ -38,10 +38,10 @@ use uuid::Uuid;
 use super::auth::throttled;
 use super::session::{AuthRefused, MFA_ENROLMENT_REQUIRED};
 use crate::Error;
-use crate::app::AppState;
 use crate::identity::User;
 use crate::identity::authentication::{Principal, Via};
 use crate::identity::signin::{Channel, IssuedTokens, Origin, Outcome};
+use crate::state::AppState;
 
 /// The API access routes, with their OpenAPI descriptions.
 pub fn routes() -> OpenApiRouter<AppState> {

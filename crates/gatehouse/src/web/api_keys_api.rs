@@ -24,10 +24,10 @@ use uuid::Uuid;
 use super::api::{ApiUser, json_no_store as no_store, json_object};
 use crate::Error;
 use crate::access::{self, Action};
-use crate::app::AppState;
 use crate::audit::AuditContext;
 use crate::error::FieldError;
 use crate::identity::api_keys;
+use crate::state::AppState;
 
 /// The API-key routes, with their OpenAPI descriptions.
 pub fn routes() -> OpenApiRouter<AppState> {

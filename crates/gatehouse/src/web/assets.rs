@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use sha2::{Digest as _, Sha256};
 
 use crate::Error;
-use crate::app::AppState;
+use crate::state::AppState;
 
 const FILES: &[(&str, &str, &[u8])] = &[
     (

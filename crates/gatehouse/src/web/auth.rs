@@ -28,10 +28,10 @@ use serde::Deserialize;
 
 use super::session::{CurrentUser, clear_cookie, set_cookie, set_pending_cookie};
 use crate::Error;
-use crate::app::AppState;
 use crate::identity::accounts::PasswordChange;
 use crate::identity::magic_links::{self, safe_next};
 use crate::identity::signin::{LinkRequest, Origin, Outcome};
+use crate::state::AppState;
 use crate::store::timestamp_text;
 
 /// The sign-in and account routes.

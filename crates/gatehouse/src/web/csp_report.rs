@@ -17,7 +17,7 @@ use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
 use crate::Error;
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Largest report body read.
 const MAX_REPORT_BYTES: usize = 16 * 1024;

@@ -20,10 +20,10 @@ use uuid::Uuid;
 
 use super::api::{ApiUser, json_no_store};
 use crate::Error;
-use crate::app::AppState;
 use crate::audit::AuditContext;
 use crate::error::FieldError;
 use crate::items::{self, Changes, Item};
+use crate::state::AppState;
 
 /// The items routes, with their OpenAPI descriptions.
 pub fn routes() -> OpenApiRouter<AppState> {

@@ -16,9 +16,9 @@ use uuid::Uuid;
 
 use super::session::CurrentUser;
 use crate::Error;
-use crate::app::AppState;
 use crate::audit::AuditContext;
 use crate::items::{self, Changes, Item};
+use crate::state::AppState;
 use crate::store::timestamp_text;
 
 /// The items pages (under the CSRF layer).

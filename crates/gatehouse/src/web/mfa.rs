@@ -24,11 +24,11 @@ use serde::Deserialize;
 use super::auth::{render_sign_in, with_status};
 use super::session::{CurrentUser, clear_pending_cookie, pending_sign_in};
 use crate::Error;
-use crate::app::AppState;
 use crate::identity::enrolment::MfaRefusal;
 use crate::identity::mfa::{self, Enrolment};
 use crate::identity::signin::Origin;
 use crate::identity::users;
+use crate::state::AppState;
 
 /// The MFA routes.
 pub fn router() -> Router<AppState> {

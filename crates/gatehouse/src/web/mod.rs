@@ -23,7 +23,7 @@ use axum::routing::{get, post};
 use gatehouse_security::CspNonce;
 
 use crate::Error;
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The page routes of this module.
 pub fn router() -> Router<AppState> {

@@ -30,7 +30,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The media type of every error answer.
 pub const PROBLEM_JSON: &str = "application/problem+json";

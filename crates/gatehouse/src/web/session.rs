@@ -38,11 +38,11 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
 use tower::{Layer, Service};
 
-use crate::app::AppState;
 use crate::identity::authentication::{Credential, Principal, Refused, Via};
 use crate::identity::mfa::{PENDING_LIFETIME, PendingSignIn};
 use crate::identity::sessions::{Session, SessionToken};
 use crate::identity::{Identity, User};
+use crate::state::AppState;
 
 /// The signed-in user of this request and their session.
 #[derive(Clone, Debug)]

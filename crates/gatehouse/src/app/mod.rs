@@ -10,20 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit};
-use gatehouse_security::body_limit::BodyLimitLayer;
-use gatehouse_security::rate_limit::{ExtensionKey, FailurePolicy, KeySource, Quota, Rule};
-use gatehouse_security::{
-    CatchPanicLayer, ClientIpLayer, CsrfConfig, CsrfLayer, Limiter, MemoryStore, RateLimitLayer,
-    RedisStore, RejectTraceLayer, RequestIdLayer, SecurityHeadersConfig, SecurityHeadersLayer,
-    sensitive,
-};
-use http::StatusCode;
+use gatehouse_security::{Limiter, MemoryStore, RedisStore};
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio::net::TcpListener;
-use tower::ServiceBuilder;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::audit::AuditContext;
 use crate::clock::{Clock, SystemClock};
@@ -34,64 +23,23 @@ use crate::identity::tokens::KeyRing;
 use crate::identity::{Email, users};
 use crate::keys::Keys;
 use crate::mail::Mailer;
+use crate::ops;
+use crate::state::{AppState, AppStateInner};
 use crate::store::Db;
-use crate::telemetry::{Metrics, ObserveLayer};
+use crate::telemetry::Metrics;
 use crate::web::assets::Assets;
-use crate::web::errors::ErrorPagesLayer;
-use crate::web::session::{CurrentUser, SessionLayer};
 use crate::web::templates::Templates;
-use crate::{ops, web};
+
+mod housekeeping;
+mod router;
+mod serve;
+
+use housekeeping::housekeeping;
+pub use router::router;
+use serve::{serve_http, until_stopped};
 
 /// Most distinct keys the in-memory rate limiter tracks (a few MiB at most).
 const RATE_LIMIT_MEMORY_KEYS: usize = 100_000;
-
-/// What every handler can reach. One reference count to clone: axum clones the state for every
-/// extraction and the service stack for every request.
-#[derive(Clone, Debug)]
-pub struct AppState(Arc<AppStateInner>);
-
-impl std::ops::Deref for AppState {
-    type Target = AppStateInner;
-
-    fn deref(&self) -> &AppStateInner {
-        &self.0
-    }
-}
-
-/// The fields of [`AppState`].
-#[derive(Debug)]
-pub struct AppStateInner {
-    /// The configuration.
-    pub settings: Arc<Settings>,
-    /// The database.
-    pub db: Db,
-    /// Redis, when configured (behind an `Arc`: cloning a client copies its connection info).
-    pub redis: Option<Arc<redis::Client>>,
-    /// Parsed templates.
-    pub templates: Arc<Templates>,
-    /// Embedded static files.
-    pub assets: Arc<Assets>,
-    /// Prometheus metrics.
-    pub metrics: Arc<Metrics>,
-    /// Keys derived from the secret key.
-    pub keys: Arc<Keys>,
-    /// API token signing keys.
-    pub tokens: Arc<crate::identity::tokens::KeyRing>,
-    /// Access tokens checked in the last few seconds.
-    pub access_cache: Arc<crate::identity::tokens::AccessCache>,
-    /// Outgoing mail.
-    pub mailer: Mailer,
-    /// Sessions (database or Redis).
-    pub sessions: Sessions,
-    /// Rate limits (memory or Redis), for rules only a handler can key (an email address).
-    pub limiter: Limiter,
-    /// The time source.
-    pub clock: Arc<dyn Clock>,
-    /// Password hashing, one permit per core.
-    pub passwords: PasswordHasher,
-    /// The identity services: every sign-in, credential and account change goes through them.
-    pub identity: crate::identity::Identity,
-}
 
 /// A built application, bound and ready to serve.
 #[derive(Debug)]
@@ -310,71 +258,6 @@ impl Application {
     }
 }
 
-/// How often expired sessions and sign-in links are deleted.
-const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// Deletes expired sessions (database store; Redis expires its own), dead sign-in links and reset
-/// tokens, quiet sign-in failure counts and dead API sign-ins, every [`HOUSEKEEPING_INTERVAL`]
-/// (the first time one interval after start: instances restarting in a loop do not each sweep
-/// the tables), until `stop`. With several instances each does it; the deletes are idempotent.
-async fn housekeeping(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval_at(
-        tokio::time::Instant::now() + HOUSEKEEPING_INTERVAL,
-        HOUSEKEEPING_INTERVAL,
-    );
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = until_stopped(&mut stop) => return,
-        }
-        match state.sessions.purge_expired().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                event = "sessions_purged",
-                count = n,
-                "expired sessions deleted"
-            ),
-            Err(e) => {
-                tracing::warn!(event = "housekeeping_failed", error = %e, "cannot purge sessions")
-            }
-        }
-        let now = state.clock.now();
-        let purges = [
-            (
-                "magic_links",
-                crate::identity::magic_links::purge_expired(&state.db, now).await,
-            ),
-            (
-                "password_resets",
-                crate::identity::password_reset::purge_expired(&state.db, now).await,
-            ),
-            (
-                "sign_in_failures",
-                crate::identity::throttle::purge_quiet(&state.db, &state.settings.throttle, now)
-                    .await,
-            ),
-            (
-                "token_families",
-                crate::identity::tokens::purge(&state.db, now).await,
-            ),
-        ];
-        for (table, result) in purges {
-            match result {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(
-                    event = "housekeeping_purged",
-                    table,
-                    count = n,
-                    "dead rows deleted"
-                ),
-                Err(e) => {
-                    tracing::warn!(event = "housekeeping_failed", table, error = %e, "cannot purge")
-                }
-            }
-        }
-    }
-}
-
 /// The identity services for a command-line run: the same rules as the server's, over the
 /// configured database, session store and mail transport. Signing keys are not loaded (no
 /// command signs tokens through them).
@@ -432,63 +315,6 @@ pub fn sessions_for(
     )
 }
 
-/// The per-IP rules: every request, and sign-in attempts.
-fn rate_limit_layer(state: &AppState) -> anyhow::Result<RateLimitLayer> {
-    let settings = &state.settings;
-    let policy = |deny: bool| {
-        if deny {
-            FailurePolicy::Deny
-        } else {
-            FailurePolicy::Allow
-        }
-    };
-    let mut rules = Vec::new();
-    if let Some(rate) = settings.rate_limit {
-        rules.push(Rule::new(
-            "global",
-            Quota::new(rate.limit, rate.period)?,
-            KeySource::ClientIp,
-            policy(settings.rate_limit_deny_on_store_error),
-        )?);
-    }
-    if let Some(rate) = settings.signin_rate_limit {
-        rules.push(
-            Rule::new(
-                "signin",
-                Quota::new(rate.limit, rate.period)?,
-                KeySource::ClientIp,
-                policy(settings.signin_rate_limit_deny_on_store_error),
-            )?
-            .path_prefix("/login")
-            .path_prefix("/password")
-            .path_prefix("/api/v1/auth/token")
-            .methods([http::Method::POST]),
-        );
-    }
-    Ok(RateLimitLayer::new(state.limiter.clone(), rules)?.exempt(["/healthz", "/readyz"]))
-}
-
-/// The per-account rule: a signed-in account's requests from any address.
-fn account_rate_limit_layer(state: &AppState) -> anyhow::Result<RateLimitLayer> {
-    let settings = &state.settings;
-    let mut rules = Vec::new();
-    if let Some(rate) = settings.account_rate_limit {
-        rules.push(Rule::new(
-            "account",
-            Quota::new(rate.limit, rate.period)?,
-            KeySource::Extension(ExtensionKey::new(|ext| {
-                ext.get::<CurrentUser>().map(|c| c.user.id.to_string())
-            })),
-            if settings.rate_limit_deny_on_store_error {
-                FailurePolicy::Deny
-            } else {
-                FailurePolicy::Allow
-            },
-        )?);
-    }
-    Ok(RateLimitLayer::new(state.limiter.clone(), rules)?)
-}
-
 /// Connects to the configured database and applies pending migrations.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
     let db = Db::connect(
@@ -499,147 +325,6 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
     .context("cannot connect to the database named by GATEHOUSE_DATABASE_URL")?;
     db.migrate().await.context("cannot migrate the database")?;
     Ok(db)
-}
-
-/// Every route, wrapped in the request pipeline.
-///
-/// The stack, outermost first (DESIGN.md §2, with the reasons for each place):
-/// 1. sensitive headers: `Authorization`, `Cookie`, `Set-Cookie` are marked before anything can
-///    log them;
-/// 2. request ID, then 3. client IP: both cannot panic, so running them first lets every
-///    response, a panic's 500 included, carry the request ID, and lets the span name the client;
-/// 4. the request span, log line and metrics: it sees the final status of everything below;
-/// 5. security headers with the CSP nonce: on every response, error pages included;
-/// 6. error rendering: problem+json or an HTML page, with the request ID;
-/// 7. panic catcher: a panic below becomes a bare 500 that 6 renders;
-/// 8. TRACE refused;
-/// 9. timeout, then 10. body-size limit (413 on a too-large `Content-Length` before reading);
-/// 11. CORS: preflights answered here, before any route runs;
-/// 12. rate limits per client IP (`/healthz` and `/readyz` exempt);
-/// 13. authentication: the request's one credential (on the API a bearer token or API key, else
-///     the session cookie) → its principal, and for a session `CurrentUser` and its CSRF secret;
-/// 14. rate limits per signed-in account (inside the session layer, which names the account);
-/// 15. CSRF: on the form routes, and on the API for cookie-authenticated requests;
-/// 16. the routes.
-pub fn router(state: AppState) -> anyhow::Result<Router> {
-    let settings = &state.settings;
-    let cors = settings
-        .cors_policy()
-        .context("GATEHOUSE_CORS_ORIGINS is not a valid origin list")?;
-    let stack = ServiceBuilder::new()
-        .layer(sensitive::sensitive_headers_layer())
-        .layer(RequestIdLayer::new())
-        .layer(ClientIpLayer::new(settings.trusted_proxies.clone()))
-        .layer(ObserveLayer::new(state.metrics.clone()))
-        .layer(SecurityHeadersLayer::new(SecurityHeadersConfig {
-            hsts: settings.is_production(),
-            csp_report_uri: Some("/csp-report".into()),
-        }))
-        .layer(ErrorPagesLayer::new(state.templates.clone()))
-        .layer(CatchPanicLayer::new())
-        .layer(RejectTraceLayer::new())
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            settings.request_timeout,
-        ))
-        .layer(BodyLimitLayer::new(settings.body_limit))
-        // No allowlist, no CORS headers at all: browsers then refuse every cross-origin read.
-        .option_layer((!cors.origins().is_empty()).then(|| cors.layer()))
-        .layer(rate_limit_layer(&state)?)
-        .layer(SessionLayer::new(state.clone()))
-        .layer(account_rate_limit_layer(&state)?);
-    // CSRF guards the forms (sign-in, account); `/` needs no token for anonymous visitors and
-    // `/csp-report` is posted by browsers without one.
-    let mut csrf_origins = vec![settings.public_url.origin().ascii_serialization()];
-    csrf_origins.extend(cors.origins().iter().filter(|o| *o != "*").cloned());
-    let csrf = CsrfLayer::try_new(CsrfConfig {
-        allowed_origins: csrf_origins,
-        secure_cookie: settings.is_production(),
-        form_body_limit: 64 * 1024,
-    })
-    .context("GATEHOUSE_PUBLIC_URL / GATEHOUSE_CORS_ORIGINS give an invalid CSRF origin")?;
-    Ok(Router::new()
-        .merge(ops::router())
-        .merge(web::router())
-        // The JSON API: cookie-authenticated requests are checked as forms are (the token in
-        // `X-CSRF-Token`); bearer and API-key requests carry their own credential.
-        .merge(web::openapi::router().layer(csrf.clone().session_only()))
-        .merge(
-            web::auth::router()
-                .merge(web::mfa::router())
-                .merge(web::api_keys_api::pages())
-                .merge(web::items_pages::router())
-                .layer(csrf),
-        )
-        .fallback(web::not_found)
-        .layer(stack)
-        .layer(DefaultBodyLimit::max(settings.body_limit))
-        .with_state(state))
-}
-
-/// Serves HTTP/1.1 on `listener` until `stop` turns true, then lets open requests finish.
-///
-/// hyper directly rather than `axum::serve`, for one setting axum does not expose: the
-/// header-read timeout (`GATEHOUSE_HEADER_TIMEOUT`). Without it a client that sends its request
-/// headers a byte at a time (slowloris) holds a connection and a task forever, because the
-/// request timeout only starts once the headers are complete.
-async fn serve_http(
-    listener: TcpListener,
-    router: Router,
-    header_timeout: std::time::Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Usually out of file descriptors: back off instead of spinning.
-                    tracing::error!(event = "accept_failed", error = %e, "cannot accept a connection");
-                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                    continue;
-                }
-            },
-            () = until_stopped(&mut stop) => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let service =
-            hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                tower::ServiceExt::oneshot(router.clone(), req.map(axum::body::Body::new))
-            });
-        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let mut stop = stop.clone();
-        connections.spawn(async move {
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                }
-                () = until_stopped(&mut stop) => {
-                    // Finish the request in flight, then close; idle connections close now.
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
-            }
-        });
-        while connections.try_join_next().is_some() {}
-    }
-    drop(listener);
-    while connections.join_next().await.is_some() {}
-}
-
-/// Resolves once `stop` is true (or its sender is gone).
-async fn until_stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
-    // The guard `wait_for` returns is not `Send`: drop it here, not across an await.
-    let _ = stop.wait_for(|stop| *stop).await.map(drop);
 }
 
 /// Creates the data directory readable by this user only.
