@@ -125,12 +125,14 @@ fn signing_key(kid: String, pkcs8: &[u8], public: Vec<u8>) -> SigningKey {
 }
 
 /// Adds a new signing key (it signs from now on) and removes keys that no token still valid can
-/// name: those replaced more than `max_token_age` ago. Returns the new key's id.
+/// name: those replaced more than `max_token_age` ago. With `ctx`, the rotation is audited
+/// (`keys.rotate`) in the same transaction. Returns the new key's id.
 pub async fn rotate(
     db: &Db,
     keys: &Keys,
     now: OffsetDateTime,
     max_token_age: Duration,
+    ctx: Option<&crate::audit::AuditContext>,
 ) -> Result<String, Error> {
     let (pkcs8, public) = generate_key()?;
     let kid = Uuid::new_v4().simple().to_string()[..16].to_owned();
@@ -170,6 +172,19 @@ pub async fn rotate(
                 .execute(&mut **tx)
                 .await?;
         }
+    }
+    if let Some(ctx) = ctx {
+        crate::audit::record(
+            &mut tx,
+            ctx,
+            crate::audit::AuditEvent {
+                action: "keys.rotate",
+                entity_type: "signing_key",
+                entity_id: Some(kid.clone()),
+                changes: serde_json::json!({}),
+            },
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(kid)
@@ -218,7 +233,7 @@ impl KeyRing {
     ) -> Result<Self, Error> {
         let mut loaded = load(db, keys).await?;
         if loaded.is_empty() {
-            rotate(db, keys, now, max_token_age).await?;
+            rotate(db, keys, now, max_token_age, None).await?;
             loaded = load(db, keys).await?;
         }
         Ok(Self {
