@@ -6,6 +6,7 @@
 //! security layers come from the `gatehouse-security` crate.
 
 pub mod access;
+pub mod api;
 pub mod app;
 pub mod audit;
 pub mod cli;

@@ -81,12 +81,12 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .merge(web::router())
         // The JSON API: cookie-authenticated requests are checked as forms are (the token in
         // `X-CSRF-Token`); bearer and API-key requests carry their own credential.
-        .merge(web::openapi::router().layer(csrf.clone().session_only()))
+        .merge(crate::api::openapi::router().layer(csrf.clone().session_only()))
         .merge(
             web::auth::router()
                 .merge(web::mfa::router())
-                .merge(web::api_keys_api::pages())
-                .merge(web::items_pages::router())
+                .merge(web::api_keys::pages())
+                .merge(web::items::router())
                 .layer(csrf),
         )
         .fallback(web::not_found)

@@ -28,7 +28,7 @@ pub(super) async fn import(
     file: &Path,
     role: &str,
 ) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&file)
+    let text = std::fs::read_to_string(file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
     let entries = match allowlist::parse(&text, role.parse()?) {
         Ok(entries) => entries,

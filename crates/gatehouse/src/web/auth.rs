@@ -489,7 +489,7 @@ async fn reset(
 }
 
 /// The answer while an address or IP must wait: the same for every address, known or not.
-pub(super) fn throttled(wait: std::time::Duration) -> Response {
+pub(crate) fn throttled(wait: std::time::Duration) -> Response {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let mut response = gatehouse_security::Problem::new(StatusCode::TOO_MANY_REQUESTS)
         .with_detail(format!(

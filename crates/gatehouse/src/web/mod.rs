@@ -1,17 +1,14 @@
-//! Shared page plumbing: templates, static assets, the error pages, the home page and CSP
-//! violation reports.
+//! The pages (server-rendered HTML forms) and their plumbing: templates, static assets, the
+//! error pages, the authentication layer, the home page and CSP violation reports. The JSON
+//! API is `crate::api`.
 
-pub mod admin_api;
-pub mod api;
-pub mod api_keys_api;
+pub mod api_keys;
 pub mod assets;
 pub mod auth;
 pub mod csp_report;
 pub mod errors;
-pub mod items_api;
-pub mod items_pages;
+pub mod items;
 pub mod mfa;
-pub mod openapi;
 pub mod origin;
 pub mod session;
 pub mod templates;

@@ -20,7 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::api::{ApiUser, json_no_store};
+use super::auth::{ApiUser, json_no_store};
 use crate::Error;
 use crate::access::{self, Action};
 use crate::audit::AuditContext;
@@ -151,7 +151,7 @@ async fn find(state: &AppState, raw: &str) -> Result<User, Error> {
     params(UserId),
     responses(
         (status = 200, description = "The user", body = UserView),
-        (status = 404, description = "No such user", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = super::schema::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -175,9 +175,9 @@ async fn read(
     request_body = UserChange,
     responses(
         (status = 200, description = "The changed user", body = UserView),
-        (status = 403, description = "Not an admin, an API key, or the caller's own account", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such user", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "It would leave no active admin", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin, an API key, or the caller's own account", body = super::schema::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = super::schema::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It would leave no active admin", body = super::schema::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -191,7 +191,7 @@ async fn change(
     body: Bytes,
 ) -> Result<Response, Error> {
     require(&api, Action::UsersManage)?;
-    let map = super::api::json_object(&headers, &body)?;
+    let map = super::auth::json_object(&headers, &body)?;
     let mut errors = Vec::new();
     let (mut role, mut status) = (None, None);
     for (key, value) in &map {

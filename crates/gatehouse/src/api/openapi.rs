@@ -18,47 +18,19 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::HeaderValue;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use serde::Serialize;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::AdditionalProperties;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
-    ContentBuilder, HeaderBuilder, Object, ObjectBuilder, OpenApi as Document, Ref, RefOr,
-    ResponseBuilder, Schema, Type,
+    ContentBuilder, HeaderBuilder, ObjectBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder,
+    Schema, Type,
 };
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::schema::{PROBLEM_JSON, Problem};
 use crate::state::AppState;
-
-/// The media type of every error answer.
-pub const PROBLEM_JSON: &str = "application/problem+json";
-
-/// An RFC 9457 problem: every error answer of the API.
-#[derive(Debug, Serialize, ToSchema)]
-#[allow(dead_code)] // Describes the body `gatehouse_security::Problem` writes.
-pub struct Problem {
-    /// A URI naming the kind of problem; `about:blank` when the status says it all.
-    #[serde(rename = "type")]
-    #[schema(example = "about:blank")]
-    type_uri: String,
-    /// The status's summary, the same for every occurrence.
-    #[schema(example = "Unprocessable Entity")]
-    title: String,
-    /// The HTTP status.
-    #[schema(example = 422)]
-    status: u16,
-    /// What went wrong this time, meant for the client's user.
-    detail: Option<String>,
-    /// The request's ID, also in the `X-Request-Id` header and the server's log.
-    request_id: Option<String>,
-    /// For `422`: each refused field with the reason.
-    errors: Option<Vec<crate::error::FieldError>>,
-    /// For a `401` from the token endpoint or the bearer check: `unauthenticated`,
-    /// `invalid_token`, `invalid_grant` or `mfa_required`.
-    error: Option<String>,
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -66,8 +38,10 @@ pub struct Problem {
         title = "Gatehouse API",
         description = "Tokens, API keys, items and user administration. Authenticate with \
             `Authorization: Bearer <access token>` from `POST /api/v1/auth/token`, or with an \
-            API key (`Authorization: Bearer gk_…` or `X-API-Key: gk_…`). The session cookie \
-            never authenticates an API request. Every error is an RFC 9457 problem.",
+            API key (`Authorization: Bearer gk_…` or `X-API-Key: gk_…`). A page's script may use its \
+            session cookie instead, sending the page's CSRF token in `X-CSRF-Token` with every \
+            change; a request with a bearer credential is never authenticated by its cookie. \
+            Every error is an RFC 9457 problem.",
         license(name = "MIT OR Apache-2.0"),
     ),
     components(schemas(Problem, crate::error::FieldError)),
@@ -115,10 +89,10 @@ impl Modify for SecuritySchemes {
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(document))
-        .merge(super::api::routes())
-        .merge(super::items_api::routes())
-        .merge(super::api_keys_api::routes())
-        .merge(super::admin_api::routes())
+        .merge(super::auth::routes())
+        .merge(super::items::routes())
+        .merge(super::api_keys::routes())
+        .merge(super::admin::routes())
 }
 
 /// The API routes (served by the application's router).
@@ -161,93 +135,6 @@ async fn document() -> Response {
         JSON.clone(),
     )
         .into_response()
-}
-
-/// Control characters (Unicode category Cc), refused in every text field.
-const CONTROL: &str = r"\x00-\x1f\x7f-\x9f";
-
-/// A pattern that matches exactly the text the server accepts for a field it trims and then
-/// requires to be `min..=max` characters with no control character (`items::validate`,
-/// `api_keys::validate`). It spells out the lengths of the trimmed text, which `minLength` and
-/// `maxLength` cannot (they count the spaces the server trims).
-fn trimmed_text_pattern(min: usize, max: usize) -> String {
-    let edge = format!(r"[^\s{CONTROL}]");
-    let inner = format!("[^{CONTROL}]");
-    let middle = max.saturating_sub(2);
-    let body = match min {
-        0 => format!("(?:{edge}(?:{inner}{{0,{middle}}}{edge})?)?"),
-        1 => format!("{edge}(?:{inner}{{0,{middle}}}{edge})?"),
-        _ => format!("{edge}{inner}{{{},{middle}}}{edge}", min - 2),
-    };
-    format!(r"^\s*{body}\s*$")
-}
-
-fn trimmed_text(min: usize, max: usize, description: &str) -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .pattern(Some(trimmed_text_pattern(min, max)))
-        .description(Some(description))
-        .build()
-}
-
-/// An item's name.
-pub(crate) fn item_name() -> Object {
-    trimmed_text(
-        3,
-        100,
-        "3–100 characters after trimming spaces, no control characters.",
-    )
-}
-
-/// An item's description.
-pub(crate) fn item_description() -> Object {
-    trimmed_text(
-        5,
-        500,
-        "5–500 characters after trimming spaces, no control characters.",
-    )
-}
-
-/// An API key's name.
-pub(crate) fn key_name() -> Object {
-    trimmed_text(
-        1,
-        100,
-        "A label: 1–100 characters after trimming spaces, no control characters.",
-    )
-}
-
-/// The items list's search text.
-pub(crate) fn search_text() -> Object {
-    trimmed_text(
-        0,
-        100,
-        "Only items whose name or description contains this text, in any case: at most 100 \
-         characters after trimming spaces, no control characters.",
-    )
-}
-
-/// The items list's cursor.
-pub(crate) fn cursor() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .pattern(Some(crate::items::CURSOR_PATTERN))
-        .description(Some(
-            "The `next_cursor` of the previous page; empty or absent for the first page.",
-        ))
-        .build()
-}
-
-/// `If-Match` on an item.
-pub(crate) fn if_match() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .description(Some(
-            "The item's `ETag` as last read: the change is refused with `412` if the item \
-             changed since (or if this is not one of its ETags). Without it (or with `*`) the \
-             change applies to what is stored.",
-        ))
-        .build()
 }
 
 /// A problem answer's description, for `responses(…)` in the handlers' annotations and here.

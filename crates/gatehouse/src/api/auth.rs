@@ -35,13 +35,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::auth::throttled;
-use super::session::{AuthRefused, MFA_ENROLMENT_REQUIRED};
 use crate::Error;
 use crate::identity::User;
 use crate::identity::authentication::{Principal, Via};
 use crate::identity::signin::{Channel, IssuedTokens, Origin, Outcome};
 use crate::state::AppState;
+use crate::web::auth::throttled;
+use crate::web::session::{AuthRefused, MFA_ENROLMENT_REQUIRED};
 
 /// The API access routes, with their OpenAPI descriptions.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -279,10 +279,10 @@ fn token_answer(outcome: Outcome, wrong: &'static str) -> Response {
     request_body = TokenRequest,
     responses(
         (status = 200, description = "Signed in", body = TokenResponse),
-        (status = 401, description = "Wrong email, password, code or refresh token (`invalid_grant`, the same answer whether or not the account exists), or a code is needed (`mfa_required`)", body = super::openapi::Problem, content_type = "application/problem+json", headers(
+        (status = 401, description = "Wrong email, password, code or refresh token (`invalid_grant`, the same answer whether or not the account exists), or a code is needed (`mfa_required`)", body = super::schema::Problem, content_type = "application/problem+json", headers(
             ("WWW-Authenticate" = String, description = "The `Bearer` challenge"),
         )),
-        (status = 429, description = "Too many attempts for this address or from this client: retry after `Retry-After` seconds", body = super::openapi::Problem, content_type = "application/problem+json", headers(
+        (status = 429, description = "Too many attempts for this address or from this client: retry after `Retry-After` seconds", body = super::schema::Problem, content_type = "application/problem+json", headers(
             ("Retry-After" = String, description = "Seconds to wait"),
         )),
     )

@@ -8,11 +8,9 @@
 //! - The key is in the response to its creation only (`no-store`); listings show its prefix.
 //! - A user sees and revokes only their own keys; another user's key is `404`.
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use gatehouse_security::{ClientIp, RequestId};
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
@@ -21,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::api::{ApiUser, json_no_store as no_store, json_object};
+use super::auth::{ApiUser, json_no_store as no_store, json_object};
 use crate::Error;
 use crate::access::{self, Action};
 use crate::audit::AuditContext;
@@ -41,7 +39,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // Describes the body `create` reads.
 struct NewApiKey {
-    #[schema(schema_with = super::openapi::key_name)]
+    #[schema(schema_with = super::schema::key_name)]
     name: String,
     /// What the key may do: one or more scopes.
     #[schema(min_items = 1)]
@@ -115,8 +113,8 @@ async fn list(State(state): State<AppState>, api: ApiUser) -> Result<Response, E
     request_body = NewApiKey,
     responses(
         (status = 201, description = "The new key, shown this once", body = CreatedApiKey),
-        (status = 403, description = "An API key cannot make keys, or the sign-in is older than ten minutes", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The caller already has the most keys allowed (50)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An API key cannot make keys, or the sign-in is older than ten minutes", body = super::schema::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The caller already has the most keys allowed (50)", body = super::schema::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -198,7 +196,7 @@ async fn create(
     params(KeyId),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 404, description = "No such key of the caller's", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such key of the caller's", body = super::schema::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -219,152 +217,3 @@ async fn revoke(
 }
 
 // ---- the account page ---------------------------------------------------------------------------
-
-/// The page routes (under the CSRF layer).
-pub fn pages() -> Router<AppState> {
-    Router::new()
-        .route("/account/api-keys", get(keys_page).post(create_from_page))
-        .route(
-            "/account/api-keys/revoke",
-            axum::routing::post(revoke_from_page),
-        )
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct NewKeyForm {
-    name: String,
-    scope_read: Option<String>,
-    scope_write: Option<String>,
-    days: String,
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct RevokeForm {
-    id: String,
-}
-
-async fn render_keys(
-    state: &AppState,
-    nonce: &gatehouse_security::CspNonce,
-    csrf: &gatehouse_security::CsrfToken,
-    current: &super::session::CurrentUser,
-    status: StatusCode,
-    extra: minijinja::Value,
-) -> Result<Response, Error> {
-    let short = |t: Option<time::OffsetDateTime>| {
-        t.map(|t| crate::store::timestamp_text(t)[..16].replace('T', " "))
-            .unwrap_or_else(|| "never".into())
-    };
-    let keys: Vec<_> = api_keys::list(&state.db, current.user.id)
-        .await?
-        .into_iter()
-        .map(|k| {
-            minijinja::context! {
-                id => k.id.to_string(),
-                name => k.name,
-                prefix => k.prefix,
-                scopes => k.scopes.join(", "),
-                expires => short(k.expires_at),
-                last_used => short(k.last_used_at),
-            }
-        })
-        .collect();
-    let page = state.templates.page(
-        "account_api_keys.html",
-        nonce,
-        minijinja::context! {
-            title => "API keys",
-            csrf_token => csrf.as_str(),
-            user => minijinja::context! { email => current.user.email.as_str() },
-            keys => keys,
-            stale => !state.identity.recently_signed_in(&current.session),
-            ..extra
-        },
-    )?;
-    Ok((status, page).into_response())
-}
-
-async fn keys_page(
-    State(state): State<AppState>,
-    nonce: gatehouse_security::CspNonce,
-    csrf: gatehouse_security::CsrfToken,
-    current: super::session::CurrentUser,
-) -> Result<Response, Error> {
-    render_keys(
-        &state,
-        &nonce,
-        &csrf,
-        &current,
-        StatusCode::OK,
-        minijinja::context! {},
-    )
-    .await
-}
-
-async fn create_from_page(
-    State(state): State<AppState>,
-    nonce: gatehouse_security::CspNonce,
-    csrf: gatehouse_security::CsrfToken,
-    current: super::session::CurrentUser,
-    origin: crate::identity::signin::Origin,
-    axum::Form(form): axum::Form<NewKeyForm>,
-) -> Result<Response, Error> {
-    let render = |status, extra| render_keys(&state, &nonce, &csrf, &current, status, extra);
-    if !state.identity.recently_signed_in(&current.session) {
-        return render(StatusCode::FORBIDDEN, minijinja::context! {}).await;
-    }
-    if access::scope(current.user.role, Action::ApiKeysOwn).is_none() {
-        return Err(Error::Forbidden(
-            "Your role does not allow API keys.".into(),
-        ));
-    }
-    let mut scopes = Vec::new();
-    if form.scope_read.is_some() {
-        scopes.push("items:read".to_owned());
-    }
-    if form.scope_write.is_some() {
-        scopes.push("items:write".to_owned());
-    }
-    let days = form.days.trim().parse::<i64>().unwrap_or(0);
-    match state
-        .identity
-        .create_api_key(&current.user, &form.name, &scopes, Some(days), &origin)
-        .await
-    {
-        Ok((key, described)) => {
-            render(
-                StatusCode::CREATED,
-                minijinja::context! { new_key => key, new_name => described.name },
-            )
-            .await
-        }
-        Err(Error::InvalidFields(errors)) => {
-            render(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                minijinja::context! { errors => errors },
-            )
-            .await
-        }
-        Err(Error::Conflict(message)) => {
-            render(
-                StatusCode::CONFLICT,
-                minijinja::context! { error => message },
-            )
-            .await
-        }
-        Err(e) => Err(e),
-    }
-}
-
-async fn revoke_from_page(
-    State(state): State<AppState>,
-    current: super::session::CurrentUser,
-    ip: ClientIp,
-    request_id: RequestId,
-    axum::Form(form): axum::Form<RevokeForm>,
-) -> Result<Response, Error> {
-    let id = Uuid::parse_str(&form.id).map_err(|_| Error::NotFound)?;
-    let ctx = AuditContext::user(current.user.id, ip.0, request_id.as_str());
-    api_keys::revoke(&state.db, current.user.id, id, state.clock.now(), &ctx).await?;
-    Ok(axum::response::Redirect::to("/account/api-keys").into_response())
-}

@@ -18,7 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::api::{ApiUser, json_no_store};
+use super::auth::{ApiUser, json_no_store};
 use crate::Error;
 use crate::audit::AuditContext;
 use crate::error::FieldError;
@@ -38,9 +38,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[schema(example = json!({"name": "Lamp", "description": "A lamp for the desk."}))]
 #[allow(dead_code)] // Describes the body `item_fields` reads.
 struct ItemInput {
-    #[schema(schema_with = super::openapi::item_name)]
+    #[schema(schema_with = super::schema::item_name)]
     name: String,
-    #[schema(schema_with = super::openapi::item_description)]
+    #[schema(schema_with = super::schema::item_description)]
     description: String,
 }
 
@@ -49,9 +49,9 @@ struct ItemInput {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // Describes the body `item_fields` reads.
 struct ItemPatch {
-    #[schema(schema_with = super::openapi::item_name)]
+    #[schema(schema_with = super::schema::item_name)]
     name: Option<String>,
-    #[schema(schema_with = super::openapi::item_description)]
+    #[schema(schema_with = super::schema::item_description)]
     description: Option<String>,
 }
 
@@ -66,7 +66,7 @@ struct ItemPage {
 
 /// The fields of an item body, checked by hand so every problem is reported by field name.
 fn item_fields(headers: &HeaderMap, body: &Bytes, partial: bool) -> Result<Changes, Error> {
-    let map = super::api::json_object(headers, body)?;
+    let map = super::auth::json_object(headers, body)?;
     let mut errors = Vec::new();
     let mut changes = Changes::default();
     for (key, value) in &map {
@@ -140,9 +140,9 @@ struct ListQuery {
     /// Items per page, 1–100 (default 20).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
-    #[param(schema_with = super::openapi::cursor)]
+    #[param(schema_with = super::schema::cursor)]
     cursor: Option<String>,
-    #[param(schema_with = super::openapi::search_text)]
+    #[param(schema_with = super::schema::search_text)]
     q: Option<String>,
 }
 
@@ -160,7 +160,7 @@ struct ItemId {
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)] // Describes the header `if_match` reads.
 struct IfMatch {
-    #[param(rename = "If-Match", schema_with = super::openapi::if_match)]
+    #[param(rename = "If-Match", schema_with = super::schema::if_match)]
     if_match: Option<String>,
 }
 
@@ -173,7 +173,7 @@ struct IfMatch {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of items", body = ItemPage),
-        (status = 422, description = "`limit`, `cursor` or `q` is not valid", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`limit`, `cursor` or `q` is not valid", body = super::schema::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -265,7 +265,7 @@ async fn create(
         (status = 200, description = "The item", body = Item, headers(
             ("ETag" = String, description = "The item's version"),
         )),
-        (status = 404, description = "No such item, or one the caller may not see", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such item, or one the caller may not see", body = super::schema::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -317,8 +317,8 @@ async fn change(
         (status = 200, description = "The changed item", body = Item, headers(
             ("ETag" = String, description = "The item's new version"),
         )),
-        (status = 404, description = "No such item, or one the caller may not see", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 412, description = "The item changed since the `If-Match` version", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such item, or one the caller may not see", body = super::schema::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The item changed since the `If-Match` version", body = super::schema::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -347,8 +347,8 @@ async fn replace(
         (status = 200, description = "The changed item", body = Item, headers(
             ("ETag" = String, description = "The item's new version"),
         )),
-        (status = 404, description = "No such item, or one the caller may not see", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 412, description = "The item changed since the `If-Match` version", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such item, or one the caller may not see", body = super::schema::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The item changed since the `If-Match` version", body = super::schema::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -374,8 +374,8 @@ async fn patch(
     params(ItemId, IfMatch),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such item, or one the caller may not see", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 412, description = "The item changed since the `If-Match` version", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such item, or one the caller may not see", body = super::schema::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The item changed since the `If-Match` version", body = super::schema::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
