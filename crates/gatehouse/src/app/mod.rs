@@ -151,7 +151,7 @@ impl Application {
             clock: clock.clone(),
             tokens: tokens.clone(),
             access_cache: access_cache.clone(),
-            config: crate::identity::IdentityConfig::from_settings(&settings),
+            config: identity_config(&settings),
         });
         let state = AppState(Arc::new(AppStateInner {
             keys,
@@ -285,10 +285,34 @@ pub async fn cli_identity(
             mailer: Mailer::start(settings).context("outgoing mail (SMTP_*)")?,
             tokens: Arc::new(KeyRing::unloaded(clock.now())),
             access_cache: Arc::default(),
-            config: crate::identity::IdentityConfig::from_settings(settings),
+            config: identity_config(settings),
             clock,
         },
     ))
+}
+
+/// The identity rules' settings in `settings`.
+fn identity_config(settings: &Settings) -> crate::identity::IdentityConfig {
+    let quota = |rate: Option<crate::config::Rate>| {
+        rate.and_then(|r| gatehouse_security::Quota::new(r.limit, r.period).ok())
+    };
+    crate::identity::IdentityConfig {
+        base_url: settings
+            .public_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned(),
+        allowed_domains: settings.allowed_domains.clone(),
+        signin_email_rate_limit: quota(settings.signin_email_rate_limit),
+        magic_link_rate_limit: quota(settings.magic_link_rate_limit),
+        deny_on_store_error: settings.signin_rate_limit_deny_on_store_error,
+        throttle: settings.throttle,
+        mfa_required_roles: settings.mfa_required_roles.clone(),
+        access_token_lifetime: settings.access_token_lifetime,
+        refresh_token_lifetime: settings.refresh_token_lifetime,
+        password_reset_lifetime: settings.password_reset_lifetime,
+        password_policy: settings.password_policy.clone(),
+    }
 }
 
 /// The session service the settings describe: in Redis when `redis` is given, else in `db`.
