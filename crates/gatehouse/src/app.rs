@@ -25,13 +25,12 @@ use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::audit::AuditContext;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
+use crate::identity::Email;
 use crate::identity::passwords::PasswordHasher;
 use crate::identity::sessions::{RedisSessions, SessionConfig, SessionStore, Sessions};
 use crate::identity::tokens::KeyRing;
-use crate::identity::{Email, users};
 use crate::keys::Keys;
 use crate::mail::Mailer;
 use crate::store::Db;
@@ -129,17 +128,12 @@ impl Application {
         })?;
         let db = open_database(&settings).await?;
 
-        if let Some(raw) = &settings.admin_email {
-            let email = Email::parse(raw).context("GATEHOUSE_ADMIN_EMAIL")?;
-            if let Some(admin) = users::bootstrap_admin(&db, email, &AuditContext::system()).await?
-            {
-                tracing::info!(
-                    event = "admin_bootstrapped",
-                    user_id = %admin.id,
-                    "first admin created from GATEHOUSE_ADMIN_EMAIL"
-                );
-            }
-        }
+        let admin_email = settings
+            .admin_email
+            .as_deref()
+            .map(Email::parse)
+            .transpose()
+            .context("GATEHOUSE_ADMIN_EMAIL")?;
 
         let redis = settings
             .redis_url
@@ -205,6 +199,11 @@ impl Application {
             access_cache: access_cache.clone(),
             config: crate::identity::IdentityConfig::from_settings(&settings),
         });
+        // After the listener: the links it mails or logs name the real port.
+        identity
+            .first_start(admin_email, settings.is_production())
+            .await
+            .context("cannot set up the first admin")?;
         let state = AppState(Arc::new(AppStateInner {
             keys,
             tokens,
@@ -569,6 +568,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
                 .merge(web::mfa::router())
                 .merge(web::api_keys_api::pages())
                 .merge(web::items_pages::router())
+                .merge(web::setup::router())
                 .layer(csrf),
         )
         .fallback(web::not_found)

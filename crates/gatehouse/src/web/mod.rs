@@ -14,6 +14,7 @@ pub mod mfa;
 pub mod openapi;
 pub mod origin;
 pub mod session;
+pub mod setup;
 pub mod templates;
 
 use axum::Router;
