@@ -679,10 +679,12 @@ fn development_secret_key(data_dir: &std::path::Path) -> anyhow::Result<SecretSt
     let mut file = options.open(&path).with_context(context)?;
     file.write_all(key.expose_secret().as_bytes())
         .with_context(context)?;
-    tracing::warn!(
+    // The `config_warning` about GATEHOUSE_SECRET_KEY already says which key is used and what
+    // to set; this only records that the file is new.
+    tracing::info!(
         event = "development_key_created",
         path = %path.display(),
-        "GATEHOUSE_SECRET_KEY is not set: a development key was made and kept in the data directory"
+        "a new development secret key was written"
     );
     Ok(key)
 }
