@@ -213,3 +213,37 @@ async fn sign_in_with(app: &TestApp, link: &str) -> String {
     assert_eq!(status, 200);
     page
 }
+
+/// The whole first start in a real browser: the logged link, the setup page, the dashboard.
+#[tokio::test]
+async fn a_newcomer_becomes_the_signed_in_admin_in_a_real_browser() {
+    let test = "first_start::a_newcomer_becomes_the_signed_in_admin_in_a_real_browser";
+    let Some(browser) = crate::support::browser::Browser::start(test).await else {
+        return;
+    };
+    let app = crate::support::spawn_app(crate::support::Backend::Sqlite).await;
+    let link = logged_setup_link(&app);
+
+    browser
+        .client
+        .goto(&format!("{}{link}", app.address))
+        .await
+        .unwrap();
+    browser.expect_heading("Create the first admin").await;
+    browser.screenshot("01-setup").await;
+    browser.fill("email", "root@example.com").await;
+    browser.fill("password", PASSWORD).await;
+    browser.fill("confirm", PASSWORD).await;
+    browser.click("form[action='/setup'] button").await;
+    browser.expect_heading("Welcome").await;
+    browser.screenshot("02-signed-in").await;
+    let lead = browser.text_of("p.lead").await;
+    assert!(lead.contains("root@example.com (admin)"), "{lead}");
+
+    let problems = browser.problems();
+    assert!(
+        problems.is_empty(),
+        "console errors or CSP violations:\n{}",
+        problems.join("\n")
+    );
+}
