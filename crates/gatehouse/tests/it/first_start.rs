@@ -247,3 +247,25 @@ async fn a_newcomer_becomes_the_signed_in_admin_in_a_real_browser() {
         problems.join("\n")
     );
 }
+
+on_every_backend! {
+    async fn production_prints_no_setup_link_and_names_gatehouse_admin_email(backend) {
+        let public_url = format!("https://gate-{}.example", uuid::Uuid::new_v4().simple());
+        let (app, _sink) = spawn_app_with_mail(
+            backend,
+            &[("GATEHOUSE_ENV", "production"), ("GATEHOUSE_PUBLIC_URL", &public_url)],
+        )
+        .await;
+        assert!(!captured_log_text().contains(&format!("{public_url}/setup")), "no setup link in production");
+        assert!(
+            captured_logs().iter().any(|l| l["event"] == "first_admin_needed"
+                && l["message"].as_str().is_some_and(|m| m.contains("GATEHOUSE_ADMIN_EMAIL"))),
+            "the log says production needs GATEHOUSE_ADMIN_EMAIL"
+        );
+        let tokens: i64 = match &app.db {
+            gatehouse::store::Db::Sqlite(pool, _) => sqlx::query_scalar("SELECT COUNT(*) FROM setup_tokens").fetch_one(pool).await.unwrap(),
+            gatehouse::store::Db::Postgres(pool) => sqlx::query_scalar("SELECT COUNT(*) FROM setup_tokens").fetch_one(pool).await.unwrap(),
+        };
+        assert_eq!(tokens, 0, "no setup token was issued");
+    }
+}
