@@ -38,7 +38,7 @@ async fn submit_setup(
     v.post("/setup", &all).await
 }
 
-fn admin_with_password<'a>(email: &'a str) -> [(&'a str, &'a str); 4] {
+fn admin_with_password(email: &str) -> [(&str, &str); 4] {
     [
         ("email", email),
         ("method", "password"),
