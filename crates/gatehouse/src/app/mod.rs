@@ -14,13 +14,12 @@ use gatehouse_security::{Limiter, MemoryStore, RedisStore};
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio::net::TcpListener;
 
-use crate::audit::AuditContext;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
+use crate::identity::Email;
 use crate::identity::passwords::PasswordHasher;
 use crate::identity::sessions::{RedisSessions, SessionConfig, SessionStore, Sessions};
 use crate::identity::tokens::KeyRing;
-use crate::identity::{Email, users};
 use crate::keys::Keys;
 use crate::mail::Mailer;
 use crate::ops;
@@ -77,17 +76,12 @@ impl Application {
         })?;
         let db = open_database(&settings).await?;
 
-        if let Some(raw) = &settings.admin_email {
-            let email = Email::parse(raw).context("GATEHOUSE_ADMIN_EMAIL")?;
-            if let Some(admin) = users::bootstrap_admin(&db, email, &AuditContext::system()).await?
-            {
-                tracing::info!(
-                    event = "admin_bootstrapped",
-                    user_id = %admin.id,
-                    "first admin created from GATEHOUSE_ADMIN_EMAIL"
-                );
-            }
-        }
+        let admin_email = settings
+            .admin_email
+            .as_deref()
+            .map(Email::parse)
+            .transpose()
+            .context("GATEHOUSE_ADMIN_EMAIL")?;
 
         let redis = settings
             .redis_url
@@ -153,6 +147,11 @@ impl Application {
             access_cache: access_cache.clone(),
             config: identity_config(&settings),
         });
+        // After the listener: the links it mails or logs name the real port.
+        identity
+            .first_start(admin_email, settings.is_production())
+            .await
+            .context("cannot set up the first admin")?;
         let state = AppState(Arc::new(AppStateInner {
             keys,
             tokens,
@@ -388,10 +387,12 @@ fn development_secret_key(data_dir: &std::path::Path) -> anyhow::Result<SecretSt
     let mut file = options.open(&path).with_context(context)?;
     file.write_all(key.expose_secret().as_bytes())
         .with_context(context)?;
-    tracing::warn!(
+    // The `config_warning` about GATEHOUSE_SECRET_KEY already says which key is used and what
+    // to set; this only records that the file is new.
+    tracing::info!(
         event = "development_key_created",
         path = %path.display(),
-        "GATEHOUSE_SECRET_KEY is not set: a development key was made and kept in the data directory"
+        "a new development secret key was written"
     );
     Ok(key)
 }

@@ -87,6 +87,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
                 .merge(web::mfa::router())
                 .merge(web::api_keys::pages())
                 .merge(web::items::router())
+                .merge(web::setup::router())
                 .layer(csrf),
         )
         .fallback(web::not_found)

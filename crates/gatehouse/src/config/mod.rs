@@ -22,8 +22,9 @@
 //! # Security
 //! - Secrets are [`SecretString`]s: `Debug` redacts them and [`Settings::describe`] prints
 //!   `[redacted]` for every row marked secret, so `config check` output and logs never carry them.
-//! - A missing secret key in development is replaced by a random one for this run only, with a
-//!   warning; production refuses to start without a key of at least 32 bytes.
+//! - A missing secret key in development is replaced by one kept in the data directory
+//!   (`development-secret.key`, made on the first run), with a warning; production refuses to
+//!   start without a key of at least 32 bytes.
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -144,7 +144,7 @@ impl Identity {
     }
 
     /// The first problem with a new password typed twice, if any.
-    fn new_password_problem(
+    pub(crate) fn new_password_problem(
         &self,
         new: &SecretString,
         confirm: &SecretString,

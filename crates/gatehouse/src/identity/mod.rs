@@ -10,6 +10,7 @@ pub mod allowlist;
 pub mod api_keys;
 pub mod authentication;
 pub mod enrolment;
+pub mod first_admin;
 pub mod links;
 pub mod magic_links;
 pub mod mfa;

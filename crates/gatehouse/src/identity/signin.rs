@@ -470,7 +470,7 @@ impl Identity {
 
     /// Starts a session for a user whose sign-in is complete (`method` names every factor),
     /// audited as `auth.sign_in`.
-    async fn start_session(
+    pub(crate) async fn start_session(
         &self,
         user: &User,
         method: &str,

@@ -11,6 +11,7 @@ pub mod items;
 pub mod mfa;
 pub mod origin;
 pub mod session;
+pub mod setup;
 pub mod templates;
 
 use axum::Router;

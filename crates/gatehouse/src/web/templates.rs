@@ -75,6 +75,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         "password_reset.html",
         include_str!("../../templates/password_reset.html"),
     ),
+    ("setup.html", include_str!("../../templates/setup.html")),
 ];
 
 /// Pages rendered once at startup when they turn out not to depend on the nonce, with their

@@ -11,6 +11,7 @@ mod browser;
 mod cli;
 mod cors;
 mod errors;
+mod first_start;
 mod headers;
 mod health;
 mod identity_core;

@@ -48,7 +48,7 @@ pub(super) static ROWS: &[Setting] = &[
         aliases: &[],
         secrecy: Secrecy::Public,
         default: "unset",
-        doc: "on a start with no users, this address is created as an admin (audited)",
+        doc: "on a start with no users, this address is created as an admin (audited) and mailed a 10-minute sign-in link; without it, development logs a one-time `/setup` link instead",
         read: |s, v| {
             if let Some(e) = v {
                 Email::parse(e).map_err(|m| m.to_string())?;
