@@ -17,9 +17,9 @@ use sqlx::Row as _;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::Error;
 use crate::access::{self, Action, Scope};
 use crate::audit::{self, AuditContext, AuditEvent};
+use crate::error::Error;
 use crate::error::FieldError;
 use crate::identity::User;
 use crate::store::{Db, Tx, parse_timestamp, timestamp_text};

@@ -26,8 +26,8 @@ use crate::ops;
 use crate::state::{AppState, AppStateInner};
 use crate::store::Db;
 use crate::telemetry::Metrics;
-use crate::web::assets::Assets;
-use crate::web::templates::Templates;
+use crate::views::Assets;
+use crate::views::Templates;
 
 mod housekeeping;
 mod router;
@@ -133,7 +133,7 @@ impl Application {
                 .await
                 .context("cannot load the token signing keys")?,
         );
-        let mailer = Mailer::start(&settings).context("outgoing mail (SMTP_*)")?;
+        let mailer = Mailer::start(&settings.smtp).context("outgoing mail (SMTP_*)")?;
         let access_cache: Arc<crate::identity::tokens::AccessCache> = Arc::default();
         let identity = crate::identity::Identity::new(crate::identity::service::Parts {
             db: db.clone(),
@@ -281,7 +281,7 @@ pub async fn cli_identity(
             sessions: sessions_for(settings, db, redis.as_ref(), clock.clone()),
             limiter: Limiter::with_system_clock(MemoryStore::new(RATE_LIMIT_MEMORY_KEYS)),
             passwords: PasswordHasher::per_core(settings.argon2)?,
-            mailer: Mailer::start(settings).context("outgoing mail (SMTP_*)")?,
+            mailer: Mailer::start(&settings.smtp).context("outgoing mail (SMTP_*)")?,
             tokens: Arc::new(KeyRing::unloaded(clock.now())),
             access_cache: Arc::default(),
             config: identity_config(settings),
@@ -350,18 +350,14 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-/// Creates the data directory readable by this user only.
-/// The name of the development secret key's file in the data directory.
-pub const DEVELOPMENT_KEY_FILE: &str = "development-secret.key";
-
 /// The secret key of a development run without `GATEHOUSE_SECRET_KEY`: read from
-/// [`DEVELOPMENT_KEY_FILE`] in the data directory, or made and written there (owner-only) on the
+/// [`crate::config::DEVELOPMENT_KEY_FILE`] in the data directory, or made and written there (owner-only) on the
 /// first run. Without it every restart would bring a new key, and what the last run sealed in the
 /// database (token signing keys, TOTP secrets) could not be opened any more.
 fn development_secret_key(data_dir: &std::path::Path) -> anyhow::Result<SecretString> {
     use std::io::Write as _;
 
-    let path = data_dir.join(DEVELOPMENT_KEY_FILE);
+    let path = data_dir.join(crate::config::DEVELOPMENT_KEY_FILE);
     let context = || {
         format!(
             "cannot read or write the development secret key {} (set GATEHOUSE_SECRET_KEY instead)",
@@ -397,6 +393,7 @@ fn development_secret_key(data_dir: &std::path::Path) -> anyhow::Result<SecretSt
     Ok(key)
 }
 
+/// Creates the data directory readable by this user only.
 fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -416,7 +413,7 @@ mod tests {
         let second = development_secret_key(dir.path()).unwrap();
         assert_eq!(first.expose_secret(), second.expose_secret());
         assert!(first.expose_secret().len() >= crate::config::MIN_SECRET_KEY_BYTES);
-        let path = dir.path().join(DEVELOPMENT_KEY_FILE);
+        let path = dir.path().join(crate::config::DEVELOPMENT_KEY_FILE);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;

@@ -28,7 +28,7 @@ use sqlx::Row as _;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::Error;
+use crate::error::Error;
 use crate::store::{Db, Tx, now, parse_timestamp, timestamp_text};
 
 /// The `prev_hash` of the first record.

@@ -107,7 +107,7 @@ impl Settings {
                 setting: "GATEHOUSE_SECRET_KEY".into(),
                 message: format!(
                     "Development mode: no GATEHOUSE_SECRET_KEY is set, so a key kept in {} is used; set GATEHOUSE_SECRET_KEY ({MIN_SECRET_KEY_BYTES}+ bytes) before production.",
-                    self.data_dir.join(crate::app::DEVELOPMENT_KEY_FILE).display()
+                    self.data_dir.join(crate::config::DEVELOPMENT_KEY_FILE).display()
                 ),
             });
         }
@@ -266,7 +266,7 @@ mod tests {
         let expected = format!(
             "Development mode: no GATEHOUSE_SECRET_KEY is set, so a key kept in {} is used; set GATEHOUSE_SECRET_KEY (32+ bytes) before production.",
             std::path::Path::new("/srv/gh")
-                .join(crate::app::DEVELOPMENT_KEY_FILE)
+                .join(crate::config::DEVELOPMENT_KEY_FILE)
                 .display()
         );
         assert_eq!(key.message, expected);

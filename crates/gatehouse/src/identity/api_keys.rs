@@ -22,8 +22,8 @@ use uuid::Uuid;
 use super::User;
 use super::service::Identity;
 use super::signin::Origin;
-use crate::Error;
 use crate::audit::{self, Actor, AuditContext, AuditEvent};
+use crate::error::Error;
 use crate::error::FieldError;
 use crate::store::{Db, Tx, parse_timestamp, timestamp_text};
 

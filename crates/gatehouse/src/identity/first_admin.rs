@@ -36,8 +36,8 @@ use super::sessions::SessionToken;
 use super::signin::Origin;
 use super::users::{self, NewUser};
 use super::{DisplayName, Email, Role, User};
-use crate::Error;
 use crate::audit::{Actor, AuditContext};
+use crate::error::Error;
 use crate::mail::mask_email;
 use crate::store::{Db, Tx, timestamp_text};
 

@@ -15,7 +15,7 @@ use sha2::Digest as _;
 
 use super::service::Identity;
 use super::{Email, InvalidInput, User, UserStatus, magic_links, users};
-use crate::Error;
+use crate::error::Error;
 use crate::mail::mask_email;
 
 /// The answer to a request for a sign-in link.

@@ -23,7 +23,7 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use super::Email;
-use crate::Error;
+use crate::error::Error;
 use crate::keys::Keys;
 use crate::store::{Db, timestamp_text};
 

@@ -29,8 +29,8 @@ use subtle::ConstantTimeEq as _;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::Error;
 use crate::audit::{self, AuditContext, AuditEvent};
+use crate::error::Error;
 use crate::identity::magic_links::{CROCKFORD, normalize_code};
 use crate::keys::{Keys, Purpose};
 use crate::store::{Db, Tx, timestamp_text};

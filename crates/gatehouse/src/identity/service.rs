@@ -111,7 +111,7 @@ impl Identity {
         &self,
         user_id: uuid::Uuid,
         keep: Option<&str>,
-    ) -> Result<usize, crate::Error> {
+    ) -> Result<usize, crate::error::Error> {
         let ended = self.sessions.revoke_all(user_id, keep).await?;
         super::tokens::revoke_all(&self.db, user_id, self.now()).await?;
         self.access_cache.clear();

@@ -33,8 +33,8 @@ use sqlx::Row as _;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::Error;
 use crate::clock::Clock;
+use crate::error::Error;
 use crate::store::{Db, parse_timestamp, timestamp_text};
 
 /// The columns every session query reads.

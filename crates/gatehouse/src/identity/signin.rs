@@ -40,8 +40,8 @@ use super::throttle::{self, Reservation};
 pub use super::token_grants::IssuedTokens;
 use super::users::{self, NewUser};
 use super::{DisplayName, Email, Role, User, UserStatus};
-use crate::Error;
 use crate::audit::{self, Actor, AuditContext, AuditEvent};
+use crate::error::Error;
 use crate::mail::mask_email;
 
 /// Where an attempt comes from: the client and the request.

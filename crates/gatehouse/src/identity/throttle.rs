@@ -26,7 +26,7 @@ use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
 use super::Email;
-use crate::Error;
+use crate::error::Error;
 use crate::store::{Db, Tx, parse_timestamp, timestamp_text};
 
 /// The longest delay between two attempts before the lock.

@@ -15,8 +15,8 @@ use uuid::Uuid;
 use super::service::Identity;
 use super::signin::{Origin, Outcome};
 use super::{User, UserStatus, tokens, users};
-use crate::Error;
 use crate::audit::{self, Actor, AuditContext, AuditEvent};
+use crate::error::Error;
 
 /// A new API sign-in: an access token and the first refresh token of its family.
 #[derive(Debug)]

@@ -32,7 +32,7 @@ use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::Error;
+use crate::error::Error;
 use crate::keys::{Keys, Purpose};
 use crate::store::{Db, Tx, timestamp_text};
 

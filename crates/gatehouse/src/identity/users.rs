@@ -12,8 +12,8 @@ use sqlx::Row as _;
 use uuid::Uuid;
 
 use super::{DisplayName, Email, Role, User, UserStatus};
-use crate::Error;
 use crate::audit::{self, AuditContext, AuditEvent};
+use crate::error::Error;
 use crate::store::{Db, Tx, now, parse_timestamp, timestamp_text};
 
 /// What is needed to create a user.

@@ -25,7 +25,7 @@ use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 use time::OffsetDateTime;
 use tokio::sync::OwnedMutexGuard;
 
-use crate::Error;
+use crate::error::Error;
 pub use sqlite_file::SqliteFile;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

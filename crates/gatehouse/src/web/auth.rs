@@ -27,7 +27,7 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::session::{CurrentUser, clear_cookie, set_cookie, set_pending_cookie};
-use crate::Error;
+use crate::error::Error;
 use crate::identity::accounts::PasswordChange;
 use crate::identity::magic_links::{self, safe_next};
 use crate::identity::signin::{LinkRequest, Origin, Outcome};

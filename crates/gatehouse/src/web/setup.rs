@@ -19,7 +19,7 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::auth::{render_sign_in, with_status};
-use crate::Error;
+use crate::error::Error;
 use crate::identity::accounts::PasswordChange;
 use crate::identity::first_admin::{ADMIN_LINK_LIFETIME, FirstSignIn, SetupOutcome, SetupState};
 use crate::identity::signin::{Origin, Outcome};

@@ -26,7 +26,7 @@ use minijinja::{Environment, Value, context};
 use serde::Serialize;
 
 use super::assets::Assets;
-use crate::Error;
+use crate::error::Error;
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
