@@ -2,6 +2,7 @@
 //! error pages, the authentication layer, the home page and CSP violation reports. The JSON
 //! API is `crate::api`.
 
+pub mod account;
 pub mod api_keys;
 pub mod auth;
 pub mod csp_report;
@@ -9,6 +10,7 @@ pub mod errors;
 pub mod items;
 pub mod mfa;
 pub mod origin;
+pub mod password_reset;
 pub mod session;
 pub mod setup;
 
