@@ -1,9 +1,10 @@
 //! Storage: the database chosen from the URL once at startup, migrations, transactions.
 //!
 //! [`Db`] is a value, not a global: `sqlite://…` gives an embedded SQLite file (WAL, foreign
-//! keys, busy timeout, a pool), `postgres://…` a PostgreSQL pool. Queries elsewhere match on it
-//! and keep their two SQL variants side by side, because the dialects differ where it matters
-//! (UUID and time types, placeholders, locking).
+//! keys, busy timeout, a pool), `postgres://…` a PostgreSQL pool.
+//! Queries go through [`query`], which binds and reads the values whose types differ
+//! per dialect (UUIDs, times), so each query is written once; where the dialects really differ
+//! (locking, upserts), the `queries.rs` of the domain picks one of two texts by [`Dialect`].
 //!
 //! # Security
 //! - Every query binds its values; no SQL is ever built from input.
@@ -12,6 +13,7 @@
 //!   chain head, a single-use token) cannot interleave with another writer.
 //! - Database errors are logged by the caller's error type and never shown to clients.
 
+mod query;
 mod sqlite_file;
 
 use std::path::Path;
@@ -26,6 +28,7 @@ use time::OffsetDateTime;
 use tokio::sync::OwnedMutexGuard;
 
 use crate::Error;
+pub use query::{Dialect, On, Query, Row, query};
 pub use sqlite_file::SqliteFile;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -44,7 +47,8 @@ pub enum Db {
     Postgres(PgPool),
 }
 
-/// A write transaction on either backend. Dropping it without [`Tx::commit`] rolls back.
+/// A write transaction on either backend, opened by [`Db::begin`]. Dropping it without
+/// [`Tx::commit`] rolls back.
 #[derive(Debug)]
 pub enum Tx {
     /// SQLite, begun `IMMEDIATE`, during this process's one writer turn.
@@ -61,6 +65,19 @@ impl Tx {
             Self::Postgres(tx) => tx.commit().await?,
         }
         Ok(())
+    }
+
+    /// The dialect this transaction speaks.
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Self::Sqlite(..) => Dialect::Sqlite,
+            Self::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// `sql` to run in this transaction (see [`query`]).
+    pub fn query<'q>(&mut self, sql: &'q str) -> Query<'q, '_> {
+        query(self, sql)
     }
 }
 
@@ -126,11 +143,7 @@ impl Db {
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), Error> {
-        let _: i32 = match self {
-            Self::Sqlite(pool, _) => sqlx::query_scalar("SELECT 1").fetch_one(pool).await?,
-            Self::Postgres(pool) => sqlx::query_scalar("SELECT 1").fetch_one(pool).await?,
-        };
-        Ok(())
+        self.query("SELECT 1").fetch_one().await.map(drop)
     }
 
     /// Opens a write transaction (see the module's Security section).
@@ -155,9 +168,31 @@ impl Db {
 
     /// `sqlite` or `postgres`.
     pub fn backend_name(&self) -> &'static str {
+        match self.dialect() {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+
+    /// The dialect this database speaks.
+    pub fn dialect(&self) -> Dialect {
         match self {
-            Self::Sqlite(..) => "sqlite",
-            Self::Postgres(_) => "postgres",
+            Self::Sqlite(..) => Dialect::Sqlite,
+            Self::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// `sql` to run on the pool, autocommit (see [`query`]).
+    pub fn query<'q>(&self, sql: &'q str) -> Query<'q, '_> {
+        query(self, sql)
+    }
+
+    /// The SQLite file's synchronous read-only connections, for the few hot reads that bypass
+    /// sqlx (see [`SqliteFile`]); `None` on PostgreSQL.
+    pub fn sqlite_file(&self) -> Option<&SqliteFile> {
+        match self {
+            Self::Sqlite(_, file) => Some(file),
+            Self::Postgres(_) => None,
         }
     }
 }
@@ -220,12 +255,9 @@ mod tests {
         // One connection, so the next transaction gets the same one unless it was closed.
         let db = Db::connect(&url, 1).await.unwrap();
         let mut tx = db.begin().await.unwrap();
-        let Tx::Sqlite(inner, _) = &mut tx else {
-            unreachable!()
-        };
         // SQLite ends the transaction behind sqlx's back, as it does itself after some errors;
         // sqlx's ROLLBACK on drop then fails and its count stays at one.
-        sqlx::query("ROLLBACK").execute(&mut **inner).await.unwrap();
+        tx.query("ROLLBACK").execute().await.unwrap();
         drop(tx);
         for attempt in 0..3 {
             let tx = db.begin().await;

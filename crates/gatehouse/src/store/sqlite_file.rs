@@ -116,9 +116,7 @@ mod tests {
             .await
             .unwrap();
         db.migrate().await.unwrap();
-        let Db::Sqlite(_, file) = &db else {
-            unreachable!()
-        };
+        let file = db.sqlite_file().unwrap();
         let count: i64 = file
             .read(|c| c.query_row("SELECT count(*) FROM items", [], |r| r.get(0)))
             .unwrap();
