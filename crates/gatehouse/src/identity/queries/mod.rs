@@ -3,5 +3,10 @@
 //! dialects through [`crate::store::query`]; where they really differ, the two texts sit side
 //! by side and [`crate::store::Dialect::pick`] chooses.
 
+pub(crate) mod api_keys;
 pub(crate) mod magic_links;
+pub(crate) mod mfa;
+pub(crate) mod password_reset;
+pub(crate) mod sessions;
 pub(crate) mod throttle;
+pub(crate) mod users;
