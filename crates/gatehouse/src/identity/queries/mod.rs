@@ -9,4 +9,5 @@ pub(crate) mod mfa;
 pub(crate) mod password_reset;
 pub(crate) mod sessions;
 pub(crate) mod throttle;
+pub(crate) mod tokens;
 pub(crate) mod users;
