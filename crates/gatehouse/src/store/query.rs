@@ -21,7 +21,7 @@ use sqlx::{PgPool, Row as _, SqlitePool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Db, Tx, parse_timestamp, timestamp_text};
+use super::{Backend, Db, Tx, TxInner, parse_timestamp, timestamp_text};
 use crate::Error;
 
 /// Which SQL dialect a database speaks.
@@ -105,10 +105,12 @@ impl std::fmt::Debug for Query<'_, '_> {
 /// `sql` (with `$1`, `$2` … placeholders) to run on `on`: a `&Db` or a `&mut Tx`.
 pub fn query<'q, 'c>(on: impl Into<On<'c>>, sql: &'q str) -> Query<'q, 'c> {
     Query(match on.into() {
-        On::Db(Db::Sqlite(pool, _)) => Bound::Sqlite(SqliteOn::Pool(pool), sqlx::query(sql)),
-        On::Db(Db::Postgres(pool)) => Bound::Postgres(PgOn::Pool(pool), sqlx::query(sql)),
-        On::Tx(Tx::Sqlite(tx, _)) => Bound::Sqlite(SqliteOn::Conn(&mut **tx), sqlx::query(sql)),
-        On::Tx(Tx::Postgres(tx)) => Bound::Postgres(PgOn::Conn(&mut **tx), sqlx::query(sql)),
+        On::Db(Db(Backend::Sqlite(pool, _))) => {
+            Bound::Sqlite(SqliteOn::Pool(pool), sqlx::query(sql))
+        }
+        On::Db(Db(Backend::Postgres(pool))) => Bound::Postgres(PgOn::Pool(pool), sqlx::query(sql)),
+        On::Tx(Tx(TxInner::Sqlite(tx, _))) => Bound::Sqlite(SqliteOn::Conn(tx), sqlx::query(sql)),
+        On::Tx(Tx(TxInner::Postgres(tx))) => Bound::Postgres(PgOn::Conn(tx), sqlx::query(sql)),
     })
 }
 

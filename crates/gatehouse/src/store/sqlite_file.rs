@@ -49,7 +49,7 @@ pub struct SqliteFile {
 
 impl SqliteFile {
     /// The database file at `path`, keeping at most `keep` idle read connections.
-    pub fn new(path: PathBuf, keep: usize) -> Self {
+    pub(super) fn new(path: PathBuf, keep: usize) -> Self {
         Self {
             path,
             idle: Mutex::new(Vec::new()),
@@ -60,7 +60,7 @@ impl SqliteFile {
 
     /// Waits, in order of arrival, until no other write transaction of this process is open;
     /// the turn lasts until the guard is dropped.
-    pub async fn writer_turn(&self) -> OwnedMutexGuard<()> {
+    pub(super) async fn writer_turn(&self) -> OwnedMutexGuard<()> {
         self.writer.clone().lock_owned().await
     }
 

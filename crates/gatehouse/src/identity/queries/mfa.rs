@@ -161,11 +161,12 @@ pub(crate) async fn clear(tx: &mut Tx, user_id: Uuid) -> Result<bool, Error> {
     Ok(n > 0)
 }
 
+/// A user's id with their sealed `totp_secret` and `totp_pending`.
+pub(crate) type SealedRow = (Uuid, Option<String>, Option<String>);
+
 /// Every user with a sealed secret or pending enrolment: `(id, totp_secret, totp_pending)`.
 #[tracing::instrument(level = "debug", skip_all)]
-pub(crate) async fn all_sealed(
-    db: &Db,
-) -> Result<Vec<(Uuid, Option<String>, Option<String>)>, Error> {
+pub(crate) async fn all_sealed(db: &Db) -> Result<Vec<SealedRow>, Error> {
     db.query(
         "SELECT id, totp_secret, totp_pending FROM users \
          WHERE totp_secret IS NOT NULL OR totp_pending IS NOT NULL",
