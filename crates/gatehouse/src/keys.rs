@@ -100,9 +100,9 @@ impl Keys {
     }
 
     /// Opens a value [`Keys::seal`] made for `purpose`, with the current or the previous key.
-    pub fn open(&self, purpose: Purpose, sealed: &str) -> Result<Opened, crate::Error> {
+    pub fn open(&self, purpose: Purpose, sealed: &str) -> Result<Opened, crate::error::Error> {
         let refused = || {
-            crate::Error::Internal(anyhow::anyhow!(
+            crate::error::Error::Internal(anyhow::anyhow!(
                 "a sealed {purpose:?} value opens with neither GATEHOUSE_SECRET_KEY nor GATEHOUSE_SECRET_KEY_PREVIOUS (changed key, or corrupted)"
             ))
         };

@@ -21,6 +21,7 @@ pub mod ops;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod views;
 pub mod web;
 
 pub use app::Application;

@@ -15,8 +15,8 @@ use crate::keys::Keys;
 use crate::mail::Mailer;
 use crate::store::Db;
 use crate::telemetry::Metrics;
-use crate::web::assets::Assets;
-use crate::web::templates::Templates;
+use crate::views::Assets;
+use crate::views::Templates;
 
 /// What every handler can reach. One reference count to clone: axum clones the state for every
 /// extraction and the service stack for every request.

@@ -21,9 +21,9 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::{ApiUser, json_no_store};
-use crate::Error;
 use crate::access::{self, Action};
 use crate::audit::AuditContext;
+use crate::error::Error;
 use crate::error::FieldError;
 use crate::identity::{Role, User, UserStatus, users};
 use crate::state::AppState;

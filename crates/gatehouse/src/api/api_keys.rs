@@ -20,9 +20,9 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::{ApiUser, json_no_store as no_store, json_object};
-use crate::Error;
 use crate::access::{self, Action};
 use crate::audit::AuditContext;
+use crate::error::Error;
 use crate::error::FieldError;
 use crate::identity::api_keys;
 use crate::state::AppState;

@@ -35,7 +35,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::Error;
+use crate::error::Error;
 use crate::identity::User;
 use crate::identity::authentication::{Principal, Via};
 use crate::identity::signin::{Channel, IssuedTokens, Origin, Outcome};

@@ -19,8 +19,8 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::{ApiUser, json_no_store};
-use crate::Error;
 use crate::audit::AuditContext;
+use crate::error::Error;
 use crate::error::FieldError;
 use crate::items::{self, Changes, Item};
 use crate::state::AppState;

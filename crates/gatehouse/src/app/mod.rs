@@ -14,21 +14,20 @@ use gatehouse_security::{Limiter, MemoryStore, RedisStore};
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio::net::TcpListener;
 
-use crate::audit::AuditContext;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
+use crate::identity::Email;
 use crate::identity::passwords::PasswordHasher;
 use crate::identity::sessions::{RedisSessions, SessionConfig, SessionStore, Sessions};
 use crate::identity::tokens::KeyRing;
-use crate::identity::{Email, users};
 use crate::keys::Keys;
 use crate::mail::Mailer;
 use crate::ops;
 use crate::state::{AppState, AppStateInner};
 use crate::store::Db;
 use crate::telemetry::Metrics;
-use crate::web::assets::Assets;
-use crate::web::templates::Templates;
+use crate::views::Assets;
+use crate::views::Templates;
 
 mod housekeeping;
 mod router;
@@ -77,17 +76,12 @@ impl Application {
         })?;
         let db = open_database(&settings).await?;
 
-        if let Some(raw) = &settings.admin_email {
-            let email = Email::parse(raw).context("GATEHOUSE_ADMIN_EMAIL")?;
-            if let Some(admin) = users::bootstrap_admin(&db, email, &AuditContext::system()).await?
-            {
-                tracing::info!(
-                    event = "admin_bootstrapped",
-                    user_id = %admin.id,
-                    "first admin created from GATEHOUSE_ADMIN_EMAIL"
-                );
-            }
-        }
+        let admin_email = settings
+            .admin_email
+            .as_deref()
+            .map(Email::parse)
+            .transpose()
+            .context("GATEHOUSE_ADMIN_EMAIL")?;
 
         let redis = settings
             .redis_url
@@ -139,7 +133,7 @@ impl Application {
                 .await
                 .context("cannot load the token signing keys")?,
         );
-        let mailer = Mailer::start(&settings).context("outgoing mail (SMTP_*)")?;
+        let mailer = Mailer::start(&settings.smtp).context("outgoing mail (SMTP_*)")?;
         let access_cache: Arc<crate::identity::tokens::AccessCache> = Arc::default();
         let identity = crate::identity::Identity::new(crate::identity::service::Parts {
             db: db.clone(),
@@ -151,8 +145,13 @@ impl Application {
             clock: clock.clone(),
             tokens: tokens.clone(),
             access_cache: access_cache.clone(),
-            config: crate::identity::IdentityConfig::from_settings(&settings),
+            config: identity_config(&settings),
         });
+        // After the listener: the links it mails or logs name the real port.
+        identity
+            .first_start(admin_email, settings.is_production())
+            .await
+            .context("cannot set up the first admin")?;
         let state = AppState(Arc::new(AppStateInner {
             keys,
             tokens,
@@ -282,13 +281,37 @@ pub async fn cli_identity(
             sessions: sessions_for(settings, db, redis.as_ref(), clock.clone()),
             limiter: Limiter::with_system_clock(MemoryStore::new(RATE_LIMIT_MEMORY_KEYS)),
             passwords: PasswordHasher::per_core(settings.argon2)?,
-            mailer: Mailer::start(settings).context("outgoing mail (SMTP_*)")?,
+            mailer: Mailer::start(&settings.smtp).context("outgoing mail (SMTP_*)")?,
             tokens: Arc::new(KeyRing::unloaded(clock.now())),
             access_cache: Arc::default(),
-            config: crate::identity::IdentityConfig::from_settings(settings),
+            config: identity_config(settings),
             clock,
         },
     ))
+}
+
+/// The identity rules' settings in `settings`.
+fn identity_config(settings: &Settings) -> crate::identity::IdentityConfig {
+    let quota = |rate: Option<crate::config::Rate>| {
+        rate.and_then(|r| gatehouse_security::Quota::new(r.limit, r.period).ok())
+    };
+    crate::identity::IdentityConfig {
+        base_url: settings
+            .public_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned(),
+        allowed_domains: settings.allowed_domains.clone(),
+        signin_email_rate_limit: quota(settings.signin_email_rate_limit),
+        magic_link_rate_limit: quota(settings.magic_link_rate_limit),
+        deny_on_store_error: settings.signin_rate_limit_deny_on_store_error,
+        throttle: settings.throttle,
+        mfa_required_roles: settings.mfa_required_roles.clone(),
+        access_token_lifetime: settings.access_token_lifetime,
+        refresh_token_lifetime: settings.refresh_token_lifetime,
+        password_reset_lifetime: settings.password_reset_lifetime,
+        password_policy: settings.password_policy.clone(),
+    }
 }
 
 /// The session service the settings describe: in Redis when `redis` is given, else in `db`.
@@ -327,18 +350,14 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-/// Creates the data directory readable by this user only.
-/// The name of the development secret key's file in the data directory.
-pub const DEVELOPMENT_KEY_FILE: &str = "development-secret.key";
-
 /// The secret key of a development run without `GATEHOUSE_SECRET_KEY`: read from
-/// [`DEVELOPMENT_KEY_FILE`] in the data directory, or made and written there (owner-only) on the
+/// [`crate::config::DEVELOPMENT_KEY_FILE`] in the data directory, or made and written there (owner-only) on the
 /// first run. Without it every restart would bring a new key, and what the last run sealed in the
 /// database (token signing keys, TOTP secrets) could not be opened any more.
 fn development_secret_key(data_dir: &std::path::Path) -> anyhow::Result<SecretString> {
     use std::io::Write as _;
 
-    let path = data_dir.join(DEVELOPMENT_KEY_FILE);
+    let path = data_dir.join(crate::config::DEVELOPMENT_KEY_FILE);
     let context = || {
         format!(
             "cannot read or write the development secret key {} (set GATEHOUSE_SECRET_KEY instead)",
@@ -364,14 +383,17 @@ fn development_secret_key(data_dir: &std::path::Path) -> anyhow::Result<SecretSt
     let mut file = options.open(&path).with_context(context)?;
     file.write_all(key.expose_secret().as_bytes())
         .with_context(context)?;
-    tracing::warn!(
+    // The `config_warning` about GATEHOUSE_SECRET_KEY already says which key is used and what
+    // to set; this only records that the file is new.
+    tracing::info!(
         event = "development_key_created",
         path = %path.display(),
-        "GATEHOUSE_SECRET_KEY is not set: a development key was made and kept in the data directory"
+        "a new development secret key was written"
     );
     Ok(key)
 }
 
+/// Creates the data directory readable by this user only.
 fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -391,7 +413,7 @@ mod tests {
         let second = development_secret_key(dir.path()).unwrap();
         assert_eq!(first.expose_secret(), second.expose_secret());
         assert!(first.expose_secret().len() >= crate::config::MIN_SECRET_KEY_BYTES);
-        let path = dir.path().join(DEVELOPMENT_KEY_FILE);
+        let path = dir.path().join(crate::config::DEVELOPMENT_KEY_FILE);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;

@@ -84,9 +84,12 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .merge(crate::api::openapi::router().layer(csrf.clone().session_only()))
         .merge(
             web::auth::router()
+                .merge(web::account::router())
+                .merge(web::password_reset::router())
                 .merge(web::mfa::router())
                 .merge(web::api_keys::pages())
                 .merge(web::items::router())
+                .merge(web::setup::router())
                 .layer(csrf),
         )
         .fallback(web::not_found)

@@ -29,7 +29,7 @@ use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::Error;
+use crate::error::Error;
 use crate::store::{Db, Tx, now, timestamp_text};
 
 /// The `prev_hash` of the first record.

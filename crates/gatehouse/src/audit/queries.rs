@@ -3,7 +3,7 @@
 use time::OffsetDateTime;
 
 use super::AuditRecord;
-use crate::Error;
+use crate::error::Error;
 use crate::store::{Db, Dialect, Row, Tx};
 
 /// Key of the PostgreSQL advisory lock that serializes appends ("GHAUDIT" in ASCII); SQLite's

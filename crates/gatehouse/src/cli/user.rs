@@ -238,9 +238,9 @@ fn print_ended(user: &crate::identity::User, ended: usize) {
     }
 }
 
-fn not_found_as(e: crate::Error, email: &Email) -> anyhow::Error {
+fn not_found_as(e: crate::error::Error, email: &Email) -> anyhow::Error {
     match e {
-        crate::Error::NotFound => anyhow::anyhow!("no user has the address {email}"),
+        crate::error::Error::NotFound => anyhow::anyhow!("no user has the address {email}"),
         other => other.into(),
     }
 }

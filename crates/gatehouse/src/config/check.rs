@@ -106,8 +106,8 @@ impl Settings {
             warnings.push(ConfigError {
                 setting: "GATEHOUSE_SECRET_KEY".into(),
                 message: format!(
-                    "is not set: the development key kept in the data directory ({}) is used; production needs this set",
-                    crate::app::DEVELOPMENT_KEY_FILE
+                    "Development mode: no GATEHOUSE_SECRET_KEY is set, so a key kept in {} is used; set GATEHOUSE_SECRET_KEY ({MIN_SECRET_KEY_BYTES}+ bytes) before production.",
+                    self.data_dir.join(crate::config::DEVELOPMENT_KEY_FILE).display()
                 ),
             });
         }
@@ -253,6 +253,23 @@ mod tests {
             .chain([("SMTP_HOST", "127.0.0.1")])
             .collect();
         assert!(production_problem_names(&local).is_empty());
+    }
+
+    #[test]
+    fn a_missing_development_key_is_one_sentence_naming_the_setting() {
+        let s = Settings::load(&sources(&[("GATEHOUSE_DATA_DIR", "/srv/gh")])).unwrap();
+        let warnings = s.warnings();
+        let key = warnings
+            .iter()
+            .find(|w| w.setting == "GATEHOUSE_SECRET_KEY")
+            .expect("a warning about the key");
+        let expected = format!(
+            "Development mode: no GATEHOUSE_SECRET_KEY is set, so a key kept in {} is used; set GATEHOUSE_SECRET_KEY (32+ bytes) before production.",
+            std::path::Path::new("/srv/gh")
+                .join(crate::config::DEVELOPMENT_KEY_FILE)
+                .display()
+        );
+        assert_eq!(key.message, expected);
     }
 
     #[test]

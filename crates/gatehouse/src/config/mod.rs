@@ -22,8 +22,9 @@
 //! # Security
 //! - Secrets are [`SecretString`]s: `Debug` redacts them and [`Settings::describe`] prints
 //!   `[redacted]` for every row marked secret, so `config check` output and logs never carry them.
-//! - A missing secret key in development is replaced by a random one for this run only, with a
-//!   warning; production refuses to start without a key of at least 32 bytes.
+//! - A missing secret key in development is replaced by one kept in the data directory
+//!   (`development-secret.key`, made on the first run), with a warning; production refuses to
+//!   start without a key of at least 32 bytes.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -77,33 +78,11 @@ pub enum LogFormat {
     Text,
 }
 
-/// How the SMTP connection is secured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SmtpTls {
-    /// Plain text (only acceptable to a loopback relay).
-    None,
-    /// Plain connection upgraded with STARTTLS (default).
-    Starttls,
-    /// TLS from the first byte (SMTPS, usually port 465).
-    Tls,
-}
+pub use crate::mail::{SmtpSettings, SmtpTls};
 
-/// Outgoing mail settings.
-#[derive(Clone, Debug)]
-pub struct SmtpSettings {
-    /// SMTP relay host; unset means mail is written to the log (development only).
-    pub host: Option<String>,
-    /// SMTP port; defaults by TLS mode (25, 587, 465).
-    pub port: u16,
-    /// SMTP user name.
-    pub username: Option<String>,
-    /// SMTP password.
-    pub password: Option<SecretString>,
-    /// The `From` address of every mail.
-    pub from: String,
-    /// Transport security.
-    pub tls: SmtpTls,
-}
+/// The name of the development secret key's file in the data directory (a development run
+/// without `GATEHOUSE_SECRET_KEY` keeps its key there).
+pub const DEVELOPMENT_KEY_FILE: &str = "development-secret.key";
 
 /// The whole configuration of one Gatehouse process.
 #[derive(Clone, Debug)]

@@ -19,8 +19,8 @@ use super::service::Identity;
 use super::sessions::Session;
 use super::signin::Origin;
 use super::{Email, User, throttle, users};
-use crate::Error;
 use crate::audit::{self, Actor, AuditEvent};
+use crate::error::Error;
 
 /// How long ago the last sign-in (with every factor) may be for a sensitive change: changing
 /// the password, setting up or turning off MFA, new recovery codes.
@@ -144,7 +144,7 @@ impl Identity {
     }
 
     /// The first problem with a new password typed twice, if any.
-    fn new_password_problem(
+    pub(crate) fn new_password_problem(
         &self,
         new: &SecretString,
         confirm: &SecretString,

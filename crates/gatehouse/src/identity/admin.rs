@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::service::Identity;
 use super::{Email, Role, User, UserStatus, users};
-use crate::Error;
 use crate::audit::AuditContext;
+use crate::error::Error;
 
 impl Identity {
     /// Changes `email`'s role and/or status on behalf of `by` (`None`: the command line).

@@ -17,8 +17,8 @@ use serde_json::Value;
 
 use super::users::{self, NewUser};
 use super::{DisplayName, Email, Role};
-use crate::Error;
 use crate::audit::{self, AuditContext, AuditEvent};
+use crate::error::Error;
 use crate::store::Db;
 
 /// One address to allow.

@@ -23,8 +23,8 @@ use super::User;
 use super::queries::api_keys as queries;
 use super::service::Identity;
 use super::signin::Origin;
-use crate::Error;
 use crate::audit::{self, Actor, AuditContext, AuditEvent};
+use crate::error::Error;
 use crate::error::FieldError;
 use crate::store::Db;
 

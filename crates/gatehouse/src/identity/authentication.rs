@@ -17,7 +17,7 @@ use super::service::Identity;
 use super::sessions::Session;
 use super::tokens::TokenError;
 use super::{User, UserStatus, api_keys, tokens, users};
-use crate::Error;
+use crate::error::Error;
 
 /// A credential, as the transport found it.
 #[derive(Clone, Copy, Debug)]

@@ -15,8 +15,8 @@ use super::service::Identity;
 use super::sessions::Session;
 use super::signin::Origin;
 use super::{Email, User, users};
-use crate::Error;
 use crate::audit::{Actor, AuditContext};
+use crate::error::Error;
 
 /// Why an MFA change was not made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,7 +27,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::Email;
 use super::queries::magic_links as queries;
-use crate::Error;
+use crate::error::Error;
 use crate::keys::Keys;
 use crate::store::{Db, On};
 
@@ -94,13 +94,25 @@ pub fn safe_next(next: &str) -> Option<String> {
     ok.then(|| next.to_owned())
 }
 
-/// Creates a link for `email`.
+/// Creates a link for `email`, valid [`LINK_LIFETIME`].
 pub async fn issue(
     db: &Db,
     keys: &Keys,
     now: time::OffsetDateTime,
     email: &Email,
     next: Option<&str>,
+) -> Result<IssuedLink, Error> {
+    issue_valid_for(db, keys, now, email, next, LINK_LIFETIME).await
+}
+
+/// Creates a link for `email`, valid `lifetime` (the first admin's mail: 10 minutes).
+pub async fn issue_valid_for(
+    db: &Db,
+    keys: &Keys,
+    now: time::OffsetDateTime,
+    email: &Email,
+    next: Option<&str>,
+    lifetime: Duration,
 ) -> Result<IssuedLink, Error> {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
@@ -111,7 +123,7 @@ pub async fn issue(
         .collect();
     let code_mac = keys.code_mac(&[email.as_str(), &code]);
     let next = next.and_then(safe_next);
-    let expires = now + LINK_LIFETIME;
+    let expires = now + lifetime;
     let hash = token_hash(&token);
     queries::insert(
         db,

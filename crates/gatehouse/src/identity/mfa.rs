@@ -30,8 +30,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::queries::mfa::{self as queries, Sealed};
-use crate::Error;
 use crate::audit::{self, AuditContext, AuditEvent};
+use crate::error::Error;
 use crate::identity::magic_links::{CROCKFORD, normalize_code};
 use crate::keys::{Keys, Purpose};
 use crate::store::{Db, Tx};

@@ -10,6 +10,8 @@ pub mod allowlist;
 pub mod api_keys;
 pub mod authentication;
 pub mod enrolment;
+pub mod first_admin;
+pub mod links;
 pub mod magic_links;
 pub mod mfa;
 pub mod notices;
@@ -21,6 +23,7 @@ pub mod service;
 pub mod sessions;
 pub mod signin;
 pub mod throttle;
+pub mod token_grants;
 pub mod tokens;
 pub mod user_import;
 pub mod users;
@@ -78,6 +81,12 @@ impl Email {
     /// The part after `@`.
     pub fn domain(&self) -> &str {
         self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or_default()
+    }
+}
+
+impl AsRef<str> for Email {
+    fn as_ref(&self) -> &str {
+        &self.0
     }
 }
 

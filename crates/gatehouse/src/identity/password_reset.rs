@@ -21,8 +21,8 @@ use super::queries::password_reset as queries;
 use super::service::Identity;
 use super::signin::{LinkRequest, Origin, address_event};
 use super::{Email, InvalidInput, UserStatus, users};
-use crate::Error;
 use crate::audit::{self, Actor};
+use crate::error::Error;
 use crate::mail::mask_email;
 use crate::store::{Db, Tx};
 

@@ -34,7 +34,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use subtle::ConstantTimeEq as _;
 use tokio::sync::Semaphore;
 
-use crate::Error;
+use crate::error::Error;
 
 /// Largest PBKDF2 iteration count verified.
 const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;

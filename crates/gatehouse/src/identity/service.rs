@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_security::Limiter;
+use gatehouse_security::{Limiter, Quota};
 
 use super::password_policy::PasswordPolicy;
 use super::passwords::PasswordHasher;
@@ -18,12 +18,11 @@ use super::throttle::ThrottleConfig;
 use super::tokens::{AccessCache, KeyRing};
 use super::{Role, User};
 use crate::clock::Clock;
-use crate::config::{Rate, Settings};
 use crate::keys::Keys;
 use crate::mail::Mailer;
 use crate::store::Db;
 
-/// The identity rules' settings, taken from [`Settings`] once at startup.
+/// The identity rules' settings, taken from the configuration once at startup (`app`).
 #[derive(Clone, Debug)]
 pub struct IdentityConfig {
     /// The public base URL (no trailing slash): emailed links and the tokens' issuer.
@@ -31,9 +30,9 @@ pub struct IdentityConfig {
     /// Domains whose addresses get an account at their first sign-in by link.
     pub allowed_domains: Vec<String>,
     /// Sign-in attempts per submitted address (`GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT`).
-    pub signin_email_rate_limit: Option<Rate>,
+    pub signin_email_rate_limit: Option<Quota>,
     /// Sign-in and reset mails per address (`GATEHOUSE_MAGIC_LINK_RATE_LIMIT`).
-    pub magic_link_rate_limit: Option<Rate>,
+    pub magic_link_rate_limit: Option<Quota>,
     /// Whether a per-address limit refuses when its store cannot decide.
     pub deny_on_store_error: bool,
     /// Failed sign-in delays and locks.
@@ -48,29 +47,6 @@ pub struct IdentityConfig {
     pub password_reset_lifetime: Duration,
     /// What a new password must be.
     pub password_policy: PasswordPolicy,
-}
-
-impl IdentityConfig {
-    /// The identity settings of `settings`.
-    pub fn from_settings(settings: &Settings) -> Self {
-        Self {
-            base_url: settings
-                .public_url
-                .as_str()
-                .trim_end_matches('/')
-                .to_owned(),
-            allowed_domains: settings.allowed_domains.clone(),
-            signin_email_rate_limit: settings.signin_email_rate_limit,
-            magic_link_rate_limit: settings.magic_link_rate_limit,
-            deny_on_store_error: settings.signin_rate_limit_deny_on_store_error,
-            throttle: settings.throttle,
-            mfa_required_roles: settings.mfa_required_roles.clone(),
-            access_token_lifetime: settings.access_token_lifetime,
-            refresh_token_lifetime: settings.refresh_token_lifetime,
-            password_reset_lifetime: settings.password_reset_lifetime,
-            password_policy: settings.password_policy.clone(),
-        }
-    }
 }
 
 /// The identity services. Cheap to clone (one reference count).
@@ -135,7 +111,7 @@ impl Identity {
         &self,
         user_id: uuid::Uuid,
         keep: Option<&str>,
-    ) -> Result<usize, crate::Error> {
+    ) -> Result<usize, crate::error::Error> {
         let ended = self.sessions.revoke_all(user_id, keep).await?;
         super::tokens::revoke_all(&self.db, user_id, self.now()).await?;
         self.access_cache.clear();

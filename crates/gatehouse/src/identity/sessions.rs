@@ -33,8 +33,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::queries::sessions as queries;
-use crate::Error;
 use crate::clock::Clock;
+use crate::error::Error;
 use crate::store::Db;
 
 /// Longest user-agent string kept, in characters.

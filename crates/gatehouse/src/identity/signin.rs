@@ -25,22 +25,23 @@
 
 use std::time::Duration;
 
-use gatehouse_security::{ClientIp, Decision, Quota};
+use gatehouse_security::{ClientIp, Decision};
 use secrecy::SecretString;
-use sha2::Digest as _;
 use uuid::Uuid;
 
+use super::links::Allowance;
+pub use super::links::LinkRequest;
 use super::magic_links::{self, CodeOutcome, Consumed};
 use super::mfa::{self, Checked, PendingSignIn};
 use super::notices;
 use super::service::Identity;
 use super::sessions::{SessionMeta, SessionToken};
 use super::throttle::{self, Reservation};
+pub use super::token_grants::IssuedTokens;
 use super::users::{self, NewUser};
-use super::{DisplayName, Email, Role, User, UserStatus, tokens};
-use crate::Error;
+use super::{DisplayName, Email, Role, User, UserStatus};
 use crate::audit::{self, Actor, AuditContext, AuditEvent};
-use crate::config::Rate;
+use crate::error::Error;
 use crate::mail::mask_email;
 
 /// Where an attempt comes from: the client and the request.
@@ -85,21 +86,6 @@ pub enum Channel {
     },
 }
 
-/// A new API sign-in: an access token and the first refresh token of its family.
-#[derive(Debug)]
-pub struct IssuedTokens {
-    /// Whose.
-    pub user_id: Uuid,
-    /// The sign-in (refresh-token family).
-    pub family: Uuid,
-    /// The signed access token.
-    pub access_token: String,
-    /// Seconds until it expires.
-    pub expires_in: Duration,
-    /// The single-use refresh token.
-    pub refresh_token: String,
-}
-
 /// How a sign-in attempt ended.
 #[derive(Debug)]
 pub enum Outcome {
@@ -134,15 +120,6 @@ struct FirstFactor {
     method: &'static str,
     next: Option<String>,
     reservation: Reservation,
-}
-
-/// The answer to a request for a sign-in link.
-#[derive(Debug)]
-pub enum LinkRequest {
-    /// Queued (or silently dropped for an address that may not sign in: the same answer).
-    Accepted,
-    /// Over the per-address limit.
-    RateLimited(Decision),
 }
 
 impl Identity {
@@ -261,96 +238,6 @@ impl Identity {
         Ok(users::find_by_id(&self.db, pending.user_id)
             .await?
             .is_some_and(|u| u.status == UserStatus::Active && u.mfa_enabled))
-    }
-
-    /// Trades a refresh token for a new pair. A spent token presented again ends its sign-in;
-    /// a disabled user's sign-in ends at its next refresh.
-    pub async fn refresh_tokens(&self, raw: &str, origin: &Origin) -> Result<Outcome, Error> {
-        let now = self.now();
-        match tokens::refresh(&self.db, raw, now).await? {
-            tokens::Refreshed::Rotated {
-                user_id,
-                family,
-                token,
-            } => {
-                let user = users::find_by_id(&self.db, user_id).await?;
-                match user {
-                    Some(user) if user.status == UserStatus::Active => {
-                        if self.enrolment_due(&user) {
-                            return Ok(Outcome::EnrolmentRequired);
-                        }
-                        Ok(Outcome::TokensIssued(
-                            self.access_token(user_id, family, token).await?,
-                        ))
-                    }
-                    _ => {
-                        tokens::revoke_family(&self.db, family, now).await?;
-                        self.access_cache.clear();
-                        Ok(Outcome::Refused)
-                    }
-                }
-            }
-            tokens::Refreshed::Reused { user_id, family } => {
-                self.access_cache.clear();
-                tracing::warn!(event = "refresh_token_reused", user_id = %user_id, family = %family, "a spent refresh token was presented again: its sign-in is revoked");
-                self.audit_family(
-                    &origin.audit(Actor::User(user_id)),
-                    "auth.refresh_token_reused",
-                    family,
-                )
-                .await?;
-                Ok(Outcome::Refused)
-            }
-            tokens::Refreshed::Invalid => Ok(Outcome::Refused),
-        }
-    }
-
-    /// Ends the API sign-in a refresh or access token belongs to (RFC 7009: whatever the token
-    /// was, the caller hears the same).
-    pub async fn revoke_token(&self, raw: &str, origin: &Origin) -> Result<(), Error> {
-        let now = self.now();
-        let family = match tokens::family_of(&self.db, raw).await? {
-            Some(family) => Some(family),
-            // An access token names its family in `sid`.
-            None => self
-                .tokens
-                .verify(raw, &self.config.base_url, now, &self.db, &self.keys)
-                .await
-                .ok()
-                .and_then(|c| Uuid::parse_str(&c.sid).ok()),
-        };
-        if let Some(family) = family {
-            if tokens::revoke_family(&self.db, family, now).await? {
-                self.access_cache.clear();
-                self.audit_family(&origin.audit(Actor::System), "auth.sign_out", family)
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Counts a request for a sign-in link against the address's budgets, then queues "send a
-    /// link to `email` if it is allowed" and returns. The answer is the same for every address,
-    /// allowed or not, known or not: the lookup and the mail happen off the request path.
-    pub async fn request_link(
-        &self,
-        raw_email: &str,
-        next: Option<String>,
-    ) -> Result<LinkRequest, crate::identity::InvalidInput> {
-        let email = Email::parse(raw_email)?;
-        if let Some(decision) = self.signin_budget(&email).await {
-            return Ok(LinkRequest::RateLimited(decision));
-        }
-        if !self.within_mail_budget(&email).await {
-            return Ok(LinkRequest::Accepted);
-        }
-        let identity = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = identity.send_link(&email, next.as_deref()).await {
-                tracing::error!(event = "magic_link_failed", to = %mask_email(&email), error = %e, "could not send a sign-in link");
-            }
-        });
-        Ok(LinkRequest::Accepted)
     }
 
     /// The per-address limit, then the throttle's reservation: `Err` is the outcome to answer.
@@ -583,7 +470,7 @@ impl Identity {
 
     /// Starts a session for a user whose sign-in is complete (`method` names every factor),
     /// audited as `auth.sign_in`.
-    async fn start_session(
+    pub(crate) async fn start_session(
         &self,
         user: &User,
         method: &str,
@@ -606,175 +493,6 @@ impl Identity {
         tracing::info!(event = "sign_in", user_id = %user.id, method, "signed in");
         Ok(token)
     }
-
-    /// Starts an API sign-in: the token family and its audit record in one transaction.
-    async fn start_api_sign_in(
-        &self,
-        user: &User,
-        method: &str,
-        origin: &Origin,
-    ) -> Result<IssuedTokens, Error> {
-        let now = self.now();
-        let mut tx = self.db.begin().await?;
-        let (family, refresh_token) =
-            tokens::start_family(&mut tx, user.id, now, self.config.refresh_token_lifetime).await?;
-        audit::record(
-            &mut tx,
-            &origin.audit(Actor::User(user.id)),
-            AuditEvent {
-                action: "auth.sign_in",
-                entity_type: "token_family",
-                entity_id: Some(family.to_string()),
-                changes: serde_json::json!({ "method": method }),
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        tracing::info!(event = "sign_in", user_id = %user.id, method, "signed in to the API");
-        self.access_token(user.id, family, refresh_token).await
-    }
-
-    /// Signs an access token for `family`, to go with `refresh_token`.
-    async fn access_token(
-        &self,
-        user_id: Uuid,
-        family: Uuid,
-        refresh_token: String,
-    ) -> Result<IssuedTokens, Error> {
-        let lifetime = self.config.access_token_lifetime;
-        let now = self.now();
-        self.tokens
-            .refresh_if_stale(&self.db, &self.keys, now)
-            .await?;
-        let access_token =
-            self.tokens
-                .sign(&self.config.base_url, user_id, family, now, lifetime)?;
-        Ok(IssuedTokens {
-            user_id,
-            family,
-            access_token,
-            expires_in: lifetime,
-            refresh_token,
-        })
-    }
-
-    async fn audit_family(
-        &self,
-        ctx: &AuditContext,
-        action: &'static str,
-        family: Uuid,
-    ) -> Result<(), Error> {
-        let mut tx = self.db.begin().await?;
-        audit::record(
-            &mut tx,
-            ctx,
-            AuditEvent {
-                action,
-                entity_type: "token_family",
-                entity_id: Some(family.to_string()),
-                changes: serde_json::json!({}),
-            },
-        )
-        .await?;
-        tx.commit().await
-    }
-
-    async fn allowance(&self, email: &Email) -> Result<Allowance, Error> {
-        Ok(match users::find_by_email(&self.db, email).await? {
-            Some(user) if user.status == UserStatus::Active => Allowance::User(user),
-            Some(_) => Allowance::No,
-            None if self.domain_allowed(email) => Allowance::NewInAllowedDomain,
-            None => Allowance::No,
-        })
-    }
-
-    fn domain_allowed(&self, email: &Email) -> bool {
-        self.config
-            .allowed_domains
-            .iter()
-            .any(|d| d == email.domain())
-    }
-
-    async fn send_link(&self, email: &Email, next: Option<&str>) -> Result<(), Error> {
-        if matches!(self.allowance(email).await?, Allowance::No) {
-            tracing::info!(event = "magic_link_not_allowed", to = %mask_email(email), "no link for an address that is not allowed");
-            return Ok(());
-        }
-        let link = magic_links::issue(&self.db, &self.keys, self.now(), email, next).await?;
-        let url = format!(
-            "{}/login/magic/verify?token={}",
-            self.config.base_url,
-            magic_links::expose(&link.token)
-        );
-        let code = magic_links::expose(&link.code);
-        let minutes = magic_links::LINK_LIFETIME.as_secs() / 60;
-        self.mailer.send_template(
-            email,
-            "Your Gatehouse sign-in link",
-            "magic_link",
-            minijinja::context! { url => url, code => code, minutes => minutes },
-        )?;
-        tracing::info!(event = "magic_link_sent", to = %mask_email(email), "sign-in link queued");
-        Ok(())
-    }
-
-    /// Counts a sign-in attempt for the submitted address (`GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT`):
-    /// the decision when over it. Applies to every address alike.
-    pub(crate) async fn signin_budget(&self, email: &Email) -> Option<Decision> {
-        self.per_address("signin_email", self.config.signin_email_rate_limit, email)
-            .await
-    }
-
-    /// Whether `email` may get another sign-in or reset mail now (`GATEHOUSE_MAGIC_LINK_RATE_LIMIT`,
-    /// one budget for both).
-    pub(crate) async fn within_mail_budget(&self, email: &Email) -> bool {
-        self.per_address("magic_link_mail", self.config.magic_link_rate_limit, email)
-            .await
-            .is_none()
-    }
-
-    /// Checks one event against a per-address rule: `None` within budget (or the rule is off),
-    /// else the refusal. When the store cannot decide, the sign-in rules' failure policy
-    /// applies (a denial is reported as a decision with a short retry).
-    async fn per_address(
-        &self,
-        rule: &'static str,
-        rate: Option<Rate>,
-        email: &Email,
-    ) -> Option<Decision> {
-        let rate = rate?;
-        let quota = Quota::new(rate.limit, rate.period).ok()?;
-        // Keyed by a hash: the rate-limit store never holds addresses.
-        let key = hex::encode(sha2::Sha256::digest(email.as_str().as_bytes()));
-        match self.limiter.check(&format!("{rule}:{key}"), &quota).await {
-            Ok(decision) if decision.allowed => None,
-            Ok(decision) => {
-                tracing::info!(event = "rate_limited", rule, to = %mask_email(email), "per-address limit reached");
-                Some(decision)
-            }
-            Err(e) => {
-                let deny = self.config.deny_on_store_error;
-                tracing::warn!(event = "rate_limit_store_error", rule, error = %e, deny, "cannot check a per-address limit");
-                deny.then(|| Decision {
-                    allowed: false,
-                    limit: rate.limit,
-                    remaining: 0,
-                    reset_after: quota.emission_interval(),
-                    retry_after: Some(quota.emission_interval()),
-                })
-            }
-        }
-    }
-}
-
-/// Whether, and as whom, an address may sign in by link.
-enum Allowance {
-    /// An active user.
-    User(User),
-    /// No account yet, in an allowed domain: one is created at first sign-in.
-    NewInAllowedDomain,
-    /// Unknown outside the allowed domains, or disabled.
-    No,
 }
 
 /// An audit event about a submitted address, named masked.

@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 
 use super::Email;
 use super::queries::throttle as queries;
-use crate::Error;
+use crate::error::Error;
 use crate::store::{Db, Tx};
 
 /// The longest delay between two attempts before the lock.

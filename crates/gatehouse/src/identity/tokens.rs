@@ -33,7 +33,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::queries::tokens as queries;
-use crate::Error;
+use crate::error::Error;
 use crate::keys::{Keys, Purpose};
 use crate::store::{Db, Tx};
 

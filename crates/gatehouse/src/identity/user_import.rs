@@ -16,8 +16,8 @@ use serde_json::Value;
 use super::passwords::is_supported_hash;
 use super::users::{self, NewUser};
 use super::{DisplayName, Email, Role};
-use crate::Error;
 use crate::audit::{self, AuditContext, AuditEvent};
+use crate::error::Error;
 use crate::store::Db;
 
 /// One user to import.

@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::queries::users as queries;
 use super::{DisplayName, Email, Role, User, UserStatus};
-use crate::Error;
 use crate::audit::{self, AuditContext, AuditEvent};
+use crate::error::Error;
 use crate::store::{Db, Tx, now};
 
 /// What is needed to create a user.
@@ -50,15 +50,29 @@ async fn create_in(
     ctx: &AuditContext,
 ) -> Result<User, Error> {
     let mut tx = db.begin().await?;
-    let user = insert(&mut tx, &new).await?;
+    let user = insert_audited(&mut tx, &new, password_hash, "user.create", ctx).await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// Inserts a user (with a password hash, if given) and records `action` in `tx`; the record
+/// says whether a password was set, never the hash.
+pub(crate) async fn insert_audited(
+    tx: &mut Tx,
+    new: &NewUser,
+    password_hash: Option<&str>,
+    action: &'static str,
+    ctx: &AuditContext,
+) -> Result<User, Error> {
+    let user = insert(tx, new).await?;
     if let Some(hash) = password_hash {
-        store_password_hash(&mut tx, user.id, hash).await?;
+        store_password_hash(tx, user.id, hash).await?;
     }
     audit::record(
-        &mut tx,
+        tx,
         ctx,
         AuditEvent {
-            action: "user.create",
+            action,
             entity_type: "user",
             entity_id: Some(user.id.to_string()),
             changes: serde_json::json!({
@@ -71,7 +85,6 @@ async fn create_in(
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(user)
 }
 
@@ -206,7 +219,8 @@ async fn lock_active_admins(tx: &mut Tx) -> Result<usize, Error> {
     queries::lock_active_admins(tx).await
 }
 
-async fn count_in(tx: &mut Tx) -> Result<i64, Error> {
+/// How many users there are, inside `tx`.
+pub(crate) async fn count_in(tx: &mut Tx) -> Result<i64, Error> {
     queries::count(tx).await
 }
 

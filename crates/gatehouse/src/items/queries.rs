@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::Item;
-use crate::Error;
+use crate::error::Error;
 use crate::store::{Db, Row, Tx, parse_timestamp, timestamp_text};
 
 const COLUMNS: &str = "id, owner_id, name, description, created_at, updated_at, version";

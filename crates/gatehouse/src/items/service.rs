@@ -5,9 +5,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Changes, Item, MAX_LIMIT, MAX_QUERY_CHARS, queries};
-use crate::Error;
 use crate::access::{self, Action, Scope};
 use crate::audit::{self, AuditContext, AuditEvent};
+use crate::error::Error;
 use crate::error::FieldError;
 use crate::identity::User;
 use crate::store::{Db, Tx};

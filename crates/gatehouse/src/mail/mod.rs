@@ -25,11 +25,9 @@ use std::time::Duration;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
-use secrecy::ExposeSecret as _;
+use secrecy::{ExposeSecret as _, SecretString};
 use tokio::sync::mpsc;
 
-use crate::config::{Settings, SmtpTls};
-use crate::identity::Email;
 pub use templates::MailTemplates;
 
 /// How many messages may wait to be sent.
@@ -41,11 +39,39 @@ const RETRY_DELAYS: [Duration; 3] = [
     Duration::from_secs(30),
 ];
 
+/// How the SMTP connection is secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain text (only acceptable to a loopback relay).
+    None,
+    /// Plain connection upgraded with STARTTLS (default).
+    Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+}
+
+/// Outgoing mail settings.
+#[derive(Clone, Debug)]
+pub struct SmtpSettings {
+    /// SMTP relay host; unset means mail is written to the log (development only).
+    pub host: Option<String>,
+    /// SMTP port; defaults by TLS mode (25, 587, 465).
+    pub port: u16,
+    /// SMTP user name.
+    pub username: Option<String>,
+    /// SMTP password.
+    pub password: Option<SecretString>,
+    /// The `From` address of every mail.
+    pub from: String,
+    /// Transport security.
+    pub tls: SmtpTls,
+}
+
 /// One message, with a plain-text and an HTML part.
 #[derive(Clone, Debug)]
 pub struct Mail {
     /// Recipient.
-    pub to: Email,
+    pub to: String,
     /// Subject line.
     pub subject: String,
     /// Plain-text body.
@@ -95,15 +121,14 @@ pub struct Mailer {
 
 impl Mailer {
     /// Builds the transport from the settings and starts the background sender.
-    pub fn start(settings: &Settings) -> Result<Self, MailError> {
-        let from: Mailbox = settings
-            .smtp
+    pub fn start(smtp: &SmtpSettings) -> Result<Self, MailError> {
+        let from: Mailbox = smtp
             .from
             .parse()
             .map_err(|e| MailError::Config(format!("SMTP_FROM is not a valid address: {e}")))?;
-        let transport = match &settings.smtp.host {
+        let transport = match &smtp.host {
             None => Transport::Log,
-            Some(host) => Transport::Smtp(smtp_transport(settings, host)?),
+            Some(host) => Transport::Smtp(smtp_transport(smtp, host)?),
         };
         let templates = MailTemplates::new()
             .map(Arc::new)
@@ -122,19 +147,19 @@ impl Mailer {
     /// Renders the mail template `name` with `ctx` and queues it to `to`; returns at once.
     pub fn send_template<S: serde::Serialize>(
         &self,
-        to: &Email,
+        to: &impl AsRef<str>,
         subject: &str,
         name: &str,
         ctx: S,
-    ) -> Result<(), crate::Error> {
+    ) -> Result<(), crate::error::Error> {
         let (text, html) = self.templates.render(name, ctx)?;
         self.send(Mail {
-            to: to.clone(),
+            to: to.as_ref().to_owned(),
             subject: subject.to_owned(),
             text,
             html,
         })
-        .map_err(|e| crate::Error::Unavailable(e.to_string()))
+        .map_err(|e| crate::error::Error::Unavailable(e.to_string()))
     }
 
     /// Queues `mail` for sending; returns at once.
@@ -172,10 +197,9 @@ impl Mailer {
 }
 
 fn smtp_transport(
-    settings: &Settings,
+    smtp: &SmtpSettings,
     host: &str,
 ) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
-    let smtp = &settings.smtp;
     let builder = match smtp.tls {
         SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
         SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
@@ -264,8 +288,8 @@ fn build_message(from: &Mailbox, mail: &Mail) -> Result<lettre::Message, String>
 }
 
 /// `alice@example.com` → `a***@example.com`, for logs.
-pub fn mask_email(email: &Email) -> String {
-    let s = email.as_str();
+pub fn mask_email(email: &impl AsRef<str>) -> String {
+    let s = email.as_ref();
     match s.split_once('@') {
         Some((local, domain)) => {
             let first: String = local.chars().take(1).collect();
@@ -281,7 +305,7 @@ mod tests {
 
     #[test]
     fn addresses_are_masked_in_logs() {
-        let e = Email::parse("alice@example.com").unwrap();
+        let e = "alice@example.com";
         assert_eq!(mask_email(&e), "a***@example.com");
     }
 
@@ -289,7 +313,7 @@ mod tests {
     fn messages_have_text_and_html_parts() {
         let from: Mailbox = "Gatehouse <gate@example.com>".parse().unwrap();
         let mail = Mail {
-            to: Email::parse("bob@example.com").unwrap(),
+            to: "bob@example.com".to_owned(),
             subject: "Hello".into(),
             text: "plain body".into(),
             html: "<p>html body</p>".into(),

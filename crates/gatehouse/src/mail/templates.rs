@@ -8,7 +8,7 @@
 use minijinja::Environment;
 use serde::Serialize;
 
-use crate::Error;
+use crate::error::Error;
 
 const TEMPLATES: &[(&str, &str)] = &[
     (

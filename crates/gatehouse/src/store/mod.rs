@@ -28,7 +28,7 @@ use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 use time::OffsetDateTime;
 use tokio::sync::OwnedMutexGuard;
 
-use crate::Error;
+use crate::error::Error;
 pub use query::{Dialect, On, Query, Row, query};
 pub use sqlite_file::SqliteFile;
 

@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Backend, Db, Tx, TxInner, parse_timestamp, timestamp_text};
-use crate::Error;
+use crate::error::Error;
 
 /// Which SQL dialect a database speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

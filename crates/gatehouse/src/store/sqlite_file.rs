@@ -32,7 +32,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::OwnedMutexGuard;
 
-use crate::Error;
+use crate::error::Error;
 
 /// How long a read waits in the rare moment the WAL is being restarted.
 const BUSY_TIMEOUT: Duration = Duration::from_millis(100);

@@ -8,9 +8,9 @@ use axum::routing::get;
 use gatehouse_security::{ClientIp, RequestId};
 use http::StatusCode;
 
-use crate::Error;
 use crate::access::{self, Action};
 use crate::audit::AuditContext;
+use crate::error::Error;
 use crate::identity::api_keys;
 use crate::state::AppState;
 use uuid::Uuid;

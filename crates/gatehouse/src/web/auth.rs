@@ -1,5 +1,6 @@
 //! Sign-in pages and actions: the login form, magic links with their confirmation page, one-time
-//! codes, sign-out, and the account page with the user's sessions.
+//! codes, passwords, and sign-out. Each calls one sign-in of the identity pipeline and renders
+//! its outcome.
 //!
 //! Every page works without JavaScript; every form carries the CSRF token.
 //!
@@ -27,14 +28,12 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::session::{CurrentUser, clear_cookie, set_cookie, set_pending_cookie};
-use crate::Error;
-use crate::identity::accounts::PasswordChange;
+use crate::error::Error;
 use crate::identity::magic_links::{self, safe_next};
 use crate::identity::signin::{LinkRequest, Origin, Outcome};
 use crate::state::AppState;
-use crate::store::timestamp_text;
 
-/// The sign-in and account routes.
+/// The sign-in routes.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/login", get(login_page))
@@ -43,18 +42,6 @@ pub fn router() -> Router<AppState> {
         .route("/login/code", post(verify_code))
         .route("/login/password", post(password_sign_in))
         .route("/logout", post(logout))
-        .route("/account", get(account))
-        .route("/password/forgot", get(forgot_page).post(forgot))
-        .route("/password/reset", get(reset_page).post(reset))
-        .route(
-            "/account/password",
-            get(password_page).post(change_password),
-        )
-        .route("/account/sessions/revoke", post(revoke_session))
-        .route(
-            "/account/sessions/revoke-others",
-            post(revoke_other_sessions),
-        )
 }
 
 const LINK_FAILED: &str =
@@ -74,8 +61,8 @@ struct EmailForm {
 }
 
 #[derive(Debug, Deserialize)]
-struct TokenParam {
-    token: String,
+pub(super) struct TokenParam {
+    pub(super) token: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,11 +76,6 @@ struct PasswordForm {
     email: String,
     password: secrecy::SecretString,
     next: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct SessionForm {
-    id: String,
 }
 
 pub(super) fn with_status(status: StatusCode, page: Html<String>) -> Response {
@@ -289,205 +271,6 @@ async fn password_sign_in(
     })
 }
 
-#[derive(Deserialize)]
-struct PasswordChangeForm {
-    current: Option<secrecy::SecretString>,
-    new: secrecy::SecretString,
-    confirm: secrecy::SecretString,
-}
-
-/// Renders the password page with `extra` context and `status`.
-async fn render_password_page(
-    state: &AppState,
-    nonce: &CspNonce,
-    csrf: &CsrfToken,
-    current: &CurrentUser,
-    status: StatusCode,
-    extra: minijinja::Value,
-) -> Result<Response, Error> {
-    let has_password = state.identity.has_password(current.user.id).await?;
-    let stale = !state.identity.recently_signed_in(&current.session);
-    let page = state.templates.page(
-        "account_password.html",
-        nonce,
-        context! {
-            title => "Your password",
-            csrf_token => csrf.as_str(),
-            user => context! { email => current.user.email.as_str() },
-            has_password => has_password,
-            stale => stale,
-            min_length => state.settings.password_policy.min_length,
-            ..extra
-        },
-    )?;
-    Ok(with_status(status, page))
-}
-
-async fn password_page(
-    State(state): State<AppState>,
-    nonce: CspNonce,
-    csrf: CsrfToken,
-    current: CurrentUser,
-) -> Result<Response, Error> {
-    render_password_page(&state, &nonce, &csrf, &current, StatusCode::OK, context! {}).await
-}
-
-/// The status and page context of a password change's outcome.
-fn password_change_page(change: &PasswordChange) -> (StatusCode, minijinja::Value) {
-    match change {
-        PasswordChange::Changed => (StatusCode::OK, context! { done => true }),
-        PasswordChange::NotRecent => (StatusCode::FORBIDDEN, context! {}),
-        PasswordChange::WrongCurrent => (
-            StatusCode::BAD_REQUEST,
-            context! { error => "The current password is not right." },
-        ),
-        PasswordChange::LinkExpired => (
-            StatusCode::BAD_REQUEST,
-            context! { error => "This reset link has expired or was already used. Ask for a new one." },
-        ),
-        PasswordChange::Mismatch => (
-            StatusCode::BAD_REQUEST,
-            context! { error => "The two new passwords are not the same." },
-        ),
-        PasswordChange::Weak(errors) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            context! { errors => errors },
-        ),
-    }
-}
-
-async fn change_password(
-    State(state): State<AppState>,
-    nonce: CspNonce,
-    csrf: CsrfToken,
-    current: CurrentUser,
-    origin: Origin,
-    Form(form): Form<PasswordChangeForm>,
-) -> Result<Response, Error> {
-    let change = state
-        .identity
-        .change_password(
-            &current.user,
-            &current.session,
-            form.current.as_ref(),
-            &form.new,
-            &form.confirm,
-            &origin,
-        )
-        .await?;
-    let (status, extra) = password_change_page(&change);
-    render_password_page(&state, &nonce, &csrf, &current, status, extra).await
-}
-
-#[derive(Debug, Deserialize)]
-struct ForgotForm {
-    email: String,
-}
-
-#[derive(Deserialize)]
-struct ResetForm {
-    token: String,
-    new: secrecy::SecretString,
-    confirm: secrecy::SecretString,
-}
-
-async fn forgot_page(
-    State(state): State<AppState>,
-    nonce: CspNonce,
-    csrf: CsrfToken,
-) -> Result<Response, Error> {
-    let page = state.templates.page(
-        "password_forgot.html",
-        &nonce,
-        context! { title => "Reset your password", csrf_token => csrf.as_str() },
-    )?;
-    Ok(page.into_response())
-}
-
-async fn forgot(
-    State(state): State<AppState>,
-    nonce: CspNonce,
-    csrf: CsrfToken,
-    origin: Origin,
-    Form(form): Form<ForgotForm>,
-) -> Result<Response, Error> {
-    match state.identity.request_reset(&form.email, &origin).await? {
-        Err(_) => {
-            let page = state.templates.page(
-                "password_forgot.html",
-                &nonce,
-                context! { title => "Reset your password", csrf_token => csrf.as_str(), error => "Enter a valid email address." },
-            )?;
-            Ok(with_status(StatusCode::UNPROCESSABLE_ENTITY, page))
-        }
-        Ok(LinkRequest::RateLimited(decision)) => Ok(too_many_requests(&decision)),
-        Ok(LinkRequest::Accepted) => {
-            let page = state.templates.page(
-                "password_forgot.html",
-                &nonce,
-                context! {
-                    title => "Check your inbox",
-                    csrf_token => csrf.as_str(),
-                    sent => true,
-                    email => form.email.trim().to_lowercase(),
-                    hours => state.settings.password_reset_lifetime.as_secs() / 3600,
-                },
-            )?;
-            Ok(page.into_response())
-        }
-    }
-}
-
-async fn render_reset(
-    state: &AppState,
-    nonce: &CspNonce,
-    csrf: &CsrfToken,
-    token: &str,
-    status: StatusCode,
-    extra: minijinja::Value,
-) -> Result<Response, Error> {
-    let page = state.templates.page(
-        "password_reset.html",
-        nonce,
-        context! { title => "Choose a new password", csrf_token => csrf.as_str(), token => token, ..extra },
-    )?;
-    let mut response = with_status(status, page);
-    let headers = response.headers_mut();
-    headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
-}
-
-async fn reset_page(
-    State(state): State<AppState>,
-    nonce: CspNonce,
-    csrf: CsrfToken,
-    Query(q): Query<TokenParam>,
-) -> Result<Response, Error> {
-    render_reset(&state, &nonce, &csrf, &q.token, StatusCode::OK, context! {}).await
-}
-
-async fn reset(
-    State(state): State<AppState>,
-    nonce: CspNonce,
-    csrf: CsrfToken,
-    origin: Origin,
-    Form(form): Form<ResetForm>,
-) -> Result<Response, Error> {
-    let change = state
-        .identity
-        .reset_password(&form.token, &form.new, &form.confirm, &origin)
-        .await?;
-    let (status, extra) = password_change_page(&change);
-    let mut response = render_reset(&state, &nonce, &csrf, &form.token, status, extra).await?;
-    if change == PasswordChange::Changed {
-        response
-            .headers_mut()
-            .append(SET_COOKIE, clear_cookie(&state));
-    }
-    Ok(response)
-}
-
 /// The answer while an address or IP must wait: the same for every address, known or not.
 pub(crate) fn throttled(wait: std::time::Duration) -> Response {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -516,76 +299,4 @@ async fn logout(
         .headers_mut()
         .append(SET_COOKIE, clear_cookie(&state));
     Ok(response)
-}
-
-async fn account(
-    State(state): State<AppState>,
-    nonce: CspNonce,
-    csrf: CsrfToken,
-    current: CurrentUser,
-) -> Result<Response, Error> {
-    let sessions: Vec<_> = state
-        .sessions
-        .list(current.user.id)
-        .await?
-        .into_iter()
-        .map(|s| {
-            context! {
-                id => s.id_hash,
-                current => s.id_hash == current.session.id_hash,
-                device => s.user_agent.unwrap_or_else(|| "Unknown device".into()),
-                ip => s.client_ip.unwrap_or_default(),
-                created => timestamp_text(s.created_at)[..16].replace('T', " "),
-                last_seen => timestamp_text(s.last_seen_at)[..16].replace('T', " "),
-            }
-        })
-        .collect();
-    let page = state.templates.page(
-        "account.html",
-        &nonce,
-        context! {
-            title => "Your account",
-            csrf_token => csrf.as_str(),
-            user => context! {
-                email => current.user.email.as_str(),
-                role => current.user.role.as_str(),
-                name => current.user.display_name.as_str(),
-                mfa => current.user.mfa_enabled,
-            },
-            sessions => sessions,
-        },
-    )?;
-    Ok(page.into_response())
-}
-
-async fn revoke_session(
-    State(state): State<AppState>,
-    current: CurrentUser,
-    origin: Origin,
-    Form(form): Form<SessionForm>,
-) -> Result<Response, Error> {
-    state
-        .identity
-        .revoke_session(current.user.id, &current.session, &form.id, &origin)
-        .await?;
-    if form.id == current.session.id_hash {
-        let mut response = Redirect::to("/").into_response();
-        response
-            .headers_mut()
-            .append(SET_COOKIE, clear_cookie(&state));
-        return Ok(response);
-    }
-    Ok(Redirect::to("/account").into_response())
-}
-
-async fn revoke_other_sessions(
-    State(state): State<AppState>,
-    current: CurrentUser,
-    origin: Origin,
-) -> Result<Response, Error> {
-    state
-        .identity
-        .revoke_other_sessions(current.user.id, &current.session, &origin)
-        .await?;
-    Ok(Redirect::to("/account").into_response())
 }

@@ -16,7 +16,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
-use crate::Error;
+use crate::error::Error;
 use crate::state::AppState;
 
 /// Largest report body read.

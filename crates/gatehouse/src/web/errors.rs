@@ -23,7 +23,7 @@ use gatehouse_security::{CspNonce, Problem, RequestId};
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use tower::{Layer, Service};
 
-use super::templates::Templates;
+use crate::views::Templates;
 
 /// Layer: see the module documentation.
 #[derive(Clone, Debug)]

@@ -15,8 +15,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::session::CurrentUser;
-use crate::Error;
 use crate::audit::AuditContext;
+use crate::error::Error;
 use crate::items::{self, Changes, Item};
 use crate::state::AppState;
 use crate::store::timestamp_text;

@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 use super::auth::{render_sign_in, with_status};
 use super::session::{CurrentUser, clear_pending_cookie, pending_sign_in};
-use crate::Error;
+use crate::error::Error;
 use crate::identity::enrolment::MfaRefusal;
 use crate::identity::mfa::{self, Enrolment};
 use crate::identity::signin::Origin;

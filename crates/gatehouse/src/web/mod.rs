@@ -1,17 +1,18 @@
-//! The pages (server-rendered HTML forms) and their plumbing: templates, static assets, the
+//! The pages (server-rendered HTML forms) and their plumbing: the static files, the
 //! error pages, the authentication layer, the home page and CSP violation reports. The JSON
 //! API is `crate::api`.
 
+pub mod account;
 pub mod api_keys;
-pub mod assets;
 pub mod auth;
 pub mod csp_report;
 pub mod errors;
 pub mod items;
 pub mod mfa;
 pub mod origin;
+pub mod password_reset;
 pub mod session;
-pub mod templates;
+pub mod setup;
 
 use axum::Router;
 use axum::extract::State;
@@ -19,15 +20,24 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use gatehouse_security::CspNonce;
 
-use crate::Error;
+use crate::error::Error;
 use crate::state::AppState;
 
 /// The page routes of this module.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
-        .route("/static/{file}", get(assets::serve))
+        .route("/static/{file}", get(static_file))
         .route("/csp-report", post(csp_report::receive))
+}
+
+/// `GET /static/{file}`: an embedded asset.
+async fn static_file(
+    State(state): State<AppState>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+    headers: http::HeaderMap,
+) -> Result<Response, Error> {
+    state.assets.answer(&file, &headers)
 }
 
 /// `GET /`: the dashboard when signed in, else the home page.

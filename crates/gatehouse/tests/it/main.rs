@@ -12,6 +12,7 @@ mod cli;
 mod concurrency;
 mod cors;
 mod errors;
+mod first_start;
 mod headers;
 mod health;
 mod identity_core;

@@ -52,13 +52,7 @@ async fn confirm(v: &mut Visitor<'_>, link: &str) -> (u16, reqwest::header::Head
 
 /// Removes per-response values (CSRF tokens, nonces) so two pages can be compared.
 fn normalized(page: &str) -> String {
-    let mut out = page.to_owned();
-    while let Some(start) = out.find("name=\"csrf_token\" value=\"") {
-        let from = start + "name=\"csrf_token\" value=\"".len();
-        let end = from + out[from..].find('"').unwrap();
-        out.replace_range(start..end, "");
-    }
-    out
+    crate::support::visitor::without_csrf_tokens(page)
 }
 
 on_every_backend! {

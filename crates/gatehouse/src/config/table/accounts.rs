@@ -48,7 +48,7 @@ pub(super) static ROWS: &[Setting] = &[
         aliases: &[],
         secrecy: Secrecy::Public,
         default: "unset",
-        doc: "on a start with no users, this address is created as an admin (audited)",
+        doc: "on a start with no users, this address is created as an admin (audited) and mailed a 10-minute sign-in link; without it, development logs a one-time `/setup` link instead",
         read: |s, v| {
             if let Some(e) = v {
                 Email::parse(e).map_err(|m| m.to_string())?;
@@ -312,7 +312,7 @@ pub(super) static ROWS: &[Setting] = &[
         aliases: &[],
         secrecy: Secrecy::Public,
         default: "`10`",
-        doc: "failed password sign-ins in a row that lock a submitted address for `GATEHOUSE_LOCKOUT_DURATION` (before that, each failure makes the next attempt wait 1, 2, 4 … seconds, at most a minute); an IP gets this many failures before its delays start and is locked at five times as many; unknown addresses are throttled exactly like known ones",
+        doc: "failed sign-ins in a row (wrong passwords, one-time codes and two-step codes, on the pages and the API alike) that lock a submitted address for `GATEHOUSE_LOCKOUT_DURATION` (before that, each failure makes the next attempt wait 1, 2, 4 … seconds, at most a minute); a client IP (IPv6 by its /64) gets this many failures before its delays start and is locked at five times as many; unknown addresses are throttled exactly like known ones",
         read: |s, v| {
             let expected = "a number of failures between 1 and 1000";
             let default = ThrottleConfig::default().lock_threshold;
@@ -326,7 +326,7 @@ pub(super) static ROWS: &[Setting] = &[
         aliases: &[],
         secrecy: Secrecy::Public,
         default: "`15m`",
-        doc: "how long a lock lasts; a success (or, later, a password reset) clears an address",
+        doc: "how long a lock lasts; a complete sign-in (its last factor right) or a password reset clears an address; a right password with a code still due does not",
         read: |s, v| {
             let default = ThrottleConfig::default().lock_duration;
             set(&mut s.throttle.lock_duration, lifetime(v, default, "15m"))

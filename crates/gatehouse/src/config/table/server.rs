@@ -84,7 +84,7 @@ pub(super) static ROWS: &[Setting] = &[
         name: "GATEHOUSE_SECRET_KEY",
         aliases: &["SECRET_KEY", "FLASK_SECRET_KEY"],
         secrecy: Secrecy::Secret,
-        default: "random per start in development",
+        default: "development: a key kept in `<data dir>/development-secret.key`",
         doc: "root of every derived key; at least 32 bytes in production",
         read: |s, v| {
             s.secret_key_generated = v.is_none();
@@ -93,7 +93,7 @@ pub(super) static ROWS: &[Setting] = &[
         },
         show: |s| {
             if s.secret_key_generated {
-                Shown::Note("(not set: random for this run)")
+                Shown::Note("(not set: the development key in the data directory)")
             } else {
                 Shown::Set
             }

@@ -3,7 +3,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::Error;
+use crate::error::Error;
 use crate::identity::api_keys::{ApiKey, KeyUse};
 use crate::store::{Db, Dialect, Row, Tx};
 

@@ -2,7 +2,7 @@
 
 use time::OffsetDateTime;
 
-use crate::Error;
+use crate::error::Error;
 use crate::store::{Db, On, Tx, query};
 
 /// A new link, as stored.

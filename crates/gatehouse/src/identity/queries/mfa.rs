@@ -3,7 +3,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::Error;
+use crate::error::Error;
 use crate::store::{Db, Tx};
 
 /// The sealed `(totp_secret, totp_pending)` of a user (both `None` for an unknown user).

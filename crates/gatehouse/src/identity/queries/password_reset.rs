@@ -3,7 +3,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::Error;
+use crate::error::Error;
 use crate::store::{Db, Tx};
 
 #[tracing::instrument(level = "debug", skip_all)]

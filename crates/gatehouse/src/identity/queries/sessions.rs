@@ -3,7 +3,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::Error;
+use crate::error::Error;
 use crate::identity::sessions::Session;
 use crate::store::{Db, Row};
 

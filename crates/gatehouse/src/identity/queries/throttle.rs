@@ -2,7 +2,7 @@
 
 use time::OffsetDateTime;
 
-use crate::Error;
+use crate::error::Error;
 use crate::store::{Db, Tx};
 
 /// One key's stored count: `(failures, last_failure_at, blocked_until)`.

@@ -3,7 +3,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::Error;
+use crate::error::Error;
 use crate::store::{Db, Tx};
 
 /// Deletes the keys whose successor was made before `cutoff`: they sign nothing alive.

@@ -3,7 +3,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::Error;
+use crate::error::Error;
 use crate::identity::{DisplayName, Email, User};
 use crate::store::{Db, Dialect, On, Row, Tx, query};
 

@@ -25,7 +25,7 @@ pub(crate) use app::{
 };
 pub(crate) use backend::{Backend, redis_url};
 pub(crate) use cli::{env_of, run_cli, run_cli_with_stdin};
-pub(crate) use logs::{captured_log_text, request_log};
+pub(crate) use logs::{captured_log_text, captured_logs, request_log};
 pub(crate) use users::{add_user, api_token, totp_code};
 
 /// A secret key long enough for production.

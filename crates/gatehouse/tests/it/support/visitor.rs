@@ -23,6 +23,25 @@ pub(crate) fn field(page: &str, name: &str) -> Option<String> {
     )
 }
 
+/// `page` without its CSRF tokens (the form fields' and the `<meta>` tag's), which differ on
+/// every response: what is left must be the same for pages that must not tell two cases apart.
+pub(crate) fn without_csrf_tokens(page: &str) -> String {
+    let mut out = page.to_owned();
+    for marker in [
+        "name=\"csrf_token\" value=\"",
+        "name=\"csrf-token\" content=\"",
+    ] {
+        let mut at = 0;
+        while let Some(found) = out[at..].find(marker) {
+            let from = at + found + marker.len();
+            let end = from + out[from..].find('"').unwrap_or(0);
+            out.replace_range(from..end, "");
+            at = from;
+        }
+    }
+    out
+}
+
 impl<'a> Visitor<'a> {
     pub(crate) fn new(app: &'a TestApp) -> Self {
         Self {

@@ -4,14 +4,12 @@
 //! so they are cached for a year as `immutable`. The plain names (`/static/app.css`) stay
 //! reachable with a short cache and an `ETag`, for tools and old links.
 
-use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use sha2::{Digest as _, Sha256};
 
-use crate::Error;
-use crate::state::AppState;
+use crate::error::Error;
 
 const FILES: &[(&str, &str, &[u8])] = &[
     (
@@ -77,45 +75,43 @@ impl Assets {
     }
 }
 
-/// `GET /static/{file}`.
-pub async fn serve(
-    State(state): State<AppState>,
-    Path(file): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, Error> {
-    let (asset, immutable) = state
-        .assets
-        .assets
-        .iter()
-        .find_map(|a| {
-            if a.fingerprinted == file {
-                Some((a, true))
-            } else if a.name == file {
-                Some((a, false))
-            } else {
-                None
-            }
-        })
-        .ok_or(Error::NotFound)?;
-    let cache = HeaderValue::from_static(if immutable {
-        "public, max-age=31536000, immutable"
-    } else {
-        "public, max-age=300"
-    });
-    if headers.get(IF_NONE_MATCH) == Some(&asset.etag) {
-        return Ok((
-            StatusCode::NOT_MODIFIED,
-            [(ETAG, asset.etag.clone()), (CACHE_CONTROL, cache)],
+impl Assets {
+    /// The answer to `GET /static/{file}`: the asset by its fingerprinted name (cached for a
+    /// year) or its plain name (five minutes, with an `ETag`), or `404`.
+    pub fn answer(&self, file: &str, headers: &HeaderMap) -> Result<Response, Error> {
+        let (asset, immutable) = self
+            .assets
+            .iter()
+            .find_map(|a| {
+                if a.fingerprinted == file {
+                    Some((a, true))
+                } else if a.name == file {
+                    Some((a, false))
+                } else {
+                    None
+                }
+            })
+            .ok_or(Error::NotFound)?;
+        let cache = HeaderValue::from_static(if immutable {
+            "public, max-age=31536000, immutable"
+        } else {
+            "public, max-age=300"
+        });
+        if headers.get(IF_NONE_MATCH) == Some(&asset.etag) {
+            return Ok((
+                StatusCode::NOT_MODIFIED,
+                [(ETAG, asset.etag.clone()), (CACHE_CONTROL, cache)],
+            )
+                .into_response());
+        }
+        Ok((
+            [
+                (CONTENT_TYPE, asset.content_type.clone()),
+                (ETAG, asset.etag.clone()),
+                (CACHE_CONTROL, cache),
+            ],
+            asset.bytes,
         )
-            .into_response());
+            .into_response())
     }
-    Ok((
-        [
-            (CONTENT_TYPE, asset.content_type.clone()),
-            (ETAG, asset.etag.clone()),
-            (CACHE_CONTROL, cache),
-        ],
-        asset.bytes,
-    )
-        .into_response())
 }

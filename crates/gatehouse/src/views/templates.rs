@@ -26,7 +26,7 @@ use minijinja::{Environment, Value, context};
 use serde::Serialize;
 
 use super::assets::Assets;
-use crate::Error;
+use crate::error::Error;
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
@@ -75,6 +75,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         "password_reset.html",
         include_str!("../../templates/password_reset.html"),
     ),
+    ("setup.html", include_str!("../../templates/setup.html")),
 ];
 
 /// Pages rendered once at startup when they turn out not to depend on the nonce, with their

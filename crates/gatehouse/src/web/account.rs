@@ -1,0 +1,203 @@
+//! The account pages: the user's sessions (each revocable, or all others at once) and their
+//! password. Changes go through the identity services (recent sign-in, audit, revocations,
+//! notice); these handlers render the outcome.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use gatehouse_security::{CspNonce, CsrfToken};
+use http::StatusCode;
+use http::header::SET_COOKIE;
+use minijinja::context;
+use serde::Deserialize;
+
+use super::auth::with_status;
+use super::session::{CurrentUser, clear_cookie};
+use crate::error::Error;
+use crate::identity::accounts::PasswordChange;
+use crate::identity::signin::Origin;
+use crate::state::AppState;
+use crate::store::timestamp_text;
+
+/// The account routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/account", get(account))
+        .route(
+            "/account/password",
+            get(password_page).post(change_password),
+        )
+        .route("/account/sessions/revoke", post(revoke_session))
+        .route(
+            "/account/sessions/revoke-others",
+            post(revoke_other_sessions),
+        )
+}
+
+#[derive(Debug, Deserialize)]
+struct SessionForm {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct PasswordChangeForm {
+    current: Option<secrecy::SecretString>,
+    new: secrecy::SecretString,
+    confirm: secrecy::SecretString,
+}
+
+/// Renders the password page with `extra` context and `status`.
+async fn render_password_page(
+    state: &AppState,
+    nonce: &CspNonce,
+    csrf: &CsrfToken,
+    current: &CurrentUser,
+    status: StatusCode,
+    extra: minijinja::Value,
+) -> Result<Response, Error> {
+    let has_password = state.identity.has_password(current.user.id).await?;
+    let stale = !state.identity.recently_signed_in(&current.session);
+    let page = state.templates.page(
+        "account_password.html",
+        nonce,
+        context! {
+            title => "Your password",
+            csrf_token => csrf.as_str(),
+            user => context! { email => current.user.email.as_str() },
+            has_password => has_password,
+            stale => stale,
+            min_length => state.settings.password_policy.min_length,
+            ..extra
+        },
+    )?;
+    Ok(with_status(status, page))
+}
+
+async fn password_page(
+    State(state): State<AppState>,
+    nonce: CspNonce,
+    csrf: CsrfToken,
+    current: CurrentUser,
+) -> Result<Response, Error> {
+    render_password_page(&state, &nonce, &csrf, &current, StatusCode::OK, context! {}).await
+}
+
+/// The status and page context of a password change's outcome.
+pub(super) fn password_change_page(change: &PasswordChange) -> (StatusCode, minijinja::Value) {
+    match change {
+        PasswordChange::Changed => (StatusCode::OK, context! { done => true }),
+        PasswordChange::NotRecent => (StatusCode::FORBIDDEN, context! {}),
+        PasswordChange::WrongCurrent => (
+            StatusCode::BAD_REQUEST,
+            context! { error => "The current password is not right." },
+        ),
+        PasswordChange::LinkExpired => (
+            StatusCode::BAD_REQUEST,
+            context! { error => "This reset link has expired or was already used. Ask for a new one." },
+        ),
+        PasswordChange::Mismatch => (
+            StatusCode::BAD_REQUEST,
+            context! { error => "The two new passwords are not the same." },
+        ),
+        PasswordChange::Weak(errors) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            context! { errors => errors },
+        ),
+    }
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    nonce: CspNonce,
+    csrf: CsrfToken,
+    current: CurrentUser,
+    origin: Origin,
+    Form(form): Form<PasswordChangeForm>,
+) -> Result<Response, Error> {
+    let change = state
+        .identity
+        .change_password(
+            &current.user,
+            &current.session,
+            form.current.as_ref(),
+            &form.new,
+            &form.confirm,
+            &origin,
+        )
+        .await?;
+    let (status, extra) = password_change_page(&change);
+    render_password_page(&state, &nonce, &csrf, &current, status, extra).await
+}
+
+async fn account(
+    State(state): State<AppState>,
+    nonce: CspNonce,
+    csrf: CsrfToken,
+    current: CurrentUser,
+) -> Result<Response, Error> {
+    let sessions: Vec<_> = state
+        .sessions
+        .list(current.user.id)
+        .await?
+        .into_iter()
+        .map(|s| {
+            context! {
+                id => s.id_hash,
+                current => s.id_hash == current.session.id_hash,
+                device => s.user_agent.unwrap_or_else(|| "Unknown device".into()),
+                ip => s.client_ip.unwrap_or_default(),
+                created => timestamp_text(s.created_at)[..16].replace('T', " "),
+                last_seen => timestamp_text(s.last_seen_at)[..16].replace('T', " "),
+            }
+        })
+        .collect();
+    let page = state.templates.page(
+        "account.html",
+        &nonce,
+        context! {
+            title => "Your account",
+            csrf_token => csrf.as_str(),
+            user => context! {
+                email => current.user.email.as_str(),
+                role => current.user.role.as_str(),
+                name => current.user.display_name.as_str(),
+                mfa => current.user.mfa_enabled,
+            },
+            sessions => sessions,
+        },
+    )?;
+    Ok(page.into_response())
+}
+
+async fn revoke_session(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    origin: Origin,
+    Form(form): Form<SessionForm>,
+) -> Result<Response, Error> {
+    state
+        .identity
+        .revoke_session(current.user.id, &current.session, &form.id, &origin)
+        .await?;
+    if form.id == current.session.id_hash {
+        let mut response = Redirect::to("/").into_response();
+        response
+            .headers_mut()
+            .append(SET_COOKIE, clear_cookie(&state));
+        return Ok(response);
+    }
+    Ok(Redirect::to("/account").into_response())
+}
+
+async fn revoke_other_sessions(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    origin: Origin,
+) -> Result<Response, Error> {
+    state
+        .identity
+        .revoke_other_sessions(current.user.id, &current.session, &origin)
+        .await?;
+    Ok(Redirect::to("/account").into_response())
+}
