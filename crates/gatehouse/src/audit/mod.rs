@@ -20,22 +20,20 @@
 //! - Records hold no secrets: callers put identifiers and before/after values in `changes`,
 //!   never tokens or passwords.
 
+mod queries;
+
 use std::net::IpAddr;
 
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
-use sqlx::Row as _;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::Error;
-use crate::store::{Db, Tx, now, parse_timestamp, timestamp_text};
+use crate::store::{Db, Tx, now, timestamp_text};
 
 /// The `prev_hash` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// Key of the PostgreSQL advisory lock that serializes appends ("GHAUDIT" in ASCII).
-const PG_AUDIT_LOCK: i64 = 0x0047_4841_5544_4954;
 
 /// Who made a change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -194,22 +192,7 @@ pub async fn record(tx: &mut Tx, ctx: &AuditContext, event: AuditEvent) -> Resul
     // serde_json's maps are sorted, so equal values always serialize to the same text.
     let changes = event.changes.to_string();
 
-    let prev_hash: Option<String> = match tx {
-        Tx::Postgres(tx) => {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(PG_AUDIT_LOCK)
-                .execute(&mut **tx)
-                .await?;
-            sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
-                .fetch_optional(&mut **tx)
-                .await?
-        }
-        Tx::Sqlite(tx, _) => {
-            sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
-                .fetch_optional(&mut **tx)
-                .await?
-        }
-    };
+    let prev_hash = queries::lock_head(tx).await?;
     let prev_hash = prev_hash.unwrap_or_else(|| GENESIS_HASH.to_owned());
     let hash = chain_hash(
         &timestamp_text(occurred_at),
@@ -223,137 +206,39 @@ pub async fn record(tx: &mut Tx, ctx: &AuditContext, event: AuditEvent) -> Resul
         &prev_hash,
     );
 
-    let id: i64 = match tx {
-        Tx::Postgres(tx) => {
-            sqlx::query_scalar(
-                "INSERT INTO audit_log (occurred_at, actor, client_ip, action, entity_type, entity_id, changes, request_id, prev_hash, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-            )
-            .bind(occurred_at)
-            .bind(&actor)
-            .bind(&client_ip)
-            .bind(event.action)
-            .bind(event.entity_type)
-            .bind(&event.entity_id)
-            .bind(&changes)
-            .bind(&ctx.request_id)
-            .bind(&prev_hash)
-            .bind(&hash)
-            .fetch_one(&mut **tx)
-            .await?
-        }
-        Tx::Sqlite(tx, _) => {
-            sqlx::query_scalar(
-                "INSERT INTO audit_log (occurred_at, actor, client_ip, action, entity_type, entity_id, changes, request_id, prev_hash, hash) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(timestamp_text(occurred_at))
-            .bind(&actor)
-            .bind(&client_ip)
-            .bind(event.action)
-            .bind(event.entity_type)
-            .bind(&event.entity_id)
-            .bind(&changes)
-            .bind(&ctx.request_id)
-            .bind(&prev_hash)
-            .bind(&hash)
-            .fetch_one(&mut **tx)
-            .await?
-        }
-    };
+    let id = queries::insert(
+        tx,
+        &queries::NewRecord {
+            occurred_at,
+            actor: &actor,
+            client_ip: client_ip.as_deref(),
+            action: event.action,
+            entity_type: event.entity_type,
+            entity_id: event.entity_id.as_deref(),
+            changes: &changes,
+            request_id: ctx.request_id.as_deref(),
+            prev_hash: &prev_hash,
+            hash: &hash,
+        },
+    )
+    .await?;
     tracing::debug!(audit_id = id, action = event.action, "audit record written");
     Ok(id)
 }
 
-const RECORD_COLUMNS: &str = "id, occurred_at, actor, client_ip, action, entity_type, entity_id, changes, request_id, prev_hash, hash";
-
-fn record_from_pg(row: &sqlx::postgres::PgRow) -> Result<AuditRecord, Error> {
-    Ok(AuditRecord {
-        id: row.try_get("id")?,
-        occurred_at: row.try_get("occurred_at")?,
-        actor: row.try_get("actor")?,
-        client_ip: row.try_get("client_ip")?,
-        action: row.try_get("action")?,
-        entity_type: row.try_get("entity_type")?,
-        entity_id: row.try_get("entity_id")?,
-        changes: row.try_get("changes")?,
-        request_id: row.try_get("request_id")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-    })
-}
-
-fn record_from_sqlite(row: &sqlx::sqlite::SqliteRow) -> Result<AuditRecord, Error> {
-    Ok(AuditRecord {
-        id: row.try_get("id")?,
-        occurred_at: parse_timestamp(row.try_get("occurred_at")?)?,
-        actor: row.try_get("actor")?,
-        client_ip: row.try_get("client_ip")?,
-        action: row.try_get("action")?,
-        entity_type: row.try_get("entity_type")?,
-        entity_id: row.try_get("entity_id")?,
-        changes: row.try_get("changes")?,
-        request_id: row.try_get("request_id")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-    })
-}
-
 /// Records with an id above `after_id`, oldest first, at most `limit`.
 pub async fn records_after(db: &Db, after_id: i64, limit: i64) -> Result<Vec<AuditRecord>, Error> {
-    match db {
-        Db::Postgres(pool) => {
-            let sql = format!(
-                "SELECT {RECORD_COLUMNS} FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2"
-            );
-            sqlx::query(&sql)
-                .bind(after_id)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(record_from_pg)
-                .collect()
-        }
-        Db::Sqlite(pool, _) => {
-            let sql =
-                format!("SELECT {RECORD_COLUMNS} FROM audit_log WHERE id > ? ORDER BY id LIMIT ?");
-            sqlx::query(&sql)
-                .bind(after_id)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(record_from_sqlite)
-                .collect()
-        }
-    }
+    queries::records_after(db, after_id, limit).await
 }
 
 /// Number of records.
 pub async fn count(db: &Db) -> Result<u64, Error> {
-    let n: i64 = match db {
-        Db::Postgres(pool) => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
-                .fetch_one(pool)
-                .await?
-        }
-        Db::Sqlite(pool, _) => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
-                .fetch_one(pool)
-                .await?
-        }
-    };
-    Ok(u64::try_from(n).unwrap_or(0))
+    Ok(u64::try_from(queries::count(db).await?).unwrap_or(0))
 }
 
 /// The newest record's id and hash, or `None` for an empty log.
 pub async fn head(db: &Db) -> Result<Option<(i64, String)>, Error> {
-    let sql = "SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1";
-    Ok(match db {
-        Db::Postgres(pool) => sqlx::query_as(sql).fetch_optional(pool).await?,
-        Db::Sqlite(pool, _) => sqlx::query_as(sql).fetch_optional(pool).await?,
-    })
+    queries::head(db).await
 }
 
 /// Where and how the chain is broken.
@@ -460,7 +345,7 @@ mod tests {
     fn sample() -> AuditRecord {
         let mut r = AuditRecord {
             id: 1,
-            occurred_at: parse_timestamp("2026-11-23T10:00:00.123456Z").unwrap(),
+            occurred_at: crate::store::parse_timestamp("2026-11-23T10:00:00.123456Z").unwrap(),
             actor: "cli".into(),
             client_ip: None,
             action: "user.create".into(),

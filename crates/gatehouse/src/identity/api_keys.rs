@@ -20,12 +20,13 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::User;
+use super::queries::api_keys as queries;
 use super::service::Identity;
 use super::signin::Origin;
 use crate::audit::{self, Actor, AuditContext, AuditEvent};
 use crate::error::Error;
 use crate::error::FieldError;
-use crate::store::{Db, Tx, parse_timestamp, timestamp_text};
+use crate::store::Db;
 
 /// The scopes a key may carry.
 pub const SCOPES: &[&str] = &["items:read", "items:write"];
@@ -133,65 +134,13 @@ pub(crate) async fn create(
         last_used_at: None,
     };
     let mut tx = db.begin().await?;
-    let count: i64 = match &mut tx {
-        Tx::Postgres(tx) => {
-            // The user's row, locked, orders concurrent creations: each counts after the one
-            // before has committed, so the cap holds (SQLite's `BEGIN IMMEDIATE` already
-            // serializes writers).
-            sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
-                .bind(user_id)
-                .execute(&mut **tx)
-                .await?;
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL",
-            )
-            .bind(user_id)
-            .fetch_one(&mut **tx)
-            .await?
-        }
-        Tx::Sqlite(tx, _) => {
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM api_keys WHERE user_id = ? AND revoked_at IS NULL",
-            )
-            .bind(user_id.to_string())
-            .fetch_one(&mut **tx)
-            .await?
-        }
-    };
+    let count = queries::lock_user_and_count_live(&mut tx, user_id).await?;
     if count >= MAX_PER_USER {
         return Err(Error::Conflict(format!(
             "you have {MAX_PER_USER} keys already: revoke one first"
         )));
     }
-    let scopes_text = described.scopes.join(" ");
-    match &mut tx {
-        Tx::Postgres(tx) => {
-            sqlx::query("INSERT INTO api_keys (id, user_id, name, prefix, key_hash, scopes, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-                .bind(described.id)
-                .bind(user_id)
-                .bind(&described.name)
-                .bind(&described.prefix)
-                .bind(hash(&key))
-                .bind(&scopes_text)
-                .bind(now)
-                .bind(described.expires_at)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Tx::Sqlite(tx, _) => {
-            sqlx::query("INSERT INTO api_keys (id, user_id, name, prefix, key_hash, scopes, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-                .bind(described.id.to_string())
-                .bind(user_id.to_string())
-                .bind(&described.name)
-                .bind(&described.prefix)
-                .bind(hash(&key))
-                .bind(&scopes_text)
-                .bind(timestamp_text(now))
-                .bind(described.expires_at.map(timestamp_text))
-                .execute(&mut **tx)
-                .await?;
-        }
-    }
+    queries::insert(&mut tx, user_id, &described, &hash(&key)).await?;
     audit::record(
         &mut tx,
         ctx,
@@ -209,72 +158,7 @@ pub(crate) async fn create(
 
 /// The user's keys that are not revoked, newest first.
 pub async fn list(db: &Db, user_id: Uuid) -> Result<Vec<ApiKey>, Error> {
-    const SQL_COLUMNS: &str = "id, name, prefix, scopes, created_at, expires_at, last_used_at";
-    let scopes = |s: String| s.split_whitespace().map(str::to_owned).collect();
-    match db {
-        Db::Postgres(pool) => {
-            type Row = (
-                Uuid,
-                String,
-                String,
-                String,
-                OffsetDateTime,
-                Option<OffsetDateTime>,
-                Option<OffsetDateTime>,
-            );
-            let rows: Vec<Row> = sqlx::query_as(&format!(
-                "SELECT {SQL_COLUMNS} FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at DESC"
-            ))
-            .bind(user_id)
-            .fetch_all(pool)
-            .await?;
-            Ok(rows
-                .into_iter()
-                .map(
-                    |(id, name, prefix, s, created_at, expires_at, last_used_at)| ApiKey {
-                        id,
-                        name,
-                        prefix,
-                        scopes: scopes(s),
-                        created_at,
-                        expires_at,
-                        last_used_at,
-                    },
-                )
-                .collect())
-        }
-        Db::Sqlite(pool, _) => {
-            type Row = (
-                String,
-                String,
-                String,
-                String,
-                String,
-                Option<String>,
-                Option<String>,
-            );
-            let rows: Vec<Row> = sqlx::query_as(&format!(
-                "SELECT {SQL_COLUMNS} FROM api_keys WHERE user_id = ? AND revoked_at IS NULL ORDER BY created_at DESC"
-            ))
-            .bind(user_id.to_string())
-            .fetch_all(pool)
-            .await?;
-            rows.into_iter()
-                .map(|(id, name, prefix, s, created, expires, used)| {
-                    Ok(ApiKey {
-                        id: Uuid::parse_str(&id)
-                            .map_err(|e| Error::Internal(anyhow::anyhow!("bad key id: {e}")))?,
-                        name,
-                        prefix,
-                        scopes: scopes(s),
-                        created_at: parse_timestamp(&created)?,
-                        expires_at: expires.as_deref().map(parse_timestamp).transpose()?,
-                        last_used_at: used.as_deref().map(parse_timestamp).transpose()?,
-                    })
-                })
-                .collect()
-        }
-    }
+    queries::list(db, user_id).await
 }
 
 /// Revokes one of the user's keys; `false` if it is not theirs or already revoked.
@@ -286,23 +170,7 @@ pub async fn revoke(
     ctx: &AuditContext,
 ) -> Result<bool, Error> {
     let mut tx = db.begin().await?;
-    let n = match &mut tx {
-        Tx::Postgres(tx) => sqlx::query("UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
-            .bind(id)
-            .bind(user_id)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected(),
-        Tx::Sqlite(tx, _) => sqlx::query("UPDATE api_keys SET revoked_at = ?3 WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL")
-            .bind(id.to_string())
-            .bind(user_id.to_string())
-            .bind(timestamp_text(now))
-            .execute(&mut **tx)
-            .await?
-            .rows_affected(),
-    };
-    if n == 0 {
+    if !queries::revoke(&mut tx, user_id, id, now).await? {
         return Ok(false);
     }
     audit::record(
@@ -331,52 +199,11 @@ pub async fn authenticate(
         return Ok(None);
     }
     let key_hash = hash(raw);
-    let row: Option<(String, String, String)> = match db {
-        Db::Postgres(pool) => sqlx::query_as(
-            "SELECT id::text, user_id::text, scopes FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
-        )
-        .bind(&key_hash)
-        .bind(now)
-        .fetch_optional(pool)
-        .await?,
-        Db::Sqlite(pool, _) => sqlx::query_as(
-            "SELECT id, user_id, scopes FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
-        )
-        .bind(&key_hash)
-        .bind(timestamp_text(now))
-        .fetch_optional(pool)
-        .await?,
-    };
-    let Some((id, user_id, scopes)) = row else {
+    let Some(found) = queries::find_live(db, &key_hash, now).await? else {
         return Ok(None);
     };
-    let minute_ago = now - time::Duration::minutes(1);
-    match db {
-        Db::Postgres(pool) => {
-            sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE key_hash = $1 AND (last_used_at IS NULL OR last_used_at < $3)")
-                .bind(&key_hash)
-                .bind(now)
-                .bind(minute_ago)
-                .execute(pool)
-                .await?;
-        }
-        Db::Sqlite(pool, _) => {
-            sqlx::query("UPDATE api_keys SET last_used_at = ?2 WHERE key_hash = ?1 AND (last_used_at IS NULL OR last_used_at < ?3)")
-                .bind(&key_hash)
-                .bind(timestamp_text(now))
-                .bind(timestamp_text(minute_ago))
-                .execute(pool)
-                .await?;
-        }
-    }
-    let parse = |s: &str| {
-        Uuid::parse_str(s).map_err(|e| Error::Internal(anyhow::anyhow!("bad id in api_keys: {e}")))
-    };
-    Ok(Some(KeyUse {
-        id: parse(&id)?,
-        user_id: parse(&user_id)?,
-        scopes: scopes.split_whitespace().map(str::to_owned).collect(),
-    }))
+    queries::record_use(db, &key_hash, now, now - time::Duration::minutes(1)).await?;
+    Ok(Some(found))
 }
 
 impl Identity {

@@ -31,6 +31,7 @@ use time::OffsetDateTime;
 
 use super::accounts::PasswordChange;
 use super::magic_links;
+use super::queries::first_admin as queries;
 use super::service::Identity;
 use super::sessions::SessionToken;
 use super::signin::Origin;
@@ -39,7 +40,7 @@ use super::{DisplayName, Email, Role, User};
 use crate::audit::{Actor, AuditContext};
 use crate::error::Error;
 use crate::mail::mask_email;
-use crate::store::{Db, Tx, timestamp_text};
+use crate::store::Tx;
 
 /// How long a setup link works.
 pub const SETUP_LINK_LIFETIME: Duration = Duration::from_secs(10 * 60);
@@ -277,121 +278,27 @@ impl Identity {
         let now = self.now();
         let expires = now + SETUP_LINK_LIFETIME;
         let cutoff = now - time::Duration::days(1);
-        match &self.db {
-            Db::Postgres(pool) => {
-                sqlx::query("DELETE FROM setup_tokens WHERE expires_at < $1")
-                    .bind(cutoff)
-                    .execute(pool)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO setup_tokens (token_hash, created_at, expires_at) VALUES ($1, $2, $3)",
-                )
-                .bind(token_hash(&token))
-                .bind(now)
-                .bind(expires)
-                .execute(pool)
-                .await?;
-            }
-            Db::Sqlite(pool, _) => {
-                sqlx::query("DELETE FROM setup_tokens WHERE expires_at < ?")
-                    .bind(timestamp_text(cutoff))
-                    .execute(pool)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO setup_tokens (token_hash, created_at, expires_at) VALUES (?, ?, ?)",
-                )
-                .bind(token_hash(&token))
-                .bind(timestamp_text(now))
-                .bind(timestamp_text(expires))
-                .execute(pool)
-                .await?;
-            }
-        }
+        queries::replace_dead_with(&self.db, cutoff, &token_hash(&token), now, expires).await?;
         Ok(SecretString::from(token))
     }
 
     async fn setup_token_live(&self, token: &str) -> Result<bool, Error> {
         let now = self.now();
-        let found: Option<i32> = match &self.db {
-            Db::Postgres(pool) => {
-                sqlx::query_scalar(
-                    "SELECT 1 FROM setup_tokens WHERE token_hash = $1 AND consumed_at IS NULL AND expires_at > $2",
-                )
-                .bind(token_hash(token))
-                .bind(now)
-                .fetch_optional(pool)
-                .await?
-            }
-            Db::Sqlite(pool, _) => {
-                sqlx::query_scalar(
-                    "SELECT 1 FROM setup_tokens WHERE token_hash = ? AND consumed_at IS NULL AND expires_at > ?",
-                )
-                .bind(token_hash(token))
-                .bind(timestamp_text(now))
-                .fetch_optional(pool)
-                .await?
-            }
-        };
-        Ok(found.is_some())
+        queries::is_live(&self.db, &token_hash(token), now).await
     }
 }
 
 /// Serializes first-admin creations on PostgreSQL until `tx` ends (see the module doc).
 async fn lock_first_admin(tx: &mut Tx) -> Result<(), Error> {
-    if let Tx::Postgres(tx) = tx {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(FIRST_ADMIN_LOCK)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
+    queries::lock(tx, FIRST_ADMIN_LOCK).await
 }
 
 /// Uses the setup token once: whether it was live.
 async fn consume(tx: &mut Tx, token: &str, now: OffsetDateTime) -> Result<bool, Error> {
-    let hash = token_hash(token);
-    let used: Option<String> = match tx {
-        Tx::Postgres(tx) => {
-            sqlx::query_scalar(
-                "UPDATE setup_tokens SET consumed_at = $2 \
-                 WHERE token_hash = $1 AND consumed_at IS NULL AND expires_at > $2 \
-                 RETURNING token_hash",
-            )
-            .bind(&hash)
-            .bind(now)
-            .fetch_optional(&mut **tx)
-            .await?
-        }
-        Tx::Sqlite(tx, _) => {
-            sqlx::query_scalar(
-                "UPDATE setup_tokens SET consumed_at = ?2 \
-                 WHERE token_hash = ?1 AND consumed_at IS NULL AND expires_at > ?2 \
-                 RETURNING token_hash",
-            )
-            .bind(&hash)
-            .bind(timestamp_text(now))
-            .fetch_optional(&mut **tx)
-            .await?
-        }
-    };
-    Ok(used.is_some())
+    queries::consume(tx, &token_hash(token), now).await
 }
 
 /// Ends every other live setup link: the setup is over.
 async fn end_all(tx: &mut Tx, now: OffsetDateTime) -> Result<(), Error> {
-    match tx {
-        Tx::Postgres(tx) => {
-            sqlx::query("UPDATE setup_tokens SET consumed_at = $1 WHERE consumed_at IS NULL")
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Tx::Sqlite(tx, _) => {
-            sqlx::query("UPDATE setup_tokens SET consumed_at = ? WHERE consumed_at IS NULL")
-                .bind(timestamp_text(now))
-                .execute(&mut **tx)
-                .await?;
-        }
-    }
-    Ok(())
+    queries::end_all(tx, now).await
 }

@@ -9,6 +9,9 @@
 //!   (a plain hash of 40 bits could be brute-forced offline).
 //! - Consumption is one conditional `UPDATE … WHERE consumed_at IS NULL AND expires_at > now
 //!   RETURNING …`: of two concurrent uses exactly one wins, on both backends.
+//! - A code is checked and its failure counted in one write transaction with the address's links
+//!   locked, and the count stops at [`MAX_CODE_ATTEMPTS`]: concurrent guesses get no more tries
+//!   between them than one guesser would.
 //! - Code comparison is constant-time.
 //! - `next` is kept only when it is a same-origin path ([`safe_next`]).
 
@@ -23,9 +26,10 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use super::Email;
+use super::queries::magic_links as queries;
 use crate::error::Error;
 use crate::keys::Keys;
-use crate::store::{Db, timestamp_text};
+use crate::store::{Db, On};
 
 /// How long a link (and its code) is valid.
 pub const LINK_LIFETIME: Duration = Duration::from_secs(15 * 60);
@@ -120,34 +124,19 @@ pub async fn issue_valid_for(
     let code_mac = keys.code_mac(&[email.as_str(), &code]);
     let next = next.and_then(safe_next);
     let expires = now + lifetime;
-    match db {
-        Db::Postgres(pool) => {
-            sqlx::query(
-                "INSERT INTO magic_links (token_hash, email, code_mac, next_path, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(token_hash(&token))
-            .bind(email.as_str())
-            .bind(&code_mac)
-            .bind(&next)
-            .bind(now)
-            .bind(expires)
-            .execute(pool)
-            .await?;
-        }
-        Db::Sqlite(pool, _) => {
-            sqlx::query(
-                "INSERT INTO magic_links (token_hash, email, code_mac, next_path, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(token_hash(&token))
-            .bind(email.as_str())
-            .bind(&code_mac)
-            .bind(&next)
-            .bind(timestamp_text(now))
-            .bind(timestamp_text(expires))
-            .execute(pool)
-            .await?;
-        }
-    }
+    let hash = token_hash(&token);
+    queries::insert(
+        db,
+        &queries::NewLink {
+            token_hash: &hash,
+            email: email.as_str(),
+            code_mac: &code_mac,
+            next: next.as_deref(),
+            created_at: now,
+            expires_at: expires,
+        },
+    )
+    .await?;
     Ok(IssuedLink {
         token: SecretString::from(token),
         code: SecretString::from(code),
@@ -166,37 +155,12 @@ pub async fn consume_token(
     consume_where_hash(db, now, &token_hash(raw_token)).await
 }
 
-async fn consume_where_hash(
-    db: &Db,
+async fn consume_where_hash<'c>(
+    on: impl Into<On<'c>>,
     now: time::OffsetDateTime,
     hash: &str,
 ) -> Result<Option<Consumed>, Error> {
-    let row: Option<(String, Option<String>)> = match db {
-        Db::Postgres(pool) => {
-            sqlx::query_as(
-                "UPDATE magic_links SET consumed_at = $2 \
-                 WHERE token_hash = $1 AND consumed_at IS NULL AND expires_at > $2 AND failed_attempts < $3 \
-                 RETURNING email, next_path",
-            )
-            .bind(hash)
-            .bind(now)
-            .bind(MAX_CODE_ATTEMPTS)
-            .fetch_optional(pool)
-            .await?
-        }
-        Db::Sqlite(pool, _) => {
-            sqlx::query_as(
-                "UPDATE magic_links SET consumed_at = ?2 \
-                 WHERE token_hash = ?1 AND consumed_at IS NULL AND expires_at > ?2 AND failed_attempts < ?3 \
-                 RETURNING email, next_path",
-            )
-            .bind(hash)
-            .bind(timestamp_text(now))
-            .bind(MAX_CODE_ATTEMPTS)
-            .fetch_optional(pool)
-            .await?
-        }
-    };
+    let row = queries::consume(on, now, hash, MAX_CODE_ATTEMPTS).await?;
     row.map(|(email, next)| {
         Ok(Consumed {
             email: Email::parse(&email)
@@ -208,7 +172,9 @@ async fn consume_where_hash(
 }
 
 /// Signs in with the code mailed to `email`: consumes the matching pending link, or counts a
-/// failed attempt against every pending link of the address.
+/// failed attempt against every pending link of the address. One write transaction, the
+/// address's links locked: concurrent attempts are counted one after the other, and once
+/// [`MAX_CODE_ATTEMPTS`] are counted no code, right or wrong, is accepted.
 pub async fn consume_code(
     db: &Db,
     keys: &Keys,
@@ -217,86 +183,30 @@ pub async fn consume_code(
     raw_code: &str,
 ) -> Result<CodeOutcome, Error> {
     let code = normalize_code(raw_code);
-    let pending: Vec<(String, String)> = match db {
-        Db::Postgres(pool) => {
-            sqlx::query_as(
-                "SELECT token_hash, code_mac FROM magic_links \
-                 WHERE email = $1 AND consumed_at IS NULL AND expires_at > $2 AND failed_attempts < $3",
-            )
-            .bind(email.as_str())
-            .bind(now)
-            .bind(MAX_CODE_ATTEMPTS)
-            .fetch_all(pool)
-            .await?
-        }
-        Db::Sqlite(pool, _) => {
-            sqlx::query_as(
-                "SELECT token_hash, code_mac FROM magic_links \
-                 WHERE email = ? AND consumed_at IS NULL AND expires_at > ? AND failed_attempts < ?",
-            )
-            .bind(email.as_str())
-            .bind(timestamp_text(now))
-            .bind(MAX_CODE_ATTEMPTS)
-            .fetch_all(pool)
-            .await?
-        }
-    };
     let expected = keys.code_mac(&[email.as_str(), &code]);
+    let mut tx = db.begin().await?;
+    let pending =
+        queries::pending_for_update(&mut tx, now, email.as_str(), MAX_CODE_ATTEMPTS).await?;
     let matching = pending
         .iter()
         .find(|(_, mac)| bool::from(mac.as_bytes().ct_eq(expected.as_bytes())));
     if code.len() == CODE_LEN {
         if let Some((hash, _)) = matching {
-            if let Some(consumed) = consume_where_hash(db, now, hash).await? {
+            if let Some(consumed) = consume_where_hash(&mut tx, now, hash).await? {
+                tx.commit().await?;
                 return Ok(CodeOutcome::Accepted(consumed));
             }
         }
     }
-    match db {
-        Db::Postgres(pool) => {
-            sqlx::query(
-                "UPDATE magic_links SET failed_attempts = failed_attempts + 1 \
-                 WHERE email = $1 AND consumed_at IS NULL AND expires_at > $2",
-            )
-            .bind(email.as_str())
-            .bind(now)
-            .execute(pool)
-            .await?;
-        }
-        Db::Sqlite(pool, _) => {
-            sqlx::query(
-                "UPDATE magic_links SET failed_attempts = failed_attempts + 1 \
-                 WHERE email = ? AND consumed_at IS NULL AND expires_at > ?",
-            )
-            .bind(email.as_str())
-            .bind(timestamp_text(now))
-            .execute(pool)
-            .await?;
-        }
-    }
+    queries::count_failure(&mut tx, now, email.as_str(), MAX_CODE_ATTEMPTS).await?;
+    tx.commit().await?;
     Ok(CodeOutcome::Rejected)
 }
 
 /// Deletes links that can no longer be used (expired or consumed) more than a day ago; returns
 /// how many. The day of grace keeps recent ones for investigating a sign-in.
 pub async fn purge_expired(db: &Db, now: time::OffsetDateTime) -> Result<u64, Error> {
-    let cutoff = now - time::Duration::days(1);
-    Ok(match db {
-        Db::Postgres(pool) => {
-            sqlx::query("DELETE FROM magic_links WHERE expires_at < $1 OR consumed_at < $1")
-                .bind(cutoff)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        }
-        Db::Sqlite(pool, _) => {
-            sqlx::query("DELETE FROM magic_links WHERE expires_at < ?1 OR consumed_at < ?1")
-                .bind(timestamp_text(cutoff))
-                .execute(pool)
-                .await?
-                .rows_affected()
-        }
-    })
+    queries::purge(db, now - time::Duration::days(1)).await
 }
 
 /// The token as the mail's link carries it.

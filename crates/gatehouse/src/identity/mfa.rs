@@ -29,11 +29,12 @@ use subtle::ConstantTimeEq as _;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::queries::mfa::{self as queries, Sealed};
 use crate::audit::{self, AuditContext, AuditEvent};
 use crate::error::Error;
 use crate::identity::magic_links::{CROCKFORD, normalize_code};
 use crate::keys::{Keys, Purpose};
-use crate::store::{Db, Tx, timestamp_text};
+use crate::store::{Db, Tx};
 
 /// Seconds per TOTP step.
 const STEP: u64 = 30;
@@ -148,23 +149,8 @@ struct Stored {
 }
 
 async fn stored(db: &Db, user_id: Uuid) -> Result<Stored, Error> {
-    let row: Option<(Option<String>, Option<String>)> = match db {
-        Db::Postgres(pool) => {
-            sqlx::query_as("SELECT totp_secret, totp_pending FROM users WHERE id = $1")
-                .bind(user_id)
-                .fetch_optional(pool)
-                .await?
-        }
-        Db::Sqlite(pool, _) => {
-            sqlx::query_as("SELECT totp_secret, totp_pending FROM users WHERE id = ?")
-                .bind(user_id.to_string())
-                .fetch_optional(pool)
-                .await?
-        }
-    };
-    Ok(row
-        .map(|(secret, pending)| Stored { secret, pending })
-        .unwrap_or_default())
+    let (secret, pending) = queries::sealed(db, user_id).await?;
+    Ok(Stored { secret, pending })
 }
 
 /// Starts (or restarts) enrolment: a new secret, kept pending until [`confirm`]. `None` when the
@@ -178,25 +164,7 @@ pub async fn begin(
     let mut secret = vec![0u8; SECRET_BYTES];
     rand::rngs::OsRng.fill_bytes(&mut secret);
     let sealed = keys.seal(Purpose::Totp, &secret);
-    let updated = match db {
-        Db::Postgres(pool) => sqlx::query(
-            "UPDATE users SET totp_pending = $2 WHERE id = $1 AND totp_enabled_at IS NULL",
-        )
-        .bind(user_id)
-        .bind(&sealed)
-        .execute(pool)
-        .await?
-        .rows_affected(),
-        Db::Sqlite(pool, _) => sqlx::query(
-            "UPDATE users SET totp_pending = ?2 WHERE id = ?1 AND totp_enabled_at IS NULL",
-        )
-        .bind(user_id.to_string())
-        .bind(&sealed)
-        .execute(pool)
-        .await?
-        .rows_affected(),
-    };
-    if updated == 0 {
+    if !queries::set_pending(db, user_id, &sealed).await? {
         return Ok(None);
     }
     enrolment(&secret, account).map(Some)
@@ -239,31 +207,7 @@ pub async fn confirm(
     let step = i64::try_from(step).unwrap_or(i64::MAX);
     let mut tx = db.begin().await?;
     // Only the pending secret that was checked becomes the secret.
-    let updated = match &mut tx {
-        Tx::Postgres(tx) => sqlx::query(
-            "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, totp_enabled_at = $3, totp_last_step = $4 \
-             WHERE id = $1 AND totp_pending = $2 AND totp_enabled_at IS NULL",
-        )
-        .bind(user_id)
-        .bind(&sealed)
-        .bind(now)
-        .bind(step)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected(),
-        Tx::Sqlite(tx, _) => sqlx::query(
-            "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, totp_enabled_at = ?3, totp_last_step = ?4 \
-             WHERE id = ?1 AND totp_pending = ?2 AND totp_enabled_at IS NULL",
-        )
-        .bind(user_id.to_string())
-        .bind(&sealed)
-        .bind(timestamp_text(now))
-        .bind(step)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected(),
-    };
-    if updated == 0 {
+    if !queries::enable(&mut tx, user_id, &sealed, now, step).await? {
         return Ok(None);
     }
     let codes = replace_recovery_codes(&mut tx, keys, user_id, now).await?;
@@ -292,29 +236,7 @@ pub async fn check(
     }
     let mac = keys.code_mac(&["recovery", &user_id.to_string(), &code]);
     let mut tx = db.begin().await?;
-    let spent = match &mut tx {
-        Tx::Postgres(tx) => sqlx::query(
-            "UPDATE recovery_codes SET used_at = $3 WHERE user_id = $1 AND code_mac = $2 AND used_at IS NULL \
-             AND EXISTS (SELECT 1 FROM users WHERE id = $1 AND totp_enabled_at IS NOT NULL)",
-        )
-        .bind(user_id)
-        .bind(&mac)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected(),
-        Tx::Sqlite(tx, _) => sqlx::query(
-            "UPDATE recovery_codes SET used_at = ?3 WHERE user_id = ?1 AND code_mac = ?2 AND used_at IS NULL \
-             AND EXISTS (SELECT 1 FROM users WHERE id = ?1 AND totp_enabled_at IS NOT NULL)",
-        )
-        .bind(user_id.to_string())
-        .bind(&mac)
-        .bind(timestamp_text(now))
-        .execute(&mut **tx)
-        .await?
-        .rows_affected(),
-    };
-    if spent == 0 {
+    if !queries::spend_recovery_code(&mut tx, user_id, &mac, now).await? {
         return Ok(Checked::Rejected);
     }
     audit_change(&mut tx, ctx, user_id, "mfa.recovery_code_used").await?;
@@ -340,27 +262,7 @@ async fn check_totp(
     let step = i64::try_from(step).unwrap_or(i64::MAX);
     // Accept only a step later than every step accepted before: no replay, even across
     // instances.
-    let updated = match db {
-        Db::Postgres(pool) => sqlx::query(
-            "UPDATE users SET totp_last_step = $2 WHERE id = $1 AND totp_enabled_at IS NOT NULL \
-             AND (totp_last_step IS NULL OR totp_last_step < $2)",
-        )
-        .bind(user_id)
-        .bind(step)
-        .execute(pool)
-        .await?
-        .rows_affected(),
-        Db::Sqlite(pool, _) => sqlx::query(
-            "UPDATE users SET totp_last_step = ?2 WHERE id = ?1 AND totp_enabled_at IS NOT NULL \
-             AND (totp_last_step IS NULL OR totp_last_step < ?2)",
-        )
-        .bind(user_id.to_string())
-        .bind(step)
-        .execute(pool)
-        .await?
-        .rows_affected(),
-    };
-    Ok(if updated == 1 {
+    Ok(if queries::advance_step(db, user_id, step).await? {
         Checked::Totp
     } else {
         Checked::Rejected
@@ -369,24 +271,7 @@ async fn check_totp(
 
 /// How many unused recovery codes the user has.
 pub async fn remaining_recovery_codes(db: &Db, user_id: Uuid) -> Result<usize, Error> {
-    let n: i64 = match db {
-        Db::Postgres(pool) => {
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL",
-            )
-            .bind(user_id)
-            .fetch_one(pool)
-            .await?
-        }
-        Db::Sqlite(pool, _) => {
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL",
-            )
-            .bind(user_id.to_string())
-            .fetch_one(pool)
-            .await?
-        }
-    };
+    let n = queries::count_unused_recovery_codes(db, user_id).await?;
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
@@ -400,22 +285,7 @@ pub async fn regenerate_recovery_codes(
     ctx: &AuditContext,
 ) -> Result<Option<Vec<String>>, Error> {
     let mut tx = db.begin().await?;
-    let enabled: Option<bool> = match &mut tx {
-        Tx::Postgres(tx) => {
-            sqlx::query_scalar(
-                "SELECT totp_enabled_at IS NOT NULL FROM users WHERE id = $1 FOR UPDATE",
-            )
-            .bind(user_id)
-            .fetch_optional(&mut **tx)
-            .await?
-        }
-        Tx::Sqlite(tx, _) => {
-            sqlx::query_scalar("SELECT totp_enabled_at IS NOT NULL FROM users WHERE id = ?")
-                .bind(user_id.to_string())
-                .fetch_optional(&mut **tx)
-                .await?
-        }
-    };
+    let enabled = queries::enabled_for_update(&mut tx, user_id).await?;
     if enabled != Some(true) {
         return Ok(None);
     }
@@ -439,28 +309,7 @@ async fn replace_recovery_codes(
             .map(|_| char::from(CROCKFORD[rng.gen_range(0..CROCKFORD.len())]))
             .collect();
         let mac = keys.code_mac(&["recovery", &user_id.to_string(), &code]);
-        match tx {
-            Tx::Postgres(tx) => {
-                sqlx::query(
-                    "INSERT INTO recovery_codes (user_id, code_mac, created_at) VALUES ($1, $2, $3)",
-                )
-                .bind(user_id)
-                .bind(&mac)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-            }
-            Tx::Sqlite(tx, _) => {
-                sqlx::query(
-                    "INSERT INTO recovery_codes (user_id, code_mac, created_at) VALUES (?, ?, ?)",
-                )
-                .bind(user_id.to_string())
-                .bind(&mac)
-                .bind(timestamp_text(now))
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
+        queries::insert_recovery_code(tx, user_id, &mac, now).await?;
         shown.push(format!(
             "{}-{}",
             &code[..RECOVERY_CODE_LEN / 2],
@@ -471,21 +320,7 @@ async fn replace_recovery_codes(
 }
 
 async fn delete_recovery_codes(tx: &mut Tx, user_id: Uuid) -> Result<(), Error> {
-    match tx {
-        Tx::Postgres(tx) => {
-            sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
-                .bind(user_id)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Tx::Sqlite(tx, _) => {
-            sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?")
-                .bind(user_id.to_string())
-                .execute(&mut **tx)
-                .await?;
-        }
-    }
-    Ok(())
+    queries::delete_recovery_codes(tx, user_id).await
 }
 
 /// Turns MFA off (secret, pending enrolment and recovery codes removed), recording `action`
@@ -497,25 +332,7 @@ pub async fn disable(
     ctx: &AuditContext,
 ) -> Result<bool, Error> {
     let mut tx = db.begin().await?;
-    let updated = match &mut tx {
-        Tx::Postgres(tx) => sqlx::query(
-            "UPDATE users SET totp_secret = NULL, totp_pending = NULL, totp_enabled_at = NULL, totp_last_step = NULL \
-             WHERE id = $1 AND (totp_enabled_at IS NOT NULL OR totp_pending IS NOT NULL)",
-        )
-        .bind(user_id)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected(),
-        Tx::Sqlite(tx, _) => sqlx::query(
-            "UPDATE users SET totp_secret = NULL, totp_pending = NULL, totp_enabled_at = NULL, totp_last_step = NULL \
-             WHERE id = ? AND (totp_enabled_at IS NOT NULL OR totp_pending IS NOT NULL)",
-        )
-        .bind(user_id.to_string())
-        .execute(&mut **tx)
-        .await?
-        .rows_affected(),
-    };
-    if updated == 0 {
+    if !queries::clear(&mut tx, user_id).await? {
         return Ok(false);
     }
     delete_recovery_codes(&mut tx, user_id).await?;
@@ -548,50 +365,17 @@ async fn audit_change(
 /// current one; returns how many were sealed again. Values neither key opens are an error, and
 /// nothing is changed for them.
 pub async fn reencrypt(db: &Db, keys: &Keys) -> Result<usize, Error> {
-    let rows: Vec<(String, Option<String>, Option<String>)> = match db {
-        Db::Postgres(pool) => sqlx::query_as(
-            "SELECT id::text, totp_secret, totp_pending FROM users WHERE totp_secret IS NOT NULL OR totp_pending IS NOT NULL",
-        )
-        .fetch_all(pool)
-        .await?,
-        Db::Sqlite(pool, _) => sqlx::query_as(
-            "SELECT id, totp_secret, totp_pending FROM users WHERE totp_secret IS NOT NULL OR totp_pending IS NOT NULL",
-        )
-        .fetch_all(pool)
-        .await?,
-    };
+    let rows = queries::all_sealed(db).await?;
     let mut resealed = 0;
     for (id, secret, pending) in rows {
-        for (column, value) in [("totp_secret", secret), ("totp_pending", pending)] {
+        for (column, value) in [(Sealed::Secret, secret), (Sealed::Pending, pending)] {
             let Some(sealed) = value else { continue };
             let opened = keys.open(Purpose::Totp, &sealed)?;
             if !opened.needs_reseal {
                 continue;
             }
             let fresh = keys.seal(Purpose::Totp, &opened.plaintext);
-            // The column names are the two constants above, never input.
-            match db {
-                Db::Postgres(pool) => {
-                    sqlx::query(&format!(
-                        "UPDATE users SET {column} = $1 WHERE id = $2::uuid AND {column} = $3"
-                    ))
-                    .bind(&fresh)
-                    .bind(&id)
-                    .bind(&sealed)
-                    .execute(pool)
-                    .await?;
-                }
-                Db::Sqlite(pool, _) => {
-                    sqlx::query(&format!(
-                        "UPDATE users SET {column} = ? WHERE id = ? AND {column} = ?"
-                    ))
-                    .bind(&fresh)
-                    .bind(&id)
-                    .bind(&sealed)
-                    .execute(pool)
-                    .await?;
-                }
-            }
+            queries::reseal(db, column, id, &sealed, &fresh).await?;
             resealed += 1;
         }
     }

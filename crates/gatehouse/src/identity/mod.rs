@@ -18,6 +18,7 @@ pub mod notices;
 pub mod password_policy;
 pub mod password_reset;
 pub mod passwords;
+mod queries;
 pub mod service;
 pub mod sessions;
 pub mod signin;

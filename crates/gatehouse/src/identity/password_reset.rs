@@ -17,13 +17,14 @@ use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::queries::password_reset as queries;
 use super::service::Identity;
 use super::signin::{LinkRequest, Origin, address_event};
 use super::{Email, InvalidInput, UserStatus, users};
 use crate::audit::{self, Actor};
 use crate::error::Error;
 use crate::mail::mask_email;
-use crate::store::{Db, Tx, timestamp_text};
+use crate::store::{Db, Tx};
 
 fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -81,26 +82,7 @@ impl Identity {
         let token = URL_SAFE_NO_PAD.encode(bytes);
         let now = self.now();
         let expires = now + self.config.password_reset_lifetime;
-        match &self.db {
-            Db::Postgres(pool) => {
-                sqlx::query("INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-                    .bind(hash(&token))
-                    .bind(user.id)
-                    .bind(now)
-                    .bind(expires)
-                    .execute(pool)
-                    .await?;
-            }
-            Db::Sqlite(pool, _) => {
-                sqlx::query("INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
-                    .bind(hash(&token))
-                    .bind(user.id.to_string())
-                    .bind(timestamp_text(now))
-                    .bind(timestamp_text(expires))
-                    .execute(pool)
-                    .await?;
-            }
-        }
+        queries::insert(&self.db, &hash(&token), user.id, now, expires).await?;
         let hours = self.config.password_reset_lifetime.as_secs() / 3600;
         self.mailer.send_template(
             email,
@@ -115,19 +97,7 @@ impl Identity {
 
 /// The user a live token belongs to, without using it up (to check a new password first).
 pub async fn peek(db: &Db, token: &str, now: OffsetDateTime) -> Result<Option<Uuid>, Error> {
-    let id: Option<String> = match db {
-        Db::Postgres(pool) => sqlx::query_scalar("SELECT user_id::text FROM password_resets WHERE token_hash = $1 AND consumed_at IS NULL AND expires_at > $2")
-            .bind(hash(token))
-            .bind(now)
-            .fetch_optional(pool)
-            .await?,
-        Db::Sqlite(pool, _) => sqlx::query_scalar("SELECT user_id FROM password_resets WHERE token_hash = ? AND consumed_at IS NULL AND expires_at > ?")
-            .bind(hash(token))
-            .bind(timestamp_text(now))
-            .fetch_optional(pool)
-            .await?,
-    };
-    Ok(id.and_then(|id| Uuid::parse_str(&id).ok()))
+    queries::live_user(db, &hash(token), now).await
 }
 
 /// Uses the token up, once, in the reset's transaction; returns its user.
@@ -136,19 +106,7 @@ pub(crate) async fn consume(
     token: &str,
     now: OffsetDateTime,
 ) -> Result<Option<Uuid>, Error> {
-    let id: Option<String> = match tx {
-        Tx::Postgres(t) => sqlx::query_scalar("UPDATE password_resets SET consumed_at = $2 WHERE token_hash = $1 AND consumed_at IS NULL AND expires_at > $2 RETURNING user_id::text")
-            .bind(hash(token))
-            .bind(now)
-            .fetch_optional(&mut **t)
-            .await?,
-        Tx::Sqlite(t, _) => sqlx::query_scalar("UPDATE password_resets SET consumed_at = ?2 WHERE token_hash = ?1 AND consumed_at IS NULL AND expires_at > ?2 RETURNING user_id")
-            .bind(hash(token))
-            .bind(timestamp_text(now))
-            .fetch_optional(&mut **t)
-            .await?,
-    };
-    Ok(id.and_then(|id| Uuid::parse_str(&id).ok()))
+    queries::consume(tx, &hash(token), now).await
 }
 
 /// Ends every other pending reset token of the user and every pending sign-in link of their
@@ -159,56 +117,10 @@ pub(crate) async fn revoke_pending(
     email: &Email,
     now: OffsetDateTime,
 ) -> Result<(), Error> {
-    match tx {
-        Tx::Postgres(t) => {
-            sqlx::query("UPDATE password_resets SET consumed_at = $2 WHERE user_id = $1 AND consumed_at IS NULL")
-                .bind(user_id)
-                .bind(now)
-                .execute(&mut **t)
-                .await?;
-            sqlx::query(
-                "UPDATE magic_links SET consumed_at = $2 WHERE email = $1 AND consumed_at IS NULL",
-            )
-            .bind(email.as_str())
-            .bind(now)
-            .execute(&mut **t)
-            .await?;
-        }
-        Tx::Sqlite(t, _) => {
-            sqlx::query("UPDATE password_resets SET consumed_at = ?2 WHERE user_id = ?1 AND consumed_at IS NULL")
-                .bind(user_id.to_string())
-                .bind(timestamp_text(now))
-                .execute(&mut **t)
-                .await?;
-            sqlx::query(
-                "UPDATE magic_links SET consumed_at = ?2 WHERE email = ?1 AND consumed_at IS NULL",
-            )
-            .bind(email.as_str())
-            .bind(timestamp_text(now))
-            .execute(&mut **t)
-            .await?;
-        }
-    }
-    Ok(())
+    queries::revoke_pending(tx, user_id, email.as_str(), now).await
 }
 
 /// Deletes reset tokens that died (expired or used) more than a day ago; returns how many.
 pub async fn purge_expired(db: &Db, now: OffsetDateTime) -> Result<u64, Error> {
-    let cutoff = now - time::Duration::days(1);
-    Ok(match db {
-        Db::Postgres(pool) => {
-            sqlx::query("DELETE FROM password_resets WHERE expires_at < $1 OR consumed_at < $1")
-                .bind(cutoff)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        }
-        Db::Sqlite(pool, _) => {
-            sqlx::query("DELETE FROM password_resets WHERE expires_at < ?1 OR consumed_at < ?1")
-                .bind(timestamp_text(cutoff))
-                .execute(pool)
-                .await?
-                .rows_affected()
-        }
-    })
+    queries::purge(db, now - time::Duration::days(1)).await
 }

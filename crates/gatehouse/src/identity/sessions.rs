@@ -29,16 +29,13 @@ use redis::AsyncCommands as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use sqlx::Row as _;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::queries::sessions as queries;
 use crate::clock::Clock;
 use crate::error::Error;
-use crate::store::{Db, parse_timestamp, timestamp_text};
-
-/// The columns every session query reads.
-const COLUMNS: &str = "id_hash, user_id, csrf_secret, created_at, last_seen_at, expires_at, authenticated_at, client_ip, user_agent";
+use crate::store::Db;
 
 /// Longest user-agent string kept, in characters.
 const MAX_USER_AGENT_CHARS: usize = 200;
@@ -340,40 +337,7 @@ impl Sessions {
 
     async fn insert(&self, s: &Session) -> Result<(), Error> {
         match &self.store {
-            SessionStore::Database(Db::Postgres(pool)) => {
-                sqlx::query(
-                    "INSERT INTO sessions (id_hash, user_id, csrf_secret, created_at, last_seen_at, expires_at, authenticated_at, client_ip, user_agent) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(&s.id_hash)
-                .bind(s.user_id)
-                .bind(&s.csrf_secret[..])
-                .bind(s.created_at)
-                .bind(s.last_seen_at)
-                .bind(s.expires_at)
-                .bind(s.authenticated_at)
-                .bind(&s.client_ip)
-                .bind(&s.user_agent)
-                .execute(pool)
-                .await?;
-            }
-            SessionStore::Database(Db::Sqlite(pool, _)) => {
-                sqlx::query(
-                    "INSERT INTO sessions (id_hash, user_id, csrf_secret, created_at, last_seen_at, expires_at, authenticated_at, client_ip, user_agent) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&s.id_hash)
-                .bind(s.user_id.to_string())
-                .bind(&s.csrf_secret[..])
-                .bind(timestamp_text(s.created_at))
-                .bind(timestamp_text(s.last_seen_at))
-                .bind(timestamp_text(s.expires_at))
-                .bind(timestamp_text(s.authenticated_at))
-                .bind(&s.client_ip)
-                .bind(&s.user_agent)
-                .execute(pool)
-                .await?;
-            }
+            SessionStore::Database(db) => queries::insert(db, s).await?,
             SessionStore::Redis(r) => {
                 let mut conn = r.conn().await?;
                 let value = serde_json::to_string(&StoredSession::from(s))
@@ -403,24 +367,7 @@ impl Sessions {
 
     async fn get(&self, id_hash: &str) -> Result<Option<Session>, Error> {
         match &self.store {
-            SessionStore::Database(Db::Postgres(pool)) => sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM sessions WHERE id_hash = $1"
-            ))
-            .bind(id_hash)
-            .fetch_optional(pool)
-            .await?
-            .as_ref()
-            .map(session_from_pg)
-            .transpose(),
-            SessionStore::Database(Db::Sqlite(pool, _)) => {
-                sqlx::query(&format!("SELECT {COLUMNS} FROM sessions WHERE id_hash = ?"))
-                    .bind(id_hash)
-                    .fetch_optional(pool)
-                    .await?
-                    .as_ref()
-                    .map(session_from_sqlite)
-                    .transpose()
-            }
+            SessionStore::Database(db) => queries::get(db, id_hash).await,
             SessionStore::Redis(r) => {
                 let mut conn = r.conn().await?;
                 let value: Option<String> = conn
@@ -440,24 +387,7 @@ impl Sessions {
 
     async fn list_all(&self, user_id: Uuid) -> Result<Vec<Session>, Error> {
         match &self.store {
-            SessionStore::Database(Db::Postgres(pool)) => sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM sessions WHERE user_id = $1 ORDER BY created_at, id_hash"
-            ))
-            .bind(user_id)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(session_from_pg)
-            .collect(),
-            SessionStore::Database(Db::Sqlite(pool, _)) => sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM sessions WHERE user_id = ? ORDER BY created_at, id_hash"
-            ))
-            .bind(user_id.to_string())
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(session_from_sqlite)
-            .collect(),
+            SessionStore::Database(db) => queries::list(db, user_id).await,
             SessionStore::Redis(r) => {
                 let mut conn = r.conn().await?;
                 let ids: Vec<String> = conn
@@ -484,19 +414,8 @@ impl Sessions {
 
     async fn update_last_seen(&self, s: &Session) -> Result<(), Error> {
         match &self.store {
-            SessionStore::Database(Db::Postgres(pool)) => {
-                sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1")
-                    .bind(&s.id_hash)
-                    .bind(s.last_seen_at)
-                    .execute(pool)
-                    .await?;
-            }
-            SessionStore::Database(Db::Sqlite(pool, _)) => {
-                sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?")
-                    .bind(timestamp_text(s.last_seen_at))
-                    .bind(&s.id_hash)
-                    .execute(pool)
-                    .await?;
+            SessionStore::Database(db) => {
+                queries::update_last_seen(db, &s.id_hash, s.last_seen_at).await?;
             }
             SessionStore::Redis(r) => {
                 let mut conn = r.conn().await?;
@@ -520,18 +439,7 @@ impl Sessions {
 
     async fn delete(&self, user_id: Uuid, id_hash: &str) -> Result<(), Error> {
         match &self.store {
-            SessionStore::Database(Db::Postgres(pool)) => {
-                sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
-                    .bind(id_hash)
-                    .execute(pool)
-                    .await?;
-            }
-            SessionStore::Database(Db::Sqlite(pool, _)) => {
-                sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
-                    .bind(id_hash)
-                    .execute(pool)
-                    .await?;
-            }
+            SessionStore::Database(db) => queries::delete(db, id_hash).await?,
             SessionStore::Redis(r) => {
                 let mut conn = r.conn().await?;
                 redis::pipe()
@@ -553,22 +461,7 @@ impl Sessions {
         let now = self.clock.now();
         let idle_cutoff = now - self.config.idle_timeout;
         Ok(match &self.store {
-            SessionStore::Database(Db::Postgres(pool)) => {
-                sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
-                    .bind(now)
-                    .bind(idle_cutoff)
-                    .execute(pool)
-                    .await?
-                    .rows_affected()
-            }
-            SessionStore::Database(Db::Sqlite(pool, _)) => {
-                sqlx::query("DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at <= ?")
-                    .bind(timestamp_text(now))
-                    .bind(timestamp_text(idle_cutoff))
-                    .execute(pool)
-                    .await?
-                    .rows_affected()
-            }
+            SessionStore::Database(db) => queries::purge(db, now, idle_cutoff).await?,
             SessionStore::Redis(_) => 0,
         })
     }
@@ -643,36 +536,6 @@ fn secret_from(bytes: &[u8]) -> Result<[u8; 32], Error> {
     bytes
         .try_into()
         .map_err(|_| Error::Internal(anyhow::anyhow!("bad CSRF secret length in a session")))
-}
-
-fn session_from_pg(row: &sqlx::postgres::PgRow) -> Result<Session, Error> {
-    Ok(Session {
-        id_hash: row.try_get("id_hash")?,
-        user_id: row.try_get("user_id")?,
-        csrf_secret: secret_from(row.try_get::<&[u8], _>("csrf_secret")?)?,
-        created_at: row.try_get("created_at")?,
-        last_seen_at: row.try_get("last_seen_at")?,
-        expires_at: row.try_get("expires_at")?,
-        authenticated_at: row.try_get("authenticated_at")?,
-        client_ip: row.try_get("client_ip")?,
-        user_agent: row.try_get("user_agent")?,
-    })
-}
-
-fn session_from_sqlite(row: &sqlx::sqlite::SqliteRow) -> Result<Session, Error> {
-    let user_id: &str = row.try_get("user_id")?;
-    Ok(Session {
-        id_hash: row.try_get("id_hash")?,
-        user_id: Uuid::parse_str(user_id)
-            .map_err(|e| Error::Internal(anyhow::anyhow!("bad user id in sessions: {e}")))?,
-        csrf_secret: secret_from(row.try_get::<&[u8], _>("csrf_secret")?)?,
-        created_at: parse_timestamp(row.try_get("created_at")?)?,
-        last_seen_at: parse_timestamp(row.try_get("last_seen_at")?)?,
-        expires_at: parse_timestamp(row.try_get("expires_at")?)?,
-        authenticated_at: parse_timestamp(row.try_get("authenticated_at")?)?,
-        client_ip: row.try_get("client_ip")?,
-        user_agent: row.try_get("user_agent")?,
-    })
 }
 
 #[cfg(test)]

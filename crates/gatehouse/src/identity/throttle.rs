@@ -26,8 +26,9 @@ use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
 use super::Email;
+use super::queries::throttle as queries;
 use crate::error::Error;
-use crate::store::{Db, Tx, parse_timestamp, timestamp_text};
+use crate::store::{Db, Tx};
 
 /// The longest delay between two attempts before the lock.
 const MAX_DELAY: Duration = Duration::from_secs(60);
@@ -93,86 +94,26 @@ struct Count {
 }
 
 async fn read(tx: &mut Tx, key: &str) -> Result<Option<Count>, Error> {
-    Ok(match tx {
-        Tx::Postgres(t) => {
-            let row: Option<(i64, OffsetDateTime, OffsetDateTime)> = sqlx::query_as(
-                "SELECT failures, last_failure_at, blocked_until FROM sign_in_failures \
-                 WHERE key = $1 FOR UPDATE",
-            )
-            .bind(key)
-            .fetch_optional(&mut **t)
-            .await?;
-            row.map(|(failures, last_failure_at, blocked_until)| Count {
-                failures,
-                last_failure_at,
-                blocked_until,
-            })
-        }
-        Tx::Sqlite(t, _) => {
-            let row: Option<(i64, String, String)> = sqlx::query_as(
-                "SELECT failures, last_failure_at, blocked_until FROM sign_in_failures WHERE key = ?",
-            )
-            .bind(key)
-            .fetch_optional(&mut **t)
-            .await?;
-            match row {
-                Some((failures, last, until)) => Some(Count {
-                    failures,
-                    last_failure_at: parse_timestamp(&last)?,
-                    blocked_until: parse_timestamp(&until)?,
-                }),
-                None => None,
-            }
-        }
-    })
+    Ok(queries::read(tx, key)
+        .await?
+        .map(|(failures, last_failure_at, blocked_until)| Count {
+            failures,
+            last_failure_at,
+            blocked_until,
+        }))
 }
 
 async fn write(tx: &mut Tx, key: &str, count: &Count) -> Result<(), Error> {
-    match tx {
-        Tx::Postgres(t) => {
-            sqlx::query(
-                "INSERT INTO sign_in_failures (key, failures, last_failure_at, blocked_until) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (key) DO UPDATE SET failures = $2, last_failure_at = $3, blocked_until = $4",
-            )
-            .bind(key)
-            .bind(count.failures)
-            .bind(count.last_failure_at)
-            .bind(count.blocked_until)
-            .execute(&mut **t)
-            .await?;
-        }
-        Tx::Sqlite(t, _) => {
-            sqlx::query(
-                "INSERT INTO sign_in_failures (key, failures, last_failure_at, blocked_until) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (key) DO UPDATE SET failures = ?2, last_failure_at = ?3, blocked_until = ?4",
-            )
-            .bind(key)
-            .bind(count.failures)
-            .bind(timestamp_text(count.last_failure_at))
-            .bind(timestamp_text(count.blocked_until))
-            .execute(&mut **t)
-            .await?;
-        }
-    }
-    Ok(())
+    queries::write(
+        tx,
+        key,
+        (count.failures, count.last_failure_at, count.blocked_until),
+    )
+    .await
 }
 
 async fn delete(tx: &mut Tx, key: &str) -> Result<(), Error> {
-    match tx {
-        Tx::Postgres(t) => {
-            sqlx::query("DELETE FROM sign_in_failures WHERE key = $1")
-                .bind(key)
-                .execute(&mut **t)
-                .await?;
-        }
-        Tx::Sqlite(t, _) => {
-            sqlx::query("DELETE FROM sign_in_failures WHERE key = ?")
-                .bind(key)
-                .execute(&mut **t)
-                .await?;
-        }
-    }
-    Ok(())
+    queries::delete(tx, key).await
 }
 
 /// How long a key with `failures` failures in a row waits before its next attempt.
@@ -302,23 +243,5 @@ pub async fn purge_quiet(
     config: &ThrottleConfig,
     now: OffsetDateTime,
 ) -> Result<u64, Error> {
-    let quiet_since = now - config.lock_duration;
-    Ok(match db {
-        Db::Postgres(pool) => sqlx::query(
-            "DELETE FROM sign_in_failures WHERE blocked_until < $1 AND last_failure_at < $2",
-        )
-        .bind(now)
-        .bind(quiet_since)
-        .execute(pool)
-        .await?
-        .rows_affected(),
-        Db::Sqlite(pool, _) => sqlx::query(
-            "DELETE FROM sign_in_failures WHERE blocked_until < ? AND last_failure_at < ?",
-        )
-        .bind(timestamp_text(now))
-        .bind(timestamp_text(quiet_since))
-        .execute(pool)
-        .await?
-        .rows_affected(),
-    })
+    queries::purge_quiet(db, now, now - config.lock_duration).await
 }

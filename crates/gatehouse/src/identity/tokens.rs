@@ -32,9 +32,10 @@ use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::queries::tokens as queries;
 use crate::error::Error;
 use crate::keys::{Keys, Purpose};
-use crate::store::{Db, Tx, timestamp_text};
+use crate::store::{Db, Tx};
 
 /// The audience every access token names.
 pub const AUDIENCE: &str = "gatehouse-api";
@@ -140,39 +141,9 @@ pub async fn rotate(
     let public = URL_SAFE_NO_PAD.encode(public);
     let cutoff = now - max_token_age;
     let mut tx = db.begin().await?;
-    match &mut tx {
-        Tx::Postgres(tx) => {
-            // Keys whose successor is older than the longest token life sign nothing alive.
-            sqlx::query(
-                "DELETE FROM signing_keys k WHERE EXISTS (SELECT 1 FROM signing_keys n WHERE n.created_at > k.created_at AND n.created_at < $1)",
-            )
-            .bind(cutoff)
-            .execute(&mut **tx)
-            .await?;
-            sqlx::query("INSERT INTO signing_keys (kid, private_sealed, public_key, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(&kid)
-                .bind(&sealed)
-                .bind(&public)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Tx::Sqlite(tx, _) => {
-            sqlx::query(
-                "DELETE FROM signing_keys WHERE EXISTS (SELECT 1 FROM signing_keys n WHERE n.created_at > signing_keys.created_at AND n.created_at < ?)",
-            )
-            .bind(timestamp_text(cutoff))
-            .execute(&mut **tx)
-            .await?;
-            sqlx::query("INSERT INTO signing_keys (kid, private_sealed, public_key, created_at) VALUES (?, ?, ?, ?)")
-                .bind(&kid)
-                .bind(&sealed)
-                .bind(&public)
-                .bind(timestamp_text(now))
-                .execute(&mut **tx)
-                .await?;
-        }
-    }
+    // Keys whose successor is older than the longest token life sign nothing alive.
+    queries::delete_superseded_keys(&mut tx, cutoff).await?;
+    queries::insert_key(&mut tx, &kid, &sealed, &public, now).await?;
     if let Some(ctx) = ctx {
         crate::audit::record(
             &mut tx,
@@ -192,11 +163,7 @@ pub async fn rotate(
 
 async fn load(db: &Db, keys: &Keys) -> Result<Vec<Arc<SigningKey>>, Error> {
     // Oldest first: the last one signs.
-    let sql = "SELECT kid, private_sealed, public_key FROM signing_keys ORDER BY created_at, kid";
-    let rows: Vec<(String, String, String)> = match db {
-        Db::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await?,
-        Db::Sqlite(pool, _) => sqlx::query_as(sql).fetch_all(pool).await?,
-    };
+    let rows = queries::keys(db).await?;
     let mut usable = Vec::with_capacity(rows.len());
     let mut first_error = None;
     for (kid, sealed, public) in rows {
@@ -415,41 +382,15 @@ impl KeyRing {
 /// Seals every signing key that the previous secret key opened under the current one; returns
 /// how many were sealed again.
 pub async fn reencrypt(db: &Db, keys: &Keys) -> Result<usize, Error> {
-    let rows: Vec<(String, String)> = match db {
-        Db::Postgres(pool) => {
-            sqlx::query_as("SELECT kid, private_sealed FROM signing_keys")
-                .fetch_all(pool)
-                .await?
-        }
-        Db::Sqlite(pool, _) => {
-            sqlx::query_as("SELECT kid, private_sealed FROM signing_keys")
-                .fetch_all(pool)
-                .await?
-        }
-    };
+    let rows = queries::keys(db).await?;
     let mut resealed = 0;
-    for (kid, sealed) in rows {
+    for (kid, sealed, _) in rows {
         let opened = keys.open(Purpose::SigningKeys, &sealed)?;
         if !opened.needs_reseal {
             continue;
         }
         let fresh = keys.seal(Purpose::SigningKeys, &opened.plaintext);
-        match db {
-            Db::Postgres(pool) => {
-                sqlx::query("UPDATE signing_keys SET private_sealed = $1 WHERE kid = $2")
-                    .bind(&fresh)
-                    .bind(&kid)
-                    .execute(pool)
-                    .await?;
-            }
-            Db::Sqlite(pool, _) => {
-                sqlx::query("UPDATE signing_keys SET private_sealed = ? WHERE kid = ?")
-                    .bind(&fresh)
-                    .bind(&kid)
-                    .execute(pool)
-                    .await?;
-            }
-        }
+        queries::reseal_key(db, &kid, &fresh).await?;
         resealed += 1;
     }
     Ok(resealed)
@@ -574,40 +515,8 @@ pub async fn start_family(
     let family = Uuid::new_v4();
     let token = new_refresh_token();
     let expires = now + lifetime;
-    match tx {
-        Tx::Postgres(tx) => {
-            sqlx::query("INSERT INTO token_families (id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-                .bind(family)
-                .bind(user_id)
-                .bind(now)
-                .bind(expires)
-                .execute(&mut **tx)
-                .await?;
-            sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id, created_at) VALUES ($1, $2, $3)")
-                .bind(hash(&token))
-                .bind(family)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Tx::Sqlite(tx, _) => {
-            sqlx::query("INSERT INTO token_families (id, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
-                .bind(family.to_string())
-                .bind(user_id.to_string())
-                .bind(timestamp_text(now))
-                .bind(timestamp_text(expires))
-                .execute(&mut **tx)
-                .await?;
-            sqlx::query(
-                "INSERT INTO refresh_tokens (token_hash, family_id, created_at) VALUES (?, ?, ?)",
-            )
-            .bind(hash(&token))
-            .bind(family.to_string())
-            .bind(timestamp_text(now))
-            .execute(&mut **tx)
-            .await?;
-        }
-    }
+    queries::insert_family(tx, family, user_id, now, expires).await?;
+    queries::insert_refresh_token(tx, &hash(&token), family, now).await?;
     Ok((family, token))
 }
 
@@ -624,82 +533,23 @@ pub async fn refresh(db: &Db, raw: &str, now: OffsetDateTime) -> Result<Refreshe
     let mut tx = db.begin().await?;
     // One statement spends the token if it is live and its family is neither revoked nor
     // expired: of two concurrent uses exactly one wins.
-    let spent: Option<(String, String)> = match &mut tx {
-        Tx::Postgres(t) => sqlx::query_as(
-            "UPDATE refresh_tokens r SET used_at = $2 FROM token_families f \
-             WHERE r.token_hash = $1 AND r.used_at IS NULL AND f.id = r.family_id AND f.revoked_at IS NULL AND f.expires_at > $2 \
-             RETURNING f.id::text, f.user_id::text",
-        )
-        .bind(&token_hash)
-        .bind(now)
-        .fetch_optional(&mut **t)
-        .await?,
-        Tx::Sqlite(t, _) => sqlx::query_as(
-            "UPDATE refresh_tokens SET used_at = ?2 \
-             WHERE token_hash = ?1 AND used_at IS NULL AND EXISTS (SELECT 1 FROM token_families f WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL AND f.expires_at > ?2) \
-             RETURNING family_id, (SELECT user_id FROM token_families f WHERE f.id = refresh_tokens.family_id)",
-        )
-        .bind(&token_hash)
-        .bind(timestamp_text(now))
-        .fetch_optional(&mut **t)
-        .await?,
-    };
-    let parse = |s: &str| {
-        Uuid::parse_str(s).map_err(|e| Error::Internal(anyhow::anyhow!("bad id in tokens: {e}")))
-    };
-    if let Some((family, user_id)) = spent {
-        let family = parse(&family)?;
-        match &mut tx {
-            Tx::Postgres(t) => {
-                sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id, created_at) VALUES ($1, $2, $3)")
-                    .bind(hash(&next))
-                    .bind(family)
-                    .bind(now)
-                    .execute(&mut **t)
-                    .await?;
-            }
-            Tx::Sqlite(t, _) => {
-                sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id, created_at) VALUES (?, ?, ?)")
-                    .bind(hash(&next))
-                    .bind(family.to_string())
-                    .bind(timestamp_text(now))
-                    .execute(&mut **t)
-                    .await?;
-            }
-        }
+    if let Some((family, user_id)) = queries::spend_refresh_token(&mut tx, &token_hash, now).await?
+    {
+        queries::insert_refresh_token(&mut tx, &hash(&next), family, now).await?;
         tx.commit().await?;
         return Ok(Refreshed::Rotated {
-            user_id: parse(&user_id)?,
+            user_id,
             family,
             token: next,
         });
     }
     // Not spendable: a spent token of a live family means someone replayed it.
-    let reused: Option<(String, String)> = match &mut tx {
-        Tx::Postgres(t) => sqlx::query_as(
-            "SELECT f.id::text, f.user_id::text FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id \
-             WHERE r.token_hash = $1 AND r.used_at IS NOT NULL AND f.revoked_at IS NULL",
-        )
-        .bind(&token_hash)
-        .fetch_optional(&mut **t)
-        .await?,
-        Tx::Sqlite(t, _) => sqlx::query_as(
-            "SELECT f.id, f.user_id FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id \
-             WHERE r.token_hash = ? AND r.used_at IS NOT NULL AND f.revoked_at IS NULL",
-        )
-        .bind(&token_hash)
-        .fetch_optional(&mut **t)
-        .await?,
-    };
+    let reused = queries::spent_in_live_family(&mut tx, &token_hash).await?;
     drop(tx);
     match reused {
         Some((family, user_id)) => {
-            let family = parse(&family)?;
             revoke_family(db, family, now).await?;
-            Ok(Refreshed::Reused {
-                user_id: parse(&user_id)?,
-                family,
-            })
+            Ok(Refreshed::Reused { user_id, family })
         }
         None => Ok(Refreshed::Invalid),
     }
@@ -707,86 +557,22 @@ pub async fn refresh(db: &Db, raw: &str, now: OffsetDateTime) -> Result<Refreshe
 
 /// Revokes a family: its refresh tokens and the access tokens naming it stop working.
 pub async fn revoke_family(db: &Db, family: Uuid, now: OffsetDateTime) -> Result<bool, Error> {
-    let n = match db {
-        Db::Postgres(pool) => sqlx::query(
-            "UPDATE token_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-        )
-        .bind(family)
-        .bind(now)
-        .execute(pool)
-        .await?
-        .rows_affected(),
-        Db::Sqlite(pool, _) => sqlx::query(
-            "UPDATE token_families SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-        )
-        .bind(family.to_string())
-        .bind(timestamp_text(now))
-        .execute(pool)
-        .await?
-        .rows_affected(),
-    };
-    Ok(n > 0)
+    Ok(queries::revoke_family(db, family, now).await? > 0)
 }
 
 /// The family a refresh token belongs to, if the token is known (spent or not).
 pub async fn family_of(db: &Db, raw: &str) -> Result<Option<Uuid>, Error> {
-    let id: Option<String> = match db {
-        Db::Postgres(pool) => {
-            sqlx::query_scalar("SELECT family_id::text FROM refresh_tokens WHERE token_hash = $1")
-                .bind(hash(raw))
-                .fetch_optional(pool)
-                .await?
-        }
-        Db::Sqlite(pool, _) => {
-            sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = ?")
-                .bind(hash(raw))
-                .fetch_optional(pool)
-                .await?
-        }
-    };
-    Ok(id.and_then(|id| Uuid::parse_str(&id).ok()))
+    queries::family_of(db, &hash(raw)).await
 }
 
 /// Revokes every family of a user (password reset, role or status change); returns how many.
 pub async fn revoke_all(db: &Db, user_id: Uuid, now: OffsetDateTime) -> Result<u64, Error> {
-    Ok(match db {
-        Db::Postgres(pool) => sqlx::query(
-            "UPDATE token_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-        )
-        .bind(user_id)
-        .bind(now)
-        .execute(pool)
-        .await?
-        .rows_affected(),
-        Db::Sqlite(pool, _) => sqlx::query(
-            "UPDATE token_families SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
-        )
-        .bind(user_id.to_string())
-        .bind(timestamp_text(now))
-        .execute(pool)
-        .await?
-        .rows_affected(),
-    })
+    queries::revoke_all(db, user_id, now).await
 }
 
 /// When the family (the API sign-in) started: the time of its password grant.
 pub async fn family_created_at(db: &Db, family: Uuid) -> Result<Option<OffsetDateTime>, Error> {
-    match db {
-        Db::Postgres(pool) => Ok(sqlx::query_scalar(
-            "SELECT created_at FROM token_families WHERE id = $1",
-        )
-        .bind(family)
-        .fetch_optional(pool)
-        .await?),
-        Db::Sqlite(pool, _) => {
-            let at: Option<String> =
-                sqlx::query_scalar("SELECT created_at FROM token_families WHERE id = ?")
-                    .bind(family.to_string())
-                    .fetch_optional(pool)
-                    .await?;
-            at.as_deref().map(crate::store::parse_timestamp).transpose()
-        }
-    }
+    queries::family_created_at(db, family).await
 }
 
 /// Whether the family is live (not revoked, not expired) and belongs to `user_id`.
@@ -796,47 +582,13 @@ pub async fn family_live(
     user_id: Uuid,
     now: OffsetDateTime,
 ) -> Result<bool, Error> {
-    let n: i64 = match db {
-        Db::Postgres(pool) => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM token_families WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3",
-        )
-        .bind(family)
-        .bind(user_id)
-        .bind(now)
-        .fetch_one(pool)
-        .await?,
-        Db::Sqlite(pool, _) => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM token_families WHERE id = ? AND user_id = ? AND revoked_at IS NULL AND expires_at > ?",
-        )
-        .bind(family.to_string())
-        .bind(user_id.to_string())
-        .bind(timestamp_text(now))
-        .fetch_one(pool)
-        .await?,
-    };
-    Ok(n > 0)
+    queries::family_live(db, family, user_id, now).await
 }
 
 /// Deletes families that expired or were revoked more than a day before `now` (with their
 /// tokens).
 pub async fn purge(db: &Db, now: OffsetDateTime) -> Result<u64, Error> {
-    let cutoff = now - time::Duration::days(1);
-    Ok(match db {
-        Db::Postgres(pool) => {
-            sqlx::query("DELETE FROM token_families WHERE expires_at < $1 OR revoked_at < $1")
-                .bind(cutoff)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        }
-        Db::Sqlite(pool, _) => {
-            sqlx::query("DELETE FROM token_families WHERE expires_at < ?1 OR revoked_at < ?1")
-                .bind(timestamp_text(cutoff))
-                .execute(pool)
-                .await?
-                .rows_affected()
-        }
-    })
+    queries::purge(db, now - time::Duration::days(1)).await
 }
 
 #[cfg(test)]

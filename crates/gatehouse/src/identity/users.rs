@@ -8,13 +8,13 @@
 //! - Email uniqueness is enforced by the database (a unique index on `lower(email)`), not by a
 //!   check-then-insert race.
 
-use sqlx::Row as _;
 use uuid::Uuid;
 
+use super::queries::users as queries;
 use super::{DisplayName, Email, Role, User, UserStatus};
 use crate::audit::{self, AuditContext, AuditEvent};
 use crate::error::Error;
-use crate::store::{Db, Tx, now, parse_timestamp, timestamp_text};
+use crate::store::{Db, Tx, now};
 
 /// What is needed to create a user.
 #[derive(Clone, Debug)]
@@ -194,56 +194,6 @@ async fn change(
     Ok((before, after))
 }
 
-// ---- queries -------------------------------------------------------------------------------
-
-const USER_COLUMNS: &str = "id, email, display_name, role, status, created_at, updated_at, totp_enabled_at IS NOT NULL AS mfa_enabled";
-
-fn user_from_pg(row: &sqlx::postgres::PgRow) -> Result<User, Error> {
-    Ok(User {
-        id: row.try_get("id")?,
-        email: stored_email(row.try_get("email")?)?,
-        display_name: DisplayName(row.try_get("display_name")?),
-        role: stored(row.try_get::<&str, _>("role")?)?,
-        status: stored(row.try_get::<&str, _>("status")?)?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        mfa_enabled: row.try_get("mfa_enabled")?,
-    })
-}
-
-fn user_from_sqlite(row: &sqlx::sqlite::SqliteRow) -> Result<User, Error> {
-    let id: &str = row.try_get("id")?;
-    Ok(User {
-        id: Uuid::parse_str(id)
-            .map_err(|e| Error::Internal(anyhow::anyhow!("bad user id in the database: {e}")))?,
-        email: stored_email(row.try_get("email")?)?,
-        display_name: DisplayName(row.try_get("display_name")?),
-        role: stored(row.try_get::<&str, _>("role")?)?,
-        status: stored(row.try_get::<&str, _>("status")?)?,
-        created_at: parse_timestamp(row.try_get("created_at")?)?,
-        updated_at: parse_timestamp(row.try_get("updated_at")?)?,
-        mfa_enabled: row.try_get("mfa_enabled")?,
-    })
-}
-
-fn stored_email(s: String) -> Result<Email, Error> {
-    Email::parse(&s).map_err(|e| Error::Internal(anyhow::anyhow!("bad email in the database: {e}")))
-}
-
-fn stored<T: std::str::FromStr<Err = super::InvalidInput>>(s: &str) -> Result<T, Error> {
-    s.parse()
-        .map_err(|e| Error::Internal(anyhow::anyhow!("bad value in the database: {e}")))
-}
-
-fn unique_violation(e: sqlx::Error) -> Error {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            Error::Conflict("a user with this email address already exists".into())
-        }
-        _ => Error::Database(e),
-    }
-}
-
 async fn insert(tx: &mut Tx, new: &NewUser) -> Result<User, Error> {
     let at = now();
     let user = User {
@@ -256,148 +206,31 @@ async fn insert(tx: &mut Tx, new: &NewUser) -> Result<User, Error> {
         updated_at: at,
         mfa_enabled: false,
     };
-    let result = match tx {
-        Tx::Postgres(tx) => sqlx::query(
-            "INSERT INTO users (id, email, display_name, role, status, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6)",
-        )
-        .bind(user.id)
-        .bind(user.email.as_str())
-        .bind(user.display_name.as_str())
-        .bind(user.role.as_str())
-        .bind(user.status.as_str())
-        .bind(at)
-        .execute(&mut **tx)
-        .await
-        .map(|r| r.rows_affected()),
-        Tx::Sqlite(tx, _) => sqlx::query(
-            "INSERT INTO users (id, email, display_name, role, status, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        )
-        .bind(user.id.to_string())
-        .bind(user.email.as_str())
-        .bind(user.display_name.as_str())
-        .bind(user.role.as_str())
-        .bind(user.status.as_str())
-        .bind(timestamp_text(at))
-        .execute(&mut **tx)
-        .await
-        .map(|r| r.rows_affected()),
-    };
-    result.map_err(unique_violation)?;
+    queries::insert(tx, &user).await?;
     Ok(user)
 }
 
 async fn update(tx: &mut Tx, user: &User) -> Result<(), Error> {
-    match tx {
-        Tx::Postgres(tx) => {
-            sqlx::query("UPDATE users SET role = $2, status = $3, display_name = $4, updated_at = $5 WHERE id = $1")
-                .bind(user.id)
-                .bind(user.role.as_str())
-                .bind(user.status.as_str())
-                .bind(user.display_name.as_str())
-                .bind(user.updated_at)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Tx::Sqlite(tx, _) => {
-            sqlx::query("UPDATE users SET role = ?2, status = ?3, display_name = ?4, updated_at = ?5 WHERE id = ?1")
-                .bind(user.id.to_string())
-                .bind(user.role.as_str())
-                .bind(user.status.as_str())
-                .bind(user.display_name.as_str())
-                .bind(timestamp_text(user.updated_at))
-                .execute(&mut **tx)
-                .await?;
-        }
-    }
-    Ok(())
+    queries::update(tx, user).await
 }
 
 /// Locks the active admins' rows and counts them.
 async fn lock_active_admins(tx: &mut Tx) -> Result<usize, Error> {
-    Ok(match tx {
-        Tx::Postgres(tx) => sqlx::query(
-            "SELECT id FROM users WHERE role = 'admin' AND status = 'active' FOR UPDATE",
-        )
-        .fetch_all(&mut **tx)
-        .await?
-        .len(),
-        Tx::Sqlite(tx, _) => {
-            sqlx::query("SELECT id FROM users WHERE role = 'admin' AND status = 'active'")
-                .fetch_all(&mut **tx)
-                .await?
-                .len()
-        }
-    })
+    queries::lock_active_admins(tx).await
 }
 
 /// How many users there are, inside `tx`.
 pub(crate) async fn count_in(tx: &mut Tx) -> Result<i64, Error> {
-    Ok(match tx {
-        Tx::Postgres(tx) => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM users")
-                .fetch_one(&mut **tx)
-                .await?
-        }
-        Tx::Sqlite(tx, _) => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM users")
-                .fetch_one(&mut **tx)
-                .await?
-        }
-    })
+    queries::count(tx).await
 }
 
 async fn find_by_email_in(tx: &mut Tx, email: &Email) -> Result<Option<User>, Error> {
-    match tx {
-        Tx::Postgres(tx) => {
-            let sql =
-                format!("SELECT {USER_COLUMNS} FROM users WHERE lower(email) = $1 FOR UPDATE");
-            sqlx::query(&sql)
-                .bind(email.as_str())
-                .fetch_optional(&mut **tx)
-                .await?
-                .as_ref()
-                .map(user_from_pg)
-                .transpose()
-        }
-        Tx::Sqlite(tx, _) => {
-            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE lower(email) = ?");
-            sqlx::query(&sql)
-                .bind(email.as_str())
-                .fetch_optional(&mut **tx)
-                .await?
-                .as_ref()
-                .map(user_from_sqlite)
-                .transpose()
-        }
-    }
+    queries::find_by_email_for_update(tx, email).await
 }
 
 /// The user with this address, if any.
 pub async fn find_by_email(db: &Db, email: &Email) -> Result<Option<User>, Error> {
-    match db {
-        Db::Postgres(pool) => {
-            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE lower(email) = $1");
-            sqlx::query(&sql)
-                .bind(email.as_str())
-                .fetch_optional(pool)
-                .await?
-                .as_ref()
-                .map(user_from_pg)
-                .transpose()
-        }
-        Db::Sqlite(pool, _) => {
-            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE lower(email) = ?");
-            sqlx::query(&sql)
-                .bind(email.as_str())
-                .fetch_optional(pool)
-                .await?
-                .as_ref()
-                .map(user_from_sqlite)
-                .transpose()
-        }
-    }
+    queries::find_by_email(db, email).await
 }
 
 /// Stores a new password hash chosen by the user and records `action` (`user.password_change`
@@ -433,97 +266,20 @@ pub async fn upgrade_password_hash(db: &Db, id: Uuid, hash: &str) -> Result<(), 
 }
 
 async fn store_password_hash(tx: &mut Tx, id: Uuid, hash: &str) -> Result<(), Error> {
-    let at = now();
-    match tx {
-        Tx::Postgres(tx) => {
-            sqlx::query(
-                "UPDATE users SET password_hash = $2, password_changed_at = $3 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(hash)
-            .bind(at)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Tx::Sqlite(tx, _) => {
-            sqlx::query(
-                "UPDATE users SET password_hash = ?2, password_changed_at = ?3 WHERE id = ?1",
-            )
-            .bind(id.to_string())
-            .bind(hash)
-            .bind(timestamp_text(at))
-            .execute(&mut **tx)
-            .await?;
-        }
-    }
-    Ok(())
+    queries::store_password_hash(tx, id, hash, now()).await
 }
 
 /// The stored password hash of a user, if they have a password.
 pub async fn password_hash(db: &Db, id: Uuid) -> Result<Option<String>, Error> {
-    Ok(match db {
-        Db::Postgres(pool) => {
-            sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
-        }
-        Db::Sqlite(pool, _) => {
-            sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
-                .bind(id.to_string())
-                .fetch_optional(pool)
-                .await?
-        }
-    }
-    .flatten())
+    queries::password_hash(db, id).await
 }
 
 /// The user with this id, if any.
 pub async fn find_by_id(db: &Db, id: Uuid) -> Result<Option<User>, Error> {
-    match db {
-        Db::Postgres(pool) => {
-            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-            sqlx::query(&sql)
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
-                .as_ref()
-                .map(user_from_pg)
-                .transpose()
-        }
-        Db::Sqlite(pool, _) => {
-            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
-            sqlx::query(&sql)
-                .bind(id.to_string())
-                .fetch_optional(pool)
-                .await?
-                .as_ref()
-                .map(user_from_sqlite)
-                .transpose()
-        }
-    }
+    queries::find_by_id(db, id).await
 }
 
 /// Every user, oldest first.
 pub async fn list(db: &Db) -> Result<Vec<User>, Error> {
-    match db {
-        Db::Postgres(pool) => {
-            let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY created_at, email");
-            sqlx::query(&sql)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(user_from_pg)
-                .collect()
-        }
-        Db::Sqlite(pool, _) => {
-            let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY created_at, email");
-            sqlx::query(&sql)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(user_from_sqlite)
-                .collect()
-        }
-    }
+    queries::list(db).await
 }

@@ -1,17 +1,20 @@
 //! Storage: the database chosen from the URL once at startup, migrations, transactions.
 //!
 //! [`Db`] is a value, not a global: `sqlite://…` gives an embedded SQLite file (WAL, foreign
-//! keys, busy timeout, a pool), `postgres://…` a PostgreSQL pool. Queries elsewhere match on it
-//! and keep their two SQL variants side by side, because the dialects differ where it matters
-//! (UUID and time types, placeholders, locking).
+//! keys, busy timeout, a pool), `postgres://…` a PostgreSQL pool. Its variants are private:
+//! queries elsewhere go through [`query`], which binds and reads the values whose types differ
+//! per dialect (UUIDs, times), so each query is written once; where the dialects really differ
+//! (locking, upserts), the `queries.rs` of the domain picks one of two texts by [`Dialect`].
 //!
 //! # Security
 //! - Every query binds its values; no SQL is ever built from input.
-//! - [`Db::begin`] opens a *write* transaction: on SQLite it is `BEGIN IMMEDIATE`, which takes the
+//! - [`Db::begin`] is the only way to open a transaction ([`Tx`]), and it opens a *write*
+//!   transaction: on SQLite it is `BEGIN IMMEDIATE`, which takes the
 //!   database's write lock up front, so a transaction that reads and then writes (the audit
 //!   chain head, a single-use token) cannot interleave with another writer.
 //! - Database errors are logged by the caller's error type and never shown to clients.
 
+mod query;
 mod sqlite_file;
 
 use std::path::Path;
@@ -26,6 +29,7 @@ use time::OffsetDateTime;
 use tokio::sync::OwnedMutexGuard;
 
 use crate::error::Error;
+pub use query::{Dialect, On, Query, Row, query};
 pub use sqlite_file::SqliteFile;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -36,7 +40,10 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The database, chosen once from the URL.
 #[derive(Clone, Debug)]
-pub enum Db {
+pub struct Db(Backend);
+
+#[derive(Clone, Debug)]
+enum Backend {
     /// Embedded SQLite file: sqlx's pool, and the hot reads and writer queue of
     /// [`SqliteFile`].
     Sqlite(SqlitePool, Arc<SqliteFile>),
@@ -44,9 +51,13 @@ pub enum Db {
     Postgres(PgPool),
 }
 
-/// A write transaction on either backend. Dropping it without [`Tx::commit`] rolls back.
+/// A write transaction on either backend, opened by [`Db::begin`]. Dropping it without
+/// [`Tx::commit`] rolls back.
 #[derive(Debug)]
-pub enum Tx {
+pub struct Tx(TxInner);
+
+#[derive(Debug)]
+enum TxInner {
     /// SQLite, begun `IMMEDIATE`, during this process's one writer turn.
     Sqlite(Transaction<'static, Sqlite>, OwnedMutexGuard<()>),
     /// PostgreSQL.
@@ -56,11 +67,24 @@ pub enum Tx {
 impl Tx {
     /// Commits the change and everything recorded with it.
     pub async fn commit(self) -> Result<(), Error> {
-        match self {
-            Self::Sqlite(tx, _turn) => tx.commit().await?,
-            Self::Postgres(tx) => tx.commit().await?,
+        match self.0 {
+            TxInner::Sqlite(tx, _turn) => tx.commit().await?,
+            TxInner::Postgres(tx) => tx.commit().await?,
         }
         Ok(())
+    }
+
+    /// The dialect this transaction speaks.
+    pub fn dialect(&self) -> Dialect {
+        match self.0 {
+            TxInner::Sqlite(..) => Dialect::Sqlite,
+            TxInner::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// `sql` to run in this transaction (see [`query`]).
+    pub fn query<'q>(&mut self, sql: &'q str) -> Query<'q, '_> {
+        query(self, sql)
     }
 }
 
@@ -74,7 +98,7 @@ impl Db {
                 .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect_with(options)
                 .await?;
-            return Ok(Self::Postgres(pool));
+            return Ok(Self(Backend::Postgres(pool)));
         }
         let Some(path) = sqlite_file(url) else {
             return Err(Error::Internal(anyhow::anyhow!(
@@ -112,52 +136,70 @@ impl Db {
             .connect_with(options)
             .await?;
         let file = Arc::new(SqliteFile::new(path.to_owned(), max_connections as usize));
-        Ok(Self::Sqlite(pool, file))
+        Ok(Self(Backend::Sqlite(pool, file)))
     }
 
     /// Applies every pending migration of this backend.
     pub async fn migrate(&self) -> Result<(), Error> {
-        match self {
-            Self::Sqlite(pool, _) => SQLITE_MIGRATIONS.run(pool).await,
-            Self::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+        match &self.0 {
+            Backend::Sqlite(pool, _) => SQLITE_MIGRATIONS.run(pool).await,
+            Backend::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
         }
         .map_err(|e| Error::Internal(anyhow::anyhow!("migration failed: {e}")))
     }
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), Error> {
-        let _: i32 = match self {
-            Self::Sqlite(pool, _) => sqlx::query_scalar("SELECT 1").fetch_one(pool).await?,
-            Self::Postgres(pool) => sqlx::query_scalar("SELECT 1").fetch_one(pool).await?,
-        };
-        Ok(())
+        self.query("SELECT 1").fetch_one().await.map(drop)
     }
 
     /// Opens a write transaction (see the module's Security section).
     pub async fn begin(&self) -> Result<Tx, Error> {
-        Ok(match self {
-            Self::Sqlite(pool, file) => {
+        Ok(Tx(match &self.0 {
+            Backend::Sqlite(pool, file) => {
                 // The turn first: a writer waiting for it holds no pooled connection.
                 let turn = file.writer_turn().await;
-                Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?, turn)
+                TxInner::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?, turn)
             }
-            Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
-        })
+            Backend::Postgres(pool) => TxInner::Postgres(pool.begin().await?),
+        }))
     }
 
     /// Closes every connection; later queries fail.
     pub async fn close(&self) {
-        match self {
-            Self::Sqlite(pool, _) => pool.close().await,
-            Self::Postgres(pool) => pool.close().await,
+        match &self.0 {
+            Backend::Sqlite(pool, _) => pool.close().await,
+            Backend::Postgres(pool) => pool.close().await,
         }
     }
 
     /// `sqlite` or `postgres`.
     pub fn backend_name(&self) -> &'static str {
-        match self {
-            Self::Sqlite(..) => "sqlite",
-            Self::Postgres(_) => "postgres",
+        match self.dialect() {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+
+    /// The dialect this database speaks.
+    pub fn dialect(&self) -> Dialect {
+        match self.0 {
+            Backend::Sqlite(..) => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// `sql` to run on the pool, autocommit (see [`query`]).
+    pub fn query<'q>(&self, sql: &'q str) -> Query<'q, '_> {
+        query(self, sql)
+    }
+
+    /// The SQLite file's synchronous read-only connections, for the few hot reads that bypass
+    /// sqlx (see [`SqliteFile`]); `None` on PostgreSQL.
+    pub fn sqlite_file(&self) -> Option<&SqliteFile> {
+        match &self.0 {
+            Backend::Sqlite(_, file) => Some(file),
+            Backend::Postgres(_) => None,
         }
     }
 }
@@ -220,12 +262,9 @@ mod tests {
         // One connection, so the next transaction gets the same one unless it was closed.
         let db = Db::connect(&url, 1).await.unwrap();
         let mut tx = db.begin().await.unwrap();
-        let Tx::Sqlite(inner, _) = &mut tx else {
-            unreachable!()
-        };
         // SQLite ends the transaction behind sqlx's back, as it does itself after some errors;
         // sqlx's ROLLBACK on drop then fails and its count stays at one.
-        sqlx::query("ROLLBACK").execute(&mut **inner).await.unwrap();
+        tx.query("ROLLBACK").execute().await.unwrap();
         drop(tx);
         for attempt in 0..3 {
             let tx = db.begin().await;

@@ -49,7 +49,7 @@ pub struct SqliteFile {
 
 impl SqliteFile {
     /// The database file at `path`, keeping at most `keep` idle read connections.
-    pub fn new(path: PathBuf, keep: usize) -> Self {
+    pub(super) fn new(path: PathBuf, keep: usize) -> Self {
         Self {
             path,
             idle: Mutex::new(Vec::new()),
@@ -60,7 +60,7 @@ impl SqliteFile {
 
     /// Waits, in order of arrival, until no other write transaction of this process is open;
     /// the turn lasts until the guard is dropped.
-    pub async fn writer_turn(&self) -> OwnedMutexGuard<()> {
+    pub(super) async fn writer_turn(&self) -> OwnedMutexGuard<()> {
         self.writer.clone().lock_owned().await
     }
 
@@ -116,9 +116,7 @@ mod tests {
             .await
             .unwrap();
         db.migrate().await.unwrap();
-        let Db::Sqlite(_, file) = &db else {
-            unreachable!()
-        };
+        let file = db.sqlite_file().unwrap();
         let count: i64 = file
             .read(|c| c.query_row("SELECT count(*) FROM items", [], |r| r.get(0)))
             .unwrap();

@@ -77,20 +77,14 @@ fn parts(token: &str) -> (Value, Value, String) {
 
 /// The app's current signing key, read from the database with the app's secret key.
 async fn our_signing_key(app: &TestApp) -> jsonwebtoken::EncodingKey {
-    let sealed: String = match &app.db {
-        gatehouse::store::Db::Sqlite(pool, _) => sqlx::query_scalar(
-            "SELECT private_sealed FROM signing_keys ORDER BY created_at DESC LIMIT 1",
-        )
-        .fetch_one(pool)
+    let sealed: String = app
+        .db
+        .query("SELECT private_sealed FROM signing_keys ORDER BY created_at DESC LIMIT 1")
+        .fetch_one()
         .await
-        .unwrap(),
-        gatehouse::store::Db::Postgres(pool) => sqlx::query_scalar(
-            "SELECT private_sealed FROM signing_keys ORDER BY created_at DESC LIMIT 1",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap(),
-    };
+        .unwrap()
+        .get(0)
+        .unwrap();
     let keys = Keys::derive(&SecretString::from(GOOD_KEY));
     let pkcs8 = keys
         .open(gatehouse::keys::Purpose::SigningKeys, &sealed)
@@ -278,10 +272,7 @@ on_every_backend! {
         let access = body["access_token"].as_str().unwrap();
         assert_eq!(me(&app, access).await.2["role"], "user");
         // Disabled by SQL, behind the CLI's back: the status is still read on every request.
-        match &app.db {
-            gatehouse::store::Db::Sqlite(pool, _) => sqlx::query("UPDATE users SET status = 'disabled'").execute(pool).await.map(drop),
-            gatehouse::store::Db::Postgres(pool) => sqlx::query("UPDATE users SET status = 'disabled'").execute(pool).await.map(drop),
-        }.unwrap();
+        app.db.query("UPDATE users SET status = 'disabled'").execute().await.unwrap();
         app.clock.advance(Duration::from_secs(4));
         assert_eq!(me(&app, access).await.0, 200, "trusted for up to 5 s after it was checked");
         app.clock.advance(Duration::from_secs(1));

@@ -5,7 +5,7 @@ use std::future::IntoFuture as _;
 use gatehouse::audit::{self, AuditContext};
 use gatehouse::identity::users::{self, NewUser};
 use gatehouse::identity::{DisplayName, Email, Role};
-use gatehouse::store::Db;
+use gatehouse::store::{Db, Dialect};
 
 use crate::on_every_backend;
 use crate::support::{add_user, run_cli, spawn_app};
@@ -17,28 +17,24 @@ fn stdout(out: &std::process::Output) -> String {
 /// Runs SQL as someone with full database access would (not through Gatehouse).
 async fn raw_sql(db: &Db, statements: &[&str]) {
     for sql in statements {
-        match db {
-            Db::Sqlite(pool, _) => sqlx::query(sql).execute(pool).await.map(drop),
-            Db::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop),
-        }
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        db.query(sql)
+            .execute()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 }
 
-async fn try_sql(db: &Db, sql: &str) -> Result<(), sqlx::Error> {
-    match db {
-        Db::Sqlite(pool, _) => sqlx::query(sql).execute(pool).await.map(drop),
-        Db::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop),
-    }
+async fn try_sql(db: &Db, sql: &str) -> Result<u64, gatehouse::Error> {
+    db.query(sql).execute().await
 }
 
 fn drop_guards(db: &Db) -> &'static [&'static str] {
-    match db {
-        Db::Sqlite(..) => &[
+    match db.dialect() {
+        Dialect::Sqlite => &[
             "DROP TRIGGER audit_log_no_update",
             "DROP TRIGGER audit_log_no_delete",
         ],
-        Db::Postgres(_) => &["DROP TRIGGER audit_log_no_change ON audit_log"],
+        Dialect::Postgres => &["DROP TRIGGER audit_log_no_change ON audit_log"],
     }
 }
 

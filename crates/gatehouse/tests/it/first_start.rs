@@ -262,10 +262,7 @@ on_every_backend! {
                 && l["message"].as_str().is_some_and(|m| m.contains("GATEHOUSE_ADMIN_EMAIL"))),
             "the log says production needs GATEHOUSE_ADMIN_EMAIL"
         );
-        let tokens: i64 = match &app.db {
-            gatehouse::store::Db::Sqlite(pool, _) => sqlx::query_scalar("SELECT COUNT(*) FROM setup_tokens").fetch_one(pool).await.unwrap(),
-            gatehouse::store::Db::Postgres(pool) => sqlx::query_scalar("SELECT COUNT(*) FROM setup_tokens").fetch_one(pool).await.unwrap(),
-        };
+        let tokens: i64 = app.db.query("SELECT COUNT(*) FROM setup_tokens").fetch_one().await.unwrap().get(0).unwrap();
         assert_eq!(tokens, 0, "no setup token was issued");
     }
 }

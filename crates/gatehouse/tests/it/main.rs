@@ -9,6 +9,7 @@ mod api_keys;
 mod audit;
 mod browser;
 mod cli;
+mod concurrency;
 mod cors;
 mod errors;
 mod first_start;

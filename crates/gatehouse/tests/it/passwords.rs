@@ -228,14 +228,9 @@ on_every_backend! {
 
         add_user(&app, "bo@example.com").password("Vermilion-Otter-42").await;
         let bo = users::find_by_email(&app.db, &Email::parse("bo@example.com").unwrap()).await.unwrap().unwrap();
-        let old = gatehouse::store::timestamp_text(t0 - time::Duration::days(3));
-        match &app.db {
-            gatehouse::store::Db::Sqlite(pool, _) => sqlx::query("INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES ('h', ?, ?, ?)")
-                .bind(bo.id.to_string()).bind(&old).bind(&old).execute(pool).await.map(drop),
-            gatehouse::store::Db::Postgres(pool) => sqlx::query("INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES ('h', $1, $2, $2)")
-                .bind(bo.id).bind(t0 - time::Duration::days(3)).execute(pool).await.map(drop),
-        }
-        .unwrap();
+        let old = t0 - time::Duration::days(3);
+        app.db.query("INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES ('h', $1, $2, $2)")
+            .bind_uuid(bo.id).bind_time(old).execute().await.unwrap();
         assert_eq!(gatehouse::identity::password_reset::purge_expired(&app.db, t0).await.unwrap(), 1);
     }
 
