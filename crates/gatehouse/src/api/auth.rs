@@ -90,7 +90,8 @@ impl FromRequestParts<AppState> for ApiUser {
         if let Some(user) = parts.extensions.get::<Self>() {
             return Ok(user.clone());
         }
-        let Some(principal) = parts.extensions.get::<Principal>().cloned() else {
+        // Taken, not cloned: from here on the request's principal is this `ApiUser`.
+        let Some(principal) = parts.extensions.remove::<Principal>() else {
             return Err(match parts.extensions.get::<AuthRefused>() {
                 Some(_) => unauthorized("invalid_token", "The credential is not valid."),
                 None => unauthorized(

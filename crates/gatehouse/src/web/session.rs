@@ -226,26 +226,25 @@ where
 
     fn call(&mut self, mut req: Request) -> Self::Future {
         let name = cookie_name(self.state.settings.is_production());
-        let Some(credential) = credential(req.headers(), req.uri().path(), name) else {
+        if credential(req.headers(), req.uri().path(), name).is_none() {
             // The common case, no credential: no allocation, no lookup.
             return Either::Left(self.inner.call(req));
-        };
-        let credential = match credential {
-            Credential::Session(t) => Owned::Session(t.to_owned()),
-            Credential::AccessToken(t) => Owned::AccessToken(t.to_owned()),
-            Credential::ApiKey(t) => Owned::ApiKey(t.to_owned()),
-        };
+        }
         // The clone that was readied goes into the future; a fresh clone stays for next time.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let state = self.state.clone();
         Either::Right(Box::pin(async move {
             let identity: &Identity = &state.identity;
-            let principal = match identity.authenticate(credential.borrow()).await {
+            // Read again inside the future, borrowing the request it owns (no copy).
+            let Some(found) = credential(req.headers(), req.uri().path(), name) else {
+                return inner.call(req).await;
+            };
+            let session_cookie = matches!(found, Credential::Session(_));
+            let principal = match identity.authenticate(found).await {
                 Ok(found) => found,
                 Err(e) => return Ok(e.into_response()),
             };
-            let session_cookie = matches!(credential, Owned::Session(_));
             let signed_in = principal.is_ok();
             match principal {
                 Ok(principal) => {
@@ -281,23 +280,6 @@ where
             }
             Ok(response)
         }))
-    }
-}
-
-/// A credential the future owns.
-enum Owned {
-    Session(String),
-    AccessToken(String),
-    ApiKey(String),
-}
-
-impl Owned {
-    fn borrow(&self) -> Credential<'_> {
-        match self {
-            Self::Session(t) => Credential::Session(t),
-            Self::AccessToken(t) => Credential::AccessToken(t),
-            Self::ApiKey(t) => Credential::ApiKey(t),
-        }
     }
 }
 
