@@ -405,6 +405,9 @@ impl Identity {
         user: Option<(Uuid, &str)>,
     ) -> Result<(), Error> {
         let locked = reservation.locked();
+        reservation
+            .fail(&self.db, &self.config.throttle, self.now())
+            .await?;
         let mut tx = self.db.begin().await?;
         let event = match user {
             Some((id, method)) => AuditEvent {

@@ -7,12 +7,15 @@
 //! the threshold. A success clears the address's count; a count also ends when its key has not
 //! failed for the lock duration.
 //!
-//! An attempt is counted *before* it is checked: [`reserve`] refuses a blocked key and counts a
-//! failure under every key in one transaction, so concurrent attempts cannot all pass the
-//! check before any failure is recorded. A factor that turns out right gives its count back
+//! An attempt is counted *before* it is checked: [`reserve`] refuses a blocked key and counts
+//! the attempt under every key in one transaction, and the attempt that reaches a key's lock
+//! threshold locks it there and then. So however many attempts run at once, at most the
+//! threshold's worth are ever let through before the lock (no check-then-act race). A failure
+//! then sets its delay ([`Reservation::fail`]); a factor that turns out right gives its count back
 //! ([`Reservation::refund`]); only the last factor of a sign-in clears the address
 //! ([`Reservation::succeed`]), so a right password followed by wrong codes still reaches the
-//! lock.
+//! lock. Counting attempts in flight means an address with the threshold's worth of sign-ins
+//! in flight at once is briefly locked too; a person never is.
 //!
 //! # Security
 //! - Keys are what was *submitted*, not accounts: an address that has no account is throttled
@@ -138,8 +141,8 @@ pub struct Reservation {
     locked: bool,
 }
 
-/// Lets an attempt through unless a key is blocked (then: how long to wait), and counts it as a
-/// failure under every key, in one transaction.
+/// Lets an attempt through unless a key is blocked (then: how long to wait), and counts it
+/// under every key, in one transaction; the attempt that reaches a key's lock threshold locks it.
 pub async fn reserve(
     db: &Db,
     config: &ThrottleConfig,
@@ -150,6 +153,7 @@ pub async fn reserve(
     let mut counts = Vec::with_capacity(keys.len());
     let mut wait: Option<Duration> = None;
     for key in &keys {
+        queries::ensure(&mut tx, &key.name).await?;
         let count = read(&mut tx, &key.name).await?;
         if let Some(c) = count.as_ref().filter(|c| c.blocked_until > now) {
             let left = Duration::try_from(c.blocked_until - now).unwrap_or_default();
@@ -164,15 +168,20 @@ pub async fn reserve(
     let mut locked = false;
     for (key, count) in keys.iter().zip(counts) {
         // A key that has been quiet for the lock duration starts over.
-        let failures = match count {
-            Some(c) if c.last_failure_at > fresh_after => c.failures + 1,
-            _ => 1,
+        let (failures, blocked_until) = match count {
+            Some(c) if c.last_failure_at > fresh_after => (c.failures + 1, c.blocked_until),
+            _ => (1, now),
         };
+        let locks = failures >= i64::from(key.lock_at);
         locked |= failures == i64::from(key.lock_at);
         let count = Count {
             failures,
             last_failure_at: now,
-            blocked_until: now + delay(config, key, failures),
+            blocked_until: if locks {
+                now + config.lock_duration
+            } else {
+                blocked_until
+            },
         };
         write(&mut tx, &key.name, &count).await?;
     }
@@ -193,6 +202,30 @@ impl Reservation {
     /// Whether this attempt, if it fails, is the one that locked a key.
     pub fn locked(&self) -> bool {
         self.locked
+    }
+
+    /// The factor was wrong: the attempt stays counted, and each key waits the delay its count
+    /// calls for before the next attempt.
+    pub async fn fail(
+        self,
+        db: &Db,
+        config: &ThrottleConfig,
+        now: OffsetDateTime,
+    ) -> Result<(), Error> {
+        if self.keys.is_empty() {
+            return Ok(());
+        }
+        let mut tx = db.begin().await?;
+        for key in &self.keys {
+            let Some(mut count) = read(&mut tx, &key.name).await? else {
+                continue;
+            };
+            count.blocked_until = count
+                .blocked_until
+                .max(now + delay(config, key, count.failures));
+            write(&mut tx, &key.name, &count).await?;
+        }
+        tx.commit().await
     }
 
     /// The factor was right but another is due: the attempt gives its count back and leaves no

@@ -123,6 +123,21 @@ on_every_backend! {
         assert!(actions.contains(&"auth.locked".to_owned()), "{actions:?}");
     }
 
+    async fn concurrent_guesses_cannot_pass_the_lock_together(backend) {
+        let (app, _) = app(backend, &[("GATEHOUSE_LOCKOUT_THRESHOLD", "3"), ("GATEHOUSE_MFA_REQUIRED_ROLES", "")], false).await;
+        let guesses = (0..12).map(|i| {
+            let body = json!({"grant_type": "password", "email": EMAIL, "password": format!("Wrong-Password-{i}")});
+            let app = &app;
+            async move { grant(app, body).await.0 }
+        });
+        let statuses = futures_util::future::join_all(guesses).await;
+        let checked = statuses.iter().filter(|s| **s == 401).count();
+        assert!(checked <= 3, "at most the threshold's worth of guesses are checked: {statuses:?}");
+        assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
+        let (status, _) = grant(&app, json!({"grant_type": "password", "email": EMAIL, "password": PASSWORD})).await;
+        assert_eq!(status, 429, "locked: even the right password waits");
+    }
+
     async fn an_ipv6_client_cannot_escape_the_throttle_by_changing_its_low_bits(backend) {
         let (app, _) = app(backend, &[("GATEHOUSE_TRUSTED_PROXIES", "127.0.0.1/32"), ("GATEHOUSE_LOCKOUT_THRESHOLD", "2")], false).await;
         let mut statuses = Vec::new();

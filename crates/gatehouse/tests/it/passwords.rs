@@ -242,12 +242,17 @@ on_every_backend! {
         let email_key = || keys[..1].to_vec();
         let t0 = gatehouse::store::now();
         let secs = |s: i64| t0 + time::Duration::seconds(s);
-        // An attempt let through is counted; a refused one says how long to wait.
+        // A wrong attempt let through is counted and sets its delay; a refused one says how long
+        // to wait.
         let attempt = |keys: Vec<throttle::Key>, at| {
             let db = app.db.clone();
             async move {
                 match throttle::reserve(&db, &config, keys, at).await.unwrap() {
-                    Ok(counted) => Ok(counted.locked()),
+                    Ok(counted) => {
+                        let locked = counted.locked();
+                        counted.fail(&db, &config, at).await.unwrap();
+                        Ok(locked)
+                    }
                     Err(wait) => Err(wait.as_secs()),
                 }
             }
@@ -260,6 +265,18 @@ on_every_backend! {
         assert_eq!(attempt(email_key(), secs(3)).await, Err(4));
         assert_eq!(attempt(email_key(), secs(7)).await, Ok(true), "the fourth failure locks");
         assert_eq!(attempt(email_key(), secs(7)).await, Err(900));
+        // Attempts in flight count before their outcome: the threshold's worth at once lock the
+        // address, and no more get through.
+        let quiet = secs(7 + 900);
+        let mut in_flight = Vec::new();
+        for _ in 0..4 {
+            in_flight.push(throttle::reserve(&app.db, &config, email_key(), quiet).await.unwrap().expect("let through"));
+        }
+        assert!(throttle::reserve(&app.db, &config, email_key(), quiet).await.unwrap().is_err(), "a fifth in flight is refused");
+        assert!(in_flight.last().unwrap().locked());
+        for counted in in_flight {
+            counted.refund(&app.db, quiet).await.unwrap();
+        }
         // Quiet for longer than the lock: the next failure counts as the first.
         assert_eq!(attempt(email_key(), secs(7 + 1800)).await, Ok(false));
         assert_eq!(attempt(email_key(), secs(7 + 1800)).await, Err(1));

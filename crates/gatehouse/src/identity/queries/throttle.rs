@@ -8,6 +8,22 @@ use crate::store::{Db, Tx};
 /// One key's stored count: `(failures, last_failure_at, blocked_until)`.
 pub(crate) type Count = (i64, OffsetDateTime, OffsetDateTime);
 
+/// Makes sure the key has a row (an empty, long-quiet count when it had none), so that
+/// [`read`] can lock it: `FOR UPDATE` locks nothing that does not exist, and two first attempts
+/// would otherwise both count from zero.
+#[tracing::instrument(level = "debug", skip_all)]
+pub(crate) async fn ensure(tx: &mut Tx, key: &str) -> Result<(), Error> {
+    tx.query(
+        "INSERT INTO sign_in_failures (key, failures, last_failure_at, blocked_until) \
+         VALUES ($1, 0, $2, $2) ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(key)
+    .bind_time(OffsetDateTime::UNIX_EPOCH)
+    .execute()
+    .await
+    .map(drop)
+}
+
 /// The key's count, locked (PostgreSQL) until the transaction ends.
 #[tracing::instrument(level = "debug", skip_all)]
 pub(crate) async fn read(tx: &mut Tx, key: &str) -> Result<Option<Count>, Error> {
