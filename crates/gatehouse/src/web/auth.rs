@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use gatehouse_security::rate_limit::too_many_requests;
 use gatehouse_security::{CspNonce, CsrfToken};
-use http::header::{CACHE_CONTROL, REFERRER_POLICY, SET_COOKIE};
+use http::header::SET_COOKIE;
 use http::{HeaderValue, StatusCode};
 use minijinja::context;
 use serde::Deserialize;
@@ -152,9 +152,7 @@ async fn confirm_page(
         context! { title => "Confirm sign-in", csrf_token => csrf.as_str(), token => q.token },
     )?;
     let mut response = page.into_response();
-    let headers = response.headers_mut();
-    headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    super::token_page(&mut response);
     Ok(response)
 }
 

@@ -31,6 +31,22 @@ pub fn router() -> Router<AppState> {
         .route("/csp-report", post(csp_report::receive))
 }
 
+/// Marks a page reached through a token link (a sign-in link, a reset link, the setup link):
+/// its URL, which holds the token, is never sent to another site (`Referrer-Policy:
+/// same-origin`, not `no-referrer`, under which browsers send `Origin: null` with the page's own
+/// form and the CSRF check refuses it), and no cache keeps it.
+pub(crate) fn token_page(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::REFERRER_POLICY,
+        http::HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+}
+
 /// `GET /static/{file}`: an embedded asset.
 async fn static_file(
     State(state): State<AppState>,

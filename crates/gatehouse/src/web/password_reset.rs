@@ -10,8 +10,8 @@ use axum::routing::get;
 use axum::{Form, Router};
 use gatehouse_security::rate_limit::too_many_requests;
 use gatehouse_security::{CspNonce, CsrfToken};
-use http::header::{CACHE_CONTROL, REFERRER_POLICY, SET_COOKIE};
-use http::{HeaderValue, StatusCode};
+use http::StatusCode;
+use http::header::SET_COOKIE;
 use minijinja::context;
 use serde::Deserialize;
 
@@ -103,9 +103,7 @@ async fn render_reset(
         context! { title => "Choose a new password", csrf_token => csrf.as_str(), token => token, ..extra },
     )?;
     let mut response = with_status(status, page);
-    let headers = response.headers_mut();
-    headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    super::token_page(&mut response);
     Ok(response)
 }
 

@@ -13,8 +13,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::{Form, Router};
 use gatehouse_security::{CspNonce, CsrfToken};
-use http::header::{CACHE_CONTROL, REFERRER_POLICY};
-use http::{HeaderValue, StatusCode};
+use http::StatusCode;
 use minijinja::context;
 use serde::Deserialize;
 
@@ -69,9 +68,7 @@ fn render(
         },
     )?;
     let mut response = with_status(status, page);
-    let headers = response.headers_mut();
-    headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    super::token_page(&mut response);
     Ok(response)
 }
 
