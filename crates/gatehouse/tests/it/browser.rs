@@ -268,6 +268,63 @@ async fn a_user_sets_up_two_step_sign_in_in_a_real_browser() {
     );
 }
 
+#[tokio::test]
+async fn right_passwords_between_wrong_codes_do_not_hold_off_the_lock_in_a_real_browser() {
+    let test =
+        "browser::right_passwords_between_wrong_codes_do_not_hold_off_the_lock_in_a_real_browser";
+    let Some(browser) = Browser::start(test).await else {
+        return;
+    };
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
+            ("GATEHOUSE_LOCKOUT_THRESHOLD", "3"),
+        ],
+    )
+    .await;
+    let password = "Vermilion-Otter-42";
+    add_user(&app, "ada@example.com")
+        .name("Ada")
+        .password(password)
+        .mfa()
+        .await;
+    for round in 0..3 {
+        app.clock.advance(Duration::from_secs(60));
+        browser
+            .password_sign_in(&app, "ada@example.com", password)
+            .await;
+        browser.expect_heading("Two-step sign-in").await;
+        app.clock.advance(Duration::from_secs(60));
+        browser.fill("code", "000000").await;
+        browser.click("form[action='/login/mfa'] button").await;
+        browser.expect_heading("Two-step sign-in").await;
+        let page = browser.text_of("main").await;
+        assert!(
+            page.contains("That code is not right"),
+            "round {round}: {page}"
+        );
+    }
+    browser.screenshot("01-third-wrong-code").await;
+    app.clock.advance(Duration::from_secs(60));
+    browser
+        .password_sign_in(&app, "ada@example.com", password)
+        .await;
+    let mut page = String::new();
+    for _ in 0..100 {
+        page = browser.text_of("main").await;
+        if page.contains("Too many failed sign-ins") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        page.contains("Too many failed sign-ins"),
+        "the right password waits out the lock the wrong codes set: {page}"
+    );
+    browser.screenshot("02-locked").await;
+}
+
 /// The processes of group `group` that are still running (`pid name`); killed ones that only
 /// wait to be reaped by init (zombies) do not count.
 fn running_in_group(group: u32) -> Vec<String> {
