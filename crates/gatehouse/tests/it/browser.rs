@@ -325,6 +325,39 @@ async fn right_passwords_between_wrong_codes_do_not_hold_off_the_lock_in_a_real_
     browser.screenshot("02-locked").await;
 }
 
+#[tokio::test]
+async fn a_neighbours_non_ascii_cookie_does_not_sign_the_user_out_in_a_real_browser() {
+    let test =
+        "browser::a_neighbours_non_ascii_cookie_does_not_sign_the_user_out_in_a_real_browser";
+    let Some(browser) = Browser::start(test).await else {
+        return;
+    };
+    let app = spawn_app_with(Backend::Sqlite, &[("GATEHOUSE_SIGNIN_RATE_LIMIT", "off")]).await;
+    let password = "Vermilion-Otter-42";
+    add_user(&app, "ada@example.com")
+        .name("Ada")
+        .password(password)
+        .await;
+    let b = &browser.client;
+    browser
+        .password_sign_in(&app, "ada@example.com", password)
+        .await;
+    browser.expect_heading("Welcome, Ada").await;
+    // What another application on the same host may set: a cookie whose value is not ASCII,
+    // which the browser then sends in the same `Cookie` header as the session's.
+    b.execute("document.cookie = 'theme=caf\\u00e9; path=/';", vec![])
+        .await
+        .unwrap();
+    let cookies = b.execute("return document.cookie;", vec![]).await.unwrap();
+    assert!(
+        cookies.as_str().unwrap_or_default().contains("theme=caf"),
+        "the browser keeps the neighbour's cookie: {cookies}"
+    );
+    b.goto(&format!("{}/account", app.address)).await.unwrap();
+    browser.expect_heading("Your account").await;
+    browser.screenshot("01-still-signed-in").await;
+}
+
 /// The processes of group `group` that are still running (`pid name`); killed ones that only
 /// wait to be reaped by init (zombies) do not count.
 fn running_in_group(group: u32) -> Vec<String> {
