@@ -284,12 +284,17 @@ where
 }
 
 /// What a principal who must enrol in MFA first gets instead of `req`'s answer, if anything:
-/// a browser session may reach the enrolment pages and sign out; nothing else may be reached,
-/// and the API is refused to every credential of theirs.
+/// a browser session may reach the enrolment pages and sign out, any credential may end its
+/// API sign-in; nothing else may be reached, and the rest of the API is refused to every
+/// credential of theirs.
 fn enrolment_refusal(req: &Request, principal: &Principal) -> Option<Response> {
     let path = req.uri().path();
     let api = path.starts_with("/api/");
     if !api && matches!(principal.via, Via::Session(_)) && enrolment_path(path) {
+        return None;
+    }
+    // Ending a sign-in is always allowed, as signing out is.
+    if path == "/api/v1/auth/revoke" {
         return None;
     }
     let mut response = if !api && matches!(*req.method(), http::Method::GET | http::Method::HEAD) {

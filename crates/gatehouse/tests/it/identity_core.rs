@@ -99,7 +99,15 @@ on_every_backend! {
         assert_eq!((status, body["error"].as_str()), (403, Some("mfa_enrolment_required")));
         assert_eq!(get_with(&app, "/api/v1/me", ("authorization", &format!("Bearer {access}"))).await.0, 401, "the reset ended the API sign-in");
         let (status, body) = grant(&app, json!({"grant_type": "password", "email": EMAIL, "password": PASSWORD})).await;
-        assert_eq!((status, body["error"].as_str()), (403, Some("mfa_enrolment_required")));
+        assert_eq!((status, body["error"].as_str()), (403, Some("mfa_enrolment_required")));        // Ending a sign-in stays possible.
+        let revoked = app
+            .request(reqwest::Method::POST, "/api/v1/auth/revoke")
+            .header("x-api-key", &key)
+            .json(&json!({"token": access}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(revoked.status(), 200);
     }
 
     async fn a_right_password_does_not_reset_the_count_of_wrong_codes(backend) {
