@@ -30,7 +30,6 @@ use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
 use super::accounts::PasswordChange;
-use super::magic_links;
 use super::queries::first_admin as queries;
 use super::service::Identity;
 use super::sessions::SessionToken;
@@ -39,7 +38,6 @@ use super::users::{self, NewUser};
 use super::{DisplayName, Email, Role, User};
 use crate::audit::{Actor, AuditContext};
 use crate::error::Error;
-use crate::mail::mask_email;
 use crate::store::Tx;
 
 /// How long a setup link works.
@@ -133,7 +131,8 @@ impl Identity {
                 user_id = %admin.id,
                 "first admin created from GATEHOUSE_ADMIN_EMAIL"
             );
-            self.mail_admin_link(&admin.email).await?;
+            self.mail_sign_in_link(&admin.email, None, ADMIN_LINK_LIFETIME)
+                .await?;
             return Ok(FirstStart::AdminCreated(admin));
         }
         if self.user_count().await? > 0 {
@@ -226,48 +225,15 @@ impl Identity {
                 Ok(SetupOutcome::SignedIn { token, user })
             }
             FirstSignIn::Mail => {
-                self.mail_admin_link(&user.email).await?;
+                self.mail_sign_in_link(&user.email, None, ADMIN_LINK_LIFETIME)
+                    .await?;
                 Ok(SetupOutcome::LinkMailed(user))
             }
         }
     }
 
-    /// Mails the new admin a sign-in link valid [`ADMIN_LINK_LIFETIME`] (with its one-time
-    /// code), through the configured transport.
-    async fn mail_admin_link(&self, email: &Email) -> Result<(), Error> {
-        let link = magic_links::issue_valid_for(
-            &self.db,
-            &self.keys,
-            self.now(),
-            email,
-            None,
-            ADMIN_LINK_LIFETIME,
-        )
-        .await?;
-        let url = format!(
-            "{}/login/magic/verify?token={}",
-            self.config.base_url,
-            magic_links::expose(&link.token)
-        );
-        self.mailer.send_template(
-            email,
-            "Your Gatehouse sign-in link",
-            "magic_link",
-            minijinja::context! {
-                url => url,
-                code => magic_links::expose(&link.code),
-                minutes => ADMIN_LINK_LIFETIME.as_secs() / 60,
-            },
-        )?;
-        tracing::info!(event = "magic_link_sent", to = %mask_email(email), "first admin's sign-in link queued");
-        Ok(())
-    }
-
     async fn user_count(&self) -> Result<i64, Error> {
-        let mut tx = self.db.begin().await?;
-        let count = users::count_in(&mut tx).await?;
-        tx.commit().await?;
-        Ok(count)
+        users::count(&self.db).await
     }
 
     /// Stores a new setup token (its hash) and returns it; dead tokens older than a day go.

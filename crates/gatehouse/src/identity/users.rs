@@ -224,6 +224,11 @@ pub(crate) async fn count_in(tx: &mut Tx) -> Result<i64, Error> {
     queries::count(tx).await
 }
 
+/// How many users there are (a read: no write transaction).
+pub(crate) async fn count(db: &Db) -> Result<i64, Error> {
+    queries::count(db).await
+}
+
 async fn find_by_email_in(tx: &mut Tx, email: &Email) -> Result<Option<User>, Error> {
     queries::find_by_email_for_update(tx, email).await
 }

@@ -95,8 +95,8 @@ pub(crate) async fn lock_active_admins(tx: &mut Tx) -> Result<usize, Error> {
 }
 
 #[tracing::instrument(level = "debug", skip_all)]
-pub(crate) async fn count(tx: &mut Tx) -> Result<i64, Error> {
-    tx.query("SELECT COUNT(*) FROM users")
+pub(crate) async fn count<'c>(on: impl Into<crate::store::On<'c>>) -> Result<i64, Error> {
+    crate::store::query(on, "SELECT COUNT(*) FROM users")
         .fetch_one()
         .await?
         .get(0)
