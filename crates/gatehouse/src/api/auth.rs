@@ -417,10 +417,10 @@ struct Jwk {
     responses((status = 200, description = "The key set", body = Jwks))
 )]
 async fn jwks(State(state): State<AppState>) -> Response {
-    let mut response = Json(state.tokens.jwks()).into_response();
-    response.headers_mut().insert(
-        CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
-    );
+    let mut response = Json(state.tokens.jwks(state.clock.now())).into_response();
+    let max_age = crate::identity::tokens::JWKS_MAX_AGE.as_secs();
+    if let Ok(value) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
+        response.headers_mut().insert(CACHE_CONTROL, value);
+    }
     response
 }

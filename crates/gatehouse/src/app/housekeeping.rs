@@ -1,5 +1,5 @@
-//! Periodic deletion of what has died: expired sessions, sign-in links, reset tokens, quiet
-//! failure counts and API sign-ins.
+//! Periodic work: deletion of what has died (expired sessions, sign-in links, reset tokens, quiet
+//! failure counts, API sign-ins, retired signing keys), and the signing keys' upkeep.
 
 use super::serve::until_stopped;
 use crate::state::AppState;
@@ -51,6 +51,15 @@ pub(super) async fn housekeeping(state: AppState, mut stop: tokio::sync::watch::
                 "token_families",
                 crate::identity::tokens::purge(&state.db, now).await,
             ),
+            (
+                "signing_keys",
+                crate::identity::tokens::purge_retired_keys(
+                    &state.db,
+                    now,
+                    state.settings.access_token_lifetime,
+                )
+                .await,
+            ),
         ];
         for (table, result) in purges {
             match result {
@@ -65,6 +74,37 @@ pub(super) async fn housekeeping(state: AppState, mut stop: tokio::sync::watch::
                     tracing::warn!(event = "housekeeping_failed", table, error = %e, "cannot purge")
                 }
             }
+        }
+    }
+}
+
+/// How often the key upkeep looks at the clock. The injected clock decides when the keys are read
+/// again ([`crate::identity::tokens::RELOAD_EVERY`]); this only bounds how late that can be.
+const KEY_UPKEEP_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Keeps the signing keys current with no traffic needed: reads them again every
+/// [`crate::identity::tokens::RELOAD_EVERY`] (a key made by `gatehouse keys rotate` or another
+/// instance is published here within that), and rotates on schedule when
+/// `GATEHOUSE_SIGNING_KEY_ROTATION` is set, until `stop`.
+pub(super) async fn key_upkeep(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(KEY_UPKEEP_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = until_stopped(&mut stop) => return,
+        }
+        let result = crate::identity::secrets::upkeep(
+            &state.db,
+            &state.keys,
+            &state.tokens,
+            state.clock.now(),
+            state.settings.access_token_lifetime,
+            state.settings.signing_key_rotation,
+        )
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(event = "key_upkeep_failed", error = %e, "cannot read or rotate the signing keys");
         }
     }
 }

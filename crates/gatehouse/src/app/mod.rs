@@ -33,7 +33,7 @@ mod housekeeping;
 mod router;
 mod serve;
 
-use housekeeping::housekeeping;
+use housekeeping::{housekeeping, key_upkeep};
 pub use router::router;
 use serve::{serve_http, until_stopped};
 
@@ -91,11 +91,7 @@ impl Application {
             .context("GATEHOUSE_REDIS_URL is not a valid Redis URL")?;
 
         let mut settings = settings;
-        if settings.secret_key_generated {
-            // Development only (production refused to start above): a key that lasts across
-            // restarts, so the signing keys and TOTP secrets sealed under it stay readable.
-            settings.secret_key = development_secret_key(&settings.data_dir)?;
-        }
+        use_development_key(&mut settings)?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {} (GATEHOUSE_LISTEN)", settings.listen))?;
@@ -124,10 +120,7 @@ impl Application {
             None => Limiter::with_system_clock(MemoryStore::new(RATE_LIMIT_MEMORY_KEYS)),
         };
         let passwords = PasswordHasher::per_core(settings.argon2)?;
-        let keys = Arc::new(Keys::derive_with_previous(
-            &settings.secret_key,
-            settings.previous_secret_key.as_ref(),
-        ));
+        let keys = Arc::new(load_keys(&settings, &db, clock.now()).await?);
         let tokens = Arc::new(
             KeyRing::load_or_create(&db, &keys, clock.now(), settings.access_token_lifetime)
                 .await
@@ -211,6 +204,7 @@ impl Application {
         });
 
         tokio::spawn(housekeeping(self.state.clone(), stop_rx.clone()));
+        tokio::spawn(key_upkeep(self.state.clone(), stop_rx.clone()));
 
         if let Some(listener) = self.metrics_listener {
             let metrics = ops::metrics_router(self.state.metrics.clone());
@@ -274,10 +268,7 @@ pub async fn cli_identity(
     Ok(crate::identity::Identity::new(
         crate::identity::service::Parts {
             db: db.clone(),
-            keys: Arc::new(Keys::derive_with_previous(
-                &settings.secret_key,
-                settings.previous_secret_key.as_ref(),
-            )),
+            keys: Arc::new(load_keys(settings, db, clock.now()).await?),
             sessions: sessions_for(settings, db, redis.as_ref(), clock.clone()),
             limiter: Limiter::with_system_clock(MemoryStore::new(RATE_LIMIT_MEMORY_KEYS)),
             passwords: PasswordHasher::per_core(settings.argon2)?,
@@ -348,6 +339,47 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
     .context("cannot connect to the database named by GATEHOUSE_DATABASE_URL")?;
     db.migrate().await.context("cannot migrate the database")?;
     Ok(db)
+}
+
+/// The sealing keys of `settings` and the data keys of `db`, with what to set when they do not
+/// open.
+pub async fn load_keys(
+    settings: &Settings,
+    db: &Db,
+    now: time::OffsetDateTime,
+) -> anyhow::Result<Keys> {
+    let keys = Keys::load(
+        db,
+        &settings.secret_key,
+        settings.previous_secret_key.as_ref(),
+        now,
+    )
+    .await
+    .context("cannot load the data keys")?;
+    if keys.has_previous() {
+        tracing::warn!(
+            event = "config_warning",
+            setting = "GATEHOUSE_SECRET_KEY_PREVIOUS",
+            "a secret-key change is under way: once every instance runs with the new key, run `gatehouse keys reencrypt`, then remove GATEHOUSE_SECRET_KEY_PREVIOUS"
+        );
+    }
+    Ok(keys)
+}
+
+/// In development without `GATEHOUSE_SECRET_KEY`, uses the key kept in the data directory (made
+/// on the first run) for the server and the commands alike. Production requires the setting
+/// (its check refuses to start without it), so nothing changes there.
+pub fn use_development_key(settings: &mut Settings) -> anyhow::Result<()> {
+    if settings.secret_key_generated && !settings.is_production() {
+        create_private_dir(&settings.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {} (GATEHOUSE_DATA_DIR)",
+                settings.data_dir.display()
+            )
+        })?;
+        settings.secret_key = development_secret_key(&settings.data_dir)?;
+    }
+    Ok(())
 }
 
 /// The secret key of a development run without `GATEHOUSE_SECRET_KEY`: read from

@@ -6,65 +6,78 @@ use clap::Subcommand;
 
 use crate::audit::AuditContext;
 use crate::config::Settings;
+use crate::identity::secrets;
 use crate::telemetry;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum KeysCommand {
-    /// Add a new token signing key; it signs from the next minute on (every instance reloads),
-    /// older keys keep verifying until their tokens have expired, then go at the next rotation.
+    /// Add a new token signing key: published in the key set at once, it signs after the
+    /// publication delay (6 minutes: every instance has read it and every cached key set has
+    /// expired); the old key stays published until its last token has expired.
     Rotate,
-    /// Seal every encrypted secret (TOTP secrets, signing keys) again under the current
-    /// GATEHOUSE_SECRET_KEY, after a key change with the old key in
-    /// GATEHOUSE_SECRET_KEY_PREVIOUS.
+    /// Seal every encrypted secret (data keys, TOTP secrets, signing keys) again under the
+    /// current GATEHOUSE_SECRET_KEY, after a key change with the old key in
+    /// GATEHOUSE_SECRET_KEY_PREVIOUS; fails while anything is left under another key.
     Reencrypt,
 }
 
 /// Runs a `keys` command.
 pub(super) async fn run(settings: &Settings, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
-    match cmd {
-        _ if settings.secret_key_generated => {
-            eprintln!(
-                "error: set GATEHOUSE_SECRET_KEY (or GATEHOUSE_SECRET_KEY_FILE) to the key the servers use: keys sealed under a throwaway key could never be opened"
-            );
-            Ok(ExitCode::FAILURE)
-        }
-        KeysCommand::Rotate => {
-            telemetry::init_stderr("warn");
-            let db = crate::app::open_database(settings).await?;
-            let keys = crate::keys::Keys::derive_with_previous(
-                &settings.secret_key,
-                settings.previous_secret_key.as_ref(),
-            );
-            let kid = crate::identity::tokens::rotate(
-                &db,
-                &keys,
-                crate::store::now(),
-                settings.access_token_lifetime,
-                Some(&AuditContext::cli()),
-            )
-            .await;
-            db.close().await;
-            let kid = kid?;
-            println!("new signing key {kid}; every instance signs with it within a minute");
-            Ok(ExitCode::SUCCESS)
-        }
-        KeysCommand::Reencrypt => {
-            telemetry::init_stderr("warn");
-            let db = crate::app::open_database(settings).await?;
-            let keys = crate::keys::Keys::derive_with_previous(
-                &settings.secret_key,
-                settings.previous_secret_key.as_ref(),
-            );
-            let resealed = match crate::identity::mfa::reencrypt(&db, &keys).await {
-                Ok(n) => crate::identity::tokens::reencrypt(&db, &keys)
-                    .await
-                    .map(|m| n + m),
-                Err(e) => Err(e),
-            };
-            db.close().await;
-            let resealed = resealed?;
-            println!("{resealed} secret(s) sealed again under the current secret key");
-            Ok(ExitCode::SUCCESS)
+    if settings.secret_key_generated && settings.is_production() {
+        eprintln!(
+            "error: set GATEHOUSE_SECRET_KEY (or GATEHOUSE_SECRET_KEY_FILE) to the key the servers use: keys sealed under a throwaway key could never be opened"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    telemetry::init_stderr("warn");
+    let db = crate::app::open_database(settings).await?;
+    let result = match cmd {
+        KeysCommand::Rotate => rotate(settings, &db).await,
+        KeysCommand::Reencrypt => reencrypt(settings, &db).await,
+    };
+    db.close().await;
+    result
+}
+
+async fn rotate(settings: &Settings, db: &crate::store::Db) -> anyhow::Result<ExitCode> {
+    let now = crate::store::now();
+    let keys = crate::app::load_keys(settings, db, now).await?;
+    let rotated = secrets::rotate_signing_key(
+        db,
+        &keys,
+        now,
+        settings.access_token_lifetime,
+        &AuditContext::cli(),
+    )
+    .await?;
+    println!(
+        "new signing key {}: every instance publishes it within {} s, and it signs from {} on",
+        rotated.kid,
+        crate::identity::tokens::RELOAD_EVERY.as_secs(),
+        crate::store::timestamp_text(rotated.signs_from),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reencrypt(settings: &Settings, db: &crate::store::Db) -> anyhow::Result<ExitCode> {
+    let keys = crate::app::load_keys(settings, db, crate::store::now()).await?;
+    let done = secrets::reencrypt(db, &keys).await?;
+    for (kind, n) in secrets::KINDS.iter().zip(done.resealed) {
+        println!("{kind}: {n} sealed again under the current secret key");
+    }
+    if done.complete() {
+        println!(
+            "everything is sealed under GATEHOUSE_SECRET_KEY: GATEHOUSE_SECRET_KEY_PREVIOUS can be removed"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (kind, n) in secrets::KINDS.iter().zip(done.left) {
+        if n > 0 {
+            eprintln!("error: {kind}: {n} not sealed under GATEHOUSE_SECRET_KEY");
         }
     }
+    eprintln!(
+        "error: not finished: keep GATEHOUSE_SECRET_KEY_PREVIOUS. A value that opens with neither key needs GATEHOUSE_SECRET_KEY_PREVIOUS set to the key it was sealed under; one sealed again under the old key means an instance still runs with it: restart it with the new key and run this again"
+    );
+    Ok(ExitCode::FAILURE)
 }

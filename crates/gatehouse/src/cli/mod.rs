@@ -101,6 +101,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    if !matches!(command, Command::Serve { .. } | Command::Config(_)) {
+        // Commands seal and open what the server does: in development, with its kept key.
+        crate::app::use_development_key(&mut settings)?;
+    }
     match command {
         Command::Serve { listen } => {
             if let Some(addr) = listen {

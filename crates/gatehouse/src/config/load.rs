@@ -267,6 +267,7 @@ impl Settings {
             throttle: Default::default(),
             mfa_required_roles: Vec::new(),
             access_token_lifetime: Duration::ZERO,
+            signing_key_rotation: None,
             refresh_token_lifetime: Duration::ZERO,
             metrics_listen: None,
             smtp: SmtpSettings {

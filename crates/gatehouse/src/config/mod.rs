@@ -157,6 +157,8 @@ pub struct Settings {
     pub mfa_required_roles: Vec<crate::identity::Role>,
     /// `GATEHOUSE_ACCESS_TOKEN_LIFETIME`: how long an API access token works.
     pub access_token_lifetime: Duration,
+    /// `GATEHOUSE_SIGNING_KEY_ROTATION`: make a new signing key when the newest is this old.
+    pub signing_key_rotation: Option<Duration>,
     /// `GATEHOUSE_REFRESH_TOKEN_LIFETIME`: how long an API sign-in lasts without a new password.
     pub refresh_token_lifetime: Duration,
     /// `GATEHOUSE_METRICS_LISTEN`: Prometheus `/metrics` on its own address.

@@ -33,7 +33,7 @@ use super::queries::mfa::{self as queries, Sealed};
 use crate::audit::{self, AuditContext, AuditEvent};
 use crate::error::Error;
 use crate::identity::magic_links::{CROCKFORD, normalize_code};
-use crate::keys::{Keys, Purpose};
+use crate::keys::{Keys, Purpose, Standing, Sweep};
 use crate::store::{Db, Tx};
 
 /// Seconds per TOTP step.
@@ -362,24 +362,22 @@ async fn audit_change(
 }
 
 /// Seals every TOTP secret (confirmed or pending) that the previous secret key opened under the
-/// current one; returns how many were sealed again. Values neither key opens are an error, and
-/// nothing is changed for them.
-pub async fn reencrypt(db: &Db, keys: &Keys) -> Result<usize, Error> {
+/// current one. Values neither key opens, or changed meanwhile, are counted as left.
+pub async fn reencrypt(db: &Db, keys: &Keys) -> Result<Sweep, Error> {
     let rows = queries::all_sealed(db).await?;
-    let mut resealed = 0;
+    let mut sweep = Sweep::default();
     for (id, secret, pending) in rows {
         for (column, value) in [(Sealed::Secret, secret), (Sealed::Pending, pending)] {
             let Some(sealed) = value else { continue };
-            let opened = keys.open(Purpose::Totp, &sealed)?;
-            if !opened.needs_reseal {
-                continue;
-            }
-            let fresh = keys.seal(Purpose::Totp, &opened.plaintext);
-            queries::reseal(db, column, id, &sealed, &fresh).await?;
-            resealed += 1;
+            let standing = keys.classify(Purpose::Totp, &sealed);
+            let stored = match &standing {
+                Standing::Reseal(fresh) => queries::reseal(db, column, id, &sealed, fresh).await?,
+                _ => false,
+            };
+            sweep.count(&standing, stored);
         }
     }
-    Ok(resealed)
+    Ok(sweep)
 }
 
 /// A first factor accepted, the second still due: what the browser holds in the
@@ -441,7 +439,7 @@ mod tests {
     use super::*;
 
     fn keys(secret: &str) -> Keys {
-        Keys::derive(&SecretString::from(secret.repeat(40)))
+        Keys::sealing_only(&SecretString::from(secret.repeat(40)), None)
     }
 
     fn at(unix: i64) -> OffsetDateTime {

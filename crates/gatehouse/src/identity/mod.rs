@@ -19,6 +19,7 @@ pub mod password_policy;
 pub mod password_reset;
 pub mod passwords;
 mod queries;
+pub mod secrets;
 pub mod service;
 pub mod sessions;
 pub mod signin;

@@ -34,7 +34,7 @@ use uuid::Uuid;
 
 use super::queries::tokens as queries;
 use crate::error::Error;
-use crate::keys::{Keys, Purpose};
+use crate::keys::{Keys, Purpose, Standing, Sweep};
 use crate::store::{Db, Tx};
 
 /// The audience every access token names.
@@ -62,23 +62,36 @@ pub struct Claims {
 /// One signing key.
 struct SigningKey {
     kid: String,
+    /// When it starts signing; before that it is only published.
+    signs_from: OffsetDateTime,
     encoding: EncodingKey,
     decoding: DecodingKey,
     public: Vec<u8>,
 }
 
-/// How often the cached keys are read again, so a rotation by the CLI or another instance is
-/// picked up for signing.
-const RELOAD_EVERY: time::Duration = time::Duration::minutes(1);
+/// How long a relying party may cache the key set: the JWKS's `Cache-Control: max-age`.
+pub const JWKS_MAX_AGE: Duration = Duration::from_secs(300);
+
+/// How often every instance reads the keys again, with or without traffic, so a rotation by the
+/// CLI, another instance or the automatic rotation is published and used everywhere.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(60);
+
+/// How long a new key is published before it signs: every instance has read it
+/// ([`RELOAD_EVERY`]) and every copy of the key set cached before that has expired
+/// ([`JWKS_MAX_AGE`]), so no relying party meets a `kid` it has not seen.
+pub const PUBLICATION_DELAY: Duration =
+    Duration::from_secs(JWKS_MAX_AGE.as_secs() + RELOAD_EVERY.as_secs());
 
 /// The signing keys every instance shares, cached.
 pub struct KeyRing {
-    /// Newest last.
+    /// By `signs_from`, oldest first.
     keys: RwLock<Vec<Arc<SigningKey>>>,
     /// Last reload for an unknown `kid` (real time: a throttle against random kids).
     last_reload: Mutex<Instant>,
     /// Last reload by the injected clock (the periodic refresh).
     loaded_at: Mutex<OffsetDateTime>,
+    /// The longest life of an access token: how long a retired key stays published.
+    max_token_age: Duration,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -116,34 +129,81 @@ fn generate_key() -> Result<(Vec<u8>, Vec<u8>), Error> {
     Ok((pkcs8.as_ref().to_vec(), pair.public_key().as_ref().to_vec()))
 }
 
-fn signing_key(kid: String, pkcs8: &[u8], public: Vec<u8>) -> SigningKey {
+fn signing_key(
+    kid: String,
+    signs_from: OffsetDateTime,
+    pkcs8: &[u8],
+    public: Vec<u8>,
+) -> SigningKey {
     SigningKey {
         kid,
+        signs_from,
         encoding: EncodingKey::from_ed_der(pkcs8),
         decoding: DecodingKey::from_ed_der(&public),
         public,
     }
 }
 
-/// Adds a new signing key (it signs from now on) and removes keys that no token still valid can
-/// name: those replaced more than `max_token_age` ago. With `ctx`, the rotation is audited
-/// (`keys.rotate`) in the same transaction. Returns the new key's id.
+/// A new signing key: published from now, signing from `now + delay`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotated {
+    /// Its id, as in a token's `kid`.
+    pub kid: String,
+    /// When it starts signing.
+    pub signs_from: OffsetDateTime,
+}
+
+/// When to make a new signing key.
+#[derive(Debug, Clone, Copy)]
+pub enum When {
+    /// Now (`gatehouse keys rotate`, or the first key of a new database).
+    Now,
+    /// Only if there is no key yet (a new database); of several instances starting at once,
+    /// one makes it.
+    First,
+    /// Only if the newest key was made more than this long ago (the automatic rotation); of
+    /// several instances asking at once, one makes it.
+    OlderThan(Duration),
+}
+
+/// Adds a new signing key, published at once and signing after [`PUBLICATION_DELAY`] (the first
+/// key of a database signs at once: nobody can have cached a key set yet), and removes keys that
+/// no token still valid can name: those retired more than `max_token_age` ago. With `ctx`, the
+/// rotation is audited (`keys.rotate`) in the same transaction. `None` when `when` found a
+/// recent enough key.
 pub async fn rotate(
     db: &Db,
     keys: &Keys,
     now: OffsetDateTime,
     max_token_age: Duration,
+    when: When,
     ctx: Option<&crate::audit::AuditContext>,
-) -> Result<String, Error> {
+) -> Result<Option<Rotated>, Error> {
+    let delay = match when {
+        When::First => Duration::ZERO,
+        When::Now | When::OlderThan(_) => PUBLICATION_DELAY,
+    };
     let (pkcs8, public) = generate_key()?;
     let kid = Uuid::new_v4().simple().to_string()[..16].to_owned();
     let sealed = keys.seal(Purpose::SigningKeys, &pkcs8);
     let public = URL_SAFE_NO_PAD.encode(public);
-    let cutoff = now - max_token_age;
+    let signs_from = now + delay;
     let mut tx = db.begin().await?;
-    // Keys whose successor is older than the longest token life sign nothing alive.
-    queries::delete_superseded_keys(&mut tx, cutoff).await?;
-    queries::insert_key(&mut tx, &kid, &sealed, &public, now).await?;
+    if !matches!(when, When::Now) {
+        // Serializes the instances that reach this at once: the second sees the first's key.
+        queries::lock_keys(&mut tx).await?;
+        let newest = queries::newest_key_made(&mut tx).await?;
+        let recent_enough = match when {
+            When::First => newest.is_some(),
+            When::OlderThan(period) => newest.is_some_and(|made| made > now - period),
+            When::Now => false,
+        };
+        if recent_enough {
+            return Ok(None);
+        }
+    }
+    queries::delete_retired_keys(&mut tx, now - max_token_age).await?;
+    queries::insert_key(&mut tx, &kid, &sealed, &public, now, signs_from).await?;
     if let Some(ctx) = ctx {
         crate::audit::record(
             &mut tx,
@@ -152,21 +212,34 @@ pub async fn rotate(
                 action: "keys.rotate",
                 entity_type: "signing_key",
                 entity_id: Some(kid.clone()),
-                changes: serde_json::json!({}),
+                changes: serde_json::json!({ "signs_from": crate::store::timestamp_text(signs_from) }),
             },
         )
         .await?;
     }
     tx.commit().await?;
-    Ok(kid)
+    Ok(Some(Rotated { kid, signs_from }))
+}
+
+/// Deletes the keys retired (their successor signing) more than `max_token_age` before `now`;
+/// returns how many.
+pub async fn purge_retired_keys(
+    db: &Db,
+    now: OffsetDateTime,
+    max_token_age: Duration,
+) -> Result<u64, Error> {
+    let mut tx = db.begin().await?;
+    let n = queries::delete_retired_keys(&mut tx, now - max_token_age).await?;
+    tx.commit().await?;
+    Ok(n)
 }
 
 async fn load(db: &Db, keys: &Keys) -> Result<Vec<Arc<SigningKey>>, Error> {
-    // Oldest first: the last one signs.
+    // By `signs_from`, oldest first.
     let rows = queries::keys(db).await?;
     let mut usable = Vec::with_capacity(rows.len());
     let mut first_error = None;
-    for (kid, sealed, public) in rows {
+    for (kid, sealed, public, signs_from) in rows {
         let opened = keys.open(Purpose::SigningKeys, &sealed).and_then(|o| {
             URL_SAFE_NO_PAD
                 .decode(&public)
@@ -175,7 +248,7 @@ async fn load(db: &Db, keys: &Keys) -> Result<Vec<Arc<SigningKey>>, Error> {
         });
         match opened {
             Ok((pkcs8, public)) => {
-                usable.push(Arc::new(signing_key(kid, &pkcs8, public)));
+                usable.push(Arc::new(signing_key(kid, signs_from, &pkcs8, public)));
             }
             // One unreadable key (sealed under another secret key) must not stop the others.
             Err(e) => {
@@ -191,7 +264,7 @@ async fn load(db: &Db, keys: &Keys) -> Result<Vec<Arc<SigningKey>>, Error> {
 }
 
 impl KeyRing {
-    /// The stored keys; when there are none yet, the first one is made.
+    /// The stored keys; when there are none yet, the first one is made, signing at once.
     pub async fn load_or_create(
         db: &Db,
         keys: &Keys,
@@ -200,13 +273,14 @@ impl KeyRing {
     ) -> Result<Self, Error> {
         let mut loaded = load(db, keys).await?;
         if loaded.is_empty() {
-            rotate(db, keys, now, max_token_age, None).await?;
+            rotate(db, keys, now, max_token_age, When::First, None).await?;
             loaded = load(db, keys).await?;
         }
         Ok(Self {
             keys: RwLock::new(loaded),
             last_reload: Mutex::new(Instant::now()),
             loaded_at: Mutex::new(now),
+            max_token_age,
         })
     }
 
@@ -217,11 +291,37 @@ impl KeyRing {
             keys: RwLock::new(Vec::new()),
             last_reload: Mutex::new(Instant::now()),
             loaded_at: Mutex::new(now),
+            max_token_age: Duration::ZERO,
         }
     }
 
-    fn current(&self) -> Option<Arc<SigningKey>> {
-        self.keys.read().ok()?.last().cloned()
+    /// The key that signs at `now`: the newest whose `signs_from` has come (the oldest, should
+    /// the clocks disagree so that none has).
+    fn signing(&self, now: OffsetDateTime) -> Option<Arc<SigningKey>> {
+        let keys = self.keys.read().ok()?;
+        keys.iter()
+            .rev()
+            .find(|k| k.signs_from <= now)
+            .or_else(|| keys.first())
+            .cloned()
+    }
+
+    /// The keys to publish at `now`: all but those retired more than the longest token life ago
+    /// (the store drops them at the next rotation or housekeeping).
+    fn published(&self, now: OffsetDateTime) -> Vec<Arc<SigningKey>> {
+        let Ok(keys) = self.keys.read() else {
+            return Vec::new();
+        };
+        keys.iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                keys[i + 1..]
+                    .iter()
+                    .find(|successor| successor.signs_from <= now)
+                    .is_none_or(|successor| now - successor.signs_from <= self.max_token_age)
+            })
+            .map(|(_, k)| k.clone())
+            .collect()
     }
 
     fn cached(&self, kid: &str) -> Option<Arc<SigningKey>> {
@@ -269,48 +369,48 @@ impl KeyRing {
         Ok(())
     }
 
-    /// The public keys as a JSON Web Key Set (RFC 7517, OKP keys of RFC 8037).
-    pub fn jwks(&self) -> serde_json::Value {
+    /// The public keys published at `now` as a JSON Web Key Set (RFC 7517, OKP keys of RFC
+    /// 8037), newest first: keys about to sign, the one signing, and retired ones until every
+    /// token they signed has expired.
+    pub fn jwks(&self, now: OffsetDateTime) -> serde_json::Value {
         let keys: Vec<serde_json::Value> = self
-            .keys
-            .read()
+            .published(now)
+            .iter()
+            .rev()
             .map(|k| {
-                k.iter()
-                    .rev()
-                    .map(|k| {
-                        serde_json::json!({
-                            "kty": "OKP",
-                            "crv": "Ed25519",
-                            "x": URL_SAFE_NO_PAD.encode(&k.public),
-                            "kid": k.kid,
-                            "alg": "EdDSA",
-                            "use": "sig",
-                        })
-                    })
-                    .collect()
+                serde_json::json!({
+                    "kty": "OKP",
+                    "crv": "Ed25519",
+                    "x": URL_SAFE_NO_PAD.encode(&k.public),
+                    "kid": k.kid,
+                    "alg": "EdDSA",
+                    "use": "sig",
+                })
             })
-            .unwrap_or_default();
+            .collect();
         serde_json::json!({ "keys": keys })
     }
 
-    /// Reads the keys again when the last read is more than a minute old.
+    /// Reads the keys again when the last read is [`RELOAD_EVERY`] old by `now`; whether it
+    /// did.
     pub async fn refresh_if_stale(
         &self,
         db: &Db,
         keys: &Keys,
         now: OffsetDateTime,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         {
             let mut loaded_at = self
                 .loaded_at
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if now - *loaded_at < RELOAD_EVERY {
-                return Ok(());
+                return Ok(false);
             }
             *loaded_at = now;
         }
-        self.reload(db, keys).await
+        self.reload(db, keys).await?;
+        Ok(true)
     }
 
     /// Signs an access token for `user_id` in family `sid`, valid for `lifetime` from `now`.
@@ -323,7 +423,7 @@ impl KeyRing {
         lifetime: Duration,
     ) -> Result<String, Error> {
         let key = self
-            .current()
+            .signing(now)
             .ok_or_else(|| Error::Internal(anyhow::anyhow!("no signing key is loaded")))?;
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid.clone());
@@ -379,21 +479,18 @@ impl KeyRing {
     }
 }
 
-/// Seals every signing key that the previous secret key opened under the current one; returns
-/// how many were sealed again.
-pub async fn reencrypt(db: &Db, keys: &Keys) -> Result<usize, Error> {
-    let rows = queries::keys(db).await?;
-    let mut resealed = 0;
-    for (kid, sealed, _) in rows {
-        let opened = keys.open(Purpose::SigningKeys, &sealed)?;
-        if !opened.needs_reseal {
-            continue;
-        }
-        let fresh = keys.seal(Purpose::SigningKeys, &opened.plaintext);
-        queries::reseal_key(db, &kid, &fresh).await?;
-        resealed += 1;
+/// Seals every signing key that the previous secret key opened under the current one.
+pub async fn reencrypt(db: &Db, keys: &Keys) -> Result<Sweep, Error> {
+    let mut sweep = Sweep::default();
+    for (kid, sealed, _, _) in queries::keys(db).await? {
+        let standing = keys.classify(Purpose::SigningKeys, &sealed);
+        let stored = match &standing {
+            Standing::Reseal(fresh) => queries::reseal_key(db, &kid, &sealed, fresh).await?,
+            _ => false,
+        };
+        sweep.count(&standing, stored);
     }
-    Ok(resealed)
+    Ok(sweep)
 }
 
 // ---- checked access tokens ----------------------------------------------------------------------
@@ -595,19 +692,70 @@ pub async fn purge(db: &Db, now: OffsetDateTime) -> Result<u64, Error> {
 mod tests {
     use super::*;
 
-    fn ring_with_one_key() -> KeyRing {
-        let (pkcs8, public) = generate_key().unwrap();
+    fn ring(keys: &[(&str, OffsetDateTime)]) -> KeyRing {
+        let keys = keys
+            .iter()
+            .map(|(kid, signs_from)| {
+                let (pkcs8, public) = generate_key().unwrap();
+                Arc::new(signing_key((*kid).into(), *signs_from, &pkcs8, public))
+            })
+            .collect();
         KeyRing {
-            keys: RwLock::new(vec![Arc::new(signing_key("k1".into(), &pkcs8, public))]),
+            keys: RwLock::new(keys),
             last_reload: Mutex::new(Instant::now()),
             loaded_at: Mutex::new(OffsetDateTime::now_utc()),
+            max_token_age: Duration::from_secs(900),
         }
+    }
+
+    fn ring_with_one_key() -> KeyRing {
+        ring(&[("k1", OffsetDateTime::UNIX_EPOCH)])
+    }
+
+    fn kids(jwks: &serde_json::Value) -> Vec<&str> {
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_new_key_is_published_at_once_and_signs_only_from_its_time() {
+        let t0 = OffsetDateTime::UNIX_EPOCH + time::Duration::days(1);
+        let switch = t0 + PUBLICATION_DELAY;
+        let ring = ring(&[("old", t0 - time::Duration::days(1)), ("new", switch)]);
+        assert_eq!(
+            kids(&ring.jwks(t0)),
+            ["new", "old"],
+            "published before it signs"
+        );
+        assert_eq!(ring.signing(t0).unwrap().kid, "old");
+        assert_eq!(
+            ring.signing(switch - time::Duration::SECOND).unwrap().kid,
+            "old"
+        );
+        assert_eq!(ring.signing(switch).unwrap().kid, "new");
+    }
+
+    #[test]
+    fn a_retired_key_stays_published_until_its_last_token_has_expired() {
+        let switch = OffsetDateTime::UNIX_EPOCH + time::Duration::days(1);
+        let ring = ring(&[("old", OffsetDateTime::UNIX_EPOCH), ("new", switch)]);
+        // A token "old" signed just before the switch lives 900 s more.
+        let last_expiry = switch + time::Duration::seconds(900);
+        assert_eq!(kids(&ring.jwks(last_expiry)), ["new", "old"]);
+        assert_eq!(
+            kids(&ring.jwks(last_expiry + time::Duration::SECOND)),
+            ["new"]
+        );
     }
 
     #[test]
     fn jwks_publish_the_public_key_only() {
         let ring = ring_with_one_key();
-        let jwks = ring.jwks();
+        let jwks = ring.jwks(OffsetDateTime::now_utc());
         let key = &jwks["keys"][0];
         assert_eq!(key["kty"], "OKP");
         assert_eq!(key["crv"], "Ed25519");

@@ -29,3 +29,4 @@ mod request_id;
 mod sessions;
 mod shutdown;
 mod signin;
+mod signing_keys;

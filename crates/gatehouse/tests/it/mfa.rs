@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use gatehouse::audit::AuditContext;
-use gatehouse::clock::Clock as _;
-use gatehouse::identity::mfa::{self, Checked};
+use gatehouse::identity::mfa;
 use gatehouse::identity::{Email, users};
 use gatehouse::keys::Keys;
 use secrecy::SecretString;
@@ -15,7 +13,7 @@ use secrecy::SecretString;
 use crate::on_every_backend;
 use crate::support::smtp_sink::SmtpSink;
 use crate::support::visitor::Visitor;
-use crate::support::{GOOD_KEY, TestApp, add_user, run_cli, totp_code};
+use crate::support::{GOOD_KEY, TestApp, add_user, run_cli, spawn_instance, totp_code};
 
 const EMAIL: &str = "ada@example.com";
 const PASSWORD: &str = "Vermilion-Otter-42";
@@ -371,33 +369,58 @@ on_every_backend! {
         assert!(String::from_utf8_lossy(&out.stderr).contains("no user has the address"));
     }
 
-    async fn keys_reencrypt_moves_totp_secrets_to_a_new_secret_key(backend) {
+    async fn after_a_secret_key_change_and_reencrypt_every_code_still_works_with_the_new_key_alone(backend) {
         let (app, _sink) = app(backend, &[]).await;
         let mut v = Visitor::new(&app);
-        let (key, _) = enrol(&app, &mut v).await;
-        let user = users::find_by_email(&app.db, &Email::parse(EMAIL).unwrap()).await.unwrap().unwrap();
+        let (key, codes) = enrol(&app, &mut v).await;
         let new_key = "a-brand-new-secret-key-0123456789abcdef0123456789";
-        let new_only = Keys::derive(&SecretString::from(new_key));
-        app.clock.advance(Duration::from_secs(30));
-        let code = totp_code(&app, &key, 0);
-        assert!(mfa::check(&app.db, &new_only, user.id, &code, app.clock.now(), &AuditContext::cli()).await.is_err(), "the new key alone cannot open the old seal");
+        let new_only = [("GATEHOUSE_SECRET_KEY".to_owned(), new_key.to_owned())];
+        let out = run_cli(&[app.cli_env(), new_only.to_vec()].concat(), &["keys", "reencrypt"]);
+        assert!(!out.status.success(), "without the previous key nothing opens");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("set GATEHOUSE_SECRET_KEY_PREVIOUS"), "{}", String::from_utf8_lossy(&out.stderr));
 
         let mut env = app.cli_env();
         env.push(("GATEHOUSE_SECRET_KEY".into(), new_key.into()));
         env.push(("GATEHOUSE_SECRET_KEY_PREVIOUS".into(), GOOD_KEY.into()));
         let out = run_cli(&env, &["keys", "reencrypt"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(String::from_utf8_lossy(&out.stdout).starts_with("2 secret(s)"), "the TOTP secret and the token signing key: {}", String::from_utf8_lossy(&out.stdout));
-        assert_eq!(
-            mfa::check(&app.db, &new_only, user.id, &code, app.clock.now(), &AuditContext::cli()).await.unwrap(),
-            Checked::Totp,
-            "after re-encryption the new key alone opens it"
-        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        for line in ["data keys: 2 sealed again", "TOTP secrets: 1 sealed again", "token signing keys: 1 sealed again", "GATEHOUSE_SECRET_KEY_PREVIOUS can be removed"] {
+            assert!(stdout.contains(line), "{line:?} in {stdout}");
+        }
+        let out = run_cli(&env, &["keys", "reencrypt"]);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("TOTP secrets: 0 sealed again"), "a second run finds nothing to do");
 
-        let mut wrong = app.cli_env();
-        wrong.push(("GATEHOUSE_SECRET_KEY".into(), "yet-another-key-0123456789abcdef0123456789abc".into()));
-        let out = run_cli(&wrong, &["keys", "reencrypt"]);
-        assert!(!out.status.success(), "a key that opens nothing is an error");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("GATEHOUSE_SECRET_KEY_PREVIOUS"));
+        // Restarted with the new key alone: the recovery codes made under the old one still work,
+        // and so does the authenticator.
+        let restarted = spawn_instance(&app, &[("GATEHOUSE_SECRET_KEY", new_key)]).await;
+        let mut after = Visitor::new(&restarted);
+        assert_eq!(sign_in(&mut after, EMAIL).await.1["location"], "/login/mfa");
+        let (status, headers, page) = second_factor(&mut after, &codes[0]).await;
+        assert_eq!((status, headers.get("location").map(|l| l.to_str().unwrap())), (303, Some("/")), "{page}");
+        let mut again = Visitor::new(&restarted);
+        sign_in(&mut again, EMAIL).await;
+        restarted.clock.advance(Duration::from_secs(30));
+        assert_eq!(second_factor(&mut again, &totp_code(&restarted, &key, 0)).await.0, 303);
+        let user = users::find_by_email(&restarted.db, &Email::parse(EMAIL).unwrap()).await.unwrap().unwrap();
+        assert_eq!(mfa::remaining_recovery_codes(&restarted.db, user.id).await.unwrap(), 9);
+    }
+
+    async fn keys_reencrypt_refuses_to_finish_while_something_is_left_under_another_key(backend) {
+        let (app, _sink) = app(backend, &[]).await;
+        enrol(&app, &mut Visitor::new(&app)).await;
+        // A TOTP secret sealed under a key that is neither the new nor the previous one.
+        let stranger = Keys::sealing_only(&SecretString::from("some-third-key-0123456789abcdef0123456789abcdef"), None);
+        let sealed = stranger.seal(gatehouse::keys::Purpose::Totp, b"JBSWY3DPEHPK3PXP");
+        app.db.query("UPDATE users SET totp_secret = $1").bind(sealed).execute().await.unwrap();
+        let mut env = app.cli_env();
+        env.push(("GATEHOUSE_SECRET_KEY".into(), "a-brand-new-secret-key-0123456789abcdef0123456789".into()));
+        env.push(("GATEHOUSE_SECRET_KEY_PREVIOUS".into(), GOOD_KEY.into()));
+        let out = run_cli(&env, &["keys", "reencrypt"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(stderr.contains("TOTP secrets: 1 not sealed under GATEHOUSE_SECRET_KEY"), "{stderr}");
+        assert!(stderr.contains("keep GATEHOUSE_SECRET_KEY_PREVIOUS"), "{stderr}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("data keys: 2 sealed again"), "what could be sealed again was");
     }
 }

@@ -349,6 +349,27 @@ pub(super) static ROWS: &[Setting] = &[
         show: |s| Shown::of(show_secs(s.access_token_lifetime)),
     },
     Setting {
+        name: "GATEHOUSE_SIGNING_KEY_ROTATION",
+        aliases: &[],
+        secrecy: Secrecy::Public,
+        default: "`off`",
+        doc: "rotate the token signing key automatically when the newest is this old (`off`, or at least `1h`, such as `30d`); like `gatehouse keys rotate`, the new key is published at once and signs 6 minutes later",
+        read: |s, v| {
+            let expected = "`off` or a duration of at least `1h`, such as `30d`";
+            let read = value(v, None, expected, |v| {
+                if v.trim().eq_ignore_ascii_case("off") {
+                    return Some(None);
+                }
+                parse_duration(v).filter(|d| d.as_secs() >= 3600).map(Some)
+            });
+            set(&mut s.signing_key_rotation, read)
+        },
+        show: |s| match s.signing_key_rotation {
+            Some(period) => Shown::of(show_secs(period)),
+            None => Shown::of("off"),
+        },
+    },
+    Setting {
         name: "GATEHOUSE_REFRESH_TOKEN_LIFETIME",
         aliases: &[],
         secrecy: Secrecy::Public,

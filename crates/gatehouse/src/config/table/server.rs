@@ -104,7 +104,7 @@ pub(super) static ROWS: &[Setting] = &[
         aliases: &[],
         secrecy: Secrecy::Secret,
         default: "unset",
-        doc: "after changing the secret key, set this to the old one: values sealed under it (TOTP secrets, signing keys) still open and are sealed again under the new key",
+        doc: "after changing the secret key, set this to the old one: values sealed under it (data keys, TOTP secrets, signing keys) still open until `gatehouse keys reencrypt` seals them again under the new key",
         read: |s, v| {
             s.previous_secret_key = v.map(|k| SecretString::from(k.to_owned()));
             Ok(())

@@ -187,7 +187,7 @@ pub(crate) enum Sealed {
     Pending,
 }
 
-/// Replaces the sealed value of a column if it is still `old`.
+/// Replaces the sealed value of a column if it is still `old`; whether it did.
 #[tracing::instrument(level = "debug", skip_all)]
 pub(crate) async fn reseal(
     db: &Db,
@@ -195,7 +195,7 @@ pub(crate) async fn reseal(
     user_id: Uuid,
     old: &str,
     fresh: &str,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let sql = match column {
         Sealed::Secret => "UPDATE users SET totp_secret = $1 WHERE id = $2 AND totp_secret = $3",
         Sealed::Pending => "UPDATE users SET totp_pending = $1 WHERE id = $2 AND totp_pending = $3",
@@ -206,5 +206,5 @@ pub(crate) async fn reseal(
         .bind(old)
         .execute()
         .await
-        .map(drop)
+        .map(|n| n > 0)
 }

@@ -6,20 +6,39 @@ use uuid::Uuid;
 use crate::error::Error;
 use crate::store::{Db, Tx};
 
-/// Deletes the keys whose successor was made before `cutoff`: they sign nothing alive.
+/// Deletes the keys retired before `cutoff`: a later key was signing by then, so no token they
+/// signed is still alive. Returns how many.
 #[tracing::instrument(level = "debug", skip_all)]
-pub(crate) async fn delete_superseded_keys(
-    tx: &mut Tx,
-    cutoff: OffsetDateTime,
-) -> Result<(), Error> {
+pub(crate) async fn delete_retired_keys(tx: &mut Tx, cutoff: OffsetDateTime) -> Result<u64, Error> {
     tx.query(
         "DELETE FROM signing_keys WHERE EXISTS (SELECT 1 FROM signing_keys n \
-         WHERE n.created_at > signing_keys.created_at AND n.created_at < $1)",
+         WHERE n.signs_from > signing_keys.signs_from AND n.signs_from < $1)",
     )
     .bind_time(cutoff)
     .execute()
     .await
-    .map(drop)
+}
+
+/// Holds off other transactions that make keys until this one ends (PostgreSQL; SQLite has one
+/// writer at a time already). Plain reads go on.
+#[tracing::instrument(level = "debug", skip_all)]
+pub(crate) async fn lock_keys(tx: &mut Tx) -> Result<(), Error> {
+    if tx.dialect() == crate::store::Dialect::Postgres {
+        tx.query("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
+            .execute()
+            .await?;
+    }
+    Ok(())
+}
+
+/// When the newest key was made, if there is one.
+#[tracing::instrument(level = "debug", skip_all)]
+pub(crate) async fn newest_key_made(tx: &mut Tx) -> Result<Option<OffsetDateTime>, Error> {
+    tx.query("SELECT created_at FROM signing_keys ORDER BY created_at DESC LIMIT 1")
+        .fetch_optional()
+        .await?
+        .map(|r| r.time(0))
+        .transpose()
 }
 
 #[tracing::instrument(level = "debug", skip_all)]
@@ -29,39 +48,50 @@ pub(crate) async fn insert_key(
     sealed: &str,
     public: &str,
     now: OffsetDateTime,
+    signs_from: OffsetDateTime,
 ) -> Result<(), Error> {
     tx.query(
-        "INSERT INTO signing_keys (kid, private_sealed, public_key, created_at) \
-         VALUES ($1, $2, $3, $4)",
+        "INSERT INTO signing_keys (kid, private_sealed, public_key, created_at, signs_from) \
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(kid)
     .bind(sealed)
     .bind(public)
     .bind_time(now)
+    .bind_time(signs_from)
     .execute()
     .await
     .map(drop)
 }
 
-/// Every key as `(kid, private_sealed, public_key)`, oldest first.
+/// A stored signing key: `(kid, private_sealed, public_key, signs_from)`.
+pub(crate) type KeyRow = (String, String, String, OffsetDateTime);
+
+/// Every key, by the time it signs from, oldest first.
 #[tracing::instrument(level = "debug", skip_all)]
-pub(crate) async fn keys(db: &Db) -> Result<Vec<(String, String, String)>, Error> {
-    db.query("SELECT kid, private_sealed, public_key FROM signing_keys ORDER BY created_at, kid")
-        .fetch_all()
-        .await?
-        .iter()
-        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .collect()
+pub(crate) async fn keys(db: &Db) -> Result<Vec<KeyRow>, Error> {
+    db.query(
+        "SELECT kid, private_sealed, public_key, signs_from FROM signing_keys \
+         ORDER BY signs_from, created_at, kid",
+    )
+    .fetch_all()
+    .await?
+    .iter()
+    .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.time(3)?)))
+    .collect()
 }
 
+/// Replaces a key's sealed private part if it is still `old`; whether it did.
 #[tracing::instrument(level = "debug", skip_all)]
-pub(crate) async fn reseal_key(db: &Db, kid: &str, fresh: &str) -> Result<(), Error> {
-    db.query("UPDATE signing_keys SET private_sealed = $1 WHERE kid = $2")
+pub(crate) async fn reseal_key(db: &Db, kid: &str, old: &str, fresh: &str) -> Result<bool, Error> {
+    Ok(db
+        .query("UPDATE signing_keys SET private_sealed = $1 WHERE kid = $2 AND private_sealed = $3")
         .bind(fresh)
         .bind(kid)
+        .bind(old)
         .execute()
-        .await
-        .map(drop)
+        .await?
+        > 0)
 }
 
 #[tracing::instrument(level = "debug", skip_all)]

@@ -83,13 +83,35 @@ pub(crate) async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Starts Gatehouse on `backend` with extra settings (environment-variable names).
 pub(crate) async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
-    capture_logs();
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().join("data");
     let database_url = match backend {
         Backend::Sqlite => format!("sqlite://{}/gatehouse.db", data_dir.display()),
         Backend::Postgres => fresh_postgres_database().await,
     };
+    spawn_on(dir, data_dir, database_url, overrides).await
+}
+
+/// Starts another instance over `app`'s database and data directory (a second server behind the
+/// same load balancer, or the same one restarted), with its own clock and extra settings.
+pub(crate) async fn spawn_instance(app: &TestApp, overrides: &[(&str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    spawn_on(
+        dir,
+        app.data_dir.clone(),
+        app.database_url.clone(),
+        overrides,
+    )
+    .await
+}
+
+async fn spawn_on(
+    dir: tempfile::TempDir,
+    data_dir: PathBuf,
+    database_url: String,
+    overrides: &[(&str, &str)],
+) -> TestApp {
+    capture_logs();
     let mut env: HashMap<String, String> = HashMap::from([
         ("GATEHOUSE_LISTEN".into(), "127.0.0.1:0".into()),
         ("GATEHOUSE_DATA_DIR".into(), data_dir.display().to_string()),

@@ -98,7 +98,14 @@ impl AddUser {
         }
         .unwrap_or_else(|e| panic!("creating {}: {e}", self.email));
         let setup_key = if self.mfa {
-            let keys = Keys::derive(&SecretString::from(GOOD_KEY));
+            let keys = Keys::load(
+                &self.db,
+                &SecretString::from(GOOD_KEY),
+                None,
+                self.clock.now(),
+            )
+            .await
+            .expect("the keys open");
             let enrolment = mfa::begin(&self.db, &keys, user.id, &self.email)
                 .await
                 .expect("MFA enrolment starts")
