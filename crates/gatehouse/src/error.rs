@@ -46,7 +46,8 @@ pub enum Error {
     /// 503: a dependency is unavailable.
     #[error("service unavailable: {0}")]
     Unavailable(String),
-    /// 500: a database error; logged, never shown.
+    /// 503 when the database cannot be reached (no pooled connection in time, a refused or
+    /// dropped connection: [`database_unreachable`]), else 500; logged, never shown.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     /// 500: anything else unexpected; logged, never shown.
@@ -87,6 +88,7 @@ impl Error {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Database(e) if database_unreachable(e) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -117,9 +119,36 @@ impl Error {
     }
 }
 
+/// How long a client is told to wait after a 503 (`Retry-After`).
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// Whether a database error means the database cannot be reached now (an outage the client
+/// may retry after), rather than a fault in the request or the code: no pooled connection within
+/// the acquire timeout, the pool closing, a refused, reset or timed-out connection, a connection
+/// that ends mid-message (a protocol error: what a dropped connection looks like during the
+/// handshake), a lost TLS session, or PostgreSQL refusing connections (class 08, or 57P01–57P03
+/// while shutting down or starting).
+pub fn database_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         match &self {
+            Self::Database(e) if database_unreachable(e) => {
+                tracing::warn!(event = "unavailable", reason = %e, "the database cannot be reached")
+            }
             Self::Database(e) => {
                 tracing::error!(event = "internal_error", error = %e, "database error")
             }
@@ -131,7 +160,13 @@ impl IntoResponse for Error {
             }
             _ => {}
         }
-        self.to_problem().into_response()
+        let mut response = self.to_problem().into_response();
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, RETRY_AFTER_SECS.into());
+        }
+        response
     }
 }
 

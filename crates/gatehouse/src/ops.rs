@@ -50,7 +50,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
         None => "not configured",
         Some(client) => check("redis", ping_redis(client)).await,
     };
-    let ready = database == "ok" && redis != "unavailable";
+    let sessions = check("sessions", state.sessions.ping()).await;
+    let ready = database == "ok" && redis != "unavailable" && sessions == "ok";
     let status = if ready {
         StatusCode::OK
     } else {
@@ -61,7 +62,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         [(CACHE_CONTROL, "no-store")],
         Json(json!({
             "status": if ready { "ready" } else { "unavailable" },
-            "checks": {"database": database, "redis": redis},
+            "checks": {"database": database, "redis": redis, "sessions": sessions},
         })),
     )
         .into_response()

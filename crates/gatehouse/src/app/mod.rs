@@ -331,9 +331,10 @@ pub fn sessions_for(
 
 /// Connects to the configured database and applies pending migrations.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
-    let db = Db::connect(
+    let db = Db::connect_with(
         settings.database_url.expose_secret(),
         settings.database_max_connections,
+        settings.database_acquire_timeout,
     )
     .await
     .context("cannot connect to the database named by GATEHOUSE_DATABASE_URL")?;

@@ -282,6 +282,7 @@ impl Settings {
             max_content_length: 0,
             body_limit: 0,
             request_timeout: Duration::ZERO,
+            database_acquire_timeout: Duration::ZERO,
             header_timeout: Duration::ZERO,
             shutdown_timeout: Duration::ZERO,
             log_filter: String::new(),
@@ -447,6 +448,23 @@ mod tests {
         prod.dotenv_file = Some(path);
         let s = Settings::load(&prod).unwrap();
         assert_eq!(s.listen.port(), 8080, "production ignores .env");
+    }
+
+    #[test]
+    fn the_database_acquire_timeout_must_be_shorter_than_the_request_timeout() {
+        let s = Settings::load(&sources(&[])).unwrap();
+        assert!(s.database_acquire_timeout < s.request_timeout);
+        let errors = Settings::load(&sources(&[
+            ("GATEHOUSE_REQUEST_TIMEOUT", "5s"),
+            ("GATEHOUSE_DATABASE_ACQUIRE_TIMEOUT", "5s"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            errors.contains("GATEHOUSE_DATABASE_ACQUIRE_TIMEOUT")
+                && errors.contains("shorter than GATEHOUSE_REQUEST_TIMEOUT"),
+            "{errors}"
+        );
     }
 
     #[test]

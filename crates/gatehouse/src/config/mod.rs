@@ -173,6 +173,8 @@ pub struct Settings {
     pub body_limit: usize,
     /// `GATEHOUSE_REQUEST_TIMEOUT`: longest time a request may take.
     pub request_timeout: Duration,
+    /// `GATEHOUSE_DATABASE_ACQUIRE_TIMEOUT`: how long a request waits for a pooled connection.
+    pub database_acquire_timeout: Duration,
     /// `GATEHOUSE_HEADER_TIMEOUT`: longest time a client may take to send its request headers.
     pub header_timeout: Duration,
     /// `GATEHOUSE_SHUTDOWN_TIMEOUT`: how long in-flight requests get to finish on shutdown.

@@ -164,7 +164,7 @@ impl RedisSessions {
 
     async fn conn(&self) -> Result<redis::aio::ConnectionManager, Error> {
         self.conn
-            .get_or_try_init(|| redis::aio::ConnectionManager::new(self.client.clone()))
+            .get_or_try_init(|| crate::store::redis_connection(&self.client))
             .await
             .cloned()
             .map_err(redis_error)
@@ -454,6 +454,22 @@ impl Sessions {
             }
         }
         Ok(())
+    }
+
+    /// Checks that the store answers, through the connection sessions use (a fresh connection
+    /// could answer while that one waits to reconnect).
+    pub async fn ping(&self) -> Result<(), Error> {
+        match &self.store {
+            SessionStore::Database(db) => db.ping().await,
+            SessionStore::Redis(r) => {
+                let mut conn = r.conn().await?;
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .map(drop)
+                    .map_err(redis_error)
+            }
+        }
     }
 
     /// Deletes expired sessions from the database (Redis expires its own); returns how many.

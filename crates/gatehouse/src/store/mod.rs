@@ -35,9 +35,6 @@ pub use sqlite_file::SqliteFile;
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// How long a connection attempt may take before the pool gives up.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// The database, chosen once from the URL.
 #[derive(Clone, Debug)]
 pub struct Db(Backend);
@@ -89,13 +86,24 @@ impl Tx {
 }
 
 impl Db {
-    /// Connects to the database `url` names (creating the SQLite file and its folder if needed).
+    /// Connects to the database `url` names (creating the SQLite file and its folder if needed),
+    /// with a pool of `max_connections` that a caller waits at most 5 s for.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, Error> {
+        Self::connect_with(url, max_connections, Duration::from_secs(5)).await
+    }
+
+    /// [`Db::connect`], waiting at most `acquire_timeout` for a pooled connection: then the
+    /// caller gets an error that answers 503 ([`Error::status`]).
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Self, Error> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)?.application_name("gatehouse");
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .acquire_timeout(acquire_timeout)
                 .connect_with(options)
                 .await?;
             return Ok(Self(Backend::Postgres(pool)));
@@ -123,7 +131,7 @@ impl Db {
             .pragma("trusted_schema", "OFF");
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .acquire_timeout(acquire_timeout)
             .after_release(|conn, _| {
                 // A connection that comes back still counting an open transaction is closed, not
                 // reused. It happens when SQLite ended a transaction on its own (under write
@@ -211,6 +219,29 @@ fn sqlite_file(url: &str) -> Option<&Path> {
         .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && path != ":memory:").then(|| Path::new(path))
+}
+
+/// How long connecting to Redis may take.
+const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long one Redis command may take.
+const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_millis(750);
+
+/// A Redis connection for state kept in Redis (sessions, and what later features keep there)
+/// that fails fast while Redis is away and works again as soon as it is back: each connection
+/// attempt is bounded ([`REDIS_CONNECT_TIMEOUT`]) and retried once after at most 200 ms, each
+/// command is bounded ([`REDIS_RESPONSE_TIMEOUT`]), and a lost connection is made again at the
+/// next command. (The client library's defaults wait up to minutes between attempts, and
+/// meanwhile every request hung until its timeout.) So a request fails within 2 s while Redis is
+/// down, and one made after Redis is back reconnects at once.
+pub async fn redis_connection(
+    client: &redis::Client,
+) -> redis::RedisResult<redis::aio::ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(REDIS_CONNECT_TIMEOUT)
+        .set_response_timeout(REDIS_RESPONSE_TIMEOUT)
+        .set_number_of_retries(1)
+        .set_max_delay(200);
+    redis::aio::ConnectionManager::new_with_config(client.clone(), config).await
 }
 
 /// The current time in UTC, cut to microseconds: what both backends store exactly.

@@ -12,6 +12,7 @@ mod cli;
 mod concurrency;
 mod cors;
 mod errors;
+mod faults;
 mod first_start;
 mod headers;
 mod health;

@@ -304,6 +304,27 @@ pub(super) static ROWS: &[Setting] = &[
         show: |s| Shown::of(show_secs(s.request_timeout)),
     },
     Setting {
+        name: "GATEHOUSE_DATABASE_ACQUIRE_TIMEOUT",
+        aliases: &[],
+        secrecy: Secrecy::Public,
+        default: "`5s`",
+        doc: "how long a request waits for a database connection before it is answered 503 with `Retry-After`; shorter than `GATEHOUSE_REQUEST_TIMEOUT`",
+        read: |s, v| {
+            let read = timeout(v, 5, "5s").and_then(|t| {
+                if t < s.request_timeout {
+                    Ok(t)
+                } else {
+                    Err(format!(
+                        "must be shorter than GATEHOUSE_REQUEST_TIMEOUT ({} s), so that a request waiting for a database connection is answered 503 instead of hanging until the timeout",
+                        s.request_timeout.as_secs()
+                    ))
+                }
+            });
+            set(&mut s.database_acquire_timeout, read)
+        },
+        show: |s| Shown::of(show_secs(s.database_acquire_timeout)),
+    },
+    Setting {
         name: "GATEHOUSE_HEADER_TIMEOUT",
         aliases: &[],
         secrecy: Secrecy::Public,

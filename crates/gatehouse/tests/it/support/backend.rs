@@ -95,7 +95,7 @@ macro_rules! backend_agnostic {
 
 /// Creates an empty database on the server `TEST_DATABASE_URL` names and returns its URL.
 /// Databases left by earlier test processes are dropped first.
-pub(super) async fn fresh_postgres_database() -> String {
+pub(crate) async fn fresh_postgres_database() -> String {
     static CLEANED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     let admin_url = pg_admin_url().expect("TEST_DATABASE_URL");
     let prefix = format!("gh_test_{}_", std::process::id());

@@ -11,9 +11,10 @@
 //! - [`smtp_sink`]: a local SMTP server that keeps what it receives.
 
 mod app;
-mod backend;
+pub(crate) mod backend;
 pub(crate) mod browser;
 mod cli;
+pub(crate) mod faults;
 mod logs;
 mod require;
 pub(crate) mod smtp_sink;
