@@ -20,6 +20,10 @@ async fn stored_hash(app: &crate::support::TestApp, email: &str) -> Option<Strin
     users::password_hash(&app.db, user.id).await.unwrap()
 }
 
+/// The argon2id hash of the review: 4 GiB of memory and a million passes (a made-up hash; only
+/// its parameters matter).
+const COSTLY_ARGON2: &str = "$argon2id$v=19$m=4194304,t=1000000,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+
 fn text(out: &[u8]) -> String {
     String::from_utf8_lossy(out).into_owned()
 }
@@ -89,6 +93,20 @@ on_every_backend! {
         let out = run_cli(&app.cli_env(), &["user", "import", file.to_str().unwrap()]);
         assert!(!out.status.success());
         assert!(text(&out.stderr).contains("line 3"), "{}", text(&out.stderr));
+        assert!(users::list(&app.db).await.unwrap().is_empty(), "nothing was imported");
+    }
+
+    async fn an_import_with_a_hash_over_the_cost_bounds_names_the_line_and_imports_nothing(backend) {
+        let app = spawn_app(backend).await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("users.jsonl");
+        std::fs::write(&file, format!(
+            "{{\"email\": \"ada@example.com\", \"role\": \"user\", \"password_hash\": \"{WERKZEUG_PBKDF2}\"}}\n{{\"email\": \"bo@example.com\", \"role\": \"user\", \"password_hash\": \"{COSTLY_ARGON2}\"}}\n"
+        )).unwrap();
+        let out = run_cli(&app.cli_env(), &["user", "import", file.to_str().unwrap()]);
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        assert!(err.contains("line 2: bo@example.com") && err.contains("memory"), "{err}");
         assert!(users::list(&app.db).await.unwrap().is_empty(), "nothing was imported");
     }
 }
@@ -312,6 +330,43 @@ on_every_backend! {
         let mut w = crate::support::visitor::Visitor::new(&app);
         let (status, _, _) = password_sign_in(&mut w, "ada@example.com", "correct horse battery staple").await;
         assert_eq!(status, 303, "and it still works after the upgrade");
+    }
+
+    async fn a_stored_hash_over_the_cost_bounds_is_a_wrong_password(backend) {
+        use argon2::password_hash::{PasswordHasher as _, SaltString, rand_core::OsRng};
+        let app = unlimited_app(backend).await;
+        // Written behind the import's back, as a restored backup or a hand-made row would be.
+        let store = |email: &'static str, hash: String| {
+            let db = app.db.clone();
+            async move {
+                let new = users::NewUser {
+                    email: Email::parse(email).unwrap(),
+                    display_name: gatehouse::identity::DisplayName::parse("").unwrap(),
+                    role: gatehouse::identity::Role::User,
+                };
+                users::create_with_password_hash(&db, new, &hash, &gatehouse::audit::AuditContext::cli()).await.unwrap();
+            }
+        };
+        // The right password's hash, with one pass more than the bound: only the bound refuses it.
+        let params = argon2::Params::new(64, 11, 1, None).unwrap();
+        let over = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+            .hash_password(b"Vermilion-Otter-42", &SaltString::generate(&mut OsRng))
+            .unwrap()
+            .to_string();
+        store("ada@example.com", over).await;
+        // A million passes: about a minute of work if it were verified.
+        store("bo@example.com", "$argon2id$v=19$m=64,t=1000000,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g".into()).await;
+        let mut v = crate::support::visitor::Visitor::new(&app);
+        let (status, _, _) = password_sign_in(&mut v, "ada@example.com", "Vermilion-Otter-42").await;
+        assert_eq!(status, 401, "a hash over the bounds never matches");
+        let answered = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            password_sign_in(&mut v, "bo@example.com", "Vermilion-Otter-42"),
+        ).await;
+        let (status, _, _) = answered.expect("answered after a normal verification's work, not the hash's own");
+        assert_eq!(status, 401);
+        let failed = gatehouse::audit::records_after(&app.db, 0, 100).await.unwrap().into_iter().filter(|r| r.action == "auth.password_failed").count();
+        assert_eq!(failed, 2, "both are failed sign-ins, as a wrong password is");
     }
 
     async fn a_disabled_user_cannot_sign_in_with_a_password(backend) {
