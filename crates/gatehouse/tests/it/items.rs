@@ -215,6 +215,30 @@ on_every_backend! {
         let r = call(&app, &token, reqwest::Method::GET, &before_everything, None, None).await;
         assert_eq!((r.status, r.body["items"].as_array().unwrap().len()), (200, 0), "any well-formed cursor works");
     }
+
+    async fn search_ignores_case_beyond_ascii(backend) {
+        let app = app(backend).await;
+        let token = token_for(&app, "ada@example.com", "user").await;
+        for name in ["ÄPFEL aus Österreich", "äpfel", "ΩMEGA", "Birnen"] {
+            create(&app, &token, name).await;
+            app.clock.advance(std::time::Duration::from_millis(1));
+        }
+        let search = |q: &str| {
+            let q: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
+            let path = format!("/api/v1/items?q={q}");
+            let (app, token) = (&app, &token);
+            async move {
+                let r = call(app, token, reqwest::Method::GET, &path, None, None).await;
+                assert_eq!(r.status, 200, "{}", r.body);
+                r.body["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+            }
+        };
+        for q in ["ÄPFEL", "äpfel", "Äpfel"] {
+            assert_eq!(search(q).await, ["äpfel", "ÄPFEL aus Österreich"], "{q}");
+        }
+        assert_eq!(search("österreich").await, ["ÄPFEL aus Österreich"]);
+        assert_eq!(search("ωmega").await, ["ΩMEGA"]);
+    }
 }
 
 /// A browser stand-in signed in with a password.
