@@ -10,7 +10,7 @@
 //! | [`client_ip`] | [`ClientIpLayer`], [`TrustedProxies`] and the [`ClientIp`] extractor |
 //! | [`headers`] | [`SecurityHeadersLayer`] (CSP with a per-request [`CspNonce`], HSTS, …) |
 //! | [`panic`](mod@panic) | [`CatchPanicLayer`]: a panic becomes an opaque 500 with the request ID |
-//! | [`method`] | [`RejectTraceLayer`]: `TRACE` and `TRACK` get a 405 |
+//! | [`method`] | [`RejectTraceLayer`]: `TRACE` and `TRACK` get a 405 with the target's `Allow` (404 where nothing is) |
 //! | [`cors`] | [`CorsPolicy`]: validated origins, turned into tower-http's `CorsLayer` |
 //! | [`body_limit`] | [`BodyLimitLayer`]: 413 before reading an oversized `Content-Length` |
 //! | [`rate_limit`] | [`RateLimitLayer`] and [`Limiter`]: GCRA over a memory or Redis [`Store`] |

@@ -2,8 +2,9 @@
 //!
 //! - Bodies must be `application/json` (else `415`), well-formed (else `400`), and name only
 //!   known fields of the right type (else `422` with one entry per field).
-//! - Writes answer with the item's `ETag`; `If-Match` with a stale one gets `412` and changes
-//!   nothing. `POST` answers `201` with `Location`.
+//! - Writes answer with the item's `ETag`; `If-Match` with a stale one (or any entity-tag but
+//!   the current ETag) gets `412` and changes nothing; one that is neither `*` nor one
+//!   entity-tag gets `400`. `POST` answers `201` with `Location`.
 //! - Lists are newest first, `limit` at most 100 (default 20), with an opaque `next_cursor`.
 
 use axum::body::Bytes;
@@ -99,24 +100,64 @@ fn item_fields(headers: &HeaderMap, body: &Bytes, partial: bool) -> Result<Chang
     Ok(changes)
 }
 
-/// The version `If-Match` names: `None` without the header or with `*`. Any other value that is
-/// not one of our (strong) ETags matches no version, so the write gets `412` (RFC 9110 §13.1.1).
-fn if_match(headers: &HeaderMap) -> Result<Option<i64>, Error> {
-    let Some(value) = headers.get(IF_MATCH) else {
-        return Ok(None);
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| Error::PreconditionFailed)?
-        .trim();
-    if text == "*" {
-        return Ok(None);
+/// What an `If-Match` header asks for (RFC 9110 §13.1.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Precondition {
+    /// No header, or `*`: the change applies to what is stored.
+    Any,
+    /// One of our ETags: the item must still be at this version.
+    Version(i64),
+    /// A well-formed entity-tag that is none of ours (a weak one, which the strong comparison
+    /// `If-Match` uses never matches, or another value): it matches no version.
+    Nothing,
+}
+
+impl Precondition {
+    /// Reads `If-Match`: `*` or one entity-tag ([`super::schema::ENTITY_TAG_PATTERN`]), else
+    /// `400` naming the header (an empty value included).
+    fn parse(headers: &HeaderMap) -> Result<Self, Error> {
+        let Some(value) = headers.get(IF_MATCH) else {
+            return Ok(Self::Any);
+        };
+        let text = value.as_bytes().trim_ascii();
+        if text == b"*" {
+            return Ok(Self::Any);
+        }
+        if !is_entity_tag(text) {
+            return Err(Error::BadRequest(
+                "The If-Match header must be `*` or one entity-tag, such as \"3\" (the item's ETag)."
+                    .into(),
+            ));
+        }
+        // Strong comparison: the exact text of one of our ETags, `"3"` but not `"03"`.
+        let version = text
+            .strip_prefix(b"\"")
+            .and_then(|t| t.strip_suffix(b"\""))
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .and_then(|t| t.parse::<i64>().ok().filter(|v| v.to_string() == t));
+        Ok(version.map_or(Self::Nothing, Self::Version))
     }
-    text.strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .and_then(|t| t.parse().ok())
-        .map(Some)
-        .ok_or(Error::PreconditionFailed)
+
+    /// The version the write requires (`None`: any), or `412` when the header matches none.
+    fn version(self) -> Result<Option<i64>, Error> {
+        match self {
+            Self::Any => Ok(None),
+            Self::Version(v) => Ok(Some(v)),
+            Self::Nothing => Err(Error::PreconditionFailed),
+        }
+    }
+}
+
+/// `entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE`, `etagc = %x21 / %x23-7E / obs-text`.
+fn is_entity_tag(text: &[u8]) -> bool {
+    let opaque = text.strip_prefix(b"W/").unwrap_or(text);
+    opaque
+        .strip_prefix(b"\"")
+        .and_then(|t| t.strip_suffix(b"\""))
+        .is_some_and(|tag| {
+            tag.iter()
+                .all(|&b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80)
+        })
 }
 
 fn etag(item: &Item) -> HeaderValue {
@@ -158,7 +199,7 @@ struct ItemId {
 /// The version an `If-Match` header names.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Header)]
-#[allow(dead_code)] // Describes the header `if_match` reads.
+#[allow(dead_code)] // Describes the header `Precondition::parse` reads.
 struct IfMatch {
     #[param(rename = "If-Match", schema_with = super::schema::if_match)]
     if_match: Option<String>,
@@ -290,6 +331,7 @@ async fn change(
 ) -> Result<Response, Error> {
     api.require_scope("items:write")?;
     let id = item_id(id)?;
+    let precondition = Precondition::parse(headers)?;
     // Field errors first: the client has to fix them whatever the item's version.
     let fields = items::validate(&item_fields(headers, body, partial)?)?;
     let item = items::update(
@@ -297,7 +339,7 @@ async fn change(
         &api.user,
         id,
         &fields,
-        if_match(headers)?,
+        precondition.version()?,
         state.clock.now(),
         audit_ctx,
     )
@@ -317,6 +359,7 @@ async fn change(
         (status = 200, description = "The changed item", body = Item, headers(
             ("ETag" = String, description = "The item's new version"),
         )),
+        (status = 400, description = "The body is not valid JSON, or `If-Match` is neither `*` nor one entity-tag", body = super::schema::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such item, or one the caller may not see", body = super::schema::Problem, content_type = "application/problem+json"),
         (status = 412, description = "The item changed since the `If-Match` version", body = super::schema::Problem, content_type = "application/problem+json"),
     ),
@@ -347,6 +390,7 @@ async fn replace(
         (status = 200, description = "The changed item", body = Item, headers(
             ("ETag" = String, description = "The item's new version"),
         )),
+        (status = 400, description = "The body is not valid JSON, or `If-Match` is neither `*` nor one entity-tag", body = super::schema::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such item, or one the caller may not see", body = super::schema::Problem, content_type = "application/problem+json"),
         (status = 412, description = "The item changed since the `If-Match` version", body = super::schema::Problem, content_type = "application/problem+json"),
     ),
@@ -374,6 +418,7 @@ async fn patch(
     params(ItemId, IfMatch),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "`If-Match` is neither `*` nor one entity-tag", body = super::schema::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such item, or one the caller may not see", body = super::schema::Problem, content_type = "application/problem+json"),
         (status = 412, description = "The item changed since the `If-Match` version", body = super::schema::Problem, content_type = "application/problem+json"),
     ),
@@ -392,9 +437,70 @@ async fn remove(
         &state.db,
         &api.user,
         item_id(&id)?,
-        if_match(&headers)?,
+        Precondition::parse(&headers)?.version()?,
         &AuditContext::user(api.user.id, ip.0, request_id.as_str()),
     )
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(value: &[u8]) -> Result<Precondition, u16> {
+        let mut headers = HeaderMap::new();
+        headers.insert(IF_MATCH, HeaderValue::from_bytes(value).unwrap());
+        Precondition::parse(&headers).map_err(|e| e.status().as_u16())
+    }
+
+    #[test]
+    fn if_match_is_a_star_or_one_entity_tag() {
+        assert_eq!(
+            Precondition::parse(&HeaderMap::new()).unwrap(),
+            Precondition::Any
+        );
+        assert_eq!(parse(b"*"), Ok(Precondition::Any));
+        assert_eq!(parse(b"\"3\""), Ok(Precondition::Version(3)));
+        assert_eq!(parse(b" \"3\" "), Ok(Precondition::Version(3)));
+        for none_of_ours in [
+            &b"W/\"3\""[..],
+            b"\"03\"",
+            b"\"+3\"",
+            b"\"abc\"",
+            b"\"\"",
+            b"\"!#~\"",
+            b"\"\xe9t\xe9\"",
+            b"\"99999999999999999999\"",
+        ] {
+            assert_eq!(
+                parse(none_of_ours),
+                Ok(Precondition::Nothing),
+                "{}",
+                String::from_utf8_lossy(none_of_ours)
+            );
+        }
+        for malformed in [
+            &b""[..],
+            b"3",
+            b"\"3",
+            b"\"a\"b\"",
+            b"\"a b\"",
+            b"w/\"3\"",
+            b"W/3",
+            b"\"1\", \"2\"",
+            b"**",
+        ] {
+            assert_eq!(
+                parse(malformed),
+                Err(400),
+                "{}",
+                String::from_utf8_lossy(malformed)
+            );
+        }
+        assert!(matches!(
+            Precondition::Nothing.version(),
+            Err(Error::PreconditionFailed)
+        ));
+    }
 }

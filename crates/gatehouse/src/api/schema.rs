@@ -110,14 +110,20 @@ pub(crate) fn cursor() -> Object {
         .build()
 }
 
+/// `*` or one entity-tag (RFC 9110 §8.8.3): what `If-Match` on an item accepts; anything else
+/// is a `400`.
+pub(crate) const ENTITY_TAG_PATTERN: &str = r#"^(\*|(W/)?"[\x21\x23-\x7E\x80-\xFF]*")$"#;
+
 /// `If-Match` on an item.
 pub(crate) fn if_match() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
+        .pattern(Some(ENTITY_TAG_PATTERN))
         .description(Some(
-            "The item's `ETag` as last read: the change is refused with `412` if the item \
-             changed since (or if this is not one of its ETags). Without it (or with `*`) the \
-             change applies to what is stored.",
+            "`*` or one entity-tag: the item's `ETag` as last read. The change is refused with \
+             `412` if the item changed since (or if the tag is not its current ETag; a weak tag \
+             never matches). Without it (or with `*`) the change applies to what is stored. \
+             Any other value is refused with `400`.",
         ))
         .build()
 }

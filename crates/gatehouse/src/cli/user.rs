@@ -35,7 +35,8 @@ pub(super) enum UserCommand {
         password_stdin: bool,
     },
     /// Import users with their password hashes (JSON lines, or CSV for a `.csv` file) from
-    /// another application; Werkzeug hashes keep working. One bad line imports nothing.
+    /// another application; Werkzeug hashes keep working. One bad line (a hash whose cost is over
+    /// the bounds included) imports nothing.
     Import {
         /// The file.
         file: PathBuf,
@@ -137,7 +138,7 @@ async fn user_command(
             let csv = file
                 .extension()
                 .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-            let parsed = match user_import::parse(&text, csv) {
+            let parsed = match user_import::parse(&text, csv, settings.argon2) {
                 Ok(parsed) => parsed,
                 Err(problems) => {
                     eprintln!(

@@ -18,9 +18,11 @@
 //! - New hashes use argon2id with OWASP's parameters (19 MiB, 2 passes, 1 lane) unless
 //!   configured otherwise; [`Verified::needs_rehash`] says when a stored hash is legacy or was
 //!   made with other parameters, so the caller stores a fresh one after a successful sign-in.
-//! - Legacy parameters come from the database (an imported file): they are bounded (PBKDF2 at
-//!   most 10 million iterations, scrypt at most 128 MiB) so a hostile import cannot make one
-//!   verification take minutes or exhaust memory; out of bounds is a failed verification.
+//! - The parameters of a stored hash come from the database (an imported file, or a row written
+//!   behind the application's back): [`check_cost`] bounds them, so a hostile hash cannot make one
+//!   verification take seconds or exhaust memory, nor tell by its slowness that the account
+//!   exists. `user import` refuses a hash over the bounds; at sign-in such a hash is a wrong
+//!   password, after the work of a normal verification (the dummy's) instead of its own.
 //! - Comparisons are constant-time. An unknown format never verifies.
 //! - [`PasswordHasher::verify_dummy`] spends the same work as a real verification, for accounts
 //!   that do not exist (so timing does not reveal which do).
@@ -36,8 +38,20 @@ use tokio::sync::Semaphore;
 
 use crate::error::Error;
 
+/// Largest argon2 memory verified, in KiB (64 MiB), unless the configured cost is higher.
+const MAX_ARGON2_MEMORY_KIB: u32 = 64 * 1024;
+/// Most argon2 passes verified, unless the configured cost is higher.
+const MAX_ARGON2_PASSES: u32 = 10;
+/// Most argon2 lanes verified, unless the configured cost is higher.
+const MAX_ARGON2_LANES: u32 = 8;
 /// Largest PBKDF2 iteration count verified.
-const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+const MAX_PBKDF2_ITERATIONS: u64 = 2_000_000;
+/// Largest scrypt `N` verified (2^20).
+const MAX_SCRYPT_N: u64 = 1 << 20;
+/// Largest scrypt `r` verified.
+const MAX_SCRYPT_R: u64 = 16;
+/// Largest scrypt `p` verified.
+const MAX_SCRYPT_P: u64 = 4;
 /// Largest scrypt memory (128 · N · r bytes) verified, as Werkzeug's own `maxmem` allows.
 const MAX_SCRYPT_MEMORY: u64 = 132 * 1024 * 1024;
 
@@ -178,12 +192,22 @@ impl PasswordHasher {
     }
 
     /// Whether `password` matches `stored` (any supported format).
+    /// A hash whose cost is over the bounds ([`check_cost`]) never matches, and costs the work
+    /// of a normal verification, not its own.
     pub async fn verify(&self, password: &SecretString, stored: &str) -> Result<Verified, Error> {
         let params = self.params;
         let password = password.clone();
         let stored = stored.to_owned();
-        self.blocking(move || Ok(verify_sync(params, password.expose_secret(), &stored)))
-            .await
+        let dummy = self.dummy.clone();
+        self.blocking(move || {
+            Ok(verify_sync(
+                params,
+                password.expose_secret(),
+                &stored,
+                &dummy,
+            ))
+        })
+        .await
     }
 
     /// Does the work of one verification and fails, for accounts that do not exist.
@@ -236,6 +260,84 @@ pub fn is_supported_hash(stored: &str) -> bool {
         })
 }
 
+/// Whether verifying `stored` stays within what Gatehouse spends on one password; `Err` names
+/// the parameter over its bound. The bounds: argon2 at most 64 MiB, 10 passes and 8 lanes (or
+/// the configured cost, where that is higher, so Gatehouse's own hashes always pass); PBKDF2 at
+/// most 2,000,000 iterations; scrypt at most N = 2^20, r = 16, p = 4 and 132 MiB (128 · N · r
+/// bytes).
+///
+/// The one bound check: `user import` refuses a hash it fails, and a verification treats such a
+/// stored hash as a wrong password. A hash whose parameters cannot be read passes here; its
+/// format is refused by [`is_supported_hash`] and never verifies.
+pub fn check_cost(stored: &str, configured: HashParams) -> Result<(), String> {
+    if stored.starts_with("$argon2") {
+        let Ok(params) = PasswordHash::new(stored).and_then(|h| Params::try_from(&h)) else {
+            return Ok(());
+        };
+        let max_memory = MAX_ARGON2_MEMORY_KIB.max(configured.memory_kib);
+        let max_passes = MAX_ARGON2_PASSES.max(configured.iterations);
+        let max_lanes = MAX_ARGON2_LANES.max(configured.parallelism);
+        if params.m_cost() > max_memory {
+            return Err(format!(
+                "argon2 memory m={} KiB is above {max_memory} KiB",
+                params.m_cost()
+            ));
+        }
+        if params.t_cost() > max_passes {
+            return Err(format!(
+                "argon2 passes t={} is above {max_passes}",
+                params.t_cost()
+            ));
+        }
+        if params.p_cost() > max_lanes {
+            return Err(format!(
+                "argon2 lanes p={} is above {max_lanes}",
+                params.p_cost()
+            ));
+        }
+    } else if let Some(rest) = stored.strip_prefix("pbkdf2:") {
+        let iterations = rest
+            .split('$')
+            .next()
+            .and_then(|method| method.split(':').nth(1))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(n) = iterations.filter(|n| *n > MAX_PBKDF2_ITERATIONS) {
+            return Err(format!(
+                "PBKDF2 iterations {n} is above {MAX_PBKDF2_ITERATIONS}"
+            ));
+        }
+    } else if let Some(rest) = stored.strip_prefix("scrypt:") {
+        let numbers: Vec<u64> = rest
+            .split('$')
+            .next()
+            .unwrap_or_default()
+            .split(':')
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let [n, r, p] = numbers[..] else {
+            return Ok(());
+        };
+        if n > MAX_SCRYPT_N {
+            return Err(format!("scrypt N={n} is above {MAX_SCRYPT_N}"));
+        }
+        if r > MAX_SCRYPT_R {
+            return Err(format!("scrypt r={r} is above {MAX_SCRYPT_R}"));
+        }
+        if p > MAX_SCRYPT_P {
+            return Err(format!("scrypt p={p} is above {MAX_SCRYPT_P}"));
+        }
+        let memory = n.saturating_mul(r).saturating_mul(128);
+        if memory > MAX_SCRYPT_MEMORY {
+            return Err(format!(
+                "scrypt memory (128 · N · r) of {} MiB is above {} MiB",
+                memory / (1024 * 1024),
+                MAX_SCRYPT_MEMORY / (1024 * 1024)
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn argon2(params: HashParams) -> Result<Argon2<'static>, Error> {
     let p = Params::new(
         params.memory_kib,
@@ -247,7 +349,18 @@ fn argon2(params: HashParams) -> Result<Argon2<'static>, Error> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, p))
 }
 
-fn verify_sync(params: HashParams, password: &str, stored: &str) -> Verified {
+/// Verifies `password` against `stored`; a hash over the bounds gets the work of verifying
+/// `dummy` (a hash with the configured cost) instead of its own, and never matches.
+fn verify_sync(params: HashParams, password: &str, stored: &str, dummy: &str) -> Verified {
+    if let Err(over) = check_cost(stored, params) {
+        tracing::warn!(
+            event = "password_hash_over_bound",
+            reason = %over,
+            "a stored password hash costs more than Gatehouse verifies; treated as a wrong password"
+        );
+        let _ = verify_argon2(params, password, dummy);
+        return Verified::NO;
+    }
     if stored.starts_with("$argon2") {
         return verify_argon2(params, password, stored);
     }
@@ -298,7 +411,7 @@ fn verify_pbkdf2(password: &str, rest: &str) -> bool {
     let Ok(iterations) = iterations.parse::<u32>() else {
         return false;
     };
-    if iterations == 0 || iterations > MAX_PBKDF2_ITERATIONS {
+    if iterations == 0 {
         return false;
     }
     let mut out = vec![0u8; expected.len()];
@@ -329,10 +442,8 @@ fn verify_scrypt(password: &str, rest: &str) -> bool {
     let [n, r, p] = numbers[..] else {
         return false;
     };
-    if !n.is_power_of_two() || n < 2 || r == 0 || p == 0 || r > 64 || p > 16 {
-        return false;
-    }
-    if n.saturating_mul(r).saturating_mul(128) > MAX_SCRYPT_MEMORY || expected.is_empty() {
+    // The cost is bounded by `check_cost`, before.
+    if !n.is_power_of_two() || n < 2 || r == 0 || p == 0 || expected.is_empty() {
         return false;
     }
     let log_n = u8::try_from(n.trailing_zeros()).unwrap_or(u8::MAX);
@@ -384,10 +495,83 @@ mod tests {
         }
     }
 
+    /// `verify_sync` with a cheap dummy.
+    fn verify(params: HashParams, password: &str, stored: &str) -> Verified {
+        verify_sync(params, password, stored, &argon2id("a dummy", 64, 1, 1))
+    }
+
+    /// An argon2id hash of `password` with `m` KiB, `t` passes and `p` lanes.
+    fn argon2id(password: &str, m: u32, t: u32, p: u32) -> String {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(m, t, p, None).unwrap(),
+        )
+        .hash_password(password.as_bytes(), &salt)
+        .unwrap()
+        .to_string()
+    }
+
+    #[test]
+    fn costs_up_to_the_bounds_pass_and_beyond_them_are_named() {
+        let default = HashParams::default();
+        let argon2 = |m: u32, t: u32, p: u32| {
+            format!(
+                "$argon2id$v=19$m={m},t={t},p={p}$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"
+            )
+        };
+        for within in [
+            argon2(65536, 10, 8),
+            "pbkdf2:sha256:2000000$salt$00".to_owned(),
+            "scrypt:1048576:1:4$salt$00".to_owned(),
+            "scrypt:131072:8:1$salt$00".to_owned(),
+            "scrypt:65536:16:1$salt$00".to_owned(),
+        ] {
+            assert_eq!(check_cost(&within, default), Ok(()), "{within}");
+        }
+        for (over, named) in [
+            (argon2(65537, 2, 1), "memory"),
+            (argon2(4 * 1024 * 1024, 1_000_000, 1), "memory"),
+            (argon2(19456, 11, 1), "passes"),
+            (argon2(19456, 2, 9), "lanes"),
+            ("pbkdf2:sha256:2000001$salt$00".to_owned(), "iterations"),
+            (
+                "pbkdf2:sha512:99999999999999$salt$00".to_owned(),
+                "iterations",
+            ),
+            ("scrypt:2097152:1:1$salt$00".to_owned(), "N="),
+            ("scrypt:1024:17:1$salt$00".to_owned(), "r="),
+            ("scrypt:1024:8:5$salt$00".to_owned(), "p="),
+            ("scrypt:262144:8:1$salt$00".to_owned(), "memory"),
+        ] {
+            let reason = check_cost(&over, default).expect_err(&over);
+            assert!(reason.contains(named), "{over}: {reason}");
+        }
+        // A configured cost above the bound raises it: Gatehouse's own hashes always verify.
+        let costly = HashParams {
+            memory_kib: 256 * 1024,
+            iterations: 12,
+            parallelism: 10,
+        };
+        assert_eq!(check_cost(&argon2(256 * 1024, 12, 10), costly), Ok(()));
+        assert!(check_cost(&argon2(256 * 1024 + 1, 12, 10), costly).is_err());
+    }
+
+    #[test]
+    fn a_correct_argon2_hash_beyond_the_bounds_never_verifies() {
+        // Eleven passes over 64 KiB: cheap to make, but one pass over the bound. The hash is
+        // right, so only the bound can refuse it.
+        let over = argon2id(PASSWORD, 64, 11, 1);
+        assert_eq!(verify(cheap(), PASSWORD, &over), Verified::NO);
+        let within = argon2id(PASSWORD, 64, 10, 1);
+        assert!(verify(cheap(), PASSWORD, &within).ok);
+    }
+
     #[test]
     fn werkzeug_hashes_verify_and_ask_to_be_upgraded() {
         for stored in WERKZEUG {
-            let v = verify_sync(HashParams::default(), PASSWORD, stored);
+            let v = verify(HashParams::default(), PASSWORD, stored);
             assert_eq!(
                 v,
                 Verified {
@@ -397,11 +581,11 @@ mod tests {
                 "{stored}"
             );
             assert!(
-                !verify_sync(HashParams::default(), "wrong", stored).ok,
+                !verify(HashParams::default(), "wrong", stored).ok,
                 "{stored}"
             );
         }
-        assert!(verify_sync(HashParams::default(), "pässwörd-Ünïcode", WERKZEUG_UNICODE).ok);
+        assert!(verify(HashParams::default(), "pässwörd-Ünïcode", WERKZEUG_UNICODE).ok);
     }
 
     #[test]
@@ -427,7 +611,7 @@ mod tests {
     #[test]
     fn tampered_or_hostile_legacy_hashes_never_verify() {
         let tampered = WERKZEUG[1].replace("$2e12", "$2e13");
-        assert!(!verify_sync(cheap(), PASSWORD, &tampered).ok);
+        assert!(!verify(cheap(), PASSWORD, &tampered).ok);
         for hostile in [
             "pbkdf2:sha256:4000000000$salt$00",
             "pbkdf2:sha256:0$salt$00",
@@ -438,7 +622,7 @@ mod tests {
             "plaintext-password",
             "",
         ] {
-            assert!(!verify_sync(cheap(), PASSWORD, hostile).ok, "{hostile}");
+            assert!(!verify(cheap(), PASSWORD, hostile).ok, "{hostile}");
         }
     }
 
@@ -450,12 +634,12 @@ mod tests {
         let mut hash = [0u8; 64];
         scrypt::scrypt(PASSWORD.as_bytes(), b"saltsalt", &params, &mut hash).unwrap();
         let stored = format!("scrypt:262144:8:1$saltsalt${}", hex::encode(hash));
-        assert!(!verify_sync(cheap(), PASSWORD, &stored).ok);
+        assert!(!verify(cheap(), PASSWORD, &stored).ok);
         // The same construction within the bound verifies, so the test above is about the bound.
         let params = scrypt::Params::new(14, 8, 1, 64).unwrap();
         scrypt::scrypt(PASSWORD.as_bytes(), b"saltsalt", &params, &mut hash).unwrap();
         let stored = format!("scrypt:16384:8:1$saltsalt${}", hex::encode(hash));
-        assert!(verify_sync(cheap(), PASSWORD, &stored).ok);
+        assert!(verify(cheap(), PASSWORD, &stored).ok);
     }
 
     #[tokio::test]

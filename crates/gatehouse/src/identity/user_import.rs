@@ -7,13 +7,14 @@
 //! lines.
 //!
 //! # Security
-//! The whole file is checked before anything is written: one invalid line (address, role, or a
-//! hash in a format Gatehouse cannot verify) refuses the import and every problem is listed.
+//! The whole file is checked before anything is written: one invalid line (address, role, a
+//! hash in a format Gatehouse cannot verify, or one whose cost is over the bounds of
+//! [`check_cost`]) refuses the import and every problem is listed, by line.
 //! Existing users are left unchanged: an import never replaces a password.
 
 use serde_json::Value;
 
-use super::passwords::is_supported_hash;
+use super::passwords::{HashParams, check_cost, is_supported_hash};
 use super::users::{self, NewUser};
 use super::{DisplayName, Email, Role};
 use crate::audit::{self, AuditContext, AuditEvent};
@@ -33,8 +34,13 @@ pub struct ImportedUser {
     pub password_hash: String,
 }
 
-/// Parses a JSON-lines or CSV file (`csv` true for CSV); every problem is returned at once.
-pub fn parse(text: &str, csv: bool) -> Result<Vec<ImportedUser>, Vec<String>> {
+/// Parses a JSON-lines or CSV file (`csv` true for CSV), bounding the hashes' cost by the
+/// `configured` one ([`check_cost`]); every problem is returned at once.
+pub fn parse(
+    text: &str,
+    csv: bool,
+    configured: HashParams,
+) -> Result<Vec<ImportedUser>, Vec<String>> {
     let records: Vec<(usize, Result<[String; 4], String>)> = if csv {
         parse_csv(text)?
     } else {
@@ -65,6 +71,9 @@ pub fn parse(text: &str, csv: bool) -> Result<Vec<ImportedUser>, Vec<String>> {
                     "{email}: the password hash is not in a format Gatehouse verifies (argon2, Werkzeug pbkdf2 or scrypt)"
                 ));
             }
+            check_cost(&hash, configured).map_err(|over| {
+                format!("{email}: the password hash costs more than Gatehouse verifies: {over}")
+            })?;
             Ok(ImportedUser {
                 email,
                 role,
@@ -202,12 +211,12 @@ mod tests {
         let jsonl = format!(
             "{{\"email\": \"Ada@x.com\", \"role\": \"admin\", \"password_hash\": \"{HASH}\"}}\n\n{{\"email\": \"bo@x.com\", \"role\": \"user\", \"password_hash\": \"{HASH}\", \"name\": \"Bo\"}}\n"
         );
-        let users = parse(&jsonl, false).unwrap();
+        let users = parse(&jsonl, false, HashParams::default()).unwrap();
         assert_eq!(users.len(), 2);
         assert_eq!(users[0].email.as_str(), "ada@x.com");
         assert_eq!(users[1].name.as_str(), "Bo");
         let csv = format!("email,role,password_hash,name\nada@x.com,manager,{HASH},Ada\n");
-        let users = parse(&csv, true).unwrap();
+        let users = parse(&csv, true, HashParams::default()).unwrap();
         assert_eq!(users[0].role, Role::Manager);
     }
 
@@ -216,13 +225,47 @@ mod tests {
         let jsonl = format!(
             "{{\"email\": \"ok@x.com\", \"role\": \"user\", \"password_hash\": \"{HASH}\"}}\nnot json\n{{\"email\": \"p@x.com\", \"role\": \"user\", \"password_hash\": \"plaintext\"}}\n{{\"email\": \"r@x.com\", \"role\": \"root\", \"password_hash\": \"{HASH}\"}}\n"
         );
-        let problems = parse(&jsonl, false).unwrap_err();
+        let problems = parse(&jsonl, false, HashParams::default()).unwrap_err();
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems[0].starts_with("line 2"));
         assert!(
-            parse("email,role\nx@y.com,user\n", true).is_err(),
+            parse("email,role\nx@y.com,user\n", true, HashParams::default()).is_err(),
             "the hash column is required"
         );
-        assert!(parse("email,role,password_hash\nx@y.com,user\n", true).is_err());
+        assert!(
+            parse(
+                "email,role,password_hash\nx@y.com,user\n",
+                true,
+                HashParams::default()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_hash_over_the_cost_bounds_is_refused_by_line() {
+        let costly = "$argon2id$v=19$m=4194304,t=1000000,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        let line = |email: &str, hash: &str| {
+            format!(
+                "{{\"email\": \"{email}\", \"role\": \"user\", \"password_hash\": \"{hash}\"}}\n"
+            )
+        };
+        let jsonl = [
+            line("ok@x.com", HASH),
+            "\n".into(),
+            line("big@x.com", costly),
+            line("slow@x.com", "pbkdf2:sha256:2000001$salt$00"),
+        ]
+        .concat();
+        let problems = parse(&jsonl, false, HashParams::default()).unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].starts_with("line 3: big@x.com") && problems[0].contains("memory"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].starts_with("line 4: slow@x.com") && problems[1].contains("iterations"),
+            "{problems:?}"
+        );
     }
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::Item;
 use crate::error::Error;
-use crate::store::{Db, Row, Tx, parse_timestamp, timestamp_text};
+use crate::store::{Db, Row, Tx, UNICODE_LOWER, parse_timestamp, timestamp_text};
 
 const COLUMNS: &str = "id, owner_id, name, description, created_at, updated_at, version";
 
@@ -124,7 +124,7 @@ pub(super) async fn list(
         (owner.is_some(), pattern.is_some(), after.is_some());
     Ok(match db.sqlite_file() {
         None => {
-            let sql = list_sql(filter_owner, filter_search, filter_after, |n| {
+            let sql = list_sql(filter_owner, filter_search, filter_after, "lower", |n| {
                 format!("${n}")
             });
             let mut query = db.query(&sql);
@@ -146,10 +146,14 @@ pub(super) async fn list(
                 .collect::<Result<Vec<_>, _>>()?
         }
         Some(file) => {
-            // A hot read, on this thread (`store::SqliteFile`).
-            let sql = list_sql(filter_owner, filter_search, filter_after, |n| {
-                format!("?{n}")
-            });
+            // A hot read, on this thread (`store::SqliteFile`), lower-casing as PostgreSQL does.
+            let sql = list_sql(
+                filter_owner,
+                filter_search,
+                filter_after,
+                UNICODE_LOWER,
+                |n| format!("?{n}"),
+            );
             let mut params: Vec<rusqlite::types::Value> = Vec::with_capacity(5);
             if let Some(owner) = owner {
                 params.push(owner.to_string().into());
@@ -186,12 +190,14 @@ pub(super) async fn list(
 
 /// A list's query, naming only the filters in use (owner, search, cursor, in that order, then the
 /// limit), so the database walks `items_owner_newest` or `items_newest` in order and stops after
-/// a page instead of filtering and sorting every item. `param(n)` writes the dialect's `n`th
-/// placeholder.
+/// a page instead of filtering and sorting every item. The search compares the pattern with the
+/// name and description lower-cased by the dialect's Unicode-aware function `lower`, and
+/// `param(n)` writes the dialect's `n`th placeholder.
 pub(super) fn list_sql(
     owner: bool,
     search: bool,
     after: bool,
+    lower: &str,
     param: fn(usize) -> String,
 ) -> String {
     let mut n = 0;
@@ -206,7 +212,7 @@ pub(super) fn list_sql(
     if search {
         let p = next();
         conditions.push(format!(
-            "(lower(name) LIKE {p} ESCAPE '\\' OR lower(description) LIKE {p} ESCAPE '\\')"
+            "({lower}(name) LIKE {p} ESCAPE '\\' OR {lower}(description) LIKE {p} ESCAPE '\\')"
         ));
     }
     if after {
@@ -240,10 +246,22 @@ mod tests {
         for owner in [false, true] {
             for search in [false, true] {
                 for after in [false, true] {
-                    let sql = list_sql(owner, search, after, |n| format!("?{n}"));
+                    let sql = list_sql(owner, search, after, UNICODE_LOWER, |n| format!("?{n}"));
                     let explain = format!("EXPLAIN QUERY PLAN {sql}");
-                    let rows = db.query(&explain).fetch_all().await.unwrap();
-                    let plan: Vec<String> = rows.iter().map(|r| r.get("detail").unwrap()).collect();
+                    let plan: Vec<String> = db
+                        .sqlite_file()
+                        .unwrap()
+                        .read(|c| {
+                            let mut statement = c.prepare(&explain)?;
+                            let nulls =
+                                vec![rusqlite::types::Value::Null; statement.parameter_count()];
+                            let rows = statement
+                                .query_map(rusqlite::params_from_iter(nulls), |r| {
+                                    r.get::<_, String>("detail")
+                                })?;
+                            rows.collect()
+                        })
+                        .unwrap();
                     let plan = plan.join(" / ");
                     let index = if owner {
                         "items_owner_newest"

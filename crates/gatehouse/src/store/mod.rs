@@ -30,7 +30,7 @@ use tokio::sync::OwnedMutexGuard;
 
 use crate::error::Error;
 pub use query::{Dialect, On, Query, Row, query};
-pub use sqlite_file::SqliteFile;
+pub use sqlite_file::{SqliteFile, UNICODE_LOWER};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -16,6 +16,15 @@
 //! wait left, while SQLite restarts the WAL, is bounded by a short busy timeout. Everything that
 //! writes, and every transaction, stays on sqlx.
 //!
+//! # Unicode lower case
+//!
+//! SQLite's own `lower` folds ASCII letters only (`ÄPFEL` stays `Äpfel`), where PostgreSQL's
+//! folds every letter its locale knows. The read connections here therefore carry
+//! [`UNICODE_LOWER`], Rust's `str::to_lowercase`, so a case-insensitive search finds the same
+//! rows on both backends. It has a name of its own rather than replacing `lower`: SQLite's
+//! `lower` is part of an index expression (`users_email_key`), and a replacement on some
+//! connections would disagree with the index that sqlx's connections write.
+//!
 //! # One writer at a time
 //!
 //! SQLite lets one transaction write at a time. Left to itself, a second writer polls for the
@@ -29,10 +38,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::OwnedMutexGuard;
 
 use crate::error::Error;
+
+/// The SQL function on [`SqliteFile::read`]'s connections that lower-cases text as Rust's
+/// `str::to_lowercase` does, every script included (see the module doc); `NULL` stays `NULL`.
+pub const UNICODE_LOWER: &str = "unicode_lower";
 
 /// How long a read waits in the rare moment the WAL is being restarted.
 const BUSY_TIMEOUT: Duration = Duration::from_millis(100);
@@ -92,6 +107,20 @@ impl SqliteFile {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "query_only", true)?;
         conn.pragma_update(None, "trusted_schema", false)?;
+        conn.create_scalar_function(
+            UNICODE_LOWER,
+            1,
+            FunctionFlags::SQLITE_UTF8
+                | FunctionFlags::SQLITE_DETERMINISTIC
+                | FunctionFlags::SQLITE_INNOCUOUS,
+            |ctx| match ctx.get_raw(0) {
+                ValueRef::Null => Ok(None),
+                ValueRef::Text(text) => Ok(Some(String::from_utf8_lossy(text).to_lowercase())),
+                _ => Err(rusqlite::Error::UserFunctionError(
+                    format!("{UNICODE_LOWER} takes text").into(),
+                )),
+            },
+        )?;
         Ok(conn)
     }
 
@@ -126,5 +155,30 @@ mod tests {
             "a hot read connection wrote"
         );
         assert!(file.read(|c| c.execute("CREATE TABLE x (a)", [])).is_err());
+    }
+
+    #[tokio::test]
+    async fn hot_read_connections_lower_every_script() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/t.db", dir.path().display()), 1)
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let lowered: (String, String, Option<String>) = db
+            .sqlite_file()
+            .unwrap()
+            .read(|c| {
+                c.query_row(
+                    "SELECT unicode_lower('ÄPFEL Ωmega ÇA'), lower('ÄPFEL'), unicode_lower(NULL)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+            })
+            .unwrap();
+        assert_eq!(
+            lowered,
+            ("äpfel ωmega ça".into(), "Äpfel".into(), None),
+            "SQLite's own lower is left as it is"
+        );
     }
 }

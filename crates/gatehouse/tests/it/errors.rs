@@ -30,18 +30,43 @@ backend_agnostic! {
         assert!(page.contains("<main"), "the page uses the site layout");
     }
 
-    async fn trace_is_refused(backend) {
+    async fn trace_is_refused_with_the_allowed_methods(backend) {
         let app = spawn_app(backend).await;
-        for path in ["/", "/healthz", "/nothing"] {
+        for (method, path, status, allow) in [
+            (reqwest::Method::TRACE, "/", 405, Some("GET,HEAD")),
+            (reqwest::Method::TRACE, "/healthz", 405, Some("GET,HEAD")),
+            (reqwest::Method::TRACE, "/api/v1/items", 405, Some("GET,HEAD,POST")),
+            (reqwest::Method::from_bytes(b"TRACK").unwrap(), "/healthz", 405, Some("GET,HEAD")),
+            (reqwest::Method::TRACE, "/nothing", 404, None),
+        ] {
             let res = app
-                .request(reqwest::Method::TRACE, path)
+                .request(method.clone(), path)
                 .header("x-secret-probe", "reflected?")
+                .header("cookie", "gatehouse_session=reflected?")
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(res.status(), 405, "{path}");
+            assert_eq!(res.status(), status, "{method} {path}");
+            assert_eq!(res.headers().get("allow").map(|a| a.to_str().unwrap()), allow, "{method} {path}");
+            assert_eq!(res.headers()["content-type"], "application/problem+json");
             let body = res.text().await.unwrap();
-            assert!(!body.contains("reflected?"), "TRACE echoed the request");
+            assert!(!body.contains("reflected?"), "{method} echoed the request");
+        }
+    }
+
+    async fn every_method_not_allowed_names_the_allowed_ones(backend) {
+        let app = spawn_app(backend).await;
+        for (method, path) in [
+            (reqwest::Method::DELETE, "/healthz"),
+            (reqwest::Method::PUT, "/api/v1/items"),
+            (reqwest::Method::OPTIONS, "/api/v1/openapi.json"),
+            (reqwest::Method::TRACE, "/api/v1/items/00000000-0000-0000-0000-000000000000"),
+            (reqwest::Method::from_bytes(b"PURGE").unwrap(), "/"),
+        ] {
+            let res = app.request(method.clone(), path).send().await.unwrap();
+            assert_eq!(res.status(), 405, "{method} {path}");
+            let allow = res.headers().get("allow").unwrap_or_else(|| panic!("{method} {path}: no Allow"));
+            assert!(allow.to_str().unwrap().contains("GET"), "{method} {path}: {allow:?}");
         }
     }
 

@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
-use crate::on_every_backend;
 use crate::support::{TestApp, add_user};
+use crate::{backend_agnostic, on_every_backend};
 
 const PASSWORD: &str = "Vermilion-Otter-42";
 
@@ -96,7 +96,7 @@ on_every_backend! {
 
         let r = call(&app, &token, reqwest::Method::PATCH, &path, Some(json!({"name": "Lost update"})), Some("\"1\"")).await;
         assert_eq!(r.status, 412, "a stale ETag changes nothing");
-        let r = call(&app, &token, reqwest::Method::PATCH, &path, Some(json!({"description": "\u{1b}"})), Some("not-an-etag")).await;
+        let r = call(&app, &token, reqwest::Method::PATCH, &path, Some(json!({"description": "\u{1b}"})), Some("\"1\"")).await;
         assert_eq!(r.status, 422, "invalid fields are reported before the precondition");
         assert_eq!(call(&app, &token, reqwest::Method::GET, &path, None, None).await.body["name"], "Brass lamp");
 
@@ -214,6 +214,57 @@ on_every_backend! {
         let before_everything = format!("/api/v1/items?cursor=0.{}", "0".repeat(32));
         let r = call(&app, &token, reqwest::Method::GET, &before_everything, None, None).await;
         assert_eq!((r.status, r.body["items"].as_array().unwrap().len()), (200, 0), "any well-formed cursor works");
+    }
+
+    async fn search_ignores_case_beyond_ascii(backend) {
+        let app = app(backend).await;
+        let token = token_for(&app, "ada@example.com", "user").await;
+        for name in ["ÄPFEL aus Österreich", "äpfel", "ΩMEGA", "Birnen"] {
+            create(&app, &token, name).await;
+            app.clock.advance(std::time::Duration::from_millis(1));
+        }
+        let search = |q: &str| {
+            let q: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
+            let path = format!("/api/v1/items?q={q}");
+            let (app, token) = (&app, &token);
+            async move {
+                let r = call(app, token, reqwest::Method::GET, &path, None, None).await;
+                assert_eq!(r.status, 200, "{}", r.body);
+                r.body["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+            }
+        };
+        for q in ["ÄPFEL", "äpfel", "Äpfel"] {
+            assert_eq!(search(q).await, ["äpfel", "ÄPFEL aus Österreich"], "{q}");
+        }
+        assert_eq!(search("österreich").await, ["ÄPFEL aus Österreich"]);
+        assert_eq!(search("ωmega").await, ["ΩMEGA"]);
+    }
+}
+
+backend_agnostic! {
+    async fn an_empty_or_malformed_if_match_is_a_bad_request_naming_the_header(backend) {
+        let app = app(backend).await;
+        let token = token_for(&app, "ada@example.com", "user").await;
+        let item = create(&app, &token, "Lamp").await;
+        let path = format!("/api/v1/items/{}", item["id"].as_str().unwrap());
+        let patch = || Some(json!({"name": "Brass lamp"}));
+        for malformed in ["", "1", "\"1", "W/1", "\"a b\"", "\"1\", \"2\""] {
+            for (method, body) in [(reqwest::Method::PATCH, patch()), (reqwest::Method::PUT, Some(json!({"name": "Brass lamp", "description": "A desk lamp."}))), (reqwest::Method::DELETE, None)] {
+                let r = call(&app, &token, method.clone(), &path, body, Some(malformed)).await;
+                assert_eq!(r.status, 400, "{method} with If-Match {malformed:?}: {}", r.body);
+                assert!(r.body["detail"].as_str().unwrap().contains("If-Match"), "{}", r.body);
+            }
+        }
+        // Well-formed entity-tags that are not the item's current ETag match nothing.
+        for stale in ["W/\"1\"", "\"01\"", "\"abc\"", "\"\""] {
+            let r = call(&app, &token, reqwest::Method::PATCH, &path, patch(), Some(stale)).await;
+            assert_eq!(r.status, 412, "If-Match {stale:?}");
+        }
+        assert_eq!(call(&app, &token, reqwest::Method::GET, &path, None, None).await.body["name"], "Lamp", "nothing changed");
+        let r = call(&app, &token, reqwest::Method::PATCH, &path, patch(), Some("*")).await;
+        assert_eq!(r.status, 200, "`*` matches any version");
+        let r = call(&app, &token, reqwest::Method::DELETE, &path, None, Some(" \"2\" ")).await;
+        assert_eq!(r.status, 204, "the current ETag, whitespace around it ignored");
     }
 }
 

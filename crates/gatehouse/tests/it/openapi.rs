@@ -125,3 +125,29 @@ async fn errors_are_problems_and_credentials_are_described() {
     let admin = &doc["paths"]["/api/v1/admin/users"]["get"]["security"];
     assert_eq!(admin, &serde_json::json!([{ "bearer": [] }]));
 }
+
+#[tokio::test]
+async fn if_match_is_described_as_the_server_reads_it() {
+    let app = spawn_app(crate::support::Backend::Sqlite).await;
+    let doc = document(&app).await;
+    for method in ["put", "patch", "delete"] {
+        let operation = &doc["paths"]["/api/v1/items/{id}"][method];
+        let if_match = operation["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "If-Match")
+            .unwrap_or_else(|| panic!("{method}: no If-Match parameter"));
+        assert_eq!(if_match["in"], "header");
+        // `*` or one entity-tag (RFC 9110 §8.8.3): what `items` reads; anything else is a 400
+        // (the items tests send both kinds).
+        assert_eq!(
+            if_match["schema"]["pattern"], r#"^(\*|(W/)?"[\x21\x23-\x7E\x80-\xFF]*")$"#,
+            "{method}"
+        );
+        let bad_request = operation["responses"]["400"]["description"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(bad_request.contains("If-Match"), "{method}: {bad_request}");
+    }
+}
