@@ -8,8 +8,8 @@
 //! # Security
 //! - The span records the route *template* (`/items/{id}`), never the raw path or query, so
 //!   tokens in URLs never reach the logs; unmatched paths are logged as `<unmatched>`.
-//! - Header values are not logged; `Authorization`, `Cookie` and `Set-Cookie` are additionally
-//!   marked sensitive by the outermost layer.
+//! - Header values are not logged; `Authorization`, `Cookie`, `Set-Cookie` and `X-API-Key` are
+//!   additionally marked sensitive by the outermost layer.
 //! - Metrics labels are the same bounded set (method, route template, status), so an attacker
 //!   cannot grow the label space by requesting random paths.
 
