@@ -18,6 +18,7 @@ mod health;
 mod identity_core;
 mod items;
 mod limits;
+mod logging;
 mod mail;
 mod metrics;
 mod mfa;
