@@ -3,7 +3,9 @@
 //! Logs are JSON lines in production and readable lines in development (`GATEHOUSE_LOG_FORMAT`),
 //! filtered by `GATEHOUSE_LOG`. Every request runs inside a `request` span carrying the method,
 //! the matched route template, the request ID and the client IP; when it finishes, one event
-//! records the status and latency, and the metrics are updated.
+//! records the status and latency, and the metrics are updated. A response refused by a
+//! permission, scope or object check (it carries an [`access::Denial`](crate::access::Denial))
+//! is first logged as `access_denied` with its route template.
 //!
 //! # Security
 //! - The span records the route *template* (`/items/{id}`), never the raw path or query, so
@@ -43,6 +45,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+use crate::access::Denial;
 use crate::config::LogFormat;
 
 /// Keeps the log writer thread alive; dropping it flushes every pending line.
@@ -414,12 +417,16 @@ where
         if let Ok(response) = &result {
             let latency = this.start.elapsed();
             let status = response.status().as_u16();
+            let route = this.route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+            // Here, not where the check refused: only this layer knows the route template.
+            if let Some(denial) = response.extensions().get::<Denial>() {
+                denial.log(route);
+            }
             tracing::info!(
                 status,
                 latency_ms = latency.as_secs_f64() * 1_000.0,
                 "request finished"
             );
-            let route = this.route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
             this.metrics
                 .observe(this.method, route, status, latency.as_secs_f64());
         }
