@@ -273,9 +273,10 @@ fn token_answer(outcome: Outcome, wrong: &'static str) -> Response {
         }
         Outcome::Throttled(wait) => throttled(wait),
         Outcome::RateLimited(decision) => too_many_requests(&decision),
-        Outcome::Refused | Outcome::SignedIn { .. } | Outcome::SecondFactorDue(_) => {
-            unauthorized("invalid_grant", wrong)
-        }
+        Outcome::Refused
+        | Outcome::SignedIn { .. }
+        | Outcome::SecondFactorDue(_)
+        | Outcome::SwitchUnconfirmed(_) => unauthorized("invalid_grant", wrong),
     }
 }
 
