@@ -95,6 +95,14 @@ impl TrustedProxies {
     pub fn is_empty(&self) -> bool {
         self.nets.is_empty()
     }
+
+    /// Whether every IPv4 or every IPv6 address is trusted (`0.0.0.0/0`, `::/0`, or networks
+    /// that add up to one of them): then any client can name its own address.
+    pub fn covers_every_address(&self) -> bool {
+        IpNet::aggregate(&self.nets)
+            .iter()
+            .any(|net| net.prefix_len() == 0)
+    }
 }
 
 /// The client's IP address as determined by [`ClientIpLayer`].
@@ -338,6 +346,18 @@ mod tests {
     use crate::problem::PROBLEM_JSON;
 
     const PROXIES: &str = "10.0.0.0/8, 2001:db8:ffff::/48";
+
+    #[test]
+    fn trusting_every_address_is_recognised_however_it_is_written() {
+        for everyone in ["0.0.0.0/0", "::/0", "10.0.0.0/8, 0.0.0.0/1, 128.0.0.0/1"] {
+            let proxies = TrustedProxies::parse(everyone).unwrap();
+            assert!(proxies.covers_every_address(), "{everyone}");
+        }
+        for some in [PROXIES, "", "0.0.0.0/1", "::/1, 10.0.0.1"] {
+            let proxies = TrustedProxies::parse(some).unwrap();
+            assert!(!proxies.covers_every_address(), "{some}");
+        }
+    }
 
     /// What the application sees as the client address of a request from `peer`.
     async fn client_ip(peer: &str, headers: &[(&str, &[u8])]) -> String {

@@ -81,12 +81,6 @@ pub enum Error {
     #[error("rate-limit store failed: {0}")]
     RateLimitStore(String),
 
-    /// Produced while serving, by [`Limiter::check`](crate::rate_limit::Limiter::check) when
-    /// the memory store is full of keys that are all still limited and a new key arrives. The
-    /// layer answers it with the rule's [`FailurePolicy`](crate::rate_limit::FailurePolicy).
-    #[error("rate-limit memory store is full of live keys")]
-    RateLimitStoreFull,
-
     /// Returned by [`CsrfLayer::try_new`](crate::CsrfLayer::try_new) when an allowed origin is
     /// `*`, `null`, or not `scheme://host[:port]` as browsers send it (the rules of
     /// [`CorsPolicy::new`](crate::CorsPolicy::new)): it would match any site, or never match.

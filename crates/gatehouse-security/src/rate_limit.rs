@@ -39,12 +39,16 @@
 //! - **Header keys are chosen by the client.** This layer runs before authentication, so a
 //!   client can send a new header value per request and get a new budget; a header rule limits
 //!   a *legitimate* subject, and must be paired with a per-IP rule that bounds everybody.
-//! - **Memory bound.** The memory store holds at most `max_keys` keys. Keys whose TAT has
-//!   passed carry no information (a fresh key behaves the same) and are evicted when room is
-//!   needed. When the table is full of keys that are all still limited, a *new* key gets
-//!   [`Error::RateLimitStoreFull`] and the rule's [`FailurePolicy`] decides; keys already
-//!   present keep their state. Evicting a live key instead (LRU) would let an attacker who
-//!   floods distinct addresses reset the budget of the client they are attacking.
+//! - **Memory bound.** The memory store holds at most `max_keys` keys, and always has room for
+//!   a new one: keys whose TAT has passed carry no information (a fresh key behaves the same)
+//!   and are evicted first; when every key is still live, the least recently used goes. A table
+//!   full of attacker-chosen keys (one per submitted address, say) therefore never turns a new,
+//!   legitimate client away (no `503`, whatever the rule's [`FailurePolicy`]). The cost: a
+//!   client limited long ago and silent since can lose its state once `max_keys` newer keys
+//!   have been used. Every request, a refused one too, marks its key as used, so a client that
+//!   keeps trying stays at the recent end; pushing out someone else's key takes `max_keys`
+//!   requests with other keys in between, which the per-IP rules count too. Counters that
+//!   must survive a flood (failed sign-ins and locks) belong in a database, not here.
 //! - **Logs.** A refusal logs `event = "rate_limited"` with the rule name, never the key (an
 //!   IP address or an email address is personal data).
 //!
@@ -254,14 +258,13 @@ impl Limiter {
     ///
     /// # Errors
     ///
-    /// [`Error::RateLimitStore`] when Redis fails or does not answer in time;
-    /// [`Error::RateLimitStoreFull`] when `key` is new and the memory store is full of live
-    /// keys. Callers decide whether that allows or refuses the request.
+    /// [`Error::RateLimitStore`] when Redis fails or does not answer in time (the memory store
+    /// always decides). Callers decide whether that allows or refuses the request.
     pub async fn check(&self, key: &str, quota: &Quota) -> Result<Decision, Error> {
         let now = self.clock.now();
         let now_us = u64::try_from(now.as_micros()).unwrap_or(u64::MAX);
         match &self.store {
-            Store::Memory(store) => store.check(key, quota, now_us),
+            Store::Memory(store) => Ok(store.check(key, quota, now_us)),
             Store::Redis(store) => store.check(key, quota, now_us).await,
         }
     }

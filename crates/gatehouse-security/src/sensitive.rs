@@ -1,7 +1,7 @@
 //! Marks credential-carrying headers as sensitive so they never appear in logs.
 //!
-//! [`sensitive_headers_layer`] marks `Authorization`, `Proxy-Authorization`, `Cookie` and
-//! `Set-Cookie` as [sensitive](http::HeaderValue::set_sensitive) on requests before the inner
+//! [`sensitive_headers_layer`] marks `Authorization`, `Proxy-Authorization`, `Cookie`,
+//! `Set-Cookie` and `X-API-Key` as [sensitive](http::HeaderValue::set_sensitive) on requests before the inner
 //! service sees them and on responses after it produced them. A sensitive value prints as
 //! `Sensitive` in `Debug` output, and tower-http's trace layer and most tracing code leave it
 //! out.
@@ -15,17 +15,21 @@
 //! it. The layer must be outermost so every other layer, including the tracing span, sees the
 //! marked values.
 
-use http::header;
+use http::{HeaderName, header};
 use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
 
-/// A layer marking `authorization`, `proxy-authorization`, `cookie` and `set-cookie` as
-/// sensitive on requests and responses.
+/// `X-API-Key`: an API key sent without `Authorization`, as many clients do.
+pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// A layer marking `authorization`, `proxy-authorization`, `cookie`, `set-cookie` and
+/// `x-api-key` as sensitive on requests and responses.
 pub fn sensitive_headers_layer() -> SetSensitiveHeadersLayer {
     SetSensitiveHeadersLayer::new([
         header::AUTHORIZATION,
         header::PROXY_AUTHORIZATION,
         header::COOKIE,
         header::SET_COOKIE,
+        X_API_KEY,
     ])
 }
 
@@ -55,6 +59,7 @@ mod tests {
             .header(header::AUTHORIZATION, "Bearer bearer-secret")
             .header(header::PROXY_AUTHORIZATION, "Basic proxy-secret")
             .header(header::COOKIE, "session=cookie-secret")
+            .header("X-API-Key", "gk_api-key-secret")
             .header(header::ACCEPT, "text/html")
             .body(Body::empty())
             .unwrap();
@@ -75,7 +80,12 @@ mod tests {
             .await
             .unwrap();
         let printed_request = String::from_utf8(body.to_vec()).unwrap();
-        for secret in ["bearer-secret", "proxy-secret", "cookie-secret"] {
+        for secret in [
+            "bearer-secret",
+            "proxy-secret",
+            "cookie-secret",
+            "api-key-secret",
+        ] {
             assert!(!printed_request.contains(secret), "{printed_request}");
         }
         assert!(printed_request.contains("text/html"), "{printed_request}");

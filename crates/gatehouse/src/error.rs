@@ -13,15 +13,28 @@ use axum::response::{IntoResponse, Response};
 use gatehouse_security::Problem;
 use http::StatusCode;
 
+use crate::access::Denial;
+
 /// Everything that can go wrong in Gatehouse, each with the status it answers.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// 400: the request cannot be understood; the message is safe to show.
     #[error("bad request: {0}")]
     BadRequest(String),
-    /// 403: the caller is known but may not do this; the message is safe to show.
+    /// 403: the caller is known but may not do this (not a permission check: a sign-in too old
+    /// for the action, say); the message is safe to show.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// 403: a permission, scope or object check refused (made by [`crate::access::deny`]); the
+    /// message is safe to show. The response carries the [`Denial`] for the request log, which
+    /// logs it as `access_denied` with the route template.
+    #[error("access denied: {message}")]
+    Denied {
+        /// Who was refused what.
+        denial: Denial,
+        /// What the client is told.
+        message: String,
+    },
     /// 412: the object changed since the caller read it (`If-Match`).
     #[error("precondition failed")]
     PreconditionFailed,
@@ -79,7 +92,7 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::Denied { .. } => StatusCode::FORBIDDEN,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::InvalidFields(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -97,9 +110,11 @@ impl Error {
     pub fn to_problem(&self) -> Problem {
         let problem = Problem::new(self.status());
         match self {
-            Self::BadRequest(m) | Self::Conflict(m) | Self::Invalid(m) | Self::Forbidden(m) => {
-                problem.with_detail(m)
-            }
+            Self::BadRequest(m)
+            | Self::Conflict(m)
+            | Self::Invalid(m)
+            | Self::Forbidden(m)
+            | Self::Denied { message: m, .. } => problem.with_detail(m),
             Self::PreconditionFailed => problem.with_detail(
                 "The object changed since you read it: read it again, then retry with its new ETag.",
             ),
@@ -165,6 +180,9 @@ impl IntoResponse for Error {
             response
                 .headers_mut()
                 .insert(http::header::RETRY_AFTER, RETRY_AFTER_SECS.into());
+        }
+        if let Self::Denied { denial, .. } = self {
+            response.extensions_mut().insert(denial);
         }
         response
     }

@@ -3,16 +3,23 @@
 //! Logs are JSON lines in production and readable lines in development (`GATEHOUSE_LOG_FORMAT`),
 //! filtered by `GATEHOUSE_LOG`. Every request runs inside a `request` span carrying the method,
 //! the matched route template, the request ID and the client IP; when it finishes, one event
-//! records the status and latency, and the metrics are updated.
+//! records the status and latency, and the metrics are updated. A response refused by a
+//! permission, scope or object check (it carries an [`access::Denial`](crate::access::Denial))
+//! is first logged as `access_denied` with its route template.
 //!
 //! # Security
 //! - The span records the route *template* (`/items/{id}`), never the raw path or query, so
 //!   tokens in URLs never reach the logs; unmatched paths are logged as `<unmatched>`.
-//! - Header values are not logged; `Authorization`, `Cookie` and `Set-Cookie` are additionally
-//!   marked sensitive by the outermost layer.
+//! - Header values are not logged; `Authorization`, `Cookie`, `Set-Cookie` and `X-API-Key` are
+//!   additionally marked sensitive by the outermost layer.
+//! - No forged lines: values can come from a request (a JWT header field in an error message, a
+//!   CSP report's URI). The JSON format escapes their control characters; the text format does
+//!   the same through [`EscapedFields`], so a `\n` in a value never starts a line of its own
+//!   and an escape sequence never reaches the terminal.
 //! - Metrics labels are the same bounded set (method, route template, status), so an attacker
 //!   cannot grow the label space by requesting random paths.
 
+use std::fmt::{self, Write as _};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,10 +36,16 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tower::{Layer, Service};
+use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::{Format, Writer};
+use tracing_subscriber::fmt::{FormatFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+use crate::access::Denial;
 use crate::config::LogFormat;
 
 /// Keeps the log writer thread alive; dropping it flushes every pending line.
@@ -70,14 +83,7 @@ pub fn init(filter: &str, format: LogFormat) -> LogGuard {
                     .with_writer(writer),
             )
             .try_init(),
-        LogFormat::Text => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_target(false)
-                    .with_ansi(ansi)
-                    .with_writer(writer),
-            )
-            .try_init(),
+        LogFormat::Text => registry.with(text_layer(writer, ansi)).try_init(),
     };
     // Already installed (tests start many apps in one process): keep the first.
     LogGuard {
@@ -88,15 +94,111 @@ pub fn init(filter: &str, format: LogFormat) -> LogGuard {
 /// Installs a readable subscriber writing to standard error, for command-line tools.
 pub fn init_stderr(filter: &str) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let result = tracing_subscriber::registry()
         .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_target(false)
-                .with_writer(std::io::stderr),
-        )
+        .with(text_layer(std::io::stderr, ansi))
         .try_init();
     drop(result);
+}
+
+/// The readable format: one line per event, its values escaped by [`EscapedFields`].
+fn text_layer<S, W>(
+    writer: W,
+    ansi: bool,
+) -> tracing_subscriber::fmt::Layer<S, EscapedFields, Format, W>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .fmt_fields(EscapedFields)
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(writer)
+}
+
+/// The text format's fields, written as tracing-subscriber's default writes them (the message
+/// bare, then `name=value`), with every control character in a value escaped (`\n`, `\r`,
+/// `\u{1b}`, …) as the JSON format escapes it. tracing-subscriber writes `%`-recorded values
+/// and messages as they are, so without this a value taken from a request could end the line
+/// and write a forged one after it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EscapedFields;
+
+impl<'writer> FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
+        let mut visitor = EscapingVisitor {
+            writer,
+            result: Ok(()),
+            first: true,
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct EscapingVisitor<'writer> {
+    writer: Writer<'writer>,
+    result: fmt::Result,
+    first: bool,
+}
+
+impl EscapingVisitor<'_> {
+    fn write(&mut self, field: &Field, value: &dyn fmt::Debug) -> fmt::Result {
+        let name = field.name();
+        if name.starts_with("log.") {
+            // The `log` crate's metadata, already shown by the line's prefix.
+            return Ok(());
+        }
+        if !std::mem::take(&mut self.first) {
+            self.writer.write_char(' ')?;
+        }
+        if name != "message" {
+            write!(self.writer, "{}=", name.strip_prefix("r#").unwrap_or(name))?;
+        }
+        write!(Escaping(&mut self.writer), "{value:?}")
+    }
+}
+
+impl Visit for EscapingVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"));
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.result.is_ok() {
+            self.result = self.write(field, value);
+        }
+    }
+}
+
+/// A writer that escapes control characters (and the Unicode line and paragraph separators)
+/// as Rust's `escape_debug` does, and passes everything else through.
+struct Escaping<'a, W>(&'a mut W);
+
+impl<W: fmt::Write> fmt::Write for Escaping<'_, W> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let mut rest = text;
+        while let Some(at) = rest.find(|c: char| needs_escape(c)) {
+            let (plain, tail) = rest.split_at(at);
+            self.0.write_str(plain)?;
+            let mut chars = tail.chars();
+            if let Some(c) = chars.next() {
+                write!(self.0, "{}", c.escape_debug())?;
+            }
+            rest = chars.as_str();
+        }
+        self.0.write_str(rest)
+    }
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -315,12 +417,16 @@ where
         if let Ok(response) = &result {
             let latency = this.start.elapsed();
             let status = response.status().as_u16();
+            let route = this.route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+            // Here, not where the check refused: only this layer knows the route template.
+            if let Some(denial) = response.extensions().get::<Denial>() {
+                denial.log(route);
+            }
             tracing::info!(
                 status,
                 latency_ms = latency.as_secs_f64() * 1_000.0,
                 "request finished"
             );
-            let route = this.route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
             this.metrics
                 .observe(this.method, route, status, latency.as_secs_f64());
         }
@@ -330,7 +436,67 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
+
+    /// What a text-format subscriber writes while `log` runs.
+    fn text_output(log: impl FnOnce()) -> String {
+        let buffer = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let writer = {
+            let buffer = buffer.clone();
+            move || WriteTo(buffer.clone())
+        };
+        let subscriber = tracing_subscriber::registry().with(text_layer(writer, false));
+        tracing::subscriber::with_default(subscriber, log);
+        String::from_utf8(buffer.lock().unwrap().clone()).unwrap()
+    }
+
+    struct WriteTo(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for WriteTo {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    const FORGED: &str = "x\n2030-01-01T00:00:00.000000Z  INFO event=\"sign_in\" forged";
+
+    #[test]
+    fn text_logs_escape_control_characters_in_every_value() {
+        let out = text_output(|| {
+            let span = tracing::info_span!("request", route = %FORGED);
+            let _entered = span.enter();
+            tracing::info!(reason = %FORGED, debug = ?FORGED, bell = "\u{7}\u{1b}[31m", color = %"\u{1b}[31mred", "refused: {FORGED}");
+        });
+
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert_eq!(out.matches(r"x\n2030").count(), 4, "{out}");
+        assert!(out.contains(r#"bell="\u{7}\u{1b}[31m""#), "{out}");
+        assert!(out.contains(r"color=\u{1b}[31mred"), "{out}");
+        assert!(!out.contains('\u{1b}'), "{out}");
+    }
+
+    #[test]
+    fn text_logs_keep_the_default_layout() {
+        let out = text_output(|| {
+            let span = tracing::info_span!("request", method = "GET", route = "/items/{id}");
+            let _entered = span.enter();
+            tracing::info!(status = 200, who = %"ann", "request finished");
+        });
+
+        assert!(
+            out.contains(
+                r#"request{method="GET" route="/items/{id}"}: request finished status=200 who=ann"#
+            ),
+            "{out}"
+        );
+    }
 
     #[test]
     fn metrics_encode_requests_by_route_template() {

@@ -19,8 +19,8 @@ use super::{
 };
 use crate::{ClientIp, Error};
 
-/// What a rule does when its store fails (Redis unreachable or slow, memory table full of
-/// live keys).
+/// What a rule does when its store fails (Redis unreachable or slow; the memory store always
+/// decides).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailurePolicy {
     /// The rule is skipped: availability first (fits a global per-IP rule).

@@ -1,12 +1,12 @@
-//! The in-process store: a bounded, sharded table of TATs.
+//! The in-process store: a bounded, sharded table of TATs, kept in order of last use.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use hashlink::LinkedHashMap;
+
 use super::{Decision, Quota};
-use crate::Error;
 
 /// Shards are added only once each can hold this many keys, so a small table (as in tests)
 /// is one shard and its bound is exact.
@@ -15,13 +15,14 @@ const MIN_KEYS_PER_SHARD: usize = 1024;
 const MAX_SHARDS: usize = 64;
 
 /// Rate-limit state in this process: at most `max_keys` keys, split over up to 64 shards,
-/// each a `Mutex<HashMap>`.
+/// each a `Mutex` over a hash map kept in order of last use.
 ///
-/// A key whose TAT has passed is equivalent to an absent key, so it is evicted when its shard
-/// needs room. When a shard is full of live keys, a new key is refused with
-/// [`Error::RateLimitStoreFull`] (the rule's failure policy decides) while the keys already
-/// present keep their state: see the module's `# Security` section. Sharding means a shard can
-/// be full slightly before the whole table is; shard selection uses a per-process random hash
+/// The table is never "full" for a new key: when its shard has no room, the keys whose TAT
+/// has passed are evicted first (they carry no information: a fresh key behaves the same),
+/// and if that frees nothing, the least recently used key. So memory stays bounded and a new
+/// client is always decided on, never refused or waved through because of the table: see the
+/// module's `# Security` section for what that costs. Sharding means a shard can evict
+/// slightly before the whole table is full; shard selection uses a per-process random hash
 /// key, so clients cannot aim at one shard.
 ///
 /// Clones share the same table.
@@ -36,13 +37,23 @@ struct Inner {
     hasher: RandomState,
 }
 
-#[derive(Default)]
 struct Shard {
-    tats: HashMap<Box<str>, u64>,
+    /// Each key's TAT, least recently used first.
+    tats: LinkedHashMap<Box<str>, u64, RandomState>,
     /// No key in this shard has a TAT below this, so no sweep is needed before `now` reaches
-    /// it. Stays valid between sweeps because inserts lower it and updates only raise TATs.
-    /// This keeps a shard full of live keys from costing a full scan per request.
+    /// it. Stays valid between sweeps because inserts lower it, updates only raise TATs and
+    /// evictions only remove keys. This keeps a shard full of live keys from costing a full
+    /// scan per request.
     earliest_tat: u64,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Self {
+            tats: LinkedHashMap::with_hasher(RandomState::new()),
+            earliest_tat: 0,
+        }
+    }
 }
 
 impl Shard {
@@ -60,6 +71,17 @@ impl Shard {
             live
         });
         self.earliest_tat = earliest;
+    }
+
+    /// Makes room for one more key: the expired keys go first, else the least recently used.
+    fn make_room(&mut self, now: u64, keys_per_shard: usize) {
+        if self.tats.len() < keys_per_shard {
+            return;
+        }
+        self.evict_expired(now);
+        while self.tats.len() >= keys_per_shard {
+            self.tats.pop_front();
+        }
     }
 }
 
@@ -102,33 +124,30 @@ impl MemoryStore {
         self.inner.keys_per_shard * self.inner.shards.len()
     }
 
-    pub(super) fn check(&self, key: &str, quota: &Quota, now: u64) -> Result<Decision, Error> {
+    pub(super) fn check(&self, key: &str, quota: &Quota, now: u64) -> Decision {
         let inner = &*self.inner;
         // The shard count is a power of two, so masking picks a shard uniformly.
         let index = (inner.hasher.hash_one(key) as usize) & (inner.shards.len() - 1);
         let mut shard = lock(&inner.shards[index]);
 
-        if let Some(tat) = shard.tats.get_mut(key) {
+        // Every request counts as a use, a refused one too: a client that keeps hammering
+        // while limited stays at the recent end and is the last to be evicted.
+        if let Some(tat) = shard.tats.to_back(key) {
             let (decision, new_tat) = quota.decide(Some(*tat), now);
             if let Some(new_tat) = new_tat {
                 *tat = new_tat;
             }
-            return Ok(decision);
+            return decision;
         }
 
         let (decision, new_tat) = quota.decide(None, now);
         let Some(new_tat) = new_tat else {
-            return Ok(decision);
+            return decision;
         };
-        if shard.tats.len() >= inner.keys_per_shard {
-            shard.evict_expired(now);
-            if shard.tats.len() >= inner.keys_per_shard {
-                return Err(Error::RateLimitStoreFull);
-            }
-        }
+        shard.make_room(now, inner.keys_per_shard);
         shard.tats.insert(key.into(), new_tat);
         shard.earliest_tat = shard.earliest_tat.min(new_tat);
-        Ok(decision)
+        decision
     }
 
     /// The keys held, for tests that check what is stored.

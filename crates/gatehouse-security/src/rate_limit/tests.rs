@@ -579,24 +579,46 @@ async fn expired_keys_are_evicted_so_the_memory_store_stays_bounded() {
 }
 
 #[tokio::test]
-async fn a_sharded_memory_store_stays_within_its_capacity() {
+async fn a_memory_store_filled_with_live_keys_still_admits_every_new_key_within_its_capacity() {
     let store = MemoryStore::new(100_000);
-    let clock = Arc::new(ManualClock::new(START));
-    let limiter = Limiter::new(store.clone(), clock.clone());
-    let per_second = quota(10, 1);
+    let limiter = Limiter::new(store.clone(), Arc::new(ManualClock::new(START)));
+    // An hour per request: every key stays live for the whole test, nothing expires.
+    let per_hour = quota(1, 3600);
     assert!(store.capacity() <= 100_000 && store.capacity() > 99_000);
 
     for client in 0..300_000 {
-        if client % 10_000 == 0 {
-            clock.advance(Duration::from_secs(1));
-        }
-        limiter
-            .check(&client.to_string(), &per_second)
-            .await
-            .unwrap();
+        let decision = limiter.check(&client.to_string(), &per_hour).await.unwrap();
+        assert!(decision.allowed, "new key {client} was refused");
     }
 
     assert!(store.len() <= store.capacity(), "{} keys held", store.len());
+    assert!(store.len() > 99_000, "{} keys held", store.len());
+}
+
+#[tokio::test]
+async fn a_full_memory_store_evicts_expired_keys_first_then_the_least_recently_used() {
+    let store = MemoryStore::new(3);
+    let clock = Arc::new(ManualClock::new(START));
+    let limiter = Limiter::new(store.clone(), clock.clone());
+    let (per_second, per_hour) = (quota(1, 1), quota(1, 3600));
+    let sorted_keys = || {
+        let mut keys = store.keys();
+        keys.sort();
+        keys
+    };
+    limiter.check("old", &per_hour).await.unwrap();
+    limiter.check("older", &per_hour).await.unwrap();
+    limiter.check("short", &per_second).await.unwrap();
+    clock.advance(Duration::from_secs(2));
+
+    // `short` has expired: it goes, though `old` was used less recently.
+    limiter.check("new", &per_hour).await.unwrap();
+    assert_eq!(sorted_keys(), ["new", "old", "older"]);
+
+    // All live: the least recently used goes (`older`, since `old` was just used again).
+    limiter.check("old", &per_hour).await.unwrap();
+    limiter.check("newer", &per_hour).await.unwrap();
+    assert_eq!(sorted_keys(), ["new", "newer", "old"]);
 }
 
 /// An app whose memory store holds 3 keys, and that store.
@@ -609,54 +631,36 @@ fn full_table_app(policy: FailurePolicy) -> (Router, Arc<AtomicUsize>, MemorySto
 }
 
 #[tokio::test]
-async fn a_full_table_refuses_new_clients_under_the_deny_policy() {
-    let (app, calls, _) = full_table_app(FailurePolicy::Deny);
-    for client in 1..=3 {
-        get_from(&app, "/", &format!("192.0.2.{client}")).await;
-    }
-
-    let newcomer = get_from(&app, "/", "192.0.2.4").await;
-    let known = get_from(&app, "/", "192.0.2.1").await;
-
-    assert_eq!(newcomer.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(newcomer.headers().contains_key(header::RETRY_AFTER));
-    assert_eq!(known.status(), StatusCode::OK);
-    assert_eq!(calls.load(Ordering::SeqCst), 4);
-}
-
-#[tokio::test]
-async fn a_full_table_lets_new_clients_through_under_the_allow_policy() {
-    let (app, calls, _) = full_table_app(FailurePolicy::Allow);
-    for client in 1..=3 {
-        get_from(&app, "/", &format!("192.0.2.{client}")).await;
-    }
-
-    let newcomer = get_from(&app, "/", "192.0.2.4").await;
-
-    assert_eq!(newcomer.status(), StatusCode::OK);
-    assert!(!newcomer.headers().contains_key("ratelimit-limit"));
-    assert_eq!(calls.load(Ordering::SeqCst), 4);
-}
-
-#[tokio::test]
-async fn flooding_distinct_addresses_does_not_reset_a_limited_client() {
-    let (app, _, store) = full_table_app(FailurePolicy::Allow);
-    get_from(&app, "/", "192.0.2.1").await;
-    get_from(&app, "/", "192.0.2.1").await;
-    assert_eq!(
-        get_from(&app, "/", "192.0.2.1").await.status(),
-        StatusCode::TOO_MANY_REQUESTS
-    );
-
+async fn a_full_table_does_not_turn_new_clients_away_under_the_deny_policy() {
+    let (app, calls, store) = full_table_app(FailurePolicy::Deny);
     for attacker in 0..200u8 {
         get_from(&app, "/", &format!("203.0.113.{attacker}")).await;
     }
     assert_eq!(store.len(), 3);
 
-    assert_eq!(
-        get_from(&app, "/", "192.0.2.1").await.status(),
-        StatusCode::TOO_MANY_REQUESTS
-    );
+    let newcomer = get_from(&app, "/", "192.0.2.4").await;
+
+    assert_eq!(newcomer.status(), StatusCode::OK);
+    assert_eq!(header_u64(newcomer.headers(), "ratelimit-remaining"), 1);
+    assert_eq!(store.len(), 3);
+    assert_eq!(calls.load(Ordering::SeqCst), 201);
+}
+
+#[tokio::test]
+async fn a_limited_client_that_keeps_trying_stays_limited_through_a_flood() {
+    let (app, _, store) = full_table_app(FailurePolicy::Deny);
+    get_from(&app, "/", "192.0.2.1").await;
+    get_from(&app, "/", "192.0.2.1").await;
+
+    for attacker in 0..200u8 {
+        get_from(&app, "/", &format!("203.0.113.{attacker}")).await;
+        assert_eq!(
+            get_from(&app, "/", "192.0.2.1").await.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "after {attacker} flooding addresses"
+        );
+    }
+    assert_eq!(store.len(), 3);
 }
 
 // ---- store failures --------------------------------------------------------------------------

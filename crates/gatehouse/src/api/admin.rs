@@ -113,10 +113,8 @@ impl From<&User> for UserView {
 }
 
 fn require(api: &ApiUser, action: Action) -> Result<(), Error> {
-    api.require_token()?;
-    access::scope(api.user.role, action)
-        .map(drop)
-        .ok_or_else(|| Error::Forbidden("Your role does not allow this.".into()))
+    api.require_token(action)?;
+    access::require(&api.user, action).map(drop)
 }
 
 /// List every user (managers and admins).

@@ -83,10 +83,8 @@ struct KeyId {
 }
 
 fn allowed(api: &ApiUser) -> Result<(), Error> {
-    api.require_token()?;
-    access::scope(api.user.role, Action::ApiKeysOwn)
-        .map(drop)
-        .ok_or_else(|| Error::Forbidden("Your role does not allow API keys.".into()))
+    api.require_token(Action::ApiKeysOwn)?;
+    access::require(&api.user, Action::ApiKeysOwn).map(drop)
 }
 
 /// List the caller's API keys (never the keys themselves).

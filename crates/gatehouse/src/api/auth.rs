@@ -35,6 +35,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::access::{self, Action, Check};
 use crate::error::Error;
 use crate::identity::User;
 use crate::identity::authentication::{Principal, Via};
@@ -121,20 +122,27 @@ impl FromRequestParts<AppState> for ApiUser {
 impl ApiUser {
     /// Refuses a request made with an API key that lacks `scope` (access tokens carry the role's
     /// full rights).
-    pub fn require_scope(&self, scope: &str) -> Result<(), Error> {
+    pub fn require_scope(&self, scope: &'static str) -> Result<(), Error> {
         match &self.key {
-            Some((_, scopes)) if !scopes.iter().any(|s| s == scope) => Err(Error::Forbidden(
+            Some((_, scopes)) if !scopes.iter().any(|s| s == scope) => Err(access::deny(
+                self.user.id,
+                scope,
+                Check::Credential,
                 format!("This API key lacks the `{scope}` scope."),
             )),
             _ => Ok(()),
         }
     }
 
-    /// Refuses a request made with an API key: some actions need a signed-in user's token.
-    pub fn require_token(&self) -> Result<(), Error> {
+    /// Refuses a request made with an API key: some actions (`action`) need a signed-in user's
+    /// token.
+    pub fn require_token(&self, action: Action) -> Result<(), Error> {
         if self.key.is_some() {
-            return Err(Error::Forbidden(
-                "API keys cannot do this: use an access token.".into(),
+            return Err(access::deny(
+                self.user.id,
+                action.as_str(),
+                Check::Credential,
+                "API keys cannot do this: use an access token.",
             ));
         }
         Ok(())
@@ -265,9 +273,10 @@ fn token_answer(outcome: Outcome, wrong: &'static str) -> Response {
         }
         Outcome::Throttled(wait) => throttled(wait),
         Outcome::RateLimited(decision) => too_many_requests(&decision),
-        Outcome::Refused | Outcome::SignedIn { .. } | Outcome::SecondFactorDue(_) => {
-            unauthorized("invalid_grant", wrong)
-        }
+        Outcome::Refused
+        | Outcome::SignedIn { .. }
+        | Outcome::SecondFactorDue(_)
+        | Outcome::SwitchUnconfirmed(_) => unauthorized("invalid_grant", wrong),
     }
 }
 

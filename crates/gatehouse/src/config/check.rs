@@ -102,6 +102,29 @@ impl Settings {
                 }
             }
         }
+        if self.trusted_proxies.covers_every_address() {
+            warnings.push(ConfigError {
+                setting: "GATEHOUSE_TRUSTED_PROXIES".into(),
+                message: "trusts every address (`0.0.0.0/0` or `::/0`): any client can name its own address in `X-Forwarded-For` and so escape the per-IP rate limits and sign-in throttles; list only your proxies' addresses".into(),
+            });
+        }
+        if !self.is_production() && !self.listen.ip().is_loopback() {
+            warnings.push(ConfigError {
+                setting: "GATEHOUSE_LISTEN".into(),
+                message: format!(
+                    "development mode listens on `{}`, which other machines can reach: development skips production's checks (a kept development key, sign-in links in the log); listen on 127.0.0.1, or set GATEHOUSE_ENV=production",
+                    self.listen
+                ),
+            });
+        }
+        if let Some(metrics) = self.metrics_listen.filter(|a| !a.ip().is_loopback()) {
+            warnings.push(ConfigError {
+                setting: "GATEHOUSE_METRICS_LISTEN".into(),
+                message: format!(
+                    "`/metrics` listens on `{metrics}`, which other machines can reach, and needs no credential: listen on 127.0.0.1, or keep the port behind a firewall"
+                ),
+            });
+        }
         if self.secret_key_generated && !self.is_production() {
             warnings.push(ConfigError {
                 setting: "GATEHOUSE_SECRET_KEY".into(),
@@ -270,6 +293,50 @@ mod tests {
                 .display()
         );
         assert_eq!(key.message, expected);
+    }
+
+    fn warned_settings(pairs: &[(&str, &str)]) -> Vec<String> {
+        let settings = Settings::load(&sources(pairs)).unwrap();
+        settings.warnings().into_iter().map(|w| w.setting).collect()
+    }
+
+    #[test]
+    fn trusting_every_address_as_a_proxy_is_warned_about() {
+        for everyone in ["0.0.0.0/0", "::/0", "10.0.0.1, ::/0"] {
+            let warned = warned_settings(&[("GATEHOUSE_TRUSTED_PROXIES", everyone)]);
+            assert!(
+                warned.contains(&"GATEHOUSE_TRUSTED_PROXIES".into()),
+                "{everyone}"
+            );
+        }
+        let warned = warned_settings(&[("GATEHOUSE_TRUSTED_PROXIES", "10.0.0.0/8")]);
+        assert!(!warned.contains(&"GATEHOUSE_TRUSTED_PROXIES".into()));
+    }
+
+    #[test]
+    fn development_mode_on_a_non_loopback_listener_is_warned_about() {
+        for open in ["0.0.0.0:8080", "[::]:8080", "192.0.2.10:8080"] {
+            let warned = warned_settings(&[("GATEHOUSE_LISTEN", open)]);
+            assert!(warned.contains(&"GATEHOUSE_LISTEN".into()), "{open}");
+        }
+        for local in ["127.0.0.1:8080", "[::1]:8080"] {
+            let warned = warned_settings(&[("GATEHOUSE_LISTEN", local)]);
+            assert!(!warned.contains(&"GATEHOUSE_LISTEN".into()), "{local}");
+        }
+        let production = warned_settings(&[
+            ("GATEHOUSE_ENV", "production"),
+            ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
+            ("GATEHOUSE_LISTEN", "0.0.0.0:8080"),
+        ]);
+        assert!(!production.contains(&"GATEHOUSE_LISTEN".into()));
+    }
+
+    #[test]
+    fn a_metrics_listener_on_a_non_loopback_address_is_warned_about() {
+        let warned = warned_settings(&[("GATEHOUSE_METRICS_LISTEN", "0.0.0.0:9100")]);
+        assert!(warned.contains(&"GATEHOUSE_METRICS_LISTEN".into()));
+        let warned = warned_settings(&[("GATEHOUSE_METRICS_LISTEN", "127.0.0.1:9100")]);
+        assert!(!warned.contains(&"GATEHOUSE_METRICS_LISTEN".into()));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::service::Identity;
 use super::{Email, Role, User, UserStatus, users};
+use crate::access::{self, Action, Check};
 use crate::audit::AuditContext;
 use crate::error::Error;
 
@@ -26,8 +27,11 @@ impl Identity {
                 .await?
                 .ok_or(Error::NotFound)?;
             if target.id == by {
-                return Err(Error::Forbidden(
-                    "Nobody changes their own role or status: ask another admin.".into(),
+                return Err(access::deny(
+                    by,
+                    Action::UsersManage.as_str(),
+                    Check::Object,
+                    "Nobody changes their own role or status: ask another admin.",
                 ));
             }
         }

@@ -155,6 +155,25 @@ pub async fn consume_token(
     consume_where_hash(db, now, &token_hash(raw_token)).await
 }
 
+/// The address the link `raw_token` names would sign in, if it is usable; uses nothing (the
+/// confirmation page's `GET`, which mail scanners fetch too).
+pub async fn peek_token(
+    db: &Db,
+    now: time::OffsetDateTime,
+    raw_token: &str,
+) -> Result<Option<Email>, Error> {
+    if raw_token.len() != 43 {
+        return Ok(None);
+    }
+    let email = queries::find_usable(db, now, &token_hash(raw_token), MAX_CODE_ATTEMPTS).await?;
+    email
+        .map(|e| {
+            Email::parse(&e)
+                .map_err(|err| Error::Internal(anyhow::anyhow!("bad email in magic_links: {err}")))
+        })
+        .transpose()
+}
+
 async fn consume_where_hash<'c>(
     on: impl Into<On<'c>>,
     now: time::OffsetDateTime,

@@ -22,6 +22,10 @@
 //! - Every sign-in creates a new session (fresh token and CSRF secret) and is audited.
 //! - A reset or a link never removes MFA: the second factor is due whichever first factor was
 //!   given.
+//! - **Login CSRF.** A link names the account it signs in ([`Identity::preview_link`], masked
+//!   as in the logs), and a link for another account than the one signed in in this browser
+//!   signs in only once the switch is confirmed ([`Outcome::SwitchUnconfirmed`] until then): a
+//!   crafted link cannot silently swap a user into someone else's account.
 
 use std::time::Duration;
 
@@ -110,8 +114,20 @@ pub enum Outcome {
     Refused,
     /// Too many failures: wait this long.
     Throttled(Duration),
+    /// A link for another account than the one signed in in this browser, posted without the
+    /// switch confirmed: nothing was used; ask first.
+    SwitchUnconfirmed(LinkConfirmation),
     /// Over the per-address limit.
     RateLimited(Decision),
+}
+
+/// What the confirmation page of a usable link says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkConfirmation {
+    /// The account the link signs in, masked as in the logs (`a***@example.com`).
+    pub account: String,
+    /// The other user signed in in this browser, whom signing in would replace.
+    pub replaces: Option<Email>,
 }
 
 /// A first factor that checked out.
@@ -163,8 +179,44 @@ impl Identity {
         }
     }
 
-    /// Signs in with the token of an emailed link (browser).
-    pub async fn sign_in_with_link(&self, token: &str, origin: &Origin) -> Result<Outcome, Error> {
+    /// What the confirmation page of the link `token` says, without using it: `None` when the
+    /// link is unknown, used or expired. `signed_in` is the user signed in in this browser, if
+    /// any.
+    pub async fn preview_link(
+        &self,
+        token: &str,
+        signed_in: Option<&User>,
+    ) -> Result<Option<LinkConfirmation>, Error> {
+        let Some(email) = magic_links::peek_token(&self.db, self.now(), token).await? else {
+            return Ok(None);
+        };
+        Ok(Some(LinkConfirmation {
+            account: mask_email(&email),
+            replaces: signed_in
+                .filter(|user| user.email != email)
+                .map(|user| user.email.clone()),
+        }))
+    }
+
+    /// Signs in with the token of an emailed link (browser). `signed_in` is the user already
+    /// signed in in this browser, if any: when the link is for another account it is used only
+    /// if `switch_confirmed`, else the answer is [`Outcome::SwitchUnconfirmed`] and the link
+    /// stays usable.
+    pub async fn sign_in_with_link(
+        &self,
+        token: &str,
+        signed_in: Option<&User>,
+        switch_confirmed: bool,
+        origin: &Origin,
+    ) -> Result<Outcome, Error> {
+        if let Some(user) = signed_in.filter(|_| !switch_confirmed) {
+            if let Some(confirmation) = self.preview_link(token, Some(user)).await? {
+                if confirmation.replaces.is_some() {
+                    tracing::info!(event = "link_switch_unconfirmed", user_id = %user.id, to = %confirmation.account, "a link for another account was posted without confirming the switch");
+                    return Ok(Outcome::SwitchUnconfirmed(confirmation));
+                }
+            }
+        }
         // A 256-bit single-use token cannot be guessed: no throttle, the rest as every way in.
         let Some(consumed) = magic_links::consume_token(&self.db, self.now(), token).await? else {
             return Ok(Outcome::Refused);

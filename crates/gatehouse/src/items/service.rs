@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Changes, Item, MAX_LIMIT, MAX_QUERY_CHARS, queries};
-use crate::access::{self, Action, Scope};
+use crate::access::{self, Action, Check, Scope};
 use crate::audit::{self, AuditContext, AuditEvent};
 use crate::error::Error;
 use crate::error::FieldError;
@@ -54,8 +54,7 @@ pub fn validate(changes: &Changes) -> Result<Changes, Error> {
 }
 
 fn allowed(actor: &User, action: Action) -> Result<Scope, Error> {
-    access::scope(actor.role, action)
-        .ok_or_else(|| Error::Forbidden("Your role does not allow this.".into()))
+    access::require(actor, action)
 }
 
 async fn record(
@@ -220,8 +219,11 @@ pub async fn update(
     let before = get(db, actor, id).await?;
     let scope = allowed(actor, Action::ItemsEdit)?;
     if !scope.covers(actor.id, before.owner_id) {
-        return Err(Error::Forbidden(
-            "Your role does not allow changing this item.".into(),
+        return Err(access::deny(
+            actor.id,
+            Action::ItemsEdit.as_str(),
+            Check::Object,
+            "Your role does not allow changing this item.",
         ));
     }
     if if_match.is_some_and(|v| v != before.version) {
@@ -258,8 +260,11 @@ pub async fn delete(
     let before = get(db, actor, id).await?;
     let scope = allowed(actor, Action::ItemsDelete)?;
     if !scope.covers(actor.id, before.owner_id) {
-        return Err(Error::Forbidden(
-            "Your role does not allow deleting this item.".into(),
+        return Err(access::deny(
+            actor.id,
+            Action::ItemsDelete.as_str(),
+            Check::Object,
+            "Your role does not allow deleting this item.",
         ));
     }
     if if_match.is_some_and(|v| v != before.version) {

@@ -108,11 +108,7 @@ async fn create_from_page(
     if !state.identity.recently_signed_in(&current.session) {
         return render(StatusCode::FORBIDDEN, minijinja::context! {}).await;
     }
-    if access::scope(current.user.role, Action::ApiKeysOwn).is_none() {
-        return Err(Error::Forbidden(
-            "Your role does not allow API keys.".into(),
-        ));
-    }
+    access::require(&current.user, Action::ApiKeysOwn)?;
     let mut scopes = Vec::new();
     if form.scope_read.is_some() {
         scopes.push("items:read".to_owned());

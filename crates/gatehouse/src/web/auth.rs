@@ -12,6 +12,10 @@
 //!   token) is never sent to another site. Not `no-referrer` as DESIGN.md §7 words it: under
 //!   `no-referrer` browsers send `Origin: null` with the page's own form POST, which the CSRF
 //!   origin check must refuse; `same-origin` gives the same protection against leaks.
+//! - The confirmation page names the account the link signs in, masked as in the logs. When
+//!   someone else is signed in in this browser it says so and asks before switching: the `POST`
+//!   signs in as another account only with `switch` set, which only that question's form sends
+//!   (login CSRF: a crafted link cannot silently swap a user into an attacker's account).
 //! - A used, expired or refused link gets one message whatever the reason.
 //! - Sign-in always creates a new session (fixation), and `next` is followed only when it is a
 //!   same-origin path.
@@ -29,8 +33,9 @@ use serde::Deserialize;
 
 use super::session::{CurrentUser, clear_cookie, set_cookie, set_pending_cookie};
 use crate::error::Error;
+use crate::identity::User;
 use crate::identity::magic_links::{self, safe_next};
-use crate::identity::signin::{LinkRequest, Origin, Outcome};
+use crate::identity::signin::{LinkConfirmation, LinkRequest, Origin, Outcome};
 use crate::state::AppState;
 
 /// The sign-in routes.
@@ -63,6 +68,13 @@ struct EmailForm {
 #[derive(Debug, Deserialize)]
 pub(super) struct TokenParam {
     pub(super) token: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct LinkForm {
+    token: String,
+    /// Set by the form that asked "switch accounts?": the switch is confirmed.
+    switch: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,16 +156,58 @@ async fn confirm_page(
     State(state): State<AppState>,
     nonce: CspNonce,
     csrf: CsrfToken,
+    current: Option<CurrentUser>,
     Query(q): Query<TokenParam>,
 ) -> Result<Response, Error> {
+    let signed_in = current.as_ref().map(|c| &c.user);
+    match state.identity.preview_link(&q.token, signed_in).await? {
+        Some(confirmation) => {
+            render_confirmation(&state, &nonce, &csrf, signed_in, &q.token, &confirmation)
+        }
+        None => {
+            let mut response = link_failed(&state, &nonce, &csrf)?;
+            super::token_page(&mut response);
+            Ok(response)
+        }
+    }
+}
+
+/// The page that asks to confirm a link's sign-in, naming its account, and asking before a
+/// switch from another signed-in account. `signed_in` keeps their navigation on the page.
+fn render_confirmation(
+    state: &AppState,
+    nonce: &CspNonce,
+    csrf: &CsrfToken,
+    signed_in: Option<&User>,
+    token: &str,
+    confirmation: &LinkConfirmation,
+) -> Result<Response, Error> {
+    let replaces = confirmation.replaces.as_ref().map(|e| e.as_str());
     let page = state.templates.page(
         "login_confirm.html",
-        &nonce,
-        context! { title => "Confirm sign-in", csrf_token => csrf.as_str(), token => q.token },
+        nonce,
+        context! {
+            title => if replaces.is_some() { "Switch account?" } else { "Confirm sign-in" },
+            csrf_token => csrf.as_str(),
+            token => token,
+            account => confirmation.account,
+            replaces => replaces,
+            user => signed_in.map(|u| context! { email => u.email.as_str() }),
+        },
     )?;
     let mut response = page.into_response();
     super::token_page(&mut response);
     Ok(response)
+}
+
+/// The sign-in page with the one message for a link that cannot be used.
+fn link_failed(state: &AppState, nonce: &CspNonce, csrf: &CsrfToken) -> Result<Response, Error> {
+    let page = state.templates.page(
+        "login.html",
+        nonce,
+        context! { title => "Sign in", csrf_token => csrf.as_str(), error => LINK_FAILED },
+    )?;
+    Ok(with_status(StatusCode::BAD_REQUEST, page))
 }
 
 /// Renders a browser sign-in's outcome: a redirect with the session cookie (to `next`), or to
@@ -183,7 +237,8 @@ pub(super) fn render_sign_in(
         Outcome::Refused
         | Outcome::TokensIssued(_)
         | Outcome::MfaRequired
-        | Outcome::EnrolmentRequired => refused(),
+        | Outcome::EnrolmentRequired
+        | Outcome::SwitchUnconfirmed(_) => refused(),
     }
 }
 
@@ -192,20 +247,18 @@ async fn verify_link(
     nonce: CspNonce,
     csrf: CsrfToken,
     origin: Origin,
-    Form(form): Form<TokenParam>,
+    current: Option<CurrentUser>,
+    Form(form): Form<LinkForm>,
 ) -> Result<Response, Error> {
+    let signed_in = current.as_ref().map(|c| &c.user);
     let outcome = state
         .identity
-        .sign_in_with_link(&form.token, &origin)
+        .sign_in_with_link(&form.token, signed_in, form.switch.is_some(), &origin)
         .await?;
-    render_sign_in(&state, outcome, || {
-        let page = state.templates.page(
-            "login.html",
-            &nonce,
-            context! { title => "Sign in", csrf_token => csrf.as_str(), error => LINK_FAILED },
-        )?;
-        Ok(with_status(StatusCode::BAD_REQUEST, page))
-    })
+    if let Outcome::SwitchUnconfirmed(confirmation) = &outcome {
+        return render_confirmation(&state, &nonce, &csrf, signed_in, &form.token, confirmation);
+    }
+    render_sign_in(&state, outcome, || link_failed(&state, &nonce, &csrf))
 }
 
 async fn verify_code(

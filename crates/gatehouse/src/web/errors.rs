@@ -149,6 +149,8 @@ fn render(context: RenderContext, response: Response) -> Response {
     }
     *rendered.headers_mut() = parts.headers;
     *rendered.status_mut() = status;
+    // The original's extensions stay (an access denial for the request log, say).
+    *rendered.extensions_mut() = parts.extensions;
     rendered.extensions_mut().insert(problem);
     rendered
 }

@@ -38,6 +38,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
 use tower::{Layer, Service};
 
+use crate::access::{Check, Denial};
 use crate::identity::authentication::{Credential, Principal, Refused, Via};
 use crate::identity::mfa::{PENDING_LIFETIME, PendingSignIn};
 use crate::identity::sessions::{Session, SessionToken};
@@ -300,13 +301,19 @@ fn enrolment_refusal(req: &Request, principal: &Principal) -> Option<Response> {
     let mut response = if !api && matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
         Redirect::to("/account/mfa").into_response()
     } else {
-        gatehouse_security::Problem::new(http::StatusCode::FORBIDDEN)
+        let mut refused = gatehouse_security::Problem::new(http::StatusCode::FORBIDDEN)
             .with_type(MFA_ENROLMENT_REQUIRED)
             .with_detail(
                 "Your role requires two-step sign-in: set it up at /account/mfa first, then sign in again.",
             )
             .with_extension("error", serde_json::Value::from("mfa_enrolment_required"))
-            .into_response()
+            .into_response();
+        refused.extensions_mut().insert(Denial {
+            user_id: principal.user.id,
+            permission: "mfa_enrolment".into(),
+            check: Check::Role,
+        });
+        refused
     };
     response
         .headers_mut()

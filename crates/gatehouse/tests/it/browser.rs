@@ -421,3 +421,82 @@ fn a_browser_test_that_panics_leaves_no_chromium_running() {
         "ChromeDriver's process group {group} outlived its test: {running:?}"
     );
 }
+
+#[tokio::test]
+async fn a_link_for_another_account_asks_before_switching_in_a_real_browser() {
+    let test = "browser::a_link_for_another_account_asks_before_switching_in_a_real_browser";
+    let Some(browser) = Browser::start(test).await else {
+        return;
+    };
+    let sink = SmtpSink::start().await;
+    let port = sink.port.to_string();
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ("SMTP_HOST", "127.0.0.1"),
+            ("SMTP_PORT", &port),
+            ("SMTP_TLS", "none"),
+        ],
+    )
+    .await;
+    let password = "Vermilion-Otter-42";
+    add_user(&app, "bob@example.com")
+        .name("Bob")
+        .password(password)
+        .await;
+    add_user(&app, "mallory@example.com").name("Mallory").await;
+    browser
+        .password_sign_in(&app, "bob@example.com", password)
+        .await;
+    browser.expect_heading("Welcome, Bob").await;
+    // Someone else asks for a link to their own account and gets Bob to open it.
+    let mut attacker = crate::support::visitor::Visitor::new(&app);
+    let csrf = attacker.csrf_from("/login").await;
+    attacker
+        .post(
+            "/login/magic",
+            &[("csrf_token", &csrf), ("email", "mallory@example.com")],
+        )
+        .await;
+    let mail = sink.wait_for("mallory@example.com").await;
+    let start = mail
+        .data
+        .find("/login/magic/verify?token=")
+        .expect("a link in the mail");
+    let link = &mail.data[start..start + "/login/magic/verify?token=".len() + 43];
+
+    browser
+        .client
+        .goto(&format!("{}{link}", app.address))
+        .await
+        .unwrap();
+
+    browser.expect_heading("Switch account?").await;
+    browser.screenshot("01-switch-account").await;
+    let question = browser.text_of("section.narrow").await;
+    assert!(
+        question.contains("You are signed in as bob@example.com"),
+        "{question}"
+    );
+    assert!(question.contains("m***@example.com"), "{question}");
+    assert!(!question.contains("mallory@example.com"), "{question}");
+    browser.click("a[href='/']").await;
+    browser.expect_heading("Welcome, Bob").await;
+
+    browser
+        .client
+        .goto(&format!("{}{link}", app.address))
+        .await
+        .unwrap();
+    browser.expect_heading("Switch account?").await;
+    browser.click("form.form button[type=submit]").await;
+    browser.expect_heading("Welcome, Mallory").await;
+    browser.screenshot("02-switched").await;
+
+    let problems = browser.problems();
+    assert!(
+        problems.is_empty(),
+        "console errors or CSP violations:\n{}",
+        problems.join("\n")
+    );
+}

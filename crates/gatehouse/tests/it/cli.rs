@@ -1,7 +1,7 @@
 //! The `gatehouse` binary: production fail-fast, `config check`, user management.
 
 use crate::on_every_backend;
-use crate::support::{GOOD_KEY, add_user, env_of, run_cli, spawn_app};
+use crate::support::{GOOD_KEY, ServedBinary, add_user, env_of, run_cli, spawn_app};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -111,6 +111,80 @@ fn invalid_values_are_all_reported_before_anything_starts() {
         err.contains("GATEHOUSE_LISTEN") && err.contains("MAX_CONTENT_LENGTH"),
         "{err}"
     );
+}
+
+/// Valid but dangerous: every address trusted as a proxy, development mode and `/metrics` open
+/// to the network.
+const RISKY: &[(&str, &str)] = &[
+    ("GATEHOUSE_TRUSTED_PROXIES", "10.0.0.0/8, 0.0.0.0/0"),
+    ("GATEHOUSE_LISTEN", "0.0.0.0:0"),
+    ("GATEHOUSE_METRICS_LISTEN", "0.0.0.0:0"),
+];
+
+const RISKY_WARNINGS: [&str; 3] = [
+    "GATEHOUSE_TRUSTED_PROXIES: trusts every address",
+    "GATEHOUSE_LISTEN: development mode listens on `0.0.0.0:0`",
+    "GATEHOUSE_METRICS_LISTEN: `/metrics` listens on `0.0.0.0:0`",
+];
+
+#[test]
+fn config_check_warns_about_dangerous_but_valid_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = env_of(RISKY);
+    env.push((
+        "GATEHOUSE_DATA_DIR".into(),
+        dir.path().display().to_string(),
+    ));
+
+    let out = run_cli(&env, &["config", "check"]);
+
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let warnings = &text[text.find("\nWarnings:").expect("a warnings section")..];
+    for warning in RISKY_WARNINGS {
+        assert!(warnings.contains(warning), "{warning:?} missing:\n{text}");
+    }
+    let safe = run_cli(
+        &env_of(&[("GATEHOUSE_DATA_DIR", &dir.path().display().to_string())]),
+        &["config", "check"],
+    );
+    for warning in RISKY_WARNINGS {
+        let setting = warning.split(':').next().unwrap();
+        assert!(
+            !stdout(&safe).contains(&format!("- {setting}:")),
+            "{}",
+            stdout(&safe)
+        );
+    }
+}
+
+#[tokio::test]
+async fn serve_logs_the_same_warnings_at_start() {
+    let mut env = env_of(RISKY);
+    env.push(("GATEHOUSE_LOG_FORMAT".into(), "json".into()));
+    let server = ServedBinary::start(&env);
+
+    server.wait_for_line("Gatehouse is listening").await;
+
+    let warnings: Vec<String> = server
+        .lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["event"] == "config_warning")
+        .map(|l| {
+            format!(
+                "{}: {}",
+                l["setting"].as_str().unwrap(),
+                l["message"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for warning in RISKY_WARNINGS {
+        assert!(
+            warnings.iter().any(|w| w.starts_with(warning)),
+            "{warning:?} not logged: {warnings:#?}"
+        );
+    }
 }
 
 #[test]

@@ -20,6 +20,7 @@ mod identity_core;
 mod instances;
 mod items;
 mod limits;
+mod logging;
 mod mail;
 mod metrics;
 mod mfa;

@@ -121,12 +121,91 @@ on_every_backend! {
         // A mail scanner fetching the link twice changes nothing.
         v.get(&link).await;
         v.get(&link).await;
+        let (_, _, confirmation) = v.get(&link).await;
         let (status, _, _) = confirm(&mut v, &link).await;
         assert_eq!(status, 303);
         let mut other = Visitor::new(&app);
-        let (status, _, page) = confirm(&mut other, &link).await;
+        let (status, _, page) = other.get(&link).await;
         assert_eq!(status, 400);
         assert!(page.contains("expired or was already used"), "{page}");
+        let token = field(&confirmation, "token").unwrap();
+        let csrf = other.csrf_from("/login").await;
+        let (status, _, page) = other.post("/login/magic/verify", &[("csrf_token", &csrf), ("token", &token)]).await;
+        assert_eq!(status, 400);
+        assert!(page.contains("expired or was already used"), "{page}");
+    }
+
+    async fn the_confirmation_page_names_the_account_masked_as_in_the_logs(backend) {
+        let (app, sink) = app_with_mail(backend, &[]).await;
+        add_user(&app, "ada@example.com").await;
+        let mut v = Visitor::new(&app);
+        request_link(&mut v, "ada@example.com", None).await;
+        let (link, _) = link_and_code(&sink.wait_for("ada@example.com").await);
+
+        let (status, _, page) = v.get(&link).await;
+
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains("This link signs in <strong class=\"link-account\">a***@example.com</strong>"), "{page}");
+        assert!(!page.contains("ada@example.com"), "{page}");
+        assert!(field(&page, "switch").is_none(), "{page}");
+    }
+
+    async fn a_link_for_another_account_asks_before_switching_the_signed_in_user(backend) {
+        let (app, sink) = app_with_mail(backend, &[]).await;
+        add_user(&app, "bob@example.com").await;
+        add_user(&app, "mallory@example.com").await;
+        let mut victim = Visitor::new(&app);
+        request_link(&mut victim, "bob@example.com", None).await;
+        let (bob_link, _) = link_and_code(&sink.wait_for("bob@example.com").await);
+        assert_eq!(confirm(&mut victim, &bob_link).await.0, 303);
+        // The attacker asks for a link to their own account and gets the victim to open it.
+        let mut attacker = Visitor::new(&app);
+        request_link(&mut attacker, "mallory@example.com", None).await;
+        let (crafted, _) = link_and_code(&sink.wait_for("mallory@example.com").await);
+
+        let (status, headers, page) = victim.get(&crafted).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(headers["referrer-policy"], "same-origin");
+        assert!(page.contains("You are signed in as <strong>bob@example.com</strong>"), "{page}");
+        assert!(page.contains("m***@example.com"), "{page}");
+        assert!(!page.contains("mallory@example.com"), "{page}");
+        assert_eq!(field(&page, "switch").as_deref(), Some("yes"));
+
+        // Posting the link without the switch confirmed asks again and uses nothing.
+        let token = field(&page, "token").unwrap();
+        let csrf = field(&page, "csrf_token").unwrap();
+        let (status, headers, page) = victim.post("/login/magic/verify", &[("csrf_token", &csrf), ("token", &token)]).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(headers.get("set-cookie").is_none(), "{headers:?}");
+        assert!(page.contains("Switch account?"), "{page}");
+        let (_, _, home) = victim.get("/").await;
+        assert!(home.contains("bob@example.com"), "{home}");
+        assert!(!home.contains("mallory@example.com"), "{home}");
+
+        // Confirmed, it switches.
+        let csrf = field(&page, "csrf_token").unwrap();
+        let (status, _, _) = victim.post("/login/magic/verify", &[("csrf_token", &csrf), ("token", &token), ("switch", "yes")]).await;
+        assert_eq!(status, 303);
+        let (_, _, home) = victim.get("/").await;
+        assert!(home.contains("mallory@example.com"), "{home}");
+    }
+
+    async fn a_link_for_the_signed_in_account_signs_in_without_asking(backend) {
+        let (app, sink) = app_with_mail(backend, &[]).await;
+        add_user(&app, "ada@example.com").await;
+        let mut v = Visitor::new(&app);
+        request_link(&mut v, "ada@example.com", None).await;
+        let (first, _) = link_and_code(&sink.wait_for("ada@example.com").await);
+        assert_eq!(confirm(&mut v, &first).await.0, 303);
+        // Asked for elsewhere (this browser, signed in, is sent past the sign-in form).
+        request_link(&mut Visitor::new(&app), "ada@example.com", None).await;
+        let mails = sink.wait_for_count("ada@example.com", 2).await;
+        let (second, _) = link_and_code(&mails[1]);
+
+        let (_, _, page) = v.get(&second).await;
+        assert!(page.contains("Confirm sign-in"), "{page}");
+        assert!(!page.contains("You are signed in as"), "{page}");
+        assert_eq!(confirm(&mut v, &second).await.0, 303);
     }
 
     async fn two_concurrent_uses_of_a_link_sign_in_exactly_once(backend) {

@@ -54,6 +54,27 @@ pub(crate) async fn consume<'c>(
     row.map(|r| Ok((r.get(0)?, r.get(1)?))).transpose()
 }
 
+/// The address of the usable link with this hash, without using it, or `None`.
+#[tracing::instrument(level = "debug", skip_all)]
+pub(crate) async fn find_usable(
+    db: &Db,
+    now: OffsetDateTime,
+    hash: &str,
+    max_attempts: i64,
+) -> Result<Option<String>, Error> {
+    let row = db
+        .query(
+            "SELECT email FROM magic_links \
+             WHERE token_hash = $1 AND consumed_at IS NULL AND expires_at > $2 AND failed_attempts < $3",
+        )
+        .bind(hash)
+        .bind_time(now)
+        .bind(max_attempts)
+        .fetch_optional()
+        .await?;
+    row.map(|r| r.get(0)).transpose()
+}
+
 /// The `(token_hash, code_mac)` of the address's usable links, locked (PostgreSQL) until the
 /// transaction ends; SQLite's write transaction already excludes other writers.
 #[tracing::instrument(level = "debug", skip_all)]

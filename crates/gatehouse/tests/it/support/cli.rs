@@ -46,3 +46,73 @@ pub(crate) fn env_of(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect()
 }
+
+/// `gatehouse serve` running as its own process, as an operator starts it, with its standard
+/// output collected line by line. Killed when dropped.
+pub(crate) struct ServedBinary {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _data: tempfile::TempDir,
+}
+
+impl ServedBinary {
+    /// Starts `gatehouse serve` with exactly `env` (plus PATH and a fresh data directory).
+    pub(crate) fn start(env: &[(String, String)]) -> Self {
+        use std::io::BufRead as _;
+        let data = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("GATEHOUSE_DATA_DIR", data.path())
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(std::env::temp_dir())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("the gatehouse binary runs");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().unwrap();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self {
+            child,
+            lines,
+            _data: data,
+        }
+    }
+
+    /// Waits (at most 60 s) for an output line containing `needle`, and returns it.
+    pub(crate) async fn wait_for_line(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Some(line) = self.lines().into_iter().find(|l| l.contains(needle)) {
+                return line;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no line containing {needle:?} within 60 s:\n{}",
+                self.lines().join("\n")
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every line written so far.
+    pub(crate) fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ServedBinary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
