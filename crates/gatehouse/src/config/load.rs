@@ -453,7 +453,13 @@ mod tests {
     #[test]
     fn the_database_acquire_timeout_must_be_shorter_than_the_request_timeout() {
         let s = Settings::load(&sources(&[])).unwrap();
-        assert!(s.database_acquire_timeout < s.request_timeout);
+        assert_eq!(s.database_acquire_timeout, Duration::from_secs(5));
+        let s = Settings::load(&sources(&[("GATEHOUSE_REQUEST_TIMEOUT", "2s")])).unwrap();
+        assert_eq!(
+            s.database_acquire_timeout,
+            Duration::from_secs(1),
+            "half, when unset"
+        );
         let errors = Settings::load(&sources(&[
             ("GATEHOUSE_REQUEST_TIMEOUT", "5s"),
             ("GATEHOUSE_DATABASE_ACQUIRE_TIMEOUT", "5s"),

@@ -4,11 +4,15 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt as _;
 use serde_json::Value;
 
 use crate::support::faults::{FaultProxy, PrivateRedis};
 use crate::support::visitor::Visitor;
-use crate::support::{Backend, add_user, api_token, spawn_unlimited_app};
+use crate::support::{
+    Backend, ServedBinary, add_user, api_token, env_of, run_cli, run_cli_with_stdin,
+    spawn_unlimited_app,
+};
 
 const EMAIL: &str = "ada@example.com";
 const PASSWORD: &str = "Vermilion-Otter-42";
@@ -162,4 +166,71 @@ async fn a_database_outage_is_a_503_with_retry_after_and_recovery_needs_no_resta
         "back without a restart"
     );
     assert_eq!(readiness(&app).await.0, 200);
+}
+
+crate::on_every_backend! {
+    async fn an_instance_killed_in_a_write_burst_loses_no_acknowledged_write(backend) {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = match backend {
+            Backend::Sqlite => format!("sqlite://{}/gatehouse.db", dir.path().display()),
+            Backend::Postgres => crate::support::backend::fresh_postgres_database().await,
+        };
+        let data_dir = dir.path().join("data").display().to_string();
+        let env = env_of(&[
+            ("GATEHOUSE_DATABASE_URL", database_url.as_str()),
+            ("GATEHOUSE_DATA_DIR", data_dir.as_str()),
+            ("GATEHOUSE_SECRET_KEY", crate::support::GOOD_KEY),
+            ("GATEHOUSE_LISTEN", "127.0.0.1:0"),
+            ("GATEHOUSE_LOG_FORMAT", "text"),
+            ("GATEHOUSE_RATE_LIMIT", "off"),
+            ("GATEHOUSE_API_RATE_LIMIT", "off"),
+            ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
+        ]);
+        let out = run_cli_with_stdin(&env, &["user", "add", "--email", EMAIL, "--password-stdin"], PASSWORD);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut server = ServedBinary::start(&env);
+        let listening = server.wait_for_line("Gatehouse is listening").await;
+        let address = listening.split("address=").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().to_owned();
+        let client = reqwest::Client::new();
+        let token: Value = client.post(format!("http://{address}/api/v1/auth/token"))
+            .json(&serde_json::json!({"grant_type": "password", "email": EMAIL, "password": PASSWORD}))
+            .send().await.unwrap().json().await.unwrap();
+        let token = token["access_token"].as_str().unwrap().to_owned();
+
+        // A hundred writes, sixteen at a time; the server dies once a third are acknowledged.
+        let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let shared = (client.clone(), address.clone(), token.clone(), acknowledged.clone());
+        let writes = futures_util::stream::iter(0..100).map(move |i| {
+            let (client, address, token, acknowledged) = shared.clone();
+            async move {
+                let res = client.post(format!("http://{address}/api/v1/items")).bearer_auth(token)
+                    .json(&serde_json::json!({"name": format!("Burst {i}"), "description": "written during a crash"}))
+                    .send().await;
+                if let Some(res) = res.ok().filter(|r| r.status() == 201) {
+                    if let Ok(item) = res.json::<Value>().await {
+                        acknowledged.lock().unwrap().push(item["id"].as_str().unwrap().to_owned());
+                    }
+                }
+            }
+        }).buffer_unordered(16);
+        let burst = tokio::spawn(writes.collect::<Vec<()>>());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acknowledged.lock().unwrap().len() < 33 {
+            assert!(Instant::now() < deadline, "the burst did not get going");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        server.kill();
+        burst.await.unwrap();
+        let acknowledged = acknowledged.lock().unwrap().clone();
+        assert!((33..100).contains(&acknowledged.len()), "killed in the middle: {}", acknowledged.len());
+
+        let db = gatehouse::store::Db::connect(&database_url, 1).await.unwrap();
+        let stored: Vec<String> = db.query("SELECT id FROM items").fetch_all().await.unwrap().iter().map(|r| r.uuid(0).unwrap().to_string()).collect();
+        for id in &acknowledged {
+            assert!(stored.contains(id), "acknowledged item {id} was lost");
+        }
+        db.close().await;
+        let out = run_cli(&env, &["audit", "verify"]);
+        assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
 }

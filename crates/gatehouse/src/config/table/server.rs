@@ -307,9 +307,13 @@ pub(super) static ROWS: &[Setting] = &[
         name: "GATEHOUSE_DATABASE_ACQUIRE_TIMEOUT",
         aliases: &[],
         secrecy: Secrecy::Public,
-        default: "`5s`",
-        doc: "how long a request waits for a database connection before it is answered 503 with `Retry-After`; shorter than `GATEHOUSE_REQUEST_TIMEOUT`",
+        default: "`5s`, or half of `GATEHOUSE_REQUEST_TIMEOUT` if that is shorter",
+        doc: "how long a request waits for a database connection before it is answered 503 with `Retry-After`; must be shorter than `GATEHOUSE_REQUEST_TIMEOUT`",
         read: |s, v| {
+            if v.is_none() {
+                s.database_acquire_timeout = Duration::from_secs(5).min(s.request_timeout / 2);
+                return Ok(());
+            }
             let read = timeout(v, 5, "5s").and_then(|t| {
                 if t < s.request_timeout {
                     Ok(t)

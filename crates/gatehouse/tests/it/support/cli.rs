@@ -110,6 +110,14 @@ impl ServedBinary {
     }
 }
 
+impl ServedBinary {
+    /// Kills the server at once (SIGKILL: no shutdown, no flushing), as a crash would.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for ServedBinary {
     fn drop(&mut self) {
         let _ = self.child.kill();
