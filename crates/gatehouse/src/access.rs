@@ -7,14 +7,12 @@
 //! reported as not found, so its existence does not leak.
 //!
 //! Every `403` a permission, scope or object check answers is an [`Error::Denied`] made by
-//! [`deny`] (or [`require`]); the request log, which knows the route template, logs it once with
-//! [`Denial::log`] as the security event `access_denied` (DESIGN.md §7).
+//! [`Error::denied`] (or [`require`]); the request log, which knows the route template, logs it
+//! once with [`Denial::log`] as the security event `access_denied` (DESIGN.md §7).
 //!
 //! # Security
 //! An `access_denied` line names the user, the route template, the permission and the kind of
 //! check: never the request's path, query, body or credential.
-
-use std::borrow::Cow;
 
 use uuid::Uuid;
 
@@ -134,84 +132,18 @@ pub fn scope(role: Role, action: Action) -> Option<Scope> {
         .map(|(_, s)| *s)
 }
 
-/// The scope `user`'s role has for `action`, or the `403` ([`deny`]) when it has none.
+/// The scope `user`'s role has for `action`, or the `403` ([`Error::denied`]) when it has none.
 pub fn require(user: &User, action: Action) -> Result<Scope, Error> {
     scope(user.role, action).ok_or_else(|| {
         let message = match action {
             ApiKeysOwn => "Your role does not allow API keys.",
             _ => "Your role does not allow this.",
         };
-        deny(user.id, action.as_str(), Check::Role, message)
+        Error::denied(user.id, action.as_str(), Check::Role, message)
     })
 }
 
-/// Which kind of check refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Check {
-    /// The role lacks the permission ([`PERMISSIONS`]), or must set up MFA before using it.
-    Role,
-    /// The credential lacks it: an API key without the scope, or an API key where an access
-    /// token is needed.
-    Credential,
-    /// The permission does not reach this object (someone else's, or the user's own account).
-    Object,
-}
-
-impl Check {
-    /// The kind's name in logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Role => "role",
-            Self::Credential => "credential",
-            Self::Object => "object",
-        }
-    }
-}
-
-/// A refusal by a permission, scope or object check: who was refused which permission. It rides
-/// on the `403` response (a response extension) to the request log, which logs it with the
-/// route template.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Denial {
-    /// Who was refused.
-    pub user_id: Uuid,
-    /// What they lacked: a permission (`items.edit`), an API key scope (`items:write`), or
-    /// `mfa_enrolment` for a user who must set up MFA first.
-    pub permission: Cow<'static, str>,
-    /// Which kind of check refused.
-    pub check: Check,
-}
-
-impl Denial {
-    /// Logs the refusal as the security event `access_denied`: the one place it is logged.
-    pub fn log(&self, route: &str) {
-        tracing::warn!(
-            event = "access_denied",
-            user_id = %self.user_id,
-            route,
-            permission = %self.permission,
-            check = self.check.as_str(),
-            "access denied"
-        );
-    }
-}
-
-/// The `403` refusing `user_id` `permission`, with `message` (safe to show) for the client.
-pub fn deny(
-    user_id: Uuid,
-    permission: impl Into<Cow<'static, str>>,
-    check: Check,
-    message: impl Into<String>,
-) -> Error {
-    Error::Denied {
-        denial: Denial {
-            user_id,
-            permission: permission.into(),
-            check,
-        },
-        message: message.into(),
-    }
-}
+pub use crate::error::{Check, Denial};
 
 #[cfg(test)]
 mod tests {

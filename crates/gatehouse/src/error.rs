@@ -9,11 +9,12 @@
 //! carries the request ID, and answered with a bare 500: no SQL, path, or message reaches the
 //! client.
 
+use std::borrow::Cow;
+
 use axum::response::{IntoResponse, Response};
 use gatehouse_security::Problem;
 use http::StatusCode;
-
-use crate::access::Denial;
+use uuid::Uuid;
 
 /// Everything that can go wrong in Gatehouse, each with the status it answers.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +26,7 @@ pub enum Error {
     /// for the action, say); the message is safe to show.
     #[error("forbidden: {0}")]
     Forbidden(String),
-    /// 403: a permission, scope or object check refused (made by [`crate::access::deny`]); the
+    /// 403: a permission, scope or object check refused (made by [`Error::denied`]); the
     /// message is safe to show. The response carries the [`Denial`] for the request log, which
     /// logs it as `access_denied` with the route template.
     #[error("access denied: {message}")]
@@ -88,6 +89,24 @@ impl FieldError {
 }
 
 impl Error {
+    /// The `403` refusing `user_id` `permission` in a `check`, with `message` (safe to show)
+    /// for the client.
+    pub fn denied(
+        user_id: Uuid,
+        permission: impl Into<Cow<'static, str>>,
+        check: Check,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Denied {
+            denial: Denial {
+                user_id,
+                permission: permission.into(),
+                check,
+            },
+            message: message.into(),
+        }
+    }
+
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -185,6 +204,57 @@ impl IntoResponse for Error {
             response.extensions_mut().insert(denial);
         }
         response
+    }
+}
+
+/// Which kind of check refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// The role lacks the permission ([`crate::access::PERMISSIONS`]), or must set up MFA before using it.
+    Role,
+    /// The credential lacks it: an API key without the scope, or an API key where an access
+    /// token is needed.
+    Credential,
+    /// The permission does not reach this object (someone else's, or the user's own account).
+    Object,
+}
+
+impl Check {
+    /// The kind's name in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Role => "role",
+            Self::Credential => "credential",
+            Self::Object => "object",
+        }
+    }
+}
+
+/// A refusal by a permission, scope or object check: who was refused which permission. It rides
+/// on the `403` response (a response extension) to the request log, which logs it with the
+/// route template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denial {
+    /// Who was refused.
+    pub user_id: Uuid,
+    /// What they lacked: a permission (`items.edit`), an API key scope (`items:write`), or
+    /// `mfa_enrolment` for a user who must set up MFA first.
+    pub permission: Cow<'static, str>,
+    /// Which kind of check refused.
+    pub check: Check,
+}
+
+impl Denial {
+    /// Logs the refusal as the security event `access_denied`: the one place it is logged.
+    pub fn log(&self, route: &str) {
+        tracing::warn!(
+            event = "access_denied",
+            user_id = %self.user_id,
+            route,
+            permission = %self.permission,
+            check = self.check.as_str(),
+            "access denied"
+        );
     }
 }
 

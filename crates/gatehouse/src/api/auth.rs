@@ -35,7 +35,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::access::{self, Action, Check};
+use crate::access::{Action, Check};
 use crate::error::Error;
 use crate::identity::User;
 use crate::identity::authentication::{Principal, Via};
@@ -124,7 +124,7 @@ impl ApiUser {
     /// full rights).
     pub fn require_scope(&self, scope: &'static str) -> Result<(), Error> {
         match &self.key {
-            Some((_, scopes)) if !scopes.iter().any(|s| s == scope) => Err(access::deny(
+            Some((_, scopes)) if !scopes.iter().any(|s| s == scope) => Err(Error::denied(
                 self.user.id,
                 scope,
                 Check::Credential,
@@ -138,7 +138,7 @@ impl ApiUser {
     /// token.
     pub fn require_token(&self, action: Action) -> Result<(), Error> {
         if self.key.is_some() {
-            return Err(access::deny(
+            return Err(Error::denied(
                 self.user.id,
                 action.as_str(),
                 Check::Credential,

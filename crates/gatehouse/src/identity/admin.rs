@@ -7,9 +7,8 @@ use uuid::Uuid;
 
 use super::service::Identity;
 use super::{Email, Role, User, UserStatus, users};
-use crate::access::{self, Action, Check};
 use crate::audit::AuditContext;
-use crate::error::Error;
+use crate::error::{Check, Error};
 
 impl Identity {
     /// Changes `email`'s role and/or status on behalf of `by` (`None`: the command line).
@@ -27,9 +26,10 @@ impl Identity {
                 .await?
                 .ok_or(Error::NotFound)?;
             if target.id == by {
-                return Err(access::deny(
+                // An object check of `users.manage` (access::Action::UsersManage).
+                return Err(Error::denied(
                     by,
-                    Action::UsersManage.as_str(),
+                    "users.manage",
                     Check::Object,
                     "Nobody changes their own role or status: ask another admin.",
                 ));

@@ -219,7 +219,7 @@ pub async fn update(
     let before = get(db, actor, id).await?;
     let scope = allowed(actor, Action::ItemsEdit)?;
     if !scope.covers(actor.id, before.owner_id) {
-        return Err(access::deny(
+        return Err(Error::denied(
             actor.id,
             Action::ItemsEdit.as_str(),
             Check::Object,
@@ -260,7 +260,7 @@ pub async fn delete(
     let before = get(db, actor, id).await?;
     let scope = allowed(actor, Action::ItemsDelete)?;
     if !scope.covers(actor.id, before.owner_id) {
-        return Err(access::deny(
+        return Err(Error::denied(
             actor.id,
             Action::ItemsDelete.as_str(),
             Check::Object,

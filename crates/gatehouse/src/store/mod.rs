@@ -228,11 +228,11 @@ const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_millis(750);
 
 /// A Redis connection for state kept in Redis (sessions, and what later features keep there)
 /// that fails fast while Redis is away and works again as soon as it is back: each connection
-/// attempt is bounded ([`REDIS_CONNECT_TIMEOUT`]) and retried once after at most 200 ms, each
-/// command is bounded ([`REDIS_RESPONSE_TIMEOUT`]), and a lost connection is made again at the
-/// next command. (The client library's defaults wait up to minutes between attempts, and
-/// meanwhile every request hung until its timeout.) So a request fails within 2 s while Redis is
-/// down, and one made after Redis is back reconnects at once.
+/// attempt is bounded (0.5 s) and retried once after at most 200 ms, each command is bounded
+/// (0.75 s), and a lost connection is made again at the next command. (The client library's
+/// defaults wait up to minutes between attempts, and meanwhile every request hung until its
+/// timeout.) So a request fails within 2 s while Redis is down, and one made after Redis is back
+/// reconnects at once.
 pub async fn redis_connection(
     client: &redis::Client,
 ) -> redis::RedisResult<redis::aio::ConnectionManager> {
