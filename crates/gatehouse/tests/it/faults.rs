@@ -93,6 +93,77 @@ async fn redis_away_fails_fast_and_serves_again_within_two_seconds_of_its_return
     assert_eq!(again.get("/account").await.0, 200);
 }
 
+/// A fresh PostgreSQL database behind a [`FaultProxy`], and the URL that reaches it through the
+/// proxy.
+async fn proxied_database() -> (FaultProxy, url::Url) {
+    let direct = crate::support::backend::fresh_postgres_database().await;
+    let mut url = url::Url::parse(&direct).unwrap();
+    let target = (
+        url.host_str().unwrap().to_owned(),
+        url.port().unwrap_or(5432),
+    );
+    let target = tokio::net::lookup_host(target)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = FaultProxy::start(target).await;
+    url.set_host(Some("127.0.0.1")).unwrap();
+    url.set_port(Some(proxy.addr.port())).unwrap();
+    (proxy, url)
+}
+
+#[tokio::test]
+async fn a_database_that_stops_answering_is_a_503_after_the_acquire_timeout_not_a_hang() {
+    if !Backend::Postgres.available(
+        "faults::a_database_that_stops_answering_is_a_503_after_the_acquire_timeout_not_a_hang",
+    ) {
+        return;
+    }
+    let (proxy, url) = proxied_database().await;
+    let app = spawn_unlimited_app(
+        Backend::Sqlite,
+        &[
+            ("GATEHOUSE_DATABASE_URL", url.as_str()),
+            ("GATEHOUSE_DATABASE_ACQUIRE_TIMEOUT", "1s"),
+        ],
+    )
+    .await;
+    add_user(&app, EMAIL).password(PASSWORD).await;
+    let token = api_token(&app, EMAIL, PASSWORD).await;
+    proxy.hang();
+    app.clock.advance(Duration::from_secs(6));
+    let asked = Instant::now();
+    let requests = (0..6).map(|_| {
+        app.request(reqwest::Method::GET, "/api/v1/items")
+            .bearer_auth(&token)
+            .send()
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(requests)
+        .await
+        .iter()
+        .map(|r| r.as_ref().unwrap().status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses, [503; 6],
+        "no pooled connection within the acquire timeout"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "answered after the acquire timeout, long before the request timeout: {:?}",
+        asked.elapsed()
+    );
+    proxy.restore();
+    app.clock.advance(Duration::from_secs(6));
+    let res = app
+        .request(reqwest::Method::GET, "/api/v1/items")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "back without a restart");
+}
+
 #[tokio::test]
 async fn a_database_outage_is_a_503_with_retry_after_and_recovery_needs_no_restart() {
     if !Backend::Postgres.available(

@@ -1,6 +1,7 @@
 //! Faults on demand: a private `redis-server` per test that can be stopped and started again on
-//! the same port, and a TCP proxy in front of a server that can cut every connection, refuse
-//! new ones, and restore them. Nothing outlives the value that started it.
+//! the same port, and a TCP proxy in front of a server that can cut every connection, refuse new
+//! ones or hold them unanswered (a partition that drops packets), and restore them. Nothing
+//! outlives the value that started it.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -83,6 +84,8 @@ pub(crate) struct FaultProxy {
     /// Where clients connect.
     pub(crate) addr: SocketAddr,
     open: Arc<AtomicBool>,
+    /// While set, new connections are accepted and held, never answered.
+    hanging: Arc<AtomicBool>,
     /// Bumped at each cut: every live connection ends.
     cuts: watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
@@ -94,12 +97,20 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
         let addr = listener.local_addr().expect("proxy address");
         let open = Arc::new(AtomicBool::new(true));
+        let hanging = Arc::new(AtomicBool::new(false));
         let (cuts, _) = watch::channel(0u64);
         let task = tokio::spawn({
             let open = open.clone();
+            let hanging = hanging.clone();
             let cuts = cuts.clone();
             async move {
+                let mut held = Vec::new();
                 while let Ok((mut client, _)) = listener.accept().await {
+                    if hanging.load(Ordering::SeqCst) {
+                        held.push(client);
+                        continue;
+                    }
+                    held.clear();
                     if !open.load(Ordering::SeqCst) {
                         // Refused: the connection closes at once.
                         drop(client);
@@ -121,6 +132,7 @@ impl FaultProxy {
         Self {
             addr,
             open,
+            hanging,
             cuts,
             task,
         }
@@ -132,8 +144,16 @@ impl FaultProxy {
         self.cuts.send_modify(|n| *n += 1);
     }
 
+    /// Ends every live connection and holds new ones open without a byte of answer: the
+    /// database is unreachable in the way that only a timeout notices.
+    pub(crate) fn hang(&self) {
+        self.hanging.store(true, Ordering::SeqCst);
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
     /// Lets connections through again.
     pub(crate) fn restore(&self) {
+        self.hanging.store(false, Ordering::SeqCst);
         self.open.store(true, Ordering::SeqCst);
     }
 }
