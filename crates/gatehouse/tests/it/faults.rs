@@ -114,6 +114,66 @@ async fn proxied_database() -> (FaultProxy, url::Url) {
 }
 
 #[tokio::test]
+async fn a_slow_database_with_its_pool_taken_answers_503_before_the_request_timeout() {
+    if !Backend::Postgres.available(
+        "faults::a_slow_database_with_its_pool_taken_answers_503_before_the_request_timeout",
+    ) {
+        return;
+    }
+    let (proxy, url) = proxied_database().await;
+    let app = spawn_unlimited_app(
+        Backend::Sqlite,
+        &[
+            ("GATEHOUSE_DATABASE_URL", url.as_str()),
+            ("GATEHOUSE_DATABASE_MAX_CONNECTIONS", "2"),
+            ("GATEHOUSE_DATABASE_ACQUIRE_TIMEOUT", "1s"),
+            ("GATEHOUSE_REQUEST_TIMEOUT", "4s"),
+        ],
+    )
+    .await;
+    add_user(&app, EMAIL).password(PASSWORD).await;
+    let token = api_token(&app, EMAIL, PASSWORD).await;
+    proxy.delay(Duration::from_millis(1500));
+    app.clock.advance(Duration::from_secs(6));
+    let asked = Instant::now();
+    let requests = (0..8).map(|_| {
+        app.request(reqwest::Method::GET, "/api/v1/items")
+            .bearer_auth(&token)
+            .send()
+    });
+    let responses = futures_util::future::join_all(requests).await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(8),
+        "nothing hangs past the request timeout: {:?}",
+        asked.elapsed()
+    );
+    let statuses: Vec<u16> = responses
+        .iter()
+        .map(|r| r.as_ref().unwrap().status().as_u16())
+        .collect();
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "never a 500: {statuses:?}"
+    );
+    assert!(
+        statuses.contains(&503),
+        "two connections for eight slow requests: the pool ran out: {statuses:?}"
+    );
+    for response in responses.iter().flatten().filter(|r| r.status() == 503) {
+        assert_eq!(response.headers()["retry-after"], "5");
+    }
+    proxy.delay(Duration::ZERO);
+    app.clock.advance(Duration::from_secs(6));
+    let res = app
+        .request(reqwest::Method::GET, "/api/v1/items")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
 async fn a_database_that_stops_answering_is_a_503_after_the_acquire_timeout_not_a_hang() {
     if !Backend::Postgres.available(
         "faults::a_database_that_stops_answering_is_a_503_after_the_acquire_timeout_not_a_hang",

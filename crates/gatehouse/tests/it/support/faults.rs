@@ -1,15 +1,15 @@
 //! Faults on demand: a private `redis-server` per test that can be stopped and started again on
 //! the same port, and a TCP proxy in front of a server that can cut every connection, refuse new
-//! ones or hold them unanswered (a partition that drops packets), and restore them. Nothing
-//! outlives the value that started it.
+//! ones or hold them unanswered (a partition that drops packets), delay what the server
+//! answers, and restore them. Nothing outlives the value that started it.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -86,6 +86,8 @@ pub(crate) struct FaultProxy {
     open: Arc<AtomicBool>,
     /// While set, new connections are accepted and held, never answered.
     hanging: Arc<AtomicBool>,
+    /// Milliseconds added before each chunk the server sends is passed on.
+    latency_ms: Arc<AtomicU64>,
     /// Bumped at each cut: every live connection ends.
     cuts: watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
@@ -98,14 +100,16 @@ impl FaultProxy {
         let addr = listener.local_addr().expect("proxy address");
         let open = Arc::new(AtomicBool::new(true));
         let hanging = Arc::new(AtomicBool::new(false));
+        let latency_ms = Arc::new(AtomicU64::new(0));
         let (cuts, _) = watch::channel(0u64);
         let task = tokio::spawn({
             let open = open.clone();
             let hanging = hanging.clone();
+            let latency_ms = latency_ms.clone();
             let cuts = cuts.clone();
             async move {
                 let mut held = Vec::new();
-                while let Ok((mut client, _)) = listener.accept().await {
+                while let Ok((client, _)) = listener.accept().await {
                     if hanging.load(Ordering::SeqCst) {
                         held.push(client);
                         continue;
@@ -117,12 +121,18 @@ impl FaultProxy {
                         continue;
                     }
                     let mut cut = cuts.subscribe();
+                    let latency_ms = latency_ms.clone();
                     tokio::spawn(async move {
-                        let Ok(mut server) = TcpStream::connect(target).await else {
+                        let Ok(server) = TcpStream::connect(target).await else {
                             return;
                         };
+                        let (mut from_client, to_client) = client.into_split();
+                        let (from_server, mut to_server) = server.into_split();
+                        let upstream = tokio::io::copy(&mut from_client, &mut to_server);
+                        let downstream = forward_late(from_server, to_client, latency_ms);
                         tokio::select! {
-                            _ = copy_bidirectional(&mut client, &mut server) => {}
+                            _ = upstream => {}
+                            _ = downstream => {}
                             _ = cut.changed() => {}
                         }
                     });
@@ -133,6 +143,7 @@ impl FaultProxy {
             addr,
             open,
             hanging,
+            latency_ms,
             cuts,
             task,
         }
@@ -151,10 +162,36 @@ impl FaultProxy {
         self.cuts.send_modify(|n| *n += 1);
     }
 
+    /// Delays everything the server sends from now on by `latency` (zero: none).
+    pub(crate) fn delay(&self, latency: Duration) {
+        let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        self.latency_ms.store(ms, Ordering::SeqCst);
+    }
+
     /// Lets connections through again.
     pub(crate) fn restore(&self) {
         self.hanging.store(false, Ordering::SeqCst);
         self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Passes what the server sends on to the client, each chunk after the proxy's current latency.
+async fn forward_late(
+    mut from_server: tokio::net::tcp::OwnedReadHalf,
+    mut to_client: tokio::net::tcp::OwnedWriteHalf,
+    latency_ms: Arc<AtomicU64>,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = from_server.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let delay = latency_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        to_client.write_all(&buf[..n]).await?;
     }
 }
 
