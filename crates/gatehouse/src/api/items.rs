@@ -148,16 +148,15 @@ impl Precondition {
     }
 }
 
-/// `entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE`, `etagc = %x21 / %x23-7E / obs-text`.
+/// `entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE` with `etagc = %x21 / %x23-7E`: RFC 9110's
+/// grammar without `obs-text` (bytes above 0x7F), which no ETag of ours holds and which a
+/// description's pattern cannot express portably for header values.
 fn is_entity_tag(text: &[u8]) -> bool {
     let opaque = text.strip_prefix(b"W/").unwrap_or(text);
     opaque
         .strip_prefix(b"\"")
         .and_then(|t| t.strip_suffix(b"\""))
-        .is_some_and(|tag| {
-            tag.iter()
-                .all(|&b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80)
-        })
+        .is_some_and(|tag| tag.iter().all(|&b| b == 0x21 || (0x23..=0x7e).contains(&b)))
 }
 
 fn etag(item: &Item) -> HeaderValue {
@@ -470,7 +469,6 @@ mod tests {
             b"\"abc\"",
             b"\"\"",
             b"\"!#~\"",
-            b"\"\xe9t\xe9\"",
             b"\"99999999999999999999\"",
         ] {
             assert_eq!(
@@ -482,6 +480,7 @@ mod tests {
         }
         for malformed in [
             &b""[..],
+            b"\"\xe9t\xe9\"",
             b"3",
             b"\"3",
             b"\"a\"b\"",

@@ -112,7 +112,7 @@ pub(crate) fn cursor() -> Object {
 
 /// `*` or one entity-tag (RFC 9110 §8.8.3): what `If-Match` on an item accepts; anything else
 /// is a `400`.
-pub(crate) const ENTITY_TAG_PATTERN: &str = r#"^(\*|(W/)?"[\x21\x23-\x7E\x80-\xFF]*")$"#;
+pub(crate) const ENTITY_TAG_PATTERN: &str = r#"^(\*|(W/)?"[\x21\x23-\x7E]*")$"#;
 
 /// `If-Match` on an item.
 pub(crate) fn if_match() -> Object {
