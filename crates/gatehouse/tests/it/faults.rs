@@ -93,9 +93,9 @@ async fn redis_away_fails_fast_and_serves_again_within_two_seconds_of_its_return
     assert_eq!(again.get("/account").await.0, 200);
 }
 
-/// A fresh PostgreSQL database behind a [`FaultProxy`], and the URL that reaches it through the
-/// proxy.
-async fn proxied_database() -> (FaultProxy, url::Url) {
+/// A fresh PostgreSQL database behind a [`FaultProxy`], the URL that reaches it through the
+/// proxy, and the one that reaches it directly.
+async fn proxied_database() -> (FaultProxy, url::Url, String) {
     let direct = crate::support::backend::fresh_postgres_database().await;
     let mut url = url::Url::parse(&direct).unwrap();
     let target = (
@@ -110,7 +110,7 @@ async fn proxied_database() -> (FaultProxy, url::Url) {
     let proxy = FaultProxy::start(target).await;
     url.set_host(Some("127.0.0.1")).unwrap();
     url.set_port(Some(proxy.addr.port())).unwrap();
-    (proxy, url)
+    (proxy, url, direct)
 }
 
 #[tokio::test]
@@ -120,7 +120,7 @@ async fn a_slow_database_with_its_pool_taken_answers_503_before_the_request_time
     ) {
         return;
     }
-    let (proxy, url) = proxied_database().await;
+    let (proxy, url, direct) = proxied_database().await;
     let app = spawn_unlimited_app(
         Backend::Sqlite,
         &[
@@ -162,6 +162,27 @@ async fn a_slow_database_with_its_pool_taken_answers_503_before_the_request_time
     for response in responses.iter().flatten().filter(|r| r.status() == 503) {
         assert_eq!(response.headers()["retry-after"], "5");
     }
+    // Writes cut off by the request timeout in the middle of their transaction: each happened
+    // completely (the item and its audit record) or not at all.
+    let writes = (0..4).map(|i| {
+        app.request(reqwest::Method::POST, "/api/v1/items").bearer_auth(&token)
+            .json(&serde_json::json!({"name": format!("Slow {i}"), "description": "written to a slow database"}))
+            .send()
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(writes)
+        .await
+        .iter()
+        .map(|r| r.as_ref().unwrap().status().as_u16())
+        .collect();
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 503),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&503),
+        "cut off by the request timeout: {statuses:?}"
+    );
+
     proxy.delay(Duration::ZERO);
     app.clock.advance(Duration::from_secs(6));
     let res = app
@@ -171,6 +192,40 @@ async fn a_slow_database_with_its_pool_taken_answers_503_before_the_request_time
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+    let items: i64 = app
+        .db
+        .query("SELECT COUNT(*) FROM items")
+        .fetch_one()
+        .await
+        .unwrap()
+        .get(0)
+        .unwrap();
+    let created: i64 = app
+        .db
+        .query("SELECT COUNT(*) FROM audit_log WHERE action = 'item.create'")
+        .fetch_one()
+        .await
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert_eq!(
+        items, created,
+        "no item without its audit record, no record without its item"
+    );
+    let env = [
+        ("GATEHOUSE_DATABASE_URL".to_owned(), direct),
+        (
+            "GATEHOUSE_SECRET_KEY".to_owned(),
+            crate::support::GOOD_KEY.to_owned(),
+        ),
+    ];
+    let out = run_cli(&env, &["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
@@ -180,7 +235,7 @@ async fn a_database_that_stops_answering_is_a_503_after_the_acquire_timeout_not_
     ) {
         return;
     }
-    let (proxy, url) = proxied_database().await;
+    let (proxy, url, _) = proxied_database().await;
     let app = spawn_unlimited_app(
         Backend::Sqlite,
         &[
