@@ -99,7 +99,6 @@ pub(super) async fn key_upkeep(state: AppState, mut stop: tokio::sync::watch::Re
             &state.keys,
             &state.tokens,
             state.clock.now(),
-            state.settings.access_token_lifetime,
             state.settings.signing_key_rotation,
         )
         .await;

@@ -42,14 +42,7 @@ pub(super) async fn run(settings: &Settings, cmd: KeysCommand) -> anyhow::Result
 async fn rotate(settings: &Settings, db: &crate::store::Db) -> anyhow::Result<ExitCode> {
     let now = crate::store::now();
     let keys = crate::app::load_keys(settings, db, now).await?;
-    let rotated = secrets::rotate_signing_key(
-        db,
-        &keys,
-        now,
-        settings.access_token_lifetime,
-        &AuditContext::cli(),
-    )
-    .await?;
+    let rotated = secrets::rotate_signing_key(db, &keys, now, &AuditContext::cli()).await?;
     println!(
         "new signing key {}: every instance publishes it within {} s, and it signs from {} on",
         rotated.kid,

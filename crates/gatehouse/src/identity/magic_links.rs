@@ -143,16 +143,21 @@ pub async fn issue_valid_for(
     })
 }
 
+/// The stored hash of a link's token, if `raw_token` has a token's length (43 characters).
+fn link_hash(raw_token: &str) -> Option<String> {
+    (raw_token.len() == 43).then(|| token_hash(raw_token))
+}
+
 /// Uses the link `raw_token` names, once: `None` if unknown, used, expired or out of attempts.
 pub async fn consume_token(
     db: &Db,
     now: time::OffsetDateTime,
     raw_token: &str,
 ) -> Result<Option<Consumed>, Error> {
-    if raw_token.len() != 43 {
+    let Some(hash) = link_hash(raw_token) else {
         return Ok(None);
-    }
-    consume_where_hash(db, now, &token_hash(raw_token)).await
+    };
+    consume_where_hash(db, now, &hash).await
 }
 
 /// The address the link `raw_token` names would sign in, if it is usable; uses nothing (the
@@ -162,10 +167,10 @@ pub async fn peek_token(
     now: time::OffsetDateTime,
     raw_token: &str,
 ) -> Result<Option<Email>, Error> {
-    if raw_token.len() != 43 {
+    let Some(hash) = link_hash(raw_token) else {
         return Ok(None);
-    }
-    let email = queries::find_usable(db, now, &token_hash(raw_token), MAX_CODE_ATTEMPTS).await?;
+    };
+    let email = queries::find_usable(db, now, &hash, MAX_CODE_ATTEMPTS).await?;
     email
         .map(|e| {
             Email::parse(&e)

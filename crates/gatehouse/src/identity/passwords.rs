@@ -19,10 +19,12 @@
 //!   configured otherwise; [`Verified::needs_rehash`] says when a stored hash is legacy or was
 //!   made with other parameters, so the caller stores a fresh one after a successful sign-in.
 //! - The parameters of a stored hash come from the database (an imported file, or a row written
-//!   behind the application's back): [`check_cost`] bounds them, so a hostile hash cannot make one
-//!   verification take seconds or exhaust memory, nor tell by its slowness that the account
-//!   exists. `user import` refuses a hash over the bounds; at sign-in such a hash is a wrong
-//!   password, after the work of a normal verification (the dummy's) instead of its own.
+//!   behind the application's back): [`check_cost`] bounds each parameter, so a hostile hash
+//!   cannot make one verification take seconds or exhaust memory. `user import` refuses a hash
+//!   over the bounds; at sign-in such a hash is a wrong password, after the work of a normal
+//!   verification (the dummy's) instead of its own. A hash within the bounds but costlier than
+//!   the configured one (an import from a slower scheme) still takes its own, longer time until
+//!   its first successful sign-in rehashes it: by timing, it can tell that its account exists.
 //! - Comparisons are constant-time. An unknown format never verifies.
 //! - [`PasswordHasher::verify_dummy`] spends the same work as a real verification, for accounts
 //!   that do not exist (so timing does not reveal which do).

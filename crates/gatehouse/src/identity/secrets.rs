@@ -68,10 +68,9 @@ pub async fn rotate_signing_key(
     db: &Db,
     keys: &Keys,
     now: OffsetDateTime,
-    max_token_age: Duration,
     ctx: &AuditContext,
 ) -> Result<tokens::Rotated, Error> {
-    tokens::rotate(db, keys, now, max_token_age, tokens::When::Now, Some(ctx))
+    tokens::rotate(db, keys, now, tokens::When::Now, Some(ctx))
         .await?
         .ok_or_else(|| Error::Internal(anyhow::anyhow!("a rotation made no key")))
 }
@@ -84,7 +83,6 @@ pub async fn upkeep(
     keys: &Keys,
     ring: &tokens::KeyRing,
     now: OffsetDateTime,
-    max_token_age: Duration,
     every: Option<Duration>,
 ) -> Result<(), Error> {
     if !ring.refresh_if_stale(db, keys, now).await? {
@@ -94,15 +92,8 @@ pub async fn upkeep(
         return Ok(());
     };
     let when = tokens::When::OlderThan(period);
-    if let Some(rotated) = tokens::rotate(
-        db,
-        keys,
-        now,
-        max_token_age,
-        when,
-        Some(&AuditContext::system()),
-    )
-    .await?
+    if let Some(rotated) =
+        tokens::rotate(db, keys, now, when, Some(&AuditContext::system())).await?
     {
         tracing::info!(
             event = "signing_key_rotated",

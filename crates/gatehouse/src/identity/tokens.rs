@@ -8,9 +8,10 @@
 //!   checked against the injected clock, with no leeway.
 //! - Signing keys are generated with `ring`, stored in the database sealed under a key derived
 //!   from the secret key ([`Purpose::SigningKeys`]), so every instance signs and verifies with the
-//!   same keys. `gatehouse keys rotate` adds a key that signs from then on; older keys keep
-//!   verifying until every token they signed has expired, then the next rotation removes them.
-//!   An instance that meets an unknown `kid` reloads the keys (at most once a second).
+//!   same keys. Every instance reads them every [`RELOAD_EVERY`]; an instance that meets an
+//!   unknown `kid` reloads them at once (at most once a second). A rotated key is published at
+//!   once and signs after [`PUBLICATION_DELAY`]; older keys keep verifying, and stay published,
+//!   until every token they signed has expired, then housekeeping deletes them.
 //! - Refresh tokens are 256-bit random strings, stored as SHA-256, single use: each use is one
 //!   conditional `UPDATE` that returns a new token of the same family. Presenting a spent token
 //!   again is treated as theft: the whole family (and the access tokens naming it in `sid`) is
@@ -156,7 +157,7 @@ pub struct Rotated {
 /// When to make a new signing key.
 #[derive(Debug, Clone, Copy)]
 pub enum When {
-    /// Now (`gatehouse keys rotate`, or the first key of a new database).
+    /// Now (`gatehouse keys rotate`).
     Now,
     /// Only if there is no key yet (a new database); of several instances starting at once,
     /// one makes it.
@@ -167,15 +168,14 @@ pub enum When {
 }
 
 /// Adds a new signing key, published at once and signing after [`PUBLICATION_DELAY`] (the first
-/// key of a database signs at once: nobody can have cached a key set yet), and removes keys that
-/// no token still valid can name: those retired more than `max_token_age` ago. With `ctx`, the
+/// key of a database signs at once: nobody can have cached a key set yet). With `ctx`, the
 /// rotation is audited (`keys.rotate`) in the same transaction. `None` when `when` found a
-/// recent enough key.
+/// recent enough key. Retired keys are deleted by the servers' housekeeping
+/// ([`purge_retired_keys`]), with the servers' own token lifetime.
 pub async fn rotate(
     db: &Db,
     keys: &Keys,
     now: OffsetDateTime,
-    max_token_age: Duration,
     when: When,
     ctx: Option<&crate::audit::AuditContext>,
 ) -> Result<Option<Rotated>, Error> {
@@ -183,6 +183,16 @@ pub async fn rotate(
         When::First => Duration::ZERO,
         When::Now | When::OlderThan(_) => PUBLICATION_DELAY,
     };
+    let recent_enough = |newest: Option<OffsetDateTime>| match when {
+        When::First => newest.is_some(),
+        When::OlderThan(period) => newest.is_some_and(|made| made > now - period),
+        When::Now => false,
+    };
+    // A plain read first: almost every call of the automatic rotation finds a recent key, and
+    // needs neither a new key nor the lock.
+    if !matches!(when, When::Now) && recent_enough(queries::newest_key_made(db).await?) {
+        return Ok(None);
+    }
     let (pkcs8, public) = generate_key()?;
     let kid = Uuid::new_v4().simple().to_string()[..16].to_owned();
     let sealed = keys.seal(Purpose::SigningKeys, &pkcs8);
@@ -192,17 +202,10 @@ pub async fn rotate(
     if !matches!(when, When::Now) {
         // Serializes the instances that reach this at once: the second sees the first's key.
         queries::lock_keys(&mut tx).await?;
-        let newest = queries::newest_key_made(&mut tx).await?;
-        let recent_enough = match when {
-            When::First => newest.is_some(),
-            When::OlderThan(period) => newest.is_some_and(|made| made > now - period),
-            When::Now => false,
-        };
-        if recent_enough {
+        if recent_enough(queries::newest_key_made(&mut tx).await?) {
             return Ok(None);
         }
     }
-    queries::delete_retired_keys(&mut tx, now - max_token_age).await?;
     queries::insert_key(&mut tx, &kid, &sealed, &public, now, signs_from).await?;
     if let Some(ctx) = ctx {
         crate::audit::record(
@@ -273,7 +276,7 @@ impl KeyRing {
     ) -> Result<Self, Error> {
         let mut loaded = load(db, keys).await?;
         if loaded.is_empty() {
-            rotate(db, keys, now, max_token_age, When::First, None).await?;
+            rotate(db, keys, now, When::First, None).await?;
             loaded = load(db, keys).await?;
         }
         Ok(Self {
@@ -307,7 +310,7 @@ impl KeyRing {
     }
 
     /// The keys to publish at `now`: all but those retired more than the longest token life ago
-    /// (the store drops them at the next rotation or housekeeping).
+    /// (housekeeping deletes them from the store).
     fn published(&self, now: OffsetDateTime) -> Vec<Arc<SigningKey>> {
         let Ok(keys) = self.keys.read() else {
             return Vec::new();

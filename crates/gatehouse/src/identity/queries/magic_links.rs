@@ -15,6 +15,11 @@ pub(crate) struct NewLink<'a> {
     pub(crate) expires_at: OffsetDateTime,
 }
 
+/// A link is usable while it is unused, unexpired and below the limit of wrong codes: `$1` the
+/// token hash, `$2` now, `$3` the limit. Showing a link and using it test the same condition.
+const USABLE: &str =
+    "token_hash = $1 AND consumed_at IS NULL AND expires_at > $2 AND failed_attempts < $3";
+
 #[tracing::instrument(level = "debug", skip_all)]
 pub(crate) async fn insert(db: &Db, link: &NewLink<'_>) -> Result<(), Error> {
     db.query(
@@ -42,9 +47,9 @@ pub(crate) async fn consume<'c>(
 ) -> Result<Option<(String, Option<String>)>, Error> {
     let row = query(
         on,
-        "UPDATE magic_links SET consumed_at = $2 \
-         WHERE token_hash = $1 AND consumed_at IS NULL AND expires_at > $2 AND failed_attempts < $3 \
-         RETURNING email, next_path",
+        &format!(
+            "UPDATE magic_links SET consumed_at = $2 WHERE {USABLE} RETURNING email, next_path"
+        ),
     )
     .bind(hash)
     .bind_time(now)
@@ -63,10 +68,7 @@ pub(crate) async fn find_usable(
     max_attempts: i64,
 ) -> Result<Option<String>, Error> {
     let row = db
-        .query(
-            "SELECT email FROM magic_links \
-             WHERE token_hash = $1 AND consumed_at IS NULL AND expires_at > $2 AND failed_attempts < $3",
-        )
+        .query(&format!("SELECT email FROM magic_links WHERE {USABLE}"))
         .bind(hash)
         .bind_time(now)
         .bind(max_attempts)

@@ -33,12 +33,17 @@ pub(crate) async fn lock_keys(tx: &mut Tx) -> Result<(), Error> {
 
 /// When the newest key was made, if there is one.
 #[tracing::instrument(level = "debug", skip_all)]
-pub(crate) async fn newest_key_made(tx: &mut Tx) -> Result<Option<OffsetDateTime>, Error> {
-    tx.query("SELECT created_at FROM signing_keys ORDER BY created_at DESC LIMIT 1")
-        .fetch_optional()
-        .await?
-        .map(|r| r.time(0))
-        .transpose()
+pub(crate) async fn newest_key_made<'c>(
+    on: impl Into<crate::store::On<'c>>,
+) -> Result<Option<OffsetDateTime>, Error> {
+    crate::store::query(
+        on,
+        "SELECT created_at FROM signing_keys ORDER BY created_at DESC LIMIT 1",
+    )
+    .fetch_optional()
+    .await?
+    .map(|r| r.time(0))
+    .transpose()
 }
 
 #[tracing::instrument(level = "debug", skip_all)]
