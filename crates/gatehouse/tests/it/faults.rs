@@ -10,8 +10,8 @@ use serde_json::Value;
 use crate::support::faults::{FaultProxy, PrivateRedis};
 use crate::support::visitor::Visitor;
 use crate::support::{
-    Backend, ServedBinary, add_user, api_token, env_of, run_cli, run_cli_with_stdin,
-    spawn_unlimited_app,
+    Backend, ServedBinary, add_user, api_token, assert_audit_chain_verifies, env_of,
+    run_cli_with_stdin, spawn_unlimited_app,
 };
 
 const EMAIL: &str = "ada@example.com";
@@ -219,13 +219,7 @@ async fn a_slow_database_with_its_pool_taken_answers_503_before_the_request_time
             crate::support::GOOD_KEY.to_owned(),
         ),
     ];
-    let out = run_cli(&env, &["audit", "verify"]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_audit_chain_verifies(&env);
 }
 
 #[tokio::test]
@@ -286,20 +280,7 @@ async fn a_database_outage_is_a_503_with_retry_after_and_recovery_needs_no_resta
     ) {
         return;
     }
-    let direct = crate::support::backend::fresh_postgres_database().await;
-    let mut url = url::Url::parse(&direct).unwrap();
-    let target = (
-        url.host_str().unwrap().to_owned(),
-        url.port().unwrap_or(5432),
-    );
-    let target = tokio::net::lookup_host(target)
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = FaultProxy::start(target).await;
-    url.set_host(Some("127.0.0.1")).unwrap();
-    url.set_port(Some(proxy.addr.port())).unwrap();
+    let (proxy, url, _) = proxied_database().await;
     let app = spawn_unlimited_app(
         Backend::Sqlite,
         &[
@@ -416,7 +397,6 @@ crate::on_every_backend! {
             assert!(stored.contains(id), "acknowledged item {id} was lost");
         }
         db.close().await;
-        let out = run_cli(&env, &["audit", "verify"]);
-        assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_audit_chain_verifies(&env);
     }
 }

@@ -10,7 +10,8 @@ use crate::api::grant;
 use crate::support::smtp_sink::SmtpSink;
 use crate::support::visitor::{Visitor, field};
 use crate::support::{
-    Backend, TestApp, add_user, api_token, redis_url, run_cli, spawn_app_with, spawn_instance,
+    Backend, TestApp, add_user, api_token, assert_audit_chain_verifies, redis_url, run_cli,
+    spawn_app_with, spawn_instance,
 };
 
 const EMAIL: &str = "ada@example.com";
@@ -277,13 +278,7 @@ async fn fifty_concurrent_writes_through_both_instances_keep_one_audit_chain() {
         .await
         .unwrap();
     assert_eq!(list["items"].as_array().map(Vec::len), Some(50), "{list}");
-    let out = run_cli(&one.cli_env(), &["audit", "verify"]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_audit_chain_verifies(&one.cli_env());
 }
 
 #[tokio::test]

@@ -47,6 +47,18 @@ pub(crate) fn env_of(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Runs `gatehouse audit verify` against `env`'s database and fails the test unless the chain
+/// verifies.
+pub(crate) fn assert_audit_chain_verifies(env: &[(String, String)]) {
+    let out = run_cli(env, &["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "the audit chain does not verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `gatehouse serve` running as its own process, as an operator starts it, with its standard
 /// output collected line by line. Killed when dropped.
 pub(crate) struct ServedBinary {

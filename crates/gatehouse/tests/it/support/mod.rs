@@ -25,7 +25,9 @@ pub(crate) use app::{
     TestApp, spawn_app, spawn_app_with, spawn_app_with_mail, spawn_instance, spawn_unlimited_app,
 };
 pub(crate) use backend::{Backend, redis_url};
-pub(crate) use cli::{ServedBinary, env_of, run_cli, run_cli_with_stdin};
+pub(crate) use cli::{
+    ServedBinary, assert_audit_chain_verifies, env_of, run_cli, run_cli_with_stdin,
+};
 pub(crate) use logs::{captured_log_text, captured_logs, request_log};
 pub(crate) use users::{add_user, api_token, totp_code};
 
