@@ -262,11 +262,17 @@ async fn check_totp(
     let step = i64::try_from(step).unwrap_or(i64::MAX);
     // Accept only a step later than every step accepted before: no replay, even across
     // instances.
-    Ok(if queries::advance_step(db, user_id, step).await? {
-        Checked::Totp
-    } else {
-        Checked::Rejected
-    })
+    if queries::advance_step(db, user_id, step).await? {
+        return Ok(Checked::Totp);
+    }
+    // A right code whose step was already used (or an older one after a newer): a replay, which
+    // an operator should see apart from a mistyped code.
+    tracing::warn!(
+        event = "totp_replayed",
+        user_id = %user_id,
+        "a TOTP code already used was presented again and refused"
+    );
+    Ok(Checked::Rejected)
 }
 
 /// How many unused recovery codes the user has.

@@ -148,6 +148,9 @@ on_every_backend! {
         sign_in(&mut replay, EMAIL).await;
         assert_eq!(second_factor(&mut replay, &totp_code(&app, &key, 0)).await.0, 401);
         assert!(!signed_in(&replay.get("/").await.2));
+        let user = users::find_by_email(&app.db, &Email::parse(EMAIL).unwrap()).await.unwrap().unwrap();
+        let replays = crate::support::captured_logs().into_iter().filter(|l| l["event"] == "totp_replayed" && l["user_id"] == user.id.to_string()).count();
+        assert_eq!(replays, 2, "the code that turned MFA on and the one used twice are logged as replays");
 
         let log = actions(&app).await;
         assert!(log.iter().any(|(a, _)| a == "mfa.enable"), "{log:?}");
