@@ -113,26 +113,41 @@ async fn proxied_database() -> (FaultProxy, url::Url, String) {
     (proxy, url, direct)
 }
 
-#[tokio::test]
-async fn a_slow_database_with_its_pool_taken_answers_503_before_the_request_timeout() {
-    if !Backend::Postgres.available(
-        "faults::a_slow_database_with_its_pool_taken_answers_503_before_the_request_timeout",
-    ) {
-        return;
+/// A server whose PostgreSQL database sits behind a [`FaultProxy`] (acquire timeout 1 s, then
+/// `extra`), with a user and an access token; also the database's direct URL. `None` (skipped,
+/// or failed when required) without PostgreSQL.
+async fn app_behind_proxy(
+    test: &str,
+    extra: &[(&str, &str)],
+) -> Option<(FaultProxy, crate::support::TestApp, String, String)> {
+    if !Backend::Postgres.available(test) {
+        return None;
     }
     let (proxy, url, direct) = proxied_database().await;
-    let app = spawn_unlimited_app(
-        Backend::Sqlite,
+    let mut settings = vec![
+        ("GATEHOUSE_DATABASE_URL", url.as_str()),
+        ("GATEHOUSE_DATABASE_ACQUIRE_TIMEOUT", "1s"),
+    ];
+    settings.extend_from_slice(extra);
+    let app = spawn_unlimited_app(Backend::Sqlite, &settings).await;
+    add_user(&app, EMAIL).password(PASSWORD).await;
+    let token = api_token(&app, EMAIL, PASSWORD).await;
+    Some((proxy, app, token, direct))
+}
+
+#[tokio::test]
+async fn a_slow_database_with_its_pool_taken_answers_503_before_the_request_timeout() {
+    let Some((proxy, app, token, direct)) = app_behind_proxy(
+        "faults::a_slow_database_with_its_pool_taken_answers_503_before_the_request_timeout",
         &[
-            ("GATEHOUSE_DATABASE_URL", url.as_str()),
             ("GATEHOUSE_DATABASE_MAX_CONNECTIONS", "2"),
-            ("GATEHOUSE_DATABASE_ACQUIRE_TIMEOUT", "1s"),
             ("GATEHOUSE_REQUEST_TIMEOUT", "4s"),
         ],
     )
-    .await;
-    add_user(&app, EMAIL).password(PASSWORD).await;
-    let token = api_token(&app, EMAIL, PASSWORD).await;
+    .await
+    else {
+        return;
+    };
     proxy.delay(Duration::from_millis(1500));
     app.clock.advance(Duration::from_secs(6));
     let asked = Instant::now();
@@ -224,22 +239,14 @@ async fn a_slow_database_with_its_pool_taken_answers_503_before_the_request_time
 
 #[tokio::test]
 async fn a_database_that_stops_answering_is_a_503_after_the_acquire_timeout_not_a_hang() {
-    if !Backend::Postgres.available(
+    let Some((proxy, app, token, _)) = app_behind_proxy(
         "faults::a_database_that_stops_answering_is_a_503_after_the_acquire_timeout_not_a_hang",
-    ) {
-        return;
-    }
-    let (proxy, url, _) = proxied_database().await;
-    let app = spawn_unlimited_app(
-        Backend::Sqlite,
-        &[
-            ("GATEHOUSE_DATABASE_URL", url.as_str()),
-            ("GATEHOUSE_DATABASE_ACQUIRE_TIMEOUT", "1s"),
-        ],
+        &[],
     )
-    .await;
-    add_user(&app, EMAIL).password(PASSWORD).await;
-    let token = api_token(&app, EMAIL, PASSWORD).await;
+    .await
+    else {
+        return;
+    };
     proxy.hang();
     app.clock.advance(Duration::from_secs(6));
     let asked = Instant::now();
@@ -275,22 +282,14 @@ async fn a_database_that_stops_answering_is_a_503_after_the_acquire_timeout_not_
 
 #[tokio::test]
 async fn a_database_outage_is_a_503_with_retry_after_and_recovery_needs_no_restart() {
-    if !Backend::Postgres.available(
+    let Some((proxy, app, token, _)) = app_behind_proxy(
         "faults::a_database_outage_is_a_503_with_retry_after_and_recovery_needs_no_restart",
-    ) {
-        return;
-    }
-    let (proxy, url, _) = proxied_database().await;
-    let app = spawn_unlimited_app(
-        Backend::Sqlite,
-        &[
-            ("GATEHOUSE_DATABASE_URL", url.as_str()),
-            ("GATEHOUSE_DATABASE_ACQUIRE_TIMEOUT", "1s"),
-        ],
+        &[],
     )
-    .await;
-    add_user(&app, EMAIL).password(PASSWORD).await;
-    let token = api_token(&app, EMAIL, PASSWORD).await;
+    .await
+    else {
+        return;
+    };
     let items = || {
         app.request(reqwest::Method::GET, "/api/v1/items")
             .bearer_auth(&token)
