@@ -55,8 +55,11 @@ async fn rotate(settings: &Settings, db: &crate::store::Db) -> anyhow::Result<Ex
 async fn reencrypt(settings: &Settings, db: &crate::store::Db) -> anyhow::Result<ExitCode> {
     let keys = crate::app::load_keys(settings, db, crate::store::now()).await?;
     let done = secrets::reencrypt(db, &keys).await?;
-    for (kind, n) in secrets::KINDS.iter().zip(done.resealed) {
-        println!("{kind}: {n} sealed again under the current secret key");
+    for k in &done.0 {
+        println!(
+            "{}: {} sealed again under the current secret key",
+            k.kind, k.resealed
+        );
     }
     if done.complete() {
         println!(
@@ -64,10 +67,11 @@ async fn reencrypt(settings: &Settings, db: &crate::store::Db) -> anyhow::Result
         );
         return Ok(ExitCode::SUCCESS);
     }
-    for (kind, n) in secrets::KINDS.iter().zip(done.left) {
-        if n > 0 {
-            eprintln!("error: {kind}: {n} not sealed under GATEHOUSE_SECRET_KEY");
-        }
+    for k in done.0.iter().filter(|k| k.left > 0) {
+        eprintln!(
+            "error: {}: {} not sealed under GATEHOUSE_SECRET_KEY",
+            k.kind, k.left
+        );
     }
     eprintln!(
         "error: not finished: keep GATEHOUSE_SECRET_KEY_PREVIOUS. A value that opens with neither key needs GATEHOUSE_SECRET_KEY_PREVIOUS set to the key it was sealed under; one sealed again under the old key means an instance still runs with it: restart it with the new key and run this again"

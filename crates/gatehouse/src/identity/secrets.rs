@@ -22,31 +22,35 @@ use crate::error::Error;
 use crate::keys::{Keys, Sweep};
 use crate::store::Db;
 
-/// The kinds of sealed secrets, in the order they are swept.
-pub const KINDS: [&str; 3] = ["data keys", "TOTP secrets", "token signing keys"];
-
-/// What `gatehouse keys reencrypt` did, by kind ([`KINDS`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reencrypted {
+/// What `gatehouse keys reencrypt` did to one kind of sealed secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindReencrypted {
+    /// `data keys`, `TOTP secrets` or `token signing keys`.
+    pub kind: &'static str,
     /// Sealed again under the current key.
-    pub resealed: [usize; 3],
+    pub resealed: usize,
     /// Still not under the current key after both passes: unreadable with either key, or sealed
     /// under the previous key again meanwhile.
-    pub left: [usize; 3],
+    pub left: usize,
 }
+
+/// What `gatehouse keys reencrypt` did, kind by kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reencrypted(pub Vec<KindReencrypted>);
 
 impl Reencrypted {
     /// Whether everything is under the current key: the previous key can go.
     pub fn complete(&self) -> bool {
-        self.left.iter().all(|&n| n == 0)
+        self.0.iter().all(|k| k.left == 0)
     }
 }
 
-async fn sweep_all(db: &Db, keys: &Keys) -> Result<[Sweep; 3], Error> {
+/// One pass over every kind of sealed secret, each named.
+async fn sweep_all(db: &Db, keys: &Keys) -> Result<[(&'static str, Sweep); 3], Error> {
     Ok([
-        keys.reseal_data_keys(db).await?,
-        mfa::reencrypt(db, keys).await?,
-        tokens::reencrypt(db, keys).await?,
+        ("data keys", keys.reseal_data_keys(db).await?),
+        ("TOTP secrets", mfa::reencrypt(db, keys).await?),
+        ("token signing keys", tokens::reencrypt(db, keys).await?),
     ])
 }
 
@@ -55,12 +59,19 @@ async fn sweep_all(db: &Db, keys: &Keys) -> Result<[Sweep; 3], Error> {
 pub async fn reencrypt(db: &Db, keys: &Keys) -> Result<Reencrypted, Error> {
     let first = sweep_all(db, keys).await?;
     let second = sweep_all(db, keys).await?;
-    Ok(Reencrypted {
-        resealed: first.map(|s| s.resealed),
-        // Whatever the second pass still had to reseal was sealed under the old key after the
-        // first pass: something keeps using it.
-        left: std::array::from_fn(|i| second[i].left + second[i].resealed),
-    })
+    Ok(Reencrypted(
+        first
+            .iter()
+            .zip(second)
+            .map(|((kind, first), (_, second))| KindReencrypted {
+                kind,
+                resealed: first.resealed,
+                // Whatever the second pass still had to reseal was sealed under the old key
+                // after the first pass: something keeps using it.
+                left: second.left + second.resealed,
+            })
+            .collect(),
+    ))
 }
 
 /// Makes a new signing key now (`gatehouse keys rotate`), audited.
