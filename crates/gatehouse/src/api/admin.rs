@@ -126,9 +126,15 @@ fn require(api: &ApiUser, action: Action) -> Result<(), Error> {
     responses((status = 200, description = "Every user", body = UserList)),
     security(("bearer" = []))
 )]
-async fn list(State(state): State<AppState>, api: ApiUser) -> Result<Response, Error> {
-    require(&api, Action::UsersRead)?;
-    let all = users::list(&state.db).await?;
+async fn list(
+    State(state): State<AppState>,
+    api: ApiUser,
+    ip: ClientIp,
+    request_id: RequestId,
+) -> Result<Response, Error> {
+    api.require_token(Action::UsersRead)?;
+    let ctx = AuditContext::user(api.user.id, ip.0, request_id.as_str());
+    let all = state.identity.list_users(&api.user, &ctx).await?;
     let users = all.iter().map(UserView::from).collect();
     Ok(json_no_store(StatusCode::OK, UserList { users }))
 }
@@ -156,10 +162,14 @@ async fn find(state: &AppState, raw: &str) -> Result<User, Error> {
 async fn read(
     State(state): State<AppState>,
     api: ApiUser,
+    ip: ClientIp,
+    request_id: RequestId,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    require(&api, Action::UsersRead)?;
-    let user = find(&state, &id).await?;
+    api.require_token(Action::UsersRead)?;
+    let id = Uuid::parse_str(&id).map_err(|_| Error::NotFound)?;
+    let ctx = AuditContext::user(api.user.id, ip.0, request_id.as_str());
+    let user = state.identity.user_details(&api.user, id, &ctx).await?;
     Ok(json_no_store(StatusCode::OK, UserView::from(&user)))
 }
 

@@ -220,6 +220,8 @@ struct IfMatch {
 async fn list(
     State(state): State<AppState>,
     api: ApiUser,
+    ip: ClientIp,
+    request_id: RequestId,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, Error> {
     api.require_scope("items:read")?;
@@ -242,6 +244,7 @@ async fn list(
         limit,
         query.cursor.as_deref(),
         query.q.as_deref(),
+        &AuditContext::user(api.user.id, ip.0, request_id.as_str()),
     )
     .await?;
     Ok(json_no_store(
@@ -312,10 +315,13 @@ async fn create(
 async fn read(
     State(state): State<AppState>,
     api: ApiUser,
+    ip: ClientIp,
+    request_id: RequestId,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
     api.require_scope("items:read")?;
-    let item = items::get(&state.db, &api.user, item_id(&id)?).await?;
+    let ctx = AuditContext::user(api.user.id, ip.0, request_id.as_str());
+    let item = items::get(&state.db, &api.user, item_id(&id)?, &ctx).await?;
     Ok(item_response(StatusCode::OK, &item))
 }
 

@@ -1,6 +1,6 @@
 //! MFA on a user's own account: setting it up, new recovery codes, turning it off, and an
-//! administrator's reset. Each change is audited (in `mfa`), ends the user's other sign-ins and
-//! mails a notice, here, whichever transport asked.
+//! administrator's reset. Each change is audited (in `mfa`) and mails the user a notice, here,
+//! whichever transport asked; turning it on or off and a reset end the user's other sign-ins.
 //!
 //! # Security
 //! - Setting up, turning off and new recovery codes need a sign-in with every factor from the
@@ -76,7 +76,8 @@ impl Identity {
         Ok(Ok(codes))
     }
 
-    /// Replaces every recovery code with ten new ones (shown once).
+    /// Replaces every recovery code with ten new ones (shown once; the user is mailed that new
+    /// codes were made, never the codes).
     pub async fn mfa_new_recovery_codes(
         &self,
         user: &User,
@@ -91,6 +92,7 @@ impl Identity {
             mfa::regenerate_recovery_codes(&self.db, &self.keys, user.id, self.now(), &ctx).await?;
         if codes.is_some() {
             tracing::info!(event = "recovery_codes_regenerated", user_id = %user.id, "new recovery codes");
+            self.notify(&user.email, origin, notices::RECOVERY_CODES_REGENERATED);
         }
         Ok(codes.ok_or(MfaRefusal::NothingToDo))
     }
@@ -133,7 +135,7 @@ impl Identity {
                 &user.email,
                 self.now(),
                 ctx.client_ip,
-                notices::MFA_DISABLED,
+                notices::MFA_RESET,
             );
         }
         Ok(was_on)

@@ -30,6 +30,7 @@ use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
 use super::accounts::PasswordChange;
+use super::devices::DeviceToken;
 use super::queries::first_admin as queries;
 use super::service::Identity;
 use super::sessions::SessionToken;
@@ -94,6 +95,8 @@ pub enum SetupOutcome {
     SignedIn {
         /// The session cookie's token.
         token: SessionToken,
+        /// The device cookie's token.
+        device: DeviceToken,
         /// The new admin.
         user: User,
     },
@@ -221,8 +224,12 @@ impl Identity {
         tracing::info!(event = "first_admin_created", user_id = %user.id, "first admin created on the setup page");
         match sign_in {
             FirstSignIn::Password { .. } => {
-                let token = self.start_session(&user, "setup_password", origin).await?;
-                Ok(SetupOutcome::SignedIn { token, user })
+                let (token, device) = self.start_session(&user, "setup_password", origin).await?;
+                Ok(SetupOutcome::SignedIn {
+                    token,
+                    device,
+                    user,
+                })
             }
             FirstSignIn::Mail => {
                 self.mail_sign_in_link(&user.email, None, ADMIN_LINK_LIFETIME)

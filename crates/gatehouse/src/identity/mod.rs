@@ -9,6 +9,7 @@ pub mod admin;
 pub mod allowlist;
 pub mod api_keys;
 pub mod authentication;
+pub mod devices;
 pub mod enrolment;
 pub mod first_admin;
 pub mod links;

@@ -1,6 +1,7 @@
-//! Security notices by mail (DESIGN.md §7): a password changed or reset, MFA turned on or off, a
-//! recovery code used. Each names the account, the time, the client address and what to do if it
-//! was not the user.
+//! Security notices by mail (DESIGN.md §7): a password changed or reset, MFA turned on or off or
+//! reset by an administrator, new recovery codes, a recovery code used, an API key made, a
+//! sign-in from a new device. Each names the account, the time, the client address and what to
+//! do if it was not the user; the new-device notice also names the browser or client.
 //!
 //! Only the identity services send them, as part of the change they report, so every way to
 //! make that change (a page, the API, the CLI) mails the same notice.
@@ -53,6 +54,27 @@ pub const RECOVERY_CODE_USED: Notice = Notice {
     advice: "change your password, make new recovery codes from your account page and tell your administrator.",
 };
 
+/// An administrator turned MFA off for the user (`gatehouse user reset-mfa`).
+pub const MFA_RESET: Notice = Notice {
+    subject: "An administrator turned off two-step sign-in for your Gatehouse account",
+    what: "An administrator reset two-step sign-in for your account, as is done when a user has lost their authenticator app and their recovery codes. Every session of yours was signed out.",
+    advice: "tell your administrator at once, change your password and set up two-step sign-in again from your account page.",
+};
+
+/// New recovery codes were made (the codes themselves are never mailed).
+pub const RECOVERY_CODES_REGENERATED: Notice = Notice {
+    subject: "New recovery codes were made for your Gatehouse account",
+    what: "New recovery codes were made for your account; the old ones no longer work. The codes were shown once on the page that made them and are not in this mail.",
+    advice: "change your password, make new recovery codes from your account page and tell your administrator.",
+};
+
+/// A sign-in from a device (browser or API client) the account was not signed in from before.
+pub const NEW_DEVICE: Notice = Notice {
+    subject: "New sign-in to your Gatehouse account",
+    what: "Your account was signed in to from a browser or program it was not signed in from before.",
+    advice: "change your password now, sign out every other session from your account page and tell your administrator.",
+};
+
 /// An API key was made.
 pub const API_KEY_CREATED: Notice = Notice {
     subject: "A new API key was made for your Gatehouse account",
@@ -69,6 +91,30 @@ pub fn send(
     ip: Option<IpAddr>,
     notice: Notice,
 ) {
+    queue(mailer, email, at, ip, None, notice);
+}
+
+/// Queues [`NEW_DEVICE`] to `email`, naming the time, the client address and the device's
+/// `User-Agent` (bounded, control characters replaced; the HTML body escapes it).
+pub fn send_new_device(
+    mailer: &Mailer,
+    email: &Email,
+    at: OffsetDateTime,
+    ip: IpAddr,
+    user_agent: Option<&str>,
+) {
+    let device = super::devices::user_agent_for_notice(user_agent);
+    queue(mailer, email, at, Some(ip), Some(&device), NEW_DEVICE);
+}
+
+fn queue(
+    mailer: &Mailer,
+    email: &Email,
+    at: OffsetDateTime,
+    ip: Option<IpAddr>,
+    device: Option<&str>,
+    notice: Notice,
+) {
     let sent = mailer.send_template(
         email,
         notice.subject,
@@ -80,6 +126,7 @@ pub fn send(
             email => email.as_str(),
             time => timestamp_text(at)[..16].replace('T', " "),
             ip => ip.map_or_else(|| "the command line".to_owned(), |ip| ip.to_string()),
+            device => device,
         },
     );
     if let Err(e) = sent {

@@ -13,7 +13,8 @@
 //!    ([`Outcome::EnrolmentRequired`]); in the browser their session reaches only enrolment;
 //! 7. the failure count cleared only after the LAST factor ([`throttle::Reservation`]);
 //! 8. the session or the token family, with its `auth.sign_in` audit record;
-//! 9. the notice (a recovery code used).
+//! 9. the device remembered with the sign-in's audit record, and the notices (a recovery code
+//!    used, a sign-in from a new device: [`super::devices`]).
 //!
 //! # Security
 //! - **No oracle.** An unknown address, a wrong password, a user without a password and a
@@ -33,6 +34,7 @@ use gatehouse_security::{ClientIp, Decision};
 use secrecy::SecretString;
 use uuid::Uuid;
 
+use super::devices::{self, Device, DeviceToken, Seen};
 use super::links::Allowance;
 pub use super::links::LinkRequest;
 use super::magic_links::{self, CodeOutcome, Consumed};
@@ -47,6 +49,7 @@ use super::{DisplayName, Email, Role, User, UserStatus};
 use crate::audit::{self, Actor, AuditContext, AuditEvent};
 use crate::error::Error;
 use crate::mail::mask_email;
+use crate::store::Tx;
 
 /// Where an attempt comes from: the client and the request.
 #[derive(Clone, Debug)]
@@ -57,6 +60,8 @@ pub struct Origin {
     pub user_agent: Option<String>,
     /// The request ID.
     pub request_id: Option<String>,
+    /// The browser's device cookie, when it sent a well-formed one (see [`super::devices`]).
+    pub device: Option<DeviceToken>,
 }
 
 impl Origin {
@@ -97,6 +102,8 @@ pub enum Outcome {
     SignedIn {
         /// The session cookie's token.
         token: SessionToken,
+        /// The device cookie's token, to set again (renewing it) or for the first time.
+        device: DeviceToken,
         /// Who.
         user: User,
         /// Where to go.
@@ -277,9 +284,10 @@ impl Identity {
             Some(method) => method,
             None => return Ok(Outcome::Refused),
         };
-        let token = self.start_session(&user, &method, origin).await?;
+        let (token, device) = self.start_session(&user, &method, origin).await?;
         Ok(Outcome::SignedIn {
             token,
+            device,
             user,
             next: pending.next.clone(),
         })
@@ -390,8 +398,13 @@ impl Identity {
         };
         match channel {
             Channel::Browser => {
-                let token = self.start_session(&user, &method, origin).await?;
-                Ok(Outcome::SignedIn { token, user, next })
+                let (token, device) = self.start_session(&user, &method, origin).await?;
+                Ok(Outcome::SignedIn {
+                    token,
+                    device,
+                    user,
+                    next,
+                })
             }
             Channel::Api { .. } => {
                 if self.enrolment_due(&user) {
@@ -524,29 +537,74 @@ impl Identity {
     }
 
     /// Starts a session for a user whose sign-in is complete (`method` names every factor),
-    /// audited as `auth.sign_in`.
+    /// audited as `auth.sign_in`, and remembers the browser as a device of theirs (mailing them
+    /// when it is new). Returns the session's token and the device token for the cookie.
     pub(crate) async fn start_session(
         &self,
         user: &User,
         method: &str,
         origin: &Origin,
-    ) -> Result<SessionToken, Error> {
+    ) -> Result<(SessionToken, DeviceToken), Error> {
+        let device = origin.device.clone().unwrap_or_else(DeviceToken::generate);
         let (token, session) = self.sessions.create(user.id, &origin.meta()).await?;
-        let mut tx = self.db.begin().await?;
+        let tx = self.db.begin().await?;
+        self.complete_sign_in(
+            tx,
+            user,
+            method,
+            Device::Browser(&device),
+            "session",
+            session.id_hash[..16].to_owned(),
+            origin,
+        )
+        .await?;
+        tracing::info!(event = "sign_in", user_id = %user.id, method, "signed in");
+        Ok((token, device))
+    }
+
+    /// The last step of every complete sign-in, browser or API, once its session or token
+    /// family exists: in `tx` (the caller's, which this commits), the device remembered and the
+    /// `auth.sign_in` audit record naming whether the device was new; then the new-device
+    /// notice. The one place that decides whether a sign-in is from a new device.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the sign-in's transaction, who, how, from which device, its record, its origin"
+    )]
+    pub(super) async fn complete_sign_in(
+        &self,
+        mut tx: Tx,
+        user: &User,
+        method: &str,
+        device: Device<'_>,
+        entity_type: &'static str,
+        entity_id: String,
+        origin: &Origin,
+    ) -> Result<(), Error> {
+        let now = self.now();
+        let seen = devices::remember(&mut tx, &self.keys, user.id, device, now).await?;
         audit::record(
             &mut tx,
             &origin.audit(Actor::User(user.id)),
             AuditEvent {
                 action: "auth.sign_in",
-                entity_type: "session",
-                entity_id: Some(session.id_hash[..16].to_owned()),
-                changes: serde_json::json!({ "method": method }),
+                entity_type,
+                entity_id: Some(entity_id),
+                changes: serde_json::json!({ "method": method, "new_device": seen == Seen::New }),
             },
         )
         .await?;
         tx.commit().await?;
-        tracing::info!(event = "sign_in", user_id = %user.id, method, "signed in");
-        Ok(token)
+        if seen == Seen::New {
+            tracing::warn!(event = "new_device_sign_in", user_id = %user.id, method, "signed in from a new device; the user is told");
+            notices::send_new_device(
+                &self.mailer,
+                &user.email,
+                now,
+                origin.client.0,
+                origin.user_agent.as_deref(),
+            );
+        }
+        Ok(())
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::devices::Device;
 use super::service::Identity;
 use super::signin::{Origin, Outcome};
 use super::{User, UserStatus, tokens, users};
@@ -100,7 +101,8 @@ impl Identity {
         Ok(())
     }
 
-    /// Starts an API sign-in: the token family and its audit record in one transaction.
+    /// Starts an API sign-in: the token family, the client remembered as a device (by its
+    /// `User-Agent`) and the audit record in one transaction; a new client is mailed.
     pub(super) async fn start_api_sign_in(
         &self,
         user: &User,
@@ -111,18 +113,16 @@ impl Identity {
         let mut tx = self.db.begin().await?;
         let (family, refresh_token) =
             tokens::start_family(&mut tx, user.id, now, self.config.refresh_token_lifetime).await?;
-        audit::record(
-            &mut tx,
-            &origin.audit(Actor::User(user.id)),
-            AuditEvent {
-                action: "auth.sign_in",
-                entity_type: "token_family",
-                entity_id: Some(family.to_string()),
-                changes: serde_json::json!({ "method": method }),
-            },
+        self.complete_sign_in(
+            tx,
+            user,
+            method,
+            Device::ApiClient(origin.user_agent.as_deref()),
+            "token_family",
+            family.to_string(),
+            origin,
         )
         .await?;
-        tx.commit().await?;
         tracing::info!(event = "sign_in", user_id = %user.id, method, "signed in to the API");
         self.access_token(user.id, family, refresh_token).await
     }

@@ -4,6 +4,8 @@
 //! # Security
 //! - Every function takes the acting user and checks their current role's [`Scope`](crate::access::Scope): an item out
 //!   of scope is [`Error::NotFound`](crate::Error::NotFound), the same as one that does not exist.
+//! - Reading someone else's items (a manager's or admin's reach) is audited: one record per item
+//!   read, one per list page that holds any (see [`get`] and [`list`]).
 //! - Names are 3–100 and descriptions 5–500 characters after trimming, counted in Unicode
 //!   characters; control characters are refused.
 //! - Writes carry the version the caller read (`If-Match`); a stale one is

@@ -1,5 +1,14 @@
 //! The item operations: permission, validation, the change and its audit record, in one
-//! transaction.
+//! transaction; and the reads, with an audit record when they show someone else's items.
+//!
+//! # Audited reads (ASVS V8.3.5)
+//! A manager or admin reading another user's item ([`get`]) writes an `item.read` record naming
+//! the item and its owner. A list ([`list`]) whose page holds anyone else's items writes ONE
+//! `item.list` record per request, naming the filter (`q`, `cursor`, `limit`), how many items
+//! the page returned and how many of them were others', not one record per row: a page of 100
+//! would otherwise be 100 appends to the hash chain, each serialized behind its lock. Reading
+//! only your own items writes nothing. The cost is one audit append (one short write
+//! transaction) per such page or item a manager opens.
 
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -112,8 +121,31 @@ pub async fn create(
     Ok(item)
 }
 
-/// The item `id`, if `actor` may read it (else [`Error::NotFound`]).
-pub async fn get(db: &Db, actor: &User, id: Uuid) -> Result<Item, Error> {
+/// The item `id`, if `actor` may read it (else [`Error::NotFound`]), to show to them: reading
+/// someone else's item is audited as `item.read`.
+pub async fn get(db: &Db, actor: &User, id: Uuid, ctx: &AuditContext) -> Result<Item, Error> {
+    let item = visible(db, actor, id).await?;
+    if item.owner_id != actor.id {
+        let mut tx = db.begin().await?;
+        audit::record(
+            &mut tx,
+            ctx,
+            AuditEvent {
+                action: "item.read",
+                entity_type: "item",
+                entity_id: Some(id.to_string()),
+                changes: serde_json::json!({ "owner_id": item.owner_id }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(item)
+}
+
+/// The item `id`, if `actor` may read it (else [`Error::NotFound`]), for a change (whose own
+/// record is the audit).
+async fn visible(db: &Db, actor: &User, id: Uuid) -> Result<Item, Error> {
     let scope = allowed(actor, Action::ItemsRead)?;
     match queries::fetch(db, id).await? {
         Some(item) if scope.covers(actor.id, item.owner_id) => Ok(item),
@@ -122,13 +154,15 @@ pub async fn get(db: &Db, actor: &User, id: Uuid) -> Result<Item, Error> {
 }
 
 /// A page of the items `actor` may read, newest first, matching `query` (a substring of the name
-/// or description, any case); with the cursor of the next page, if any.
+/// or description, any case); with the cursor of the next page, if any. A page that holds
+/// someone else's items is audited as one `item.list` record.
 pub async fn list(
     db: &Db,
     actor: &User,
     limit: u32,
     cursor: Option<&str>,
     query: Option<&str>,
+    ctx: &AuditContext,
 ) -> Result<(Vec<Item>, Option<String>), Error> {
     let scope = allowed(actor, Action::ItemsRead)?;
     let limit = limit.clamp(1, MAX_LIMIT);
@@ -156,6 +190,30 @@ pub async fn list(
     } else {
         None
     };
+    let others = items.iter().filter(|i| i.owner_id != actor.id).count();
+    if others > 0 {
+        let mut tx = db.begin().await?;
+        audit::record(
+            &mut tx,
+            ctx,
+            AuditEvent {
+                action: "item.list",
+                entity_type: "item",
+                entity_id: None,
+                changes: serde_json::json!({
+                    "filter": {
+                        "q": query.map(str::trim).filter(|q| !q.is_empty()),
+                        "cursor": cursor.filter(|c| !c.is_empty()),
+                        "limit": limit,
+                    },
+                    "count": items.len(),
+                    "others": others,
+                }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+    }
     Ok((items, next))
 }
 
@@ -216,7 +274,7 @@ pub async fn update(
     ctx: &AuditContext,
 ) -> Result<Item, Error> {
     let valid = validate(changes)?;
-    let before = get(db, actor, id).await?;
+    let before = visible(db, actor, id).await?;
     let scope = allowed(actor, Action::ItemsEdit)?;
     if !scope.covers(actor.id, before.owner_id) {
         return Err(Error::denied(
@@ -257,7 +315,7 @@ pub async fn delete(
     if_match: Option<i64>,
     ctx: &AuditContext,
 ) -> Result<(), Error> {
-    let before = get(db, actor, id).await?;
+    let before = visible(db, actor, id).await?;
     let scope = allowed(actor, Action::ItemsDelete)?;
     if !scope.covers(actor.id, before.owner_id) {
         return Err(Error::denied(

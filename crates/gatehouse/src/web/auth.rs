@@ -210,7 +210,8 @@ fn link_failed(state: &AppState, nonce: &CspNonce, csrf: &CsrfToken) -> Result<R
     Ok(with_status(StatusCode::BAD_REQUEST, page))
 }
 
-/// Renders a browser sign-in's outcome: a redirect with the session cookie (to `next`), or to
+/// Renders a browser sign-in's outcome: a redirect with the session and device cookies (to
+/// `next`), or to
 /// `/login/mfa` when a second factor is due; a wait; or the page `refused` renders.
 pub(super) fn render_sign_in(
     state: &AppState,
@@ -218,10 +219,19 @@ pub(super) fn render_sign_in(
     refused: impl FnOnce() -> Result<Response, Error>,
 ) -> Result<Response, Error> {
     match outcome {
-        Outcome::SignedIn { token, next, .. } => {
+        Outcome::SignedIn {
+            token,
+            device,
+            next,
+            ..
+        } => {
             let mut response = Redirect::to(next.as_deref().unwrap_or("/")).into_response();
             let headers = response.headers_mut();
             headers.append(SET_COOKIE, set_cookie(state, &token));
+            headers.append(
+                SET_COOKIE,
+                super::session::set_device_cookie(state, &device),
+            );
             headers.append(SET_COOKIE, super::session::clear_pending_cookie(state));
             Ok(response)
         }

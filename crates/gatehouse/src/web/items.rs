@@ -54,11 +54,16 @@ fn item_id(raw: &str) -> Result<Uuid, Error> {
     Uuid::parse_str(raw).map_err(|_| Error::NotFound)
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the page's parts, the request's audit context and what to add"
+)]
 async fn render_list(
     state: &AppState,
     nonce: &CspNonce,
     csrf: &CsrfToken,
     current: &CurrentUser,
+    ctx: &AuditContext,
     query: &ListQuery,
     status: StatusCode,
     extra: minijinja::Value,
@@ -69,6 +74,7 @@ async fn render_list(
         20,
         query.cursor.as_deref(),
         query.q.as_deref(),
+        ctx,
     )
     .await?;
     let rows: Vec<_> = page
@@ -140,13 +146,17 @@ async fn list(
     nonce: CspNonce,
     csrf: CsrfToken,
     current: CurrentUser,
+    ip: ClientIp,
+    request_id: RequestId,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, Error> {
+    let ctx = AuditContext::user(current.user.id, ip.0, request_id.as_str());
     match render_list(
         &state,
         &nonce,
         &csrf,
         &current,
+        &ctx,
         &query,
         StatusCode::OK,
         context! {},
@@ -163,6 +173,7 @@ async fn list(
                 &nonce,
                 &csrf,
                 &current,
+                &ctx,
                 &plain,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 context! { errors => errors },
@@ -182,13 +193,14 @@ async fn create(
     request_id: RequestId,
     Form(form): Form<ItemForm>,
 ) -> Result<Response, Error> {
+    let ctx = AuditContext::user(current.user.id, ip.0, request_id.as_str());
     let created = items::create(
         &state.db,
         &current.user,
         &form.name,
         &form.description,
         state.clock.now(),
-        &AuditContext::user(current.user.id, ip.0, request_id.as_str()),
+        &ctx,
     )
     .await;
     match created {
@@ -203,6 +215,7 @@ async fn create(
                 &nonce,
                 &csrf,
                 &current,
+                &ctx,
                 &query,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 context! { errors => errors, name => form.name, description => form.description },
@@ -218,9 +231,12 @@ async fn edit(
     nonce: CspNonce,
     csrf: CsrfToken,
     current: CurrentUser,
+    ip: ClientIp,
+    request_id: RequestId,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    let item = items::get(&state.db, &current.user, item_id(&id)?).await?;
+    let ctx = AuditContext::user(current.user.id, ip.0, request_id.as_str());
+    let item = items::get(&state.db, &current.user, item_id(&id)?, &ctx).await?;
     render_edit(
         &state,
         &nonce,
@@ -251,6 +267,7 @@ async fn update(
         name: Some(form.name.clone()),
         description: Some(form.description.clone()),
     };
+    let ctx = AuditContext::user(current.user.id, ip.0, request_id.as_str());
     let updated = items::update(
         &state.db,
         &current.user,
@@ -258,13 +275,13 @@ async fn update(
         &changes,
         form.version,
         state.clock.now(),
-        &AuditContext::user(current.user.id, ip.0, request_id.as_str()),
+        &ctx,
     )
     .await;
     match updated {
         Ok(_) => Ok(Redirect::to("/items").into_response()),
         Err(Error::InvalidFields(errors)) => {
-            let mut item = items::get(&state.db, &current.user, id).await?;
+            let mut item = items::get(&state.db, &current.user, id, &ctx).await?;
             item.name = form.name;
             item.description = form.description;
             render_edit(
@@ -278,7 +295,7 @@ async fn update(
             )
         }
         Err(Error::PreconditionFailed) => {
-            let item = items::get(&state.db, &current.user, id).await?;
+            let item = items::get(&state.db, &current.user, id, &ctx).await?;
             render_edit(
                 &state,
                 &nonce,

@@ -1,5 +1,5 @@
 //! Where a request comes from, as the identity services want it: the client (as the trusted
-//! proxies tell it), the browser's `User-Agent` and the request ID.
+//! proxies tell it), the browser's `User-Agent`, its device cookie and the request ID.
 
 use axum::extract::FromRequestParts;
 use gatehouse_security::{ClientIp, Problem, RequestId};
@@ -7,14 +7,15 @@ use http::header::USER_AGENT;
 use http::request::Parts;
 
 use crate::identity::signin::Origin;
+use crate::state::AppState;
 
 /// Longest `User-Agent` kept (it is shown to the user on their sessions page).
 const USER_AGENT_MAX: usize = 200;
 
-impl<S: Send + Sync> FromRequestParts<S> for Origin {
+impl FromRequestParts<AppState> for Origin {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         let client = ClientIp::from_request_parts(parts, state).await?;
         let request_id = parts
             .extensions
@@ -29,6 +30,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
             client,
             user_agent,
             request_id,
+            device: super::session::device_token(state, &parts.headers),
         })
     }
 }

@@ -9,7 +9,8 @@
 //!
 //! # Security
 //! - The cookie is `HttpOnly; SameSite=Lax; Path=/`, and in production `Secure` with the
-//!   `__Host-` prefix (so no subdomain can set or shadow it).
+//!   `__Host-` prefix (so no subdomain can set or shadow it). The pending second-step cookie and
+//!   the device cookie (`identity::devices`) have the same attributes.
 //! - The user's status is read on every request: a disabled user's sessions stop working at
 //!   once, not at expiry.
 //! - A request carrying `Authorization: Bearer` (or, on the API, `X-API-Key`) is never
@@ -40,6 +41,7 @@ use tower::{Layer, Service};
 
 use crate::access::{Check, Denial};
 use crate::identity::authentication::{Credential, Principal, Refused, Via};
+use crate::identity::devices::{DEVICE_COOKIE_LIFETIME, DeviceToken};
 use crate::identity::mfa::{PENDING_LIFETIME, PendingSignIn};
 use crate::identity::sessions::{Session, SessionToken};
 use crate::identity::{Identity, User};
@@ -101,6 +103,16 @@ pub fn pending_cookie_name(production: bool) -> &'static str {
     }
 }
 
+/// The name of the device cookie, which tells a browser that signed in before from a new one
+/// (`identity::devices`).
+pub fn device_cookie_name(production: bool) -> &'static str {
+    if production {
+        "__Host-gatehouse-device"
+    } else {
+        "gatehouse-device"
+    }
+}
+
 /// `Set-Cookie` for `name=value`, with the session cookie's attributes.
 fn cookie(state: &AppState, name: &str, value: &str, max_age: u64) -> HeaderValue {
     let secure = if state.settings.is_production() {
@@ -119,6 +131,23 @@ pub fn set_cookie(state: &AppState, token: &SessionToken) -> HeaderValue {
     let name = cookie_name(state.settings.is_production());
     let max_age = state.sessions.config().absolute_timeout.as_secs();
     cookie(state, name, token.expose(), max_age)
+}
+
+/// `Set-Cookie` for the browser's device token, set (renewed) at every sign-in.
+pub fn set_device_cookie(state: &AppState, device: &DeviceToken) -> HeaderValue {
+    let name = device_cookie_name(state.settings.is_production());
+    cookie(
+        state,
+        name,
+        device.expose(),
+        DEVICE_COOKIE_LIFETIME.as_secs(),
+    )
+}
+
+/// The browser's device token, from its cookie, when well formed.
+pub fn device_token(state: &AppState, headers: &HeaderMap) -> Option<DeviceToken> {
+    let raw = cookies::single(headers, device_cookie_name(state.settings.is_production()))?;
+    DeviceToken::parse(raw)
 }
 
 /// `Set-Cookie` that removes the session cookie.

@@ -111,9 +111,14 @@ async fn create_admin(
         .await?;
     let email = form.email.trim();
     let (status, extra) = match outcome {
-        SetupOutcome::SignedIn { token, user } => {
+        SetupOutcome::SignedIn {
+            token,
+            device,
+            user,
+        } => {
             let signed_in = Outcome::SignedIn {
                 token,
+                device,
                 user,
                 next: None,
             };

@@ -24,6 +24,7 @@ mod logging;
 mod mail;
 mod metrics;
 mod mfa;
+mod notices;
 mod openapi;
 mod pages;
 mod passwords;

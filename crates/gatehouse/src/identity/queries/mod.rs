@@ -4,6 +4,7 @@
 //! by side and [`crate::store::Dialect::pick`] chooses.
 
 pub(crate) mod api_keys;
+pub(crate) mod devices;
 pub(crate) mod first_admin;
 pub(crate) mod magic_links;
 pub(crate) mod mfa;

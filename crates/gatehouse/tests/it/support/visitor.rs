@@ -8,6 +8,7 @@ use crate::support::TestApp;
 pub(crate) struct Visitor<'a> {
     app: &'a TestApp,
     pub(crate) cookies: BTreeMap<String, String>,
+    user_agent: Option<String>,
 }
 
 /// The value of the first `name="…" value="…"` hidden field in `page`.
@@ -47,6 +48,27 @@ impl<'a> Visitor<'a> {
         Self {
             app,
             cookies: BTreeMap::new(),
+            user_agent: None,
+        }
+    }
+
+    /// A visitor whose browser names itself `user_agent` (none by default).
+    pub(crate) fn with_user_agent(app: &'a TestApp, user_agent: &str) -> Self {
+        Self {
+            user_agent: Some(user_agent.to_owned()),
+            ..Self::new(app)
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self
+            .app
+            .request(method, path)
+            .header("cookie", self.cookie_header())
+            .header("accept", "text/html");
+        match &self.user_agent {
+            Some(agent) => request.header("user-agent", agent),
+            None => request,
         }
     }
 
@@ -74,10 +96,7 @@ impl<'a> Visitor<'a> {
     /// `GET path` with this visitor's cookies; returns status, headers and body.
     pub(crate) async fn get(&mut self, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
         let res = self
-            .app
             .request(reqwest::Method::GET, path)
-            .header("cookie", self.cookie_header())
-            .header("accept", "text/html")
             .send()
             .await
             .unwrap();
@@ -94,10 +113,7 @@ impl<'a> Visitor<'a> {
         fields: &[(&str, &str)],
     ) -> (u16, reqwest::header::HeaderMap, String) {
         let res = self
-            .app
             .request(reqwest::Method::POST, path)
-            .header("cookie", self.cookie_header())
-            .header("accept", "text/html")
             .form(fields)
             .send()
             .await
