@@ -121,8 +121,8 @@ on_every_backend! {
         assert!(stored.starts_with("v1.") && !stored.contains(&key.replace(' ', "")), "{stored}");
 
         assert!(!signed_in(&elsewhere.get("/").await.2), "turning MFA on ends the other sessions");
-        let notice = sink.wait_for(EMAIL).await;
-        assert!(notice.data.contains("Two-step sign-in is on"), "{}", notice.data);
+        let notice = sink.wait_for_containing(EMAIL, "Two-step sign-in is on").await;
+        assert!(notice.data.contains("Every other session was signed out"), "{}", notice.data);
 
         // Sign out; a password now leads to the second step, not to a session.
         let mut fresh = Visitor::new(&app);
@@ -186,7 +186,7 @@ on_every_backend! {
         let mut third = Visitor::new(&app);
         let csrf = third.csrf_from("/login").await;
         third.post("/login/magic", &[("csrf_token", &csrf), ("email", EMAIL), ("next", "/account")]).await;
-        let mail = sink.wait_for(EMAIL).await;
+        let mail = sink.wait_for_containing(EMAIL, "/login/magic/verify?token=").await;
         let marker = "/login/magic/verify?token=";
         let start = mail.data.find(marker).unwrap();
         let link = &mail.data[start..start + marker.len() + 43];
@@ -216,8 +216,8 @@ on_every_backend! {
         let (status, _, _) = second_factor(&mut lost_phone, &typed).await;
         assert_eq!(status, 303);
         assert!(signed_in(&lost_phone.get("/").await.2));
-        let notice = sink.wait_for(EMAIL).await;
-        assert!(notice.data.contains("recovery code was used"), "{}", notice.data);
+        let notice = sink.wait_for_containing(EMAIL, "recovery code was used").await;
+        assert!(notice.data.contains("Each code works only once"), "{}", notice.data);
         let (_, _, page) = lost_phone.get("/account/mfa").await;
         assert!(page.contains("<strong>9</strong> unused recovery codes"), "{page}");
 
@@ -318,7 +318,7 @@ on_every_backend! {
         assert_eq!(status, 200, "{page}");
         assert!(page.contains("is <strong>off</strong>"), "{page}");
         assert!(!signed_in(&elsewhere.get("/").await.2), "other sessions ended");
-        assert!(sink.wait_for(EMAIL).await.data.contains("turned off"));
+        sink.wait_for_containing(EMAIL, "Two-step sign-in was turned off").await;
         let mut after = Visitor::new(&app);
         assert_eq!(sign_in(&mut after, EMAIL).await.1["location"], "/", "a password is enough again");
         assert!(actions(&app).await.iter().any(|(a, _)| a == "mfa.disable"));

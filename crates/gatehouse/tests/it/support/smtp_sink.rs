@@ -120,6 +120,27 @@ impl SmtpSink {
         }
     }
 
+    /// Waits (at most 10 s) for a message to `recipient` whose text contains `needle` (a subject,
+    /// a link's path) and returns the newest such: other mails (a new-device notice, say) may
+    /// arrive in between.
+    pub(crate) async fn wait_for_containing(&self, recipient: &str, needle: &str) -> ReceivedMail {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let arrived = self.arrived.notified();
+            if let Some(found) = self
+                .messages_to(recipient)
+                .into_iter()
+                .rev()
+                .find(|m| m.data.contains(needle))
+            {
+                return found;
+            }
+            tokio::time::timeout_at(deadline, arrived)
+                .await
+                .unwrap_or_else(|_| panic!("no mail to {recipient} with {needle:?} within 10 s"));
+        }
+    }
+
     /// Forgets every message received so far.
     pub(crate) fn clear(&self) {
         self.received.lock().unwrap().clear();
