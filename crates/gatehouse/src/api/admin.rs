@@ -8,6 +8,8 @@
 //!   cannot be demoted or disabled.
 //! - A change ends every session and API sign-in of the user, and is audited with its before and
 //!   after in the same transaction.
+//! - Reading another user, or the list, is audited by the identity service it calls
+//!   (`user.read`, one `user.list` per request); reading yourself writes nothing.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -118,6 +120,8 @@ fn require(api: &ApiUser, action: Action) -> Result<(), Error> {
 }
 
 /// List every user (managers and admins).
+///
+/// Writes one `user.list` audit record (with the count), not one per user.
 #[utoipa::path(
     get,
     path = "/api/v1/admin/users",
@@ -147,6 +151,8 @@ async fn find(state: &AppState, raw: &str) -> Result<User, Error> {
 }
 
 /// Read one user (managers and admins).
+///
+/// Reading another user writes a `user.read` audit record.
 #[utoipa::path(
     get,
     path = "/api/v1/admin/users/{id}",

@@ -205,6 +205,9 @@ struct IfMatch {
 }
 
 /// List the items the caller may see.
+///
+/// A page that holds someone else's items writes one `item.list` audit record (the filter and
+/// the counts), not one per item.
 #[utoipa::path(
     get,
     path = "/api/v1/items",
@@ -298,6 +301,8 @@ async fn create(
 }
 
 /// Read one item.
+///
+/// Reading someone else's item (a manager's or admin's reach) writes an `item.read` audit record.
 #[utoipa::path(
     get,
     path = "/api/v1/items/{id}",
