@@ -41,7 +41,9 @@ fn files_of(name: &str) -> Result<(Vec<PathBuf>, &str), String> {
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         });
     if !well_formed {
-        return Err(format!("`{name}` is not `<it|lib|sec>::<module path>::<fn>`"));
+        return Err(format!(
+            "`{name}` is not `<it|lib|sec>::<module path>::<fn>`"
+        ));
     }
     let root = match parts[0] {
         "it" => "crates/gatehouse/tests/it",
@@ -61,22 +63,27 @@ fn files_of(name: &str) -> Result<(Vec<PathBuf>, &str), String> {
     ))
 }
 
+/// `path` from the repository's root.
+fn shown(path: &Path) -> String {
+    path.strip_prefix(repo())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
 /// Why `name` does not name a test function, if it does not.
 fn missing(name: &str) -> Option<String> {
     let (files, function) = match files_of(name) {
         Ok(found) => found,
         Err(why) => return Some(why),
     };
-    let Some(text) = files
-        .iter()
-        .find_map(|f| std::fs::read_to_string(f).ok())
-    else {
-        return Some(format!("`{name}`: no file {}", files[0].display()));
+    let Some(text) = files.iter().find_map(|f| std::fs::read_to_string(f).ok()) else {
+        return Some(format!("`{name}`: no file {}", shown(&files[0])));
     };
     let defined = [format!("fn {function}("), format!("fn {function}<")]
         .iter()
         .any(|d| text.contains(d.as_str()));
-    (!defined).then(|| format!("`{name}`: no `fn {function}` in {}", files[0].display()))
+    (!defined).then(|| format!("`{name}`: no `fn {function}` in {}", shown(&files[0])))
 }
 
 /// Every backticked test name in `text`: a span that starts with `it::`, `lib::` or `sec::`
@@ -85,7 +92,11 @@ fn test_names(text: &str) -> Vec<String> {
     text.split('`')
         .skip(1)
         .step_by(2)
-        .filter(|span| ["it::", "lib::", "sec::"].iter().any(|p| span.starts_with(p)))
+        .filter(|span| {
+            ["it::", "lib::", "sec::"]
+                .iter()
+                .any(|p| span.starts_with(p))
+        })
         .filter(|span| !span.contains('<'))
         .map(str::to_owned)
         .collect()
@@ -139,7 +150,9 @@ fn every_asvs_row_is_well_formed_and_every_verified_row_names_a_test() {
             problems.push(format!("{id}: no requirement text"));
         }
         if !STATUSES.contains(&status.as_str()) {
-            problems.push(format!("{id}: status `{status}` is not one of {STATUSES:?}"));
+            problems.push(format!(
+                "{id}: status `{status}` is not one of {STATUSES:?}"
+            ));
             continue;
         }
         let names = test_names(evidence);
@@ -174,7 +187,11 @@ fn every_asvs_row_is_well_formed_and_every_verified_row_names_a_test() {
             ids.len()
         ));
     }
-    assert!(problems.is_empty(), "docs/ASVS.md:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "docs/ASVS.md:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -183,7 +200,12 @@ fn every_test_the_documents_name_exists() {
     for doc in ["docs/ASVS.md", "docs/THREAT-MODEL.md"] {
         let names: BTreeSet<String> = test_names(&read(doc)).into_iter().collect();
         assert!(!names.is_empty(), "{doc} names no test");
-        problems.extend(names.iter().filter_map(|n| missing(n)).map(|p| format!("{doc}: {p}")));
+        problems.extend(
+            names
+                .iter()
+                .filter_map(|n| missing(n))
+                .map(|p| format!("{doc}: {p}")),
+        );
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
@@ -193,7 +215,11 @@ fn every_file_the_documents_link_to_exists() {
     let mut problems = Vec::new();
     for doc in ["docs/ASVS.md", "docs/THREAT-MODEL.md", "docs/PRIVACY.md"] {
         let text = read(doc);
-        for target in text.split("](").skip(1).filter_map(|rest| rest.split(')').next()) {
+        for target in text
+            .split("](")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next())
+        {
             if target.contains("://") || target.starts_with('#') {
                 continue;
             }
@@ -214,7 +240,9 @@ fn the_checks_catch_a_renamed_test_and_an_untested_row() {
     assert!(missing("lib::identity::password_policy::the_address_is_refused").is_none());
     assert!(missing("lib::identity::the_address_is_refused").is_some());
     assert!(missing("sec::csrf::a_null_origin_is_forbidden").is_none());
-    assert!(missing("sec::rate_limit::tests::ipv6_clients_are_counted_by_their_64_network").is_none());
+    assert!(
+        missing("sec::rate_limit::tests::ipv6_clients_are_counted_by_their_64_network").is_none()
+    );
     assert!(missing("it::Signin::x").is_some());
     let rows = asvs_rows("| V2.1.1 | L1 | text | untested | none |\n| other |\n");
     assert_eq!(rows.len(), 1);

@@ -1,5 +1,6 @@
 //! What the server never hands out: directory listings or repository files, answers without a
-//! content type, JSON that turns text into structure (ASVS V4.3.2, V12.5.1, V14.4.1, V5.3.6).
+//! content type, JSON that turns text into structure, pages that may evaluate strings as code
+//! (ASVS V4.3.2, V12.5.1, V14.4.1, V5.3.6, V5.2.4).
 
 use serde_json::{Value, json};
 
@@ -19,6 +20,22 @@ backend_agnostic! {
             let body = res.text().await.unwrap();
             for leak in ["app.css", "favicon", "[package]", "ref: refs", "GATEHOUSE_"] {
                 assert!(!body.contains(leak), "{path} shows {leak}: {body}");
+            }
+        }
+    }
+
+    async fn no_page_may_evaluate_a_string_as_code(backend) {
+        let app = spawn_app(backend).await;
+        for path in ["/", "/login", "/nothing/here"] {
+            let res = app.get(path).await;
+            let csp = res.headers()["content-security-policy"].to_str().unwrap().to_owned();
+            let script_src = csp
+                .split(';')
+                .map(str::trim)
+                .find(|d| d.starts_with("script-src "))
+                .unwrap_or_else(|| panic!("{path}: no script-src in {csp}"));
+            for loose in ["'unsafe-eval'", "'wasm-unsafe-eval'", "'unsafe-inline'", "*", "data:", "http:", "https:"] {
+                assert!(!script_src.split_whitespace().any(|s| s == loose), "{path}: {script_src}");
             }
         }
     }
@@ -66,8 +83,8 @@ on_every_backend! {
         let res = app.request(reqwest::Method::GET, &location).bearer_auth(&token).send().await.unwrap();
         assert_eq!(res.status(), 200);
         assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+        assert_eq!(res.headers()["x-content-type-options"], "nosniff", "markup in the text is never sniffed into a page");
         let raw = res.text().await.unwrap();
-        assert!(!raw.contains("<script>"), "markup leaves only as escaped JSON text: {raw}");
         let item: Value = serde_json::from_str(&raw).unwrap();
         assert_eq!(item["name"], name, "{raw}");
         assert_eq!(item["description"], description, "{raw}");
