@@ -499,6 +499,16 @@ mod tests {
     }
 
     #[test]
+    fn log_lines_are_stamped_in_utc() {
+        let out = text_output(|| tracing::info!("tick"));
+        let stamp = out.split_whitespace().next().unwrap_or_default();
+        let parsed =
+            time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|e| panic!("{stamp:?} is not an RFC 3339 time: {e}"));
+        assert!(stamp.ends_with('Z') && parsed.offset().is_utc(), "{out}");
+    }
+
+    #[test]
     fn metrics_encode_requests_by_route_template() {
         let m = Metrics::new();
         m.observe("GET", "/items/{id}", 200, 0.002);
