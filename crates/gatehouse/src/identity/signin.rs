@@ -15,6 +15,11 @@
 //! 8. the session or the token family, with its `auth.sign_in` audit record;
 //! 9. the notice (a recovery code used).
 //!
+//! A password that signs in but is on the list of common passwords still signs in, and the
+//! outcome says so (`password_change_advised`, decided by
+//! [`Identity::password_change_advised`] alone): the pages lead the user to the change-password
+//! form, the API's token answer carries the field (ASVS V2.1.7).
+//!
 //! # Security
 //! - **No oracle.** An unknown address, a wrong password, a user without a password and a
 //!   disabled user get the same [`Outcome::Refused`] after the same work (a dummy
@@ -30,7 +35,7 @@
 use std::time::Duration;
 
 use gatehouse_security::{ClientIp, Decision};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use uuid::Uuid;
 
 use super::links::Allowance;
@@ -38,6 +43,7 @@ pub use super::links::LinkRequest;
 use super::magic_links::{self, CodeOutcome, Consumed};
 use super::mfa::{self, Checked, PendingSignIn};
 use super::notices;
+use super::password_policy;
 use super::service::Identity;
 use super::sessions::{SessionMeta, SessionToken};
 use super::throttle::{self, Reservation};
@@ -101,6 +107,8 @@ pub enum Outcome {
         user: User,
         /// Where to go.
         next: Option<String>,
+        /// The password given is on the list of common passwords: tell the user to change it.
+        password_change_advised: bool,
     },
     /// The first factor was right; the second is due (browser).
     SecondFactorDue(PendingSignIn),
@@ -136,6 +144,8 @@ struct FirstFactor {
     method: &'static str,
     next: Option<String>,
     reservation: Reservation,
+    /// See [`Identity::password_change_advised`].
+    password_change_advised: bool,
 }
 
 impl Identity {
@@ -168,6 +178,7 @@ impl Identity {
                     },
                     next: next.as_deref().and_then(magic_links::safe_next),
                     reservation,
+                    password_change_advised: self.password_change_advised(password),
                 };
                 self.after_first_factor(first, channel, origin).await
             }
@@ -282,6 +293,7 @@ impl Identity {
             token,
             user,
             next: pending.next.clone(),
+            password_change_advised: pending.password_change_advised,
         })
     }
 
@@ -339,6 +351,7 @@ impl Identity {
             method,
             next: consumed.next,
             reservation,
+            password_change_advised: false,
         };
         self.after_first_factor(first, Channel::Browser, origin)
             .await
@@ -357,6 +370,7 @@ impl Identity {
             method,
             next,
             reservation,
+            password_change_advised,
         } = first;
         let now = self.now();
         let method = match (&channel, user.mfa_enabled) {
@@ -365,9 +379,9 @@ impl Identity {
                 // cleared until the code is right.
                 reservation.refund(&self.db, now).await?;
                 tracing::info!(event = "second_factor_due", user_id = %user.id, method, "first factor accepted; second factor due");
-                return Ok(Outcome::SecondFactorDue(PendingSignIn::new(
-                    user.id, method, next, now,
-                )));
+                let mut pending = PendingSignIn::new(user.id, method, next, now);
+                pending.password_change_advised = password_change_advised;
+                return Ok(Outcome::SecondFactorDue(pending));
             }
             (Channel::Api { otp: None }, true) => {
                 reservation.refund(&self.db, now).await?;
@@ -391,14 +405,20 @@ impl Identity {
         match channel {
             Channel::Browser => {
                 let token = self.start_session(&user, &method, origin).await?;
-                Ok(Outcome::SignedIn { token, user, next })
+                Ok(Outcome::SignedIn {
+                    token,
+                    user,
+                    next,
+                    password_change_advised,
+                })
             }
             Channel::Api { .. } => {
                 if self.enrolment_due(&user) {
                     tracing::info!(event = "access_denied", user_id = %user.id, "no API tokens before MFA enrolment");
                     return Ok(Outcome::EnrolmentRequired);
                 }
-                let tokens = self.start_api_sign_in(&user, &method, origin).await?;
+                let mut tokens = self.start_api_sign_in(&user, &method, origin).await?;
+                tokens.password_change_advised = password_change_advised;
                 Ok(Outcome::TokensIssued(tokens))
             }
         }
@@ -487,6 +507,13 @@ impl Identity {
             tracing::warn!(event = "sign_in_locked", to = %mask_email(email), "sign-in locked after repeated failures");
         }
         Ok(())
+    }
+
+    /// Whether a user who signed in with `password` is told to change it: it is on the list of
+    /// common passwords that the policy refuses for a new password. The one place this is
+    /// decided, for every channel.
+    pub fn password_change_advised(&self, password: &SecretString) -> bool {
+        password_policy::is_common(password.expose_secret())
     }
 
     /// Checks a password: `Some(user)` only for an active user whose password it is, after the

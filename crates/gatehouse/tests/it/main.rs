@@ -26,6 +26,7 @@ mod metrics;
 mod mfa;
 mod openapi;
 mod pages;
+mod password_forms;
 mod password_storage;
 mod passwords;
 mod proxies;
