@@ -237,6 +237,10 @@ struct TokenResponse {
     expires_in: u64,
     /// Single use: trade it for the next pair with the refresh-token grant.
     refresh_token: String,
+    /// `true` when the password of this password grant is on the list of common passwords
+    /// attackers try first: it still signed in, but the user should change it (at
+    /// `/account/password`). Always `false` for the refresh-token grant.
+    password_change_advised: bool,
 }
 
 /// The answer to a token request's outcome.
@@ -246,6 +250,7 @@ fn token_answer(outcome: Outcome, wrong: &'static str) -> Response {
             access_token,
             expires_in,
             refresh_token,
+            password_change_advised,
             ..
         }) => json_no_store(
             StatusCode::OK,
@@ -254,6 +259,7 @@ fn token_answer(outcome: Outcome, wrong: &'static str) -> Response {
                 token_type: "Bearer",
                 expires_in: expires_in.as_secs(),
                 refresh_token,
+                password_change_advised,
             },
         ),
         Outcome::MfaRequired => unauthorized(

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::identity::Email;
-use crate::identity::passwords::PasswordHasher;
+use crate::identity::passwords::{PasswordHasher, Pepper};
 use crate::identity::sessions::{RedisSessions, SessionConfig, SessionStore, Sessions};
 use crate::identity::tokens::KeyRing;
 use crate::keys::Keys;
@@ -119,8 +119,9 @@ impl Application {
             )),
             None => Limiter::with_system_clock(MemoryStore::new(RATE_LIMIT_MEMORY_KEYS)),
         };
-        let passwords = PasswordHasher::per_core(settings.argon2)?;
         let keys = Arc::new(load_keys(&settings, &db, clock.now()).await?);
+        let passwords =
+            PasswordHasher::per_core(settings.argon2, Pepper::new(keys.password_pepper()))?;
         let tokens = Arc::new(
             KeyRing::load_or_create(&db, &keys, clock.now(), settings.access_token_lifetime)
                 .await
@@ -265,13 +266,15 @@ pub async fn cli_identity(
         .transpose()
         .context("GATEHOUSE_REDIS_URL is not a valid Redis URL")?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let keys = Arc::new(load_keys(settings, db, clock.now()).await?);
+    let pepper = Pepper::new(keys.password_pepper());
     Ok(crate::identity::Identity::new(
         crate::identity::service::Parts {
             db: db.clone(),
-            keys: Arc::new(load_keys(settings, db, clock.now()).await?),
+            keys,
             sessions: sessions_for(settings, db, redis.as_ref(), clock.clone()),
             limiter: Limiter::with_system_clock(MemoryStore::new(RATE_LIMIT_MEMORY_KEYS)),
-            passwords: PasswordHasher::per_core(settings.argon2)?,
+            passwords: PasswordHasher::per_core(settings.argon2, pepper)?,
             mailer: Mailer::start(&settings.smtp).context("outgoing mail (SMTP_*)")?,
             tokens: Arc::new(KeyRing::unloaded(clock.now())),
             access_cache: Arc::default(),

@@ -11,7 +11,6 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::audit::AuditContext;
 use crate::config::Settings;
-use crate::identity::passwords::PasswordHasher;
 use crate::identity::user_import;
 use crate::identity::users::{self, NewUser};
 use crate::identity::{DisplayName, Email, Role, UserStatus};
@@ -123,9 +122,7 @@ async fn user_command(
                     }
                     return Ok(ExitCode::FAILURE);
                 }
-                let hash = PasswordHasher::per_core(settings.argon2)?
-                    .hash(&password)
-                    .await?;
+                let hash = identity.passwords.hash(&password).await?;
                 users::create_with_password_hash(db, new, &hash, &ctx).await?
             } else {
                 users::create(db, new, &ctx).await?
@@ -151,7 +148,8 @@ async fn user_command(
                     return Ok(ExitCode::FAILURE);
                 }
             };
-            let (created, existing) = user_import::import(db, parsed, &ctx).await?;
+            let (created, existing) =
+                user_import::import(db, &identity.passwords, parsed, &ctx).await?;
             println!("{created} users created, {existing} already existed (left unchanged)");
         }
         UserCommand::List { json } => {

@@ -478,13 +478,18 @@ mod tests {
         let s = Settings::load(&sources(&[
             ("GATEHOUSE_ARGON2_MEMORY_KIB", "65536"),
             ("GATEHOUSE_PASSWORD_MIN_LENGTH", "8"),
-            ("GATEHOUSE_PASSWORD_REQUIRE_CLASSES", "false"),
+            ("GATEHOUSE_PASSWORD_REQUIRE_CLASSES", "true"),
         ]))
         .unwrap();
         assert_eq!(s.argon2.memory_kib, 65536);
         assert_eq!(s.argon2.iterations, 2);
         assert_eq!(s.password_policy.min_length, 8);
-        assert!(!s.password_policy.require_special);
+        assert!(s.password_policy.require_special && s.password_policy.require_upper);
+        let default = Settings::load(&sources(&[])).unwrap();
+        assert!(
+            !default.password_policy.require_upper && !default.password_policy.require_special,
+            "no composition rules by default (ASVS V2.1.9)"
+        );
         let err = Settings::load(&sources(&[
             ("GATEHOUSE_ARGON2_MEMORY_KIB", "64"),
             ("GATEHOUSE_PASSWORD_MIN_LENGTH", "4"),

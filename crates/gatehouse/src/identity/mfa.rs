@@ -402,6 +402,10 @@ pub struct PendingSignIn {
     /// Unix time after which it is worthless.
     #[serde(rename = "e")]
     pub expires_at: i64,
+    /// The password given is on the list of common passwords: once signed in, the user is told
+    /// to change it.
+    #[serde(rename = "c", default, skip_serializing_if = "std::ops::Not::not")]
+    pub password_change_advised: bool,
 }
 
 impl PendingSignIn {
@@ -412,6 +416,7 @@ impl PendingSignIn {
             method: method.to_owned(),
             next,
             expires_at: (now + PENDING_LIFETIME).unix_timestamp(),
+            password_change_advised: false,
         }
     }
 

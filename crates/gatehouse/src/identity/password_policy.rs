@@ -1,9 +1,12 @@
-//! The password policy: seed 004's rules plus a length cap, a list of common passwords and the
-//! account's own address. Every broken rule is reported at once, in words a person can act on.
+//! The password policy: a length range, a list of common passwords and the account's own
+//! address, and seed 004's composition rules when configured. Every broken rule is reported at
+//! once, in words a person can act on.
 //!
 //! Defaults: at least 12 characters (seed 004 asks for 8, the setting can say so; 12 is the
-//! default for new deployments), at most 128, and at least one upper-case letter, one lower-case
-//! letter, one digit and one other character (seed 004's specials, or any other symbol).
+//! default for new deployments), at most 128, and no composition rules (ASVS V2.1.9: they push
+//! people to predictable patterns). `GATEHOUSE_PASSWORD_REQUIRE_CLASSES=true` brings back seed
+//! 004's: at least one upper-case letter, one lower-case letter, one digit and one other
+//! character (seed 004's specials, or any other symbol).
 //!
 //! # Security
 //! - Common passwords are refused case-insensitively, and also when they only differ by digits
@@ -39,7 +42,8 @@ pub struct PasswordPolicy {
     pub min_length: usize,
     /// Most characters.
     pub max_length: usize,
-    /// At least one upper-case letter.
+    /// At least one upper-case letter (this and the next three: seed 004's composition rules,
+    /// off by default).
     pub require_upper: bool,
     /// At least one lower-case letter.
     pub require_lower: bool,
@@ -54,10 +58,10 @@ impl Default for PasswordPolicy {
         Self {
             min_length: 12,
             max_length: 128,
-            require_upper: true,
-            require_lower: true,
-            require_digit: true,
-            require_special: true,
+            require_upper: false,
+            require_lower: false,
+            require_digit: false,
+            require_special: false,
         }
     }
 }
@@ -107,8 +111,10 @@ impl PasswordPolicy {
     }
 }
 
-/// On the list as it is, or once digits and symbols around it are taken away.
-fn is_common(password: &str) -> bool {
+/// Whether `password` is on the list of common passwords, as it is or once digits and symbols
+/// around it are taken away: refused for a new password, and a reason to advise a change at
+/// sign-in.
+pub fn is_common(password: &str) -> bool {
     let lower = password.to_lowercase();
     let list = common_passwords();
     if list.contains(lower.as_str()) {
@@ -130,8 +136,19 @@ fn contains_address(password: &str, email: &Email) -> bool {
 mod tests {
     use super::*;
 
+    /// Seed 004's rules, as `GATEHOUSE_PASSWORD_REQUIRE_CLASSES=true` sets them.
+    fn with_classes() -> PasswordPolicy {
+        PasswordPolicy {
+            require_upper: true,
+            require_lower: true,
+            require_digit: true,
+            require_special: true,
+            ..PasswordPolicy::default()
+        }
+    }
+
     fn errors(password: &str) -> Vec<String> {
-        PasswordPolicy::default()
+        with_classes()
             .check(
                 password,
                 Some(&Email::parse("ada.lovelace@example.com").unwrap()),
@@ -202,9 +219,38 @@ mod tests {
     fn seed_004s_policy_is_a_setting_away() {
         let seed = PasswordPolicy {
             min_length: 8,
-            ..PasswordPolicy::default()
+            ..with_classes()
         };
         assert!(seed.check("Vx7!kqzp", None).is_ok());
+        assert!(
+            seed.check("vermilionotter", None).is_err(),
+            "classes required"
+        );
         assert!(PasswordPolicy::default().check("Vx7!kqzp", None).is_err());
+    }
+
+    #[test]
+    fn by_default_length_counts_and_composition_does_not() {
+        let default = PasswordPolicy::default();
+        for plain in ["vermilion otter lagoon", "zqxjkvbnmwpt"] {
+            assert_eq!(default.check(plain, None), Ok(()), "{plain}");
+        }
+        let e = default.check("abc", None).unwrap_err();
+        assert_eq!(
+            e,
+            vec!["use at least 12 characters".to_owned()],
+            "length only"
+        );
+        assert!(
+            default.check("password1234", None).is_err(),
+            "common stays refused"
+        );
+        let ada = Email::parse("ada.lovelace@example.com").unwrap();
+        assert!(
+            default
+                .check("my name is ada.lovelace", Some(&ada))
+                .is_err(),
+            "the address stays refused"
+        );
     }
 }

@@ -1,6 +1,6 @@
-//! Password hashing: argon2id for everything new, and Werkzeug's legacy formats verified so users
-//! imported from a Flask application keep their passwords (and are upgraded at their next
-//! sign-in).
+//! Password hashing: argon2id with a secret pepper for everything new, and Werkzeug's legacy
+//! formats verified so users imported from a Flask application keep their passwords (and are
+//! upgraded at their next sign-in).
 //!
 //! Hashing and verifying run on dedicated threads, one per core but one (at least one), behind a
 //! semaphore with as many permits: a flood of sign-ins queues for a permit instead of occupying
@@ -9,15 +9,28 @@
 //! once instead of waiting out the hash's time slice: hashing uses the idle CPU, and the rest of
 //! the server keeps answering at its usual latency. `bench/signin` measures both effects.
 //!
-//! Formats verified:
-//! - PHC strings `$argon2id$v=19$m=…,t=…,p=…$salt$hash` (and `$argon2i$` / `$argon2d$`);
+//! Formats (read in one place, `StoredHash::parse`):
+//! - PHC strings `$argon2id$v=19$m=…,t=…,p=…$salt$hash` (and `$argon2i$` / `$argon2d$`). Hashes
+//!   Gatehouse makes carry `keyid=cGVwcGVyLTE` (the bytes `pepper-1`, [`PEPPER_KEY_ID`]): argon2
+//!   mixed the [`Pepper`] into them as its secret. A hash without `keyid` was made without the
+//!   pepper (before it existed, or imported) and verifies without it;
 //! - Werkzeug `pbkdf2:sha256:ITERATIONS$salt$hex` and `pbkdf2:sha512:…`;
-//! - Werkzeug `scrypt:N:r:p$salt$hex`.
+//! - Werkzeug `scrypt:N:r:p$salt$hex`;
+//! - `pbkdf2-argon2id:DIGEST:ITERATIONS$salt$PHC`: a Werkzeug PBKDF2 hash of fewer than
+//!   [`WEAK_PBKDF2_ITERATIONS`] iterations as `user import` stores it ([`PasswordHasher::harden`]):
+//!   the PBKDF2 digest is not kept, only a peppered argon2id hash of it (the PHC string, with its
+//!   `keyid`) and the PBKDF2 salt and iteration count needed to recompute the digest from a
+//!   password.
 //!
 //! # Security
 //! - New hashes use argon2id with OWASP's parameters (19 MiB, 2 passes, 1 lane) unless
-//!   configured otherwise; [`Verified::needs_rehash`] says when a stored hash is legacy or was
-//!   made with other parameters, so the caller stores a fresh one after a successful sign-in.
+//!   configured otherwise, and the pepper: a database dump alone does not allow guessing
+//!   passwords offline. The pepper is a random data key sealed under the secret key (see
+//!   `crate::keys`), so a secret-key change keeps every password. [`Verified::needs_rehash`] says
+//!   when a stored hash is legacy, unpeppered or was made with other parameters, so the caller
+//!   stores a fresh one after a successful sign-in.
+//! - No weak hash rests in the database: an imported PBKDF2 hash under
+//!   [`WEAK_PBKDF2_ITERATIONS`] is wrapped in peppered argon2id before it is stored.
 //! - The parameters of a stored hash come from the database (an imported file, or a row written
 //!   behind the application's back): [`check_cost`] bounds each parameter, so a hostile hash
 //!   cannot make one verification take seconds or exhaust memory. `user import` refuses a hash
@@ -25,6 +38,8 @@
 //!   verification (the dummy's) instead of its own. A hash within the bounds but costlier than
 //!   the configured one (an import from a slower scheme) still takes its own, longer time until
 //!   its first successful sign-in rehashes it: by timing, it can tell that its account exists.
+//! - Passwords are hashed whole: no format truncates them (argon2, PBKDF2 and scrypt take any
+//!   length; the policy's maximum length bounds the work).
 //! - Comparisons are constant-time. An unknown format never verifies.
 //! - [`PasswordHasher::verify_dummy`] spends the same work as a real verification, for accounts
 //!   that do not exist (so timing does not reveal which do).
@@ -33,7 +48,7 @@ use std::sync::Arc;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, KeyId, Params, ParamsBuilder, Version};
 use secrecy::{ExposeSecret as _, SecretString};
 use subtle::ConstantTimeEq as _;
 use tokio::sync::Semaphore;
@@ -56,6 +71,37 @@ const MAX_SCRYPT_R: u64 = 16;
 const MAX_SCRYPT_P: u64 = 4;
 /// Largest scrypt memory (128 · N · r bytes) verified, as Werkzeug's own `maxmem` allows.
 const MAX_SCRYPT_MEMORY: u64 = 132 * 1024 * 1024;
+
+/// PBKDF2 hashes of fewer iterations are wrapped in argon2id at import.
+pub const WEAK_PBKDF2_ITERATIONS: u64 = 100_000;
+
+/// argon2's `keyid` of a hash made with the [`Pepper`]: the bytes `pepper-1` (`cGVwcGVyLTE` in
+/// the PHC string).
+pub const PEPPER_KEY_ID: &[u8] = b"pepper-1";
+
+/// [`PEPPER_KEY_ID`] as a PHC string writes it (base64 without padding).
+const PEPPER_KEY_ID_B64: &str = "cGVwcGVyLTE";
+
+/// The prefix of an imported PBKDF2 hash wrapped in argon2id (see the module doc).
+const WRAPPED_PBKDF2: &str = "pbkdf2-argon2id:";
+
+/// The secret argon2 mixes into every new hash: 32 random bytes, kept sealed by `crate::keys`
+/// as the data key `password_pepper`.
+#[derive(Clone)]
+pub struct Pepper(Arc<[u8; 32]>);
+
+impl Pepper {
+    /// The pepper `bytes`.
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(Arc::new(bytes))
+    }
+}
+
+impl std::fmt::Debug for Pepper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pepper([redacted])")
+    }
+}
 
 /// argon2id cost parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,7 +130,8 @@ impl Default for HashParams {
 pub struct Verified {
     /// The password matches.
     pub ok: bool,
-    /// It matches, but the stored hash is legacy or has other parameters: store a new one.
+    /// It matches, but the stored hash is legacy, unpeppered or has other parameters: store a
+    /// new one.
     pub needs_rehash: bool,
 }
 
@@ -93,6 +140,165 @@ impl Verified {
         ok: false,
         needs_rehash: false,
     };
+}
+
+/// The digest of a Werkzeug PBKDF2 hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Digest {
+    Sha256,
+    Sha512,
+}
+
+impl Digest {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "sha256" => Some(Self::Sha256),
+            "sha512" => Some(Self::Sha512),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Sha256 => "sha256",
+            Self::Sha512 => "sha512",
+        }
+    }
+
+    /// Bytes of a Werkzeug hash with this digest.
+    fn output_len(self) -> usize {
+        match self {
+            Self::Sha256 => 32,
+            Self::Sha512 => 64,
+        }
+    }
+}
+
+/// What recomputes a PBKDF2 digest from a password.
+#[derive(Clone, Copy, Debug)]
+struct Pbkdf2<'a> {
+    digest: Digest,
+    iterations: u64,
+    salt: &'a str,
+}
+
+impl Pbkdf2<'_> {
+    /// The digest of `password` (the cost is bounded by [`check_cost`], before).
+    fn derive(&self, password: &[u8]) -> Option<Vec<u8>> {
+        let iterations = u32::try_from(self.iterations).ok()?;
+        let mut out = vec![0u8; self.digest.output_len()];
+        match self.digest {
+            Digest::Sha256 => pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
+                password,
+                self.salt.as_bytes(),
+                iterations,
+                &mut out,
+            ),
+            Digest::Sha512 => pbkdf2::pbkdf2_hmac::<sha2::Sha512>(
+                password,
+                self.salt.as_bytes(),
+                iterations,
+                &mut out,
+            ),
+        }
+        Some(out)
+    }
+}
+
+/// A stored password hash, read: the one place where the formats of the module doc are parsed.
+/// Parsing checks the shape (names, numbers, encodings); whether the numbers make a hash that
+/// can verify is [`check_cost`]'s and the verification's to say.
+#[derive(Debug)]
+enum StoredHash<'a> {
+    /// An argon2 PHC string.
+    Argon2(PasswordHash<'a>),
+    /// Werkzeug `pbkdf2:…`, with its digest.
+    Pbkdf2(Pbkdf2<'a>, Vec<u8>),
+    /// Werkzeug `scrypt:…`.
+    Scrypt {
+        n: u64,
+        r: u64,
+        p: u64,
+        salt: &'a str,
+        hash: Vec<u8>,
+    },
+    /// `pbkdf2-argon2id:…`: a weak PBKDF2 hash wrapped at import.
+    WrappedPbkdf2(Pbkdf2<'a>, PasswordHash<'a>),
+}
+
+impl<'a> StoredHash<'a> {
+    fn parse(stored: &'a str) -> Option<Self> {
+        if stored.starts_with("$argon2") {
+            return phc(stored).map(Self::Argon2);
+        }
+        if let Some(rest) = stored.strip_prefix(WRAPPED_PBKDF2) {
+            let (method, salt, inner) = split_legacy(rest)?;
+            return Some(Self::WrappedPbkdf2(
+                pbkdf2_method(method, salt)?,
+                phc(inner)?,
+            ));
+        }
+        if let Some(rest) = stored.strip_prefix("pbkdf2:") {
+            let (method, salt, hash) = split_legacy(rest)?;
+            let pbkdf2 = pbkdf2_method(method, salt)?;
+            let hash = hex::decode(hash).ok()?;
+            return (hash.len() == pbkdf2.digest.output_len())
+                .then_some(Self::Pbkdf2(pbkdf2, hash));
+        }
+        let rest = stored.strip_prefix("scrypt:")?;
+        let (method, salt, hash) = split_legacy(rest)?;
+        let numbers: Vec<u64> = method
+            .split(':')
+            .map(|n| n.parse().ok())
+            .collect::<Option<_>>()?;
+        let [n, r, p] = numbers[..] else {
+            return None;
+        };
+        let hash = hex::decode(hash).ok().filter(|h| !h.is_empty())?;
+        Some(Self::Scrypt {
+            n,
+            r,
+            p,
+            salt,
+            hash,
+        })
+    }
+
+    /// Whether the hash was made with a pepper (this deployment's or another's).
+    fn peppered(&self) -> bool {
+        match self {
+            Self::Argon2(h) | Self::WrappedPbkdf2(_, h) => h.params.get("keyid").is_some(),
+            Self::Pbkdf2(..) | Self::Scrypt { .. } => false,
+        }
+    }
+}
+
+/// A PHC string with a salt and a hash.
+fn phc(s: &str) -> Option<PasswordHash<'_>> {
+    PasswordHash::new(s)
+        .ok()
+        .filter(|h| h.salt.is_some() && h.hash.is_some())
+}
+
+/// `DIGEST:ITERATIONS` of a PBKDF2 hash, with its salt.
+fn pbkdf2_method<'a>(method: &str, salt: &'a str) -> Option<Pbkdf2<'a>> {
+    let (digest, iterations) = method.split_once(':')?;
+    let iterations: u64 = iterations.parse().ok().filter(|n| *n > 0)?;
+    Some(Pbkdf2 {
+        digest: Digest::parse(digest)?,
+        iterations,
+        salt,
+    })
+}
+
+/// `method$salt$rest` → (method, salt, rest).
+fn split_legacy(s: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = s.splitn(3, '$');
+    let (method, salt, rest) = (parts.next()?, parts.next()?, parts.next()?);
+    if salt.is_empty() || rest.len() > 256 {
+        return None;
+    }
+    Some((method, salt, rest))
 }
 
 /// The nice value of the hashing threads (0 is normal, 19 the lowest priority).
@@ -104,6 +310,7 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Clone, Debug)]
 pub struct PasswordHasher {
     params: HashParams,
+    pepper: Pepper,
     permits: Arc<Semaphore>,
     jobs: std::sync::mpsc::Sender<Job>,
     dummy: Arc<str>,
@@ -153,42 +360,66 @@ fn lower_priority() {
 }
 
 impl PasswordHasher {
-    /// A hasher with `params`, running at most `concurrency` hashes at once (at least one), on
-    /// as many threads of its own.
-    pub fn new(params: HashParams, concurrency: usize) -> Result<Self, Error> {
-        let argon = argon2(params)?;
+    /// A hasher with `params` and `pepper`, running at most `concurrency` hashes at once (at
+    /// least one), on as many threads of its own.
+    pub fn new(params: HashParams, concurrency: usize, pepper: Pepper) -> Result<Self, Error> {
         let salt = SaltString::generate(&mut OsRng);
         // A real hash of a random password, for verifications of accounts that do not exist.
-        let dummy = argon
-            .hash_password(SaltString::generate(&mut OsRng).as_str().as_bytes(), &salt)
-            .map_err(|e| Error::Internal(anyhow::anyhow!("argon2: {e}")))?
-            .to_string();
+        let dummy = hash_sync(
+            params,
+            &pepper,
+            SaltString::generate(&mut OsRng).as_str().as_bytes(),
+            &salt,
+        )?;
         let concurrency = concurrency.max(1);
         Ok(Self {
             params,
+            pepper,
             permits: Arc::new(Semaphore::new(concurrency)),
             jobs: start_threads(concurrency)?,
             dummy: dummy.into(),
         })
     }
 
-    /// A hasher with `params` and one permit per core but one (at least one): a flood of sign-ins
-    /// keeps a core free for every other request.
-    pub fn per_core(params: HashParams) -> Result<Self, Error> {
+    /// A hasher with `params` and `pepper` and one permit per core but one (at least one): a
+    /// flood of sign-ins keeps a core free for every other request.
+    pub fn per_core(params: HashParams, pepper: Pepper) -> Result<Self, Error> {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        Self::new(params, cores.saturating_sub(1).max(1))
+        Self::new(params, cores.saturating_sub(1).max(1), pepper)
     }
 
-    /// A new argon2id PHC string for `password`.
+    /// A new peppered argon2id PHC string for `password`.
     pub async fn hash(&self, password: &SecretString) -> Result<String, Error> {
-        let params = self.params;
+        let (params, pepper) = (self.params, self.pepper.clone());
         let password = password.clone();
         self.blocking(move || {
             let salt = SaltString::generate(&mut OsRng);
-            argon2(params)?
-                .hash_password(password.expose_secret().as_bytes(), &salt)
-                .map(|h| h.to_string())
-                .map_err(|e| Error::Internal(anyhow::anyhow!("argon2: {e}")))
+            hash_sync(params, &pepper, password.expose_secret().as_bytes(), &salt)
+        })
+        .await
+    }
+
+    /// `stored` as it should rest in the database: a PBKDF2 hash of fewer than
+    /// [`WEAK_PBKDF2_ITERATIONS`] iterations wrapped in peppered argon2id (the
+    /// `pbkdf2-argon2id:` format of the module doc), anything else unchanged.
+    pub async fn harden(&self, stored: &str) -> Result<String, Error> {
+        let (params, pepper) = (self.params, self.pepper.clone());
+        let stored = stored.to_owned();
+        self.blocking(move || {
+            let Some(StoredHash::Pbkdf2(pbkdf2, digest)) = StoredHash::parse(&stored) else {
+                return Ok(stored);
+            };
+            if pbkdf2.iterations >= WEAK_PBKDF2_ITERATIONS {
+                return Ok(stored);
+            }
+            let salt = SaltString::generate(&mut OsRng);
+            let inner = hash_sync(params, &pepper, &digest, &salt)?;
+            Ok(format!(
+                "{WRAPPED_PBKDF2}{}:{}${}${inner}",
+                pbkdf2.digest.name(),
+                pbkdf2.iterations,
+                pbkdf2.salt
+            ))
         })
         .await
     }
@@ -197,13 +428,14 @@ impl PasswordHasher {
     /// A hash whose cost is over the bounds ([`check_cost`]) never matches, and costs the work
     /// of a normal verification, not its own.
     pub async fn verify(&self, password: &SecretString, stored: &str) -> Result<Verified, Error> {
-        let params = self.params;
+        let (params, pepper) = (self.params, self.pepper.clone());
         let password = password.clone();
         let stored = stored.to_owned();
         let dummy = self.dummy.clone();
         self.blocking(move || {
             Ok(verify_sync(
                 params,
+                &pepper,
                 password.expose_secret(),
                 &stored,
                 &dummy,
@@ -238,28 +470,10 @@ impl PasswordHasher {
     }
 }
 
-/// Whether `stored` is a hash in a format Gatehouse verifies (checked without verifying): what an
-/// import accepts.
+/// Whether `stored` is a hash in a format Gatehouse verifies (checked without verifying), made
+/// without a pepper: what an import accepts (another deployment's pepper stays there).
 pub fn is_supported_hash(stored: &str) -> bool {
-    if stored.starts_with("$argon2") {
-        return PasswordHash::new(stored).is_ok_and(|h| h.salt.is_some() && h.hash.is_some());
-    }
-    let legacy = stored
-        .strip_prefix("pbkdf2:")
-        .or_else(|| stored.strip_prefix("scrypt:"));
-    legacy
-        .and_then(split_legacy)
-        .is_some_and(|(method, _, hash)| {
-            let numbers = method
-                .split(':')
-                .filter(|p| p.parse::<u64>().is_ok())
-                .count();
-            let pbkdf2 = stored.starts_with("pbkdf2:")
-                && matches!(method.split(':').next(), Some("sha256" | "sha512"))
-                && numbers == 1;
-            let scrypt = stored.starts_with("scrypt:") && numbers == 3;
-            (pbkdf2 || scrypt) && !hash.is_empty()
-        })
+    StoredHash::parse(stored).is_some_and(|h| !h.peppered())
 }
 
 /// Whether verifying `stored` stays within what Gatehouse spends on one password; `Err` names
@@ -269,183 +483,190 @@ pub fn is_supported_hash(stored: &str) -> bool {
 /// bytes).
 ///
 /// The one bound check: `user import` refuses a hash it fails, and a verification treats such a
-/// stored hash as a wrong password. A hash whose parameters cannot be read passes here; its
-/// format is refused by [`is_supported_hash`] and never verifies.
+/// stored hash as a wrong password. A hash whose format cannot be read passes here; it is
+/// refused by [`is_supported_hash`] and never verifies.
 pub fn check_cost(stored: &str, configured: HashParams) -> Result<(), String> {
-    if stored.starts_with("$argon2") {
-        let Ok(params) = PasswordHash::new(stored).and_then(|h| Params::try_from(&h)) else {
-            return Ok(());
-        };
-        let max_memory = MAX_ARGON2_MEMORY_KIB.max(configured.memory_kib);
-        let max_passes = MAX_ARGON2_PASSES.max(configured.iterations);
-        let max_lanes = MAX_ARGON2_LANES.max(configured.parallelism);
-        if params.m_cost() > max_memory {
-            return Err(format!(
-                "argon2 memory m={} KiB is above {max_memory} KiB",
-                params.m_cost()
-            ));
+    StoredHash::parse(stored).map_or(Ok(()), |h| cost_of(&h, configured))
+}
+
+fn cost_of(stored: &StoredHash<'_>, configured: HashParams) -> Result<(), String> {
+    match stored {
+        StoredHash::Argon2(h) => argon2_cost(h, configured),
+        StoredHash::Pbkdf2(pbkdf2, _) => pbkdf2_cost(pbkdf2),
+        StoredHash::WrappedPbkdf2(pbkdf2, inner) => {
+            pbkdf2_cost(pbkdf2)?;
+            argon2_cost(inner, configured)
         }
-        if params.t_cost() > max_passes {
-            return Err(format!(
-                "argon2 passes t={} is above {max_passes}",
-                params.t_cost()
-            ));
+        StoredHash::Scrypt { n, r, p, .. } => {
+            let (n, r, p) = (*n, *r, *p);
+            if n > MAX_SCRYPT_N {
+                return Err(format!("scrypt N={n} is above {MAX_SCRYPT_N}"));
+            }
+            if r > MAX_SCRYPT_R {
+                return Err(format!("scrypt r={r} is above {MAX_SCRYPT_R}"));
+            }
+            if p > MAX_SCRYPT_P {
+                return Err(format!("scrypt p={p} is above {MAX_SCRYPT_P}"));
+            }
+            let memory = n.saturating_mul(r).saturating_mul(128);
+            if memory > MAX_SCRYPT_MEMORY {
+                return Err(format!(
+                    "scrypt memory (128 · N · r) of {} MiB is above {} MiB",
+                    memory / (1024 * 1024),
+                    MAX_SCRYPT_MEMORY / (1024 * 1024)
+                ));
+            }
+            Ok(())
         }
-        if params.p_cost() > max_lanes {
-            return Err(format!(
-                "argon2 lanes p={} is above {max_lanes}",
-                params.p_cost()
-            ));
-        }
-    } else if let Some(rest) = stored.strip_prefix("pbkdf2:") {
-        let iterations = rest
-            .split('$')
-            .next()
-            .and_then(|method| method.split(':').nth(1))
-            .and_then(|n| n.parse::<u64>().ok());
-        if let Some(n) = iterations.filter(|n| *n > MAX_PBKDF2_ITERATIONS) {
-            return Err(format!(
-                "PBKDF2 iterations {n} is above {MAX_PBKDF2_ITERATIONS}"
-            ));
-        }
-    } else if let Some(rest) = stored.strip_prefix("scrypt:") {
-        let numbers: Vec<u64> = rest
-            .split('$')
-            .next()
-            .unwrap_or_default()
-            .split(':')
-            .filter_map(|n| n.parse().ok())
-            .collect();
-        let [n, r, p] = numbers[..] else {
-            return Ok(());
-        };
-        if n > MAX_SCRYPT_N {
-            return Err(format!("scrypt N={n} is above {MAX_SCRYPT_N}"));
-        }
-        if r > MAX_SCRYPT_R {
-            return Err(format!("scrypt r={r} is above {MAX_SCRYPT_R}"));
-        }
-        if p > MAX_SCRYPT_P {
-            return Err(format!("scrypt p={p} is above {MAX_SCRYPT_P}"));
-        }
-        let memory = n.saturating_mul(r).saturating_mul(128);
-        if memory > MAX_SCRYPT_MEMORY {
-            return Err(format!(
-                "scrypt memory (128 · N · r) of {} MiB is above {} MiB",
-                memory / (1024 * 1024),
-                MAX_SCRYPT_MEMORY / (1024 * 1024)
-            ));
-        }
+    }
+}
+
+fn pbkdf2_cost(pbkdf2: &Pbkdf2<'_>) -> Result<(), String> {
+    if pbkdf2.iterations > MAX_PBKDF2_ITERATIONS {
+        return Err(format!(
+            "PBKDF2 iterations {} is above {MAX_PBKDF2_ITERATIONS}",
+            pbkdf2.iterations
+        ));
     }
     Ok(())
 }
 
-fn argon2(params: HashParams) -> Result<Argon2<'static>, Error> {
-    let p = Params::new(
-        params.memory_kib,
-        params.iterations,
-        params.parallelism,
-        None,
-    )
-    .map_err(|e| Error::Internal(anyhow::anyhow!("argon2 parameters: {e}")))?;
-    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, p))
+fn argon2_cost(hash: &PasswordHash<'_>, configured: HashParams) -> Result<(), String> {
+    // Parameters that do not parse make a hash that never verifies: nothing to bound.
+    let Ok(params) = Params::try_from(hash) else {
+        return Ok(());
+    };
+    let max_memory = MAX_ARGON2_MEMORY_KIB.max(configured.memory_kib);
+    let max_passes = MAX_ARGON2_PASSES.max(configured.iterations);
+    let max_lanes = MAX_ARGON2_LANES.max(configured.parallelism);
+    if params.m_cost() > max_memory {
+        return Err(format!(
+            "argon2 memory m={} KiB is above {max_memory} KiB",
+            params.m_cost()
+        ));
+    }
+    if params.t_cost() > max_passes {
+        return Err(format!(
+            "argon2 passes t={} is above {max_passes}",
+            params.t_cost()
+        ));
+    }
+    if params.p_cost() > max_lanes {
+        return Err(format!(
+            "argon2 lanes p={} is above {max_lanes}",
+            params.p_cost()
+        ));
+    }
+    Ok(())
+}
+
+/// A peppered argon2id PHC string of `input` with `params` and `salt`.
+fn hash_sync(
+    params: HashParams,
+    pepper: &Pepper,
+    input: &[u8],
+    salt: &SaltString,
+) -> Result<String, Error> {
+    let internal = |e: argon2::Error| Error::Internal(anyhow::anyhow!("argon2 parameters: {e}"));
+    let p = ParamsBuilder::new()
+        .m_cost(params.memory_kib)
+        .t_cost(params.iterations)
+        .p_cost(params.parallelism)
+        .keyid(KeyId::new(PEPPER_KEY_ID).map_err(internal)?)
+        .build()
+        .map_err(internal)?;
+    Argon2::new_with_secret(pepper.0.as_slice(), Algorithm::Argon2id, Version::V0x13, p)
+        .map_err(internal)?
+        .hash_password(input, salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::Internal(anyhow::anyhow!("argon2: {e}")))
 }
 
 /// Verifies `password` against `stored`; a hash over the bounds gets the work of verifying
 /// `dummy` (a hash with the configured cost) instead of its own, and never matches.
-fn verify_sync(params: HashParams, password: &str, stored: &str, dummy: &str) -> Verified {
-    if let Err(over) = check_cost(stored, params) {
+fn verify_sync(
+    params: HashParams,
+    pepper: &Pepper,
+    password: &str,
+    stored: &str,
+    dummy: &str,
+) -> Verified {
+    let Some(parsed) = StoredHash::parse(stored) else {
+        tracing::warn!(
+            event = "unknown_password_hash",
+            "a stored password hash has an unknown format"
+        );
+        return Verified::NO;
+    };
+    if let Err(over) = cost_of(&parsed, params) {
         tracing::warn!(
             event = "password_hash_over_bound",
             reason = %over,
             "a stored password hash costs more than Gatehouse verifies; treated as a wrong password"
         );
-        let _ = verify_argon2(params, password, dummy);
+        if let Some(StoredHash::Argon2(dummy)) = StoredHash::parse(dummy) {
+            let _ = argon2_matches(pepper, password.as_bytes(), &dummy);
+        }
         return Verified::NO;
     }
-    if stored.starts_with("$argon2") {
-        return verify_argon2(params, password, stored);
-    }
-    let legacy_ok = if let Some(rest) = stored.strip_prefix("pbkdf2:") {
-        verify_pbkdf2(password, rest)
-    } else if let Some(rest) = stored.strip_prefix("scrypt:") {
-        verify_scrypt(password, rest)
-    } else {
-        tracing::warn!(
-            event = "unknown_password_hash",
-            "a stored password hash has an unknown format"
-        );
-        false
+    let password = password.as_bytes();
+    let (ok, current) = match &parsed {
+        StoredHash::Argon2(hash) => {
+            let ok = argon2_matches(pepper, password, hash);
+            let current = hash.algorithm.as_str() == "argon2id"
+                && hash.params.get_decimal("m") == Some(params.memory_kib)
+                && hash.params.get_decimal("t") == Some(params.iterations)
+                && hash.params.get_decimal("p") == Some(params.parallelism)
+                && hash.params.get("keyid").map(|k| k.as_str()) == Some(PEPPER_KEY_ID_B64);
+            (ok, current)
+        }
+        StoredHash::Pbkdf2(pbkdf2, expected) => {
+            let ok = pbkdf2
+                .derive(password)
+                .is_some_and(|out| bool::from(out.ct_eq(expected)));
+            (ok, false)
+        }
+        StoredHash::WrappedPbkdf2(pbkdf2, inner) => {
+            let ok = pbkdf2
+                .derive(password)
+                .is_some_and(|digest| argon2_matches(pepper, &digest, inner));
+            (ok, false)
+        }
+        StoredHash::Scrypt {
+            n,
+            r,
+            p,
+            salt,
+            hash,
+        } => (scrypt_matches(password, *n, *r, *p, salt, hash), false),
     };
-    Verified {
-        ok: legacy_ok,
-        needs_rehash: legacy_ok,
-    }
-}
-
-fn verify_argon2(params: HashParams, password: &str, stored: &str) -> Verified {
-    let Ok(parsed) = PasswordHash::new(stored) else {
-        return Verified::NO;
-    };
-    // The parameters come from the stored string; argon2 verifies with them.
-    let ok = Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok();
-    let current = parsed.algorithm.as_str() == "argon2id"
-        && parsed.params.get_decimal("m") == Some(params.memory_kib)
-        && parsed.params.get_decimal("t") == Some(params.iterations)
-        && parsed.params.get_decimal("p") == Some(params.parallelism);
     Verified {
         ok,
         needs_rehash: ok && !current,
     }
 }
 
-/// `sha256:ITERATIONS$salt$hex` (after `pbkdf2:`).
-fn verify_pbkdf2(password: &str, rest: &str) -> bool {
-    let Some((method, salt, expected)) = split_legacy(rest) else {
-        return false;
-    };
-    let mut parts = method.split(':');
-    let (Some(digest), Some(iterations), None) = (parts.next(), parts.next(), parts.next()) else {
-        return false;
-    };
-    let Ok(iterations) = iterations.parse::<u32>() else {
-        return false;
-    };
-    if iterations == 0 {
-        return false;
+/// Whether `input` matches the argon2 `hash`: with the pepper when the hash names it by its
+/// `keyid`, without when it names no key; a hash naming another key never matches.
+fn argon2_matches(pepper: &Pepper, input: &[u8], hash: &PasswordHash<'_>) -> bool {
+    // The parameters come from the stored string; argon2 verifies with them.
+    match hash.params.get("keyid").map(|k| k.as_str()) {
+        None => Argon2::default().verify_password(input, hash).is_ok(),
+        Some(key) if key == PEPPER_KEY_ID_B64 => Argon2::new_with_secret(
+            pepper.0.as_slice(),
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::default(),
+        )
+        .is_ok_and(|argon| argon.verify_password(input, hash).is_ok()),
+        Some(_) => false,
     }
-    let mut out = vec![0u8; expected.len()];
-    match digest {
-        "sha256" if expected.len() == 32 => pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
-            password.as_bytes(),
-            salt.as_bytes(),
-            iterations,
-            &mut out,
-        ),
-        "sha512" if expected.len() == 64 => pbkdf2::pbkdf2_hmac::<sha2::Sha512>(
-            password.as_bytes(),
-            salt.as_bytes(),
-            iterations,
-            &mut out,
-        ),
-        _ => return false,
-    }
-    bool::from(out.ct_eq(&expected))
 }
 
-/// `N:r:p$salt$hex` (after `scrypt:`).
-fn verify_scrypt(password: &str, rest: &str) -> bool {
-    let Some((method, salt, expected)) = split_legacy(rest) else {
-        return false;
-    };
-    let numbers: Vec<u64> = method.split(':').filter_map(|n| n.parse().ok()).collect();
-    let [n, r, p] = numbers[..] else {
-        return false;
-    };
-    // The cost is bounded by `check_cost`, before.
-    if !n.is_power_of_two() || n < 2 || r == 0 || p == 0 || expected.is_empty() {
+/// Whether `password` gives `expected` under scrypt with `n`, `r`, `p` and `salt` (the cost is
+/// bounded by [`check_cost`], before).
+fn scrypt_matches(password: &[u8], n: u64, r: u64, p: u64, salt: &str, expected: &[u8]) -> bool {
+    if !n.is_power_of_two() || n < 2 || r == 0 || p == 0 {
         return false;
     }
     let log_n = u8::try_from(n.trailing_zeros()).unwrap_or(u8::MAX);
@@ -456,20 +677,10 @@ fn verify_scrypt(password: &str, rest: &str) -> bool {
         return false;
     };
     let mut out = vec![0u8; expected.len()];
-    if scrypt::scrypt(password.as_bytes(), salt.as_bytes(), &params, &mut out).is_err() {
+    if scrypt::scrypt(password, salt.as_bytes(), &params, &mut out).is_err() {
         return false;
     }
-    bool::from(out.ct_eq(&expected))
-}
-
-/// `method$salt$hex` → (method, salt, decoded hash).
-fn split_legacy(s: &str) -> Option<(&str, &str, Vec<u8>)> {
-    let mut parts = s.splitn(3, '$');
-    let (method, salt, hash) = (parts.next()?, parts.next()?, parts.next()?);
-    if salt.is_empty() || hash.len() > 256 {
-        return None;
-    }
-    Some((method, salt, hex::decode(hash).ok()?))
+    bool::from(out.ct_eq(expected))
 }
 
 #[cfg(test)]
@@ -497,9 +708,19 @@ mod tests {
         }
     }
 
-    /// `verify_sync` with a cheap dummy.
+    fn pepper() -> Pepper {
+        Pepper::new([7; 32])
+    }
+
+    /// `verify_sync` with the test pepper and a cheap dummy.
     fn verify(params: HashParams, password: &str, stored: &str) -> Verified {
-        verify_sync(params, password, stored, &argon2id("a dummy", 64, 1, 1))
+        verify_sync(
+            params,
+            &pepper(),
+            password,
+            stored,
+            &argon2id("a dummy", 64, 1, 1),
+        )
     }
 
     /// An argon2id hash of `password` with `m` KiB, `t` passes and `p` lanes.
@@ -525,7 +746,7 @@ mod tests {
         };
         for within in [
             argon2(65536, 10, 8),
-            "pbkdf2:sha256:2000000$salt$00".to_owned(),
+            format!("pbkdf2:sha256:2000000$salt${}", "00".repeat(32)),
             "scrypt:1048576:1:4$salt$00".to_owned(),
             "scrypt:131072:8:1$salt$00".to_owned(),
             "scrypt:65536:16:1$salt$00".to_owned(),
@@ -537,9 +758,12 @@ mod tests {
             (argon2(4 * 1024 * 1024, 1_000_000, 1), "memory"),
             (argon2(19456, 11, 1), "passes"),
             (argon2(19456, 2, 9), "lanes"),
-            ("pbkdf2:sha256:2000001$salt$00".to_owned(), "iterations"),
             (
-                "pbkdf2:sha512:99999999999999$salt$00".to_owned(),
+                format!("pbkdf2:sha256:2000001$salt${}", "00".repeat(32)),
+                "iterations",
+            ),
+            (
+                format!("pbkdf2:sha512:99999999999999$salt${}", "00".repeat(64)),
                 "iterations",
             ),
             ("scrypt:2097152:1:1$salt$00".to_owned(), "N="),
@@ -614,17 +838,22 @@ mod tests {
     fn tampered_or_hostile_legacy_hashes_never_verify() {
         let tampered = WERKZEUG[1].replace("$2e12", "$2e13");
         assert!(!verify(cheap(), PASSWORD, &tampered).ok);
+        let digest = "00".repeat(32);
         for hostile in [
-            "pbkdf2:sha256:4000000000$salt$00",
-            "pbkdf2:sha256:0$salt$00",
-            "pbkdf2:md5:1000$salt$00",
-            "scrypt:1073741824:8:1$salt$00",
-            "scrypt:1000:8:1$salt$00",
-            "scrypt:16384:8$salt$00",
-            "plaintext-password",
-            "",
+            format!("pbkdf2:sha256:4000000000$salt${digest}"),
+            format!("pbkdf2:sha256:0$salt${digest}"),
+            format!("pbkdf2:md5:1000$salt${digest}"),
+            "scrypt:1073741824:8:1$salt$00".to_owned(),
+            "scrypt:1000:8:1$salt$00".to_owned(),
+            "scrypt:16384:8$salt$00".to_owned(),
+            format!(
+                "pbkdf2-argon2id:sha256:4000000000$salt${}",
+                argon2id("x", 64, 1, 1)
+            ),
+            "plaintext-password".to_owned(),
+            String::new(),
         ] {
-            assert!(!verify(cheap(), PASSWORD, hostile).ok, "{hostile}");
+            assert!(!verify(cheap(), PASSWORD, &hostile).ok, "{hostile}");
         }
     }
 
@@ -646,11 +875,11 @@ mod tests {
 
     #[tokio::test]
     async fn new_hashes_are_argon2id_phc_strings_with_owasp_parameters() {
-        let hasher = PasswordHasher::new(HashParams::default(), 2).unwrap();
+        let hasher = PasswordHasher::new(HashParams::default(), 2, pepper()).unwrap();
         let secret = SecretString::from(PASSWORD);
         let stored = hasher.hash(&secret).await.unwrap();
         assert!(
-            stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1,keyid=cGVwcGVyLTE$"),
             "{stored}"
         );
         assert_ne!(stored, hasher.hash(&secret).await.unwrap(), "salted");
@@ -673,7 +902,7 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_made_with_other_parameters_ask_to_be_upgraded() {
-        let old = PasswordHasher::new(cheap(), 1).unwrap();
+        let old = PasswordHasher::new(cheap(), 1, pepper()).unwrap();
         let secret = SecretString::from(PASSWORD);
         let stored = old.hash(&secret).await.unwrap();
         let current = PasswordHasher::new(
@@ -682,6 +911,7 @@ mod tests {
                 ..cheap()
             },
             1,
+            pepper(),
         )
         .unwrap();
         let v = current.verify(&secret, &stored).await.unwrap();
@@ -699,7 +929,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_dummy_verification_does_real_work_and_never_succeeds() {
-        let hasher = PasswordHasher::new(cheap(), 1).unwrap();
+        let hasher = PasswordHasher::new(cheap(), 1, pepper()).unwrap();
         assert!(hasher.dummy.starts_with("$argon2id$"));
         hasher
             .verify_dummy(&SecretString::from(PASSWORD))
@@ -710,7 +940,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn hashing_runs_below_normal_priority_and_survives_a_panic() {
-        let hasher = PasswordHasher::new(cheap(), 1).unwrap();
+        let hasher = PasswordHasher::new(cheap(), 1, pepper()).unwrap();
         let nice = hasher
             .blocking(|| {
                 Ok(rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap())
@@ -734,7 +964,7 @@ mod tests {
 
     #[tokio::test]
     async fn at_most_the_permitted_number_of_hashes_run_at_once() {
-        let hasher = PasswordHasher::new(cheap(), 1).unwrap();
+        let hasher = PasswordHasher::new(cheap(), 1, pepper()).unwrap();
         let permits = hasher.permits.clone();
         let held = permits.clone().acquire_owned().await.unwrap();
         let secret = SecretString::from(PASSWORD);
@@ -746,5 +976,147 @@ mod tests {
         assert!(!pending.is_finished(), "the hash waits for a permit");
         drop(held);
         assert!(pending.await.unwrap().unwrap().starts_with("$argon2id$"));
+    }
+
+    #[test]
+    fn the_pepper_key_id_is_written_as_its_base64() {
+        use base64::Engine as _;
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(PEPPER_KEY_ID),
+            PEPPER_KEY_ID_B64
+        );
+    }
+
+    #[tokio::test]
+    async fn new_hashes_need_the_pepper_to_verify() {
+        let hasher = PasswordHasher::new(cheap(), 1, pepper()).unwrap();
+        let secret = SecretString::from(PASSWORD);
+        let stored = hasher.hash(&secret).await.unwrap();
+        assert!(stored.contains(",keyid=cGVwcGVyLTE$"), "{stored}");
+        let parsed = PasswordHash::new(&stored).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(PASSWORD.as_bytes(), &parsed)
+                .is_err(),
+            "plain argon2, without the secret, does not verify a peppered hash"
+        );
+        let elsewhere = PasswordHasher::new(cheap(), 1, Pepper::new([8; 32])).unwrap();
+        assert!(!elsewhere.verify(&secret, &stored).await.unwrap().ok);
+        let stripped = stored.replace(",keyid=cGVwcGVyLTE", "");
+        assert!(
+            !hasher.verify(&secret, &stripped).await.unwrap().ok,
+            "without its key id the hash is checked without the pepper, and fails"
+        );
+        let other_key = stored.replace("keyid=cGVwcGVyLTE", "keyid=b3RoZXI");
+        assert!(
+            !hasher.verify(&secret, &other_key).await.unwrap().ok,
+            "an unknown key never matches"
+        );
+    }
+
+    #[tokio::test]
+    async fn hashes_from_before_the_pepper_verify_and_ask_to_be_upgraded() {
+        let before = argon2id(PASSWORD, cheap().memory_kib, cheap().iterations, 1);
+        let hasher = PasswordHasher::new(cheap(), 1, pepper()).unwrap();
+        let v = hasher
+            .verify(&SecretString::from(PASSWORD), &before)
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            Verified {
+                ok: true,
+                needs_rehash: true
+            },
+            "same parameters, no pepper"
+        );
+        assert_eq!(
+            hasher
+                .verify(&SecretString::from("wrong"), &before)
+                .await
+                .unwrap(),
+            Verified::NO
+        );
+    }
+
+    #[tokio::test]
+    async fn weak_pbkdf2_hashes_are_wrapped_and_strong_ones_kept() {
+        let hasher = PasswordHasher::new(cheap(), 1, pepper()).unwrap();
+        let weak = WERKZEUG[1]; // 1,000 iterations
+        let digest = weak.rsplit('$').next().unwrap();
+        let wrapped = hasher.harden(weak).await.unwrap();
+        assert!(
+            wrapped.starts_with("pbkdf2-argon2id:sha256:1000$cVyKKW03zcFPpHTW$$argon2id$v=19$"),
+            "{wrapped}"
+        );
+        assert!(wrapped.contains(",keyid=cGVwcGVyLTE$"), "{wrapped}");
+        assert!(!wrapped.contains(digest), "the PBKDF2 digest is not kept");
+        let v = hasher
+            .verify(&SecretString::from(PASSWORD), &wrapped)
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            Verified {
+                ok: true,
+                needs_rehash: true
+            }
+        );
+        assert!(
+            !hasher
+                .verify(&SecretString::from("wrong"), &wrapped)
+                .await
+                .unwrap()
+                .ok
+        );
+        assert!(
+            !is_supported_hash(&wrapped),
+            "another deployment's pepper cannot verify it"
+        );
+        let sha512 = hasher.harden(WERKZEUG[4]).await.unwrap();
+        assert!(
+            sha512.starts_with("pbkdf2-argon2id:sha512:2000$"),
+            "{sha512}"
+        );
+        assert!(
+            hasher
+                .verify(&SecretString::from(PASSWORD), &sha512)
+                .await
+                .unwrap()
+                .ok
+        );
+        for kept in [WERKZEUG[0], WERKZEUG[2]] {
+            assert_eq!(
+                hasher.harden(kept).await.unwrap(),
+                kept,
+                "600,000 iterations and scrypt stay"
+            );
+        }
+    }
+
+    #[test]
+    fn a_password_is_hashed_whole() {
+        let password: String = ('a'..='z').cycle().take(100).collect();
+        let hasher_params = cheap();
+        let stored = hash_sync(
+            hasher_params,
+            &pepper(),
+            password.as_bytes(),
+            &SaltString::generate(&mut OsRng),
+        )
+        .unwrap();
+        let check = |p: &str| {
+            verify_sync(
+                hasher_params,
+                &pepper(),
+                p,
+                &stored,
+                &argon2id("a dummy", 64, 1, 1),
+            )
+            .ok
+        };
+        assert!(check(&password));
+        assert!(!check(&password[..72]));
+        assert!(!check(&password[..99]));
     }
 }

@@ -16,6 +16,11 @@
 //! 9. the device remembered with the sign-in's audit record, and the notices (a recovery code
 //!    used, a sign-in from a new device: [`super::devices`]).
 //!
+//! A password that signs in but is on the list of common passwords still signs in, and the
+//! outcome says so (`password_change_advised`, decided by
+//! [`Identity::password_change_advised`] alone): the pages lead the user to the change-password
+//! form, the API's token answer carries the field (ASVS V2.1.7).
+//!
 //! # Security
 //! - **No oracle.** An unknown address, a wrong password, a user without a password and a
 //!   disabled user get the same [`Outcome::Refused`] after the same work (a dummy
@@ -31,7 +36,7 @@
 use std::time::Duration;
 
 use gatehouse_security::{ClientIp, Decision};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use uuid::Uuid;
 
 use super::devices::{self, Device, DeviceToken, Seen};
@@ -40,6 +45,7 @@ pub use super::links::LinkRequest;
 use super::magic_links::{self, CodeOutcome, Consumed};
 use super::mfa::{self, Checked, PendingSignIn};
 use super::notices;
+use super::password_policy;
 use super::service::Identity;
 use super::sessions::{SessionMeta, SessionToken};
 use super::throttle::{self, Reservation};
@@ -108,6 +114,8 @@ pub enum Outcome {
         user: User,
         /// Where to go.
         next: Option<String>,
+        /// The password given is on the list of common passwords: tell the user to change it.
+        password_change_advised: bool,
     },
     /// The first factor was right; the second is due (browser).
     SecondFactorDue(PendingSignIn),
@@ -143,6 +151,8 @@ struct FirstFactor {
     method: &'static str,
     next: Option<String>,
     reservation: Reservation,
+    /// See [`Identity::password_change_advised`].
+    password_change_advised: bool,
 }
 
 impl Identity {
@@ -175,6 +185,7 @@ impl Identity {
                     },
                     next: next.as_deref().and_then(magic_links::safe_next),
                     reservation,
+                    password_change_advised: self.password_change_advised(password),
                 };
                 self.after_first_factor(first, channel, origin).await
             }
@@ -290,6 +301,7 @@ impl Identity {
             device,
             user,
             next: pending.next.clone(),
+            password_change_advised: pending.password_change_advised,
         })
     }
 
@@ -347,6 +359,7 @@ impl Identity {
             method,
             next: consumed.next,
             reservation,
+            password_change_advised: false,
         };
         self.after_first_factor(first, Channel::Browser, origin)
             .await
@@ -365,6 +378,7 @@ impl Identity {
             method,
             next,
             reservation,
+            password_change_advised,
         } = first;
         let now = self.now();
         let method = match (&channel, user.mfa_enabled) {
@@ -373,9 +387,9 @@ impl Identity {
                 // cleared until the code is right.
                 reservation.refund(&self.db, now).await?;
                 tracing::info!(event = "second_factor_due", user_id = %user.id, method, "first factor accepted; second factor due");
-                return Ok(Outcome::SecondFactorDue(PendingSignIn::new(
-                    user.id, method, next, now,
-                )));
+                let mut pending = PendingSignIn::new(user.id, method, next, now);
+                pending.password_change_advised = password_change_advised;
+                return Ok(Outcome::SecondFactorDue(pending));
             }
             (Channel::Api { otp: None }, true) => {
                 reservation.refund(&self.db, now).await?;
@@ -404,6 +418,7 @@ impl Identity {
                     device,
                     user,
                     next,
+                    password_change_advised,
                 })
             }
             Channel::Api { .. } => {
@@ -411,7 +426,8 @@ impl Identity {
                     tracing::info!(event = "access_denied", user_id = %user.id, "no API tokens before MFA enrolment");
                     return Ok(Outcome::EnrolmentRequired);
                 }
-                let tokens = self.start_api_sign_in(&user, &method, origin).await?;
+                let mut tokens = self.start_api_sign_in(&user, &method, origin).await?;
+                tokens.password_change_advised = password_change_advised;
                 Ok(Outcome::TokensIssued(tokens))
             }
         }
@@ -500,6 +516,13 @@ impl Identity {
             tracing::warn!(event = "sign_in_locked", to = %mask_email(email), "sign-in locked after repeated failures");
         }
         Ok(())
+    }
+
+    /// Whether a user who signed in with `password` is told to change it: it is on the list of
+    /// common passwords that the policy refuses for a new password. The one place this is
+    /// decided, for every channel.
+    pub fn password_change_advised(&self, password: &SecretString) -> bool {
+        password_policy::is_common(password.expose_secret())
     }
 
     /// Checks a password: `Some(user)` only for an active user whose password it is, after the

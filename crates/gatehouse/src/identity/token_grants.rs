@@ -32,6 +32,9 @@ pub struct IssuedTokens {
     pub expires_in: Duration,
     /// The single-use refresh token.
     pub refresh_token: String,
+    /// The password of this sign-in is on the list of common passwords: the user should change
+    /// it (always `false` for a refresh).
+    pub password_change_advised: bool,
 }
 
 impl Identity {
@@ -146,6 +149,7 @@ impl Identity {
             access_token,
             expires_in: lifetime,
             refresh_token,
+            password_change_advised: false,
         })
     }
 

@@ -11,10 +11,13 @@
 //! hash in a format Gatehouse cannot verify, or one whose cost is over the bounds of
 //! [`check_cost`]) refuses the import and every problem is listed, by line.
 //! Existing users are left unchanged: an import never replaces a password.
+//! Nothing weak rests in the database: a PBKDF2 hash of fewer than 100,000 iterations is stored
+//! wrapped in peppered argon2id ([`PasswordHasher::harden`]), without its PBKDF2 digest. A hash
+//! made with a pepper (another Gatehouse's) is refused: its pepper stayed there.
 
 use serde_json::Value;
 
-use super::passwords::{HashParams, check_cost, is_supported_hash};
+use super::passwords::{HashParams, PasswordHasher, check_cost, is_supported_hash};
 use super::users::{self, NewUser};
 use super::{DisplayName, Email, Role};
 use crate::audit::{self, AuditContext, AuditEvent};
@@ -68,7 +71,7 @@ pub fn parse(
             let name = DisplayName::parse(&name).map_err(|e| e.to_string())?;
             if !is_supported_hash(&hash) {
                 return Err(format!(
-                    "{email}: the password hash is not in a format Gatehouse verifies (argon2, Werkzeug pbkdf2 or scrypt)"
+                    "{email}: the password hash is not in a format Gatehouse verifies (argon2 without a key id, Werkzeug pbkdf2 or scrypt)"
                 ));
             }
             check_cost(&hash, configured).map_err(|over| {
@@ -160,10 +163,12 @@ fn parse_csv(text: &str) -> Result<Records, Vec<String>> {
         .collect())
 }
 
-/// Creates every user that does not exist yet; audits each and the import. Returns (created,
-/// already existing).
+/// Creates every user that does not exist yet, their hash hardened by `passwords` (a weak
+/// PBKDF2 hash wrapped in argon2id); audits each and the import. Returns (created, already
+/// existing).
 pub async fn import(
     db: &Db,
+    passwords: &PasswordHasher,
     users: Vec<ImportedUser>,
     ctx: &AuditContext,
 ) -> Result<(usize, usize), Error> {
@@ -178,7 +183,8 @@ pub async fn import(
             display_name: u.name,
             role: u.role,
         };
-        match users::create_with_password_hash(db, new, &u.password_hash, ctx).await {
+        let stored = passwords.harden(&u.password_hash).await?;
+        match users::create_with_password_hash(db, new, &stored, ctx).await {
             Ok(_) => created += 1,
             Err(Error::Conflict(_)) => existing += 1,
             Err(e) => return Err(e),
@@ -254,7 +260,10 @@ mod tests {
             line("ok@x.com", HASH),
             "\n".into(),
             line("big@x.com", costly),
-            line("slow@x.com", "pbkdf2:sha256:2000001$salt$00"),
+            line(
+                "slow@x.com",
+                &format!("pbkdf2:sha256:2000001$salt${}", "00".repeat(32)),
+            ),
         ]
         .concat();
         let problems = parse(&jsonl, false, HashParams::default()).unwrap_err();

@@ -15,6 +15,10 @@
 //! void every unused recovery code.) A database with codes from before data keys keeps their key:
 //! its data key is made from that old derivation, once, then sealed like any other.
 //!
+//! The password pepper (argon2's secret in every new password hash, see
+//! `identity::passwords`) is a data key too, for the same reason: a secret-key change re-seals it
+//! and every password keeps verifying.
+//!
 //! # Security
 //! - Changing `GATEHOUSE_SECRET_KEY` without setting `GATEHOUSE_SECRET_KEY_PREVIOUS` leaves the
 //!   data keys unreadable: the server refuses to start, naming the variable, rather than refuse
@@ -105,24 +109,32 @@ enum DataKey {
     OneTimeCodes,
     /// Half-finished sign-ins (first factor accepted, second due).
     PendingSignIns,
+    /// The pepper of password hashes (not a MAC key: argon2's secret input).
+    PasswordPepper,
 }
 
 impl DataKey {
-    const ALL: [Self; 2] = [Self::OneTimeCodes, Self::PendingSignIns];
+    const ALL: [Self; 3] = [
+        Self::OneTimeCodes,
+        Self::PendingSignIns,
+        Self::PasswordPepper,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Self::OneTimeCodes => "one_time_codes",
             Self::PendingSignIns => "pending_sign_ins",
+            Self::PasswordPepper => "password_pepper",
         }
     }
 
     /// The label of the key derived from the secret key alone that MACed these values before
-    /// data keys existed.
-    fn derived_label(self) -> &'static [u8] {
+    /// data keys existed (none for the pepper, which never was derived).
+    fn derived_label(self) -> Option<&'static [u8]> {
         match self {
-            Self::OneTimeCodes => b"gatehouse one-time code mac v1",
-            Self::PendingSignIns => b"gatehouse pending sign-in mac v1",
+            Self::OneTimeCodes => Some(b"gatehouse one-time code mac v1"),
+            Self::PendingSignIns => Some(b"gatehouse pending sign-in mac v1"),
+            Self::PasswordPepper => None,
         }
     }
 }
@@ -132,6 +144,7 @@ impl DataKey {
 pub struct Keys {
     code_mac: [u8; 32],
     pending_mac: [u8; 32],
+    password_pepper: [u8; 32],
     current: SecretString,
     previous: Option<SecretString>,
 }
@@ -162,6 +175,7 @@ impl Keys {
             match data_key {
                 DataKey::OneTimeCodes => keys.code_mac = bytes,
                 DataKey::PendingSignIns => keys.pending_mac = bytes,
+                DataKey::PasswordPepper => keys.password_pepper = bytes,
             }
         }
         Ok(keys)
@@ -173,6 +187,7 @@ impl Keys {
         Self {
             code_mac: random_key(),
             pending_mac: random_key(),
+            password_pepper: random_key(),
             current: secret_key.clone(),
             previous: previous.cloned(),
         }
@@ -191,13 +206,16 @@ impl Keys {
     ) -> Result<[u8; 32], Error> {
         let name = data_key.name();
         if queries::data_key(db, name).await?.is_none() {
-            let fresh = if data_key == DataKey::OneTimeCodes
-                && queries::codes_made_before_data_keys(db).await?
-            {
-                expand(&self.current, data_key.derived_label())
-            } else {
-                random_key()
+            let legacy = match data_key.derived_label() {
+                Some(label)
+                    if data_key == DataKey::OneTimeCodes
+                        && queries::codes_made_before_data_keys(db).await? =>
+                {
+                    Some(expand(&self.current, label))
+                }
+                _ => None,
             };
+            let fresh = legacy.unwrap_or_else(random_key);
             let sealed = self.seal(Purpose::DataKeys, &fresh);
             // Another instance starting at the same time may win: both then read its key.
             queries::insert_data_key(db, name, &sealed, now).await?;
@@ -310,6 +328,11 @@ impl Keys {
     /// link accepted, second factor still due), hex.
     pub fn pending_sign_in_mac(&self, parts: &[&str]) -> String {
         mac_hex(&self.pending_mac, parts)
+    }
+
+    /// The pepper of password hashes (argon2's secret).
+    pub fn password_pepper(&self) -> [u8; 32] {
+        self.password_pepper
     }
 }
 
@@ -431,7 +454,7 @@ mod tests {
         assert_ne!(
             mac,
             mac_hex(
-                &expand(&old, DataKey::OneTimeCodes.derived_label()),
+                &expand(&old, DataKey::OneTimeCodes.derived_label().unwrap()),
                 &["recovery", "u", "CODE"]
             ),
             "a new database gets a random key, not one derived from the secret key"
@@ -453,19 +476,29 @@ mod tests {
         assert_eq!(
             changing.reseal_data_keys(&db).await.unwrap(),
             Sweep {
-                resealed: 2,
+                resealed: 3,
                 left: 0
             }
         );
         let after = Keys::load(&db, &new, None, now).await.unwrap();
         assert_eq!(after.code_mac(&["recovery", "u", "CODE"]), mac);
+        assert_eq!(
+            after.password_pepper(),
+            first.password_pepper(),
+            "the pepper survives the change"
+        );
+        assert_ne!(
+            after.password_pepper(),
+            after.code_mac,
+            "one key per purpose"
+        );
     }
 
     #[tokio::test]
     async fn a_database_with_codes_from_before_data_keys_keeps_their_key() {
         let (_dir, db) = fresh_db().await;
         let secret = SecretString::from("s".repeat(40));
-        let legacy = expand(&secret, DataKey::OneTimeCodes.derived_label());
+        let legacy = expand(&secret, DataKey::OneTimeCodes.derived_label().unwrap());
         let code_mac = mac_hex(&legacy, &["ada@example.com", "12345678"]);
         db.query(
             "INSERT INTO magic_links (token_hash, email, code_mac, created_at, expires_at) \

@@ -47,6 +47,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("account.html", include_str!("../../templates/account.html")),
     (
+        "password_rules.html",
+        include_str!("../../templates/password_rules.html"),
+    ),
+    (
         "account_password.html",
         include_str!("../../templates/account_password.html"),
     ),

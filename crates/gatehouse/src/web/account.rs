@@ -2,7 +2,7 @@
 //! password. Changes go through the identity services (recent sign-in, audit, revocations,
 //! notice); these handlers render the outcome.
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -33,6 +33,12 @@ pub fn router() -> Router<AppState> {
             "/account/sessions/revoke-others",
             post(revoke_other_sessions),
         )
+}
+
+#[derive(Debug, Deserialize)]
+struct AccountQuery {
+    /// `common-password`: the user just signed in with a password on the common list.
+    notice: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,7 +73,7 @@ async fn render_password_page(
             user => context! { email => current.user.email.as_str() },
             has_password => has_password,
             stale => stale,
-            min_length => state.settings.password_policy.min_length,
+            rules => super::password_rules(state),
             ..extra
         },
     )?;
@@ -135,6 +141,7 @@ async fn account(
     nonce: CspNonce,
     csrf: CsrfToken,
     current: CurrentUser,
+    Query(q): Query<AccountQuery>,
 ) -> Result<Response, Error> {
     let sessions: Vec<_> = state
         .sessions
@@ -165,6 +172,7 @@ async fn account(
                 mfa => current.user.mfa_enabled,
             },
             sessions => sessions,
+            common_password => q.notice.as_deref() == Some("common-password"),
         },
     )?;
     Ok(page.into_response())

@@ -210,8 +210,13 @@ fn link_failed(state: &AppState, nonce: &CspNonce, csrf: &CsrfToken) -> Result<R
     Ok(with_status(StatusCode::BAD_REQUEST, page))
 }
 
+/// Where a sign-in with a password on the common list lands: the account page, with its notice
+/// that leads to the change-password form (the notice is advice only: a crafted link to it does
+/// no harm).
+pub(super) const COMMON_PASSWORD_NOTICE: &str = "/account?notice=common-password";
+
 /// Renders a browser sign-in's outcome: a redirect with the session and device cookies (to
-/// `next`), or to
+/// `next`, or to the account page's notice when the password should be changed), or to
 /// `/login/mfa` when a second factor is due; a wait; or the page `refused` renders.
 pub(super) fn render_sign_in(
     state: &AppState,
@@ -223,9 +228,15 @@ pub(super) fn render_sign_in(
             token,
             device,
             next,
+            password_change_advised,
             ..
         } => {
-            let mut response = Redirect::to(next.as_deref().unwrap_or("/")).into_response();
+            let to = if password_change_advised {
+                COMMON_PASSWORD_NOTICE
+            } else {
+                next.as_deref().unwrap_or("/")
+            };
+            let mut response = Redirect::to(to).into_response();
             let headers = response.headers_mut();
             headers.append(SET_COOKIE, set_cookie(state, &token));
             headers.append(

@@ -31,6 +31,16 @@ pub fn router() -> Router<AppState> {
         .route("/csp-report", post(csp_report::receive))
 }
 
+/// What the new-password forms say about the policy (`password_rules.html`) and give the
+/// strength meter: the minimum length and whether seed 004's composition rules apply.
+fn password_rules(state: &AppState) -> minijinja::Value {
+    let policy = &state.settings.password_policy;
+    minijinja::context! {
+        min_length => policy.min_length,
+        require_classes => policy.require_upper,
+    }
+}
+
 /// Marks a page reached through a token link (a sign-in link, a reset link, the setup link):
 /// its URL, which holds the token, is never sent to another site (`Referrer-Policy:
 /// same-origin`, not `no-referrer`, under which browsers send `Origin: null` with the page's own

@@ -100,7 +100,13 @@ async fn render_reset(
     let page = state.templates.page(
         "password_reset.html",
         nonce,
-        context! { title => "Choose a new password", csrf_token => csrf.as_str(), token => token, ..extra },
+        context! {
+            title => "Choose a new password",
+            csrf_token => csrf.as_str(),
+            token => token,
+            rules => super::password_rules(state),
+            ..extra
+        },
     )?;
     let mut response = with_status(status, page);
     super::token_page(&mut response);

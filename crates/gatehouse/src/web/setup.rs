@@ -63,7 +63,7 @@ fn render(
             title => "Create the first admin",
             csrf_token => csrf.as_str(),
             token => token,
-            min_length => state.settings.password_policy.min_length,
+            rules => super::password_rules(state),
             ..extra
         },
     )?;
@@ -121,6 +121,8 @@ async fn create_admin(
                 device,
                 user,
                 next: None,
+                // The policy refused a common password before the account was made.
+                password_change_advised: false,
             };
             return render_sign_in(&state, signed_in, || Err(Error::NotFound));
         }

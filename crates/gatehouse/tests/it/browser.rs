@@ -500,3 +500,98 @@ async fn a_link_for_another_account_asks_before_switching_in_a_real_browser() {
         problems.join("\n")
     );
 }
+
+/// Evaluates `expression` on the page.
+async fn js(browser: &Browser, expression: &str) -> serde_json::Value {
+    browser
+        .client
+        .execute(&format!("return {expression};"), vec![])
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn new_password_fields_have_a_strength_meter_and_a_show_control_in_a_real_browser() {
+    let test =
+        "browser::new_password_fields_have_a_strength_meter_and_a_show_control_in_a_real_browser";
+    let Some(browser) = Browser::start(test).await else {
+        return;
+    };
+    let app = crate::support::spawn_unlimited_app(Backend::Sqlite, &[]).await;
+    let password = "Vermilion-Otter-42";
+    add_user(&app, "ada@example.com")
+        .name("Ada")
+        .password(password)
+        .await;
+    browser
+        .password_sign_in(&app, "ada@example.com", password)
+        .await;
+    browser.expect_heading("Welcome, Ada").await;
+    browser
+        .client
+        .goto(&format!("{}/account/password", app.address))
+        .await
+        .unwrap();
+    browser.expect_heading("Change your password").await;
+    browser.screenshot("01-password-form").await;
+
+    let score = "document.getElementById('new-strength').value";
+    let label = "document.getElementById('new-strength-text').textContent";
+    assert_eq!(js(&browser, score).await, 0, "the meter is there, empty");
+    browser.fill("new", "abcdef").await;
+    assert_eq!(js(&browser, score).await, 0);
+    assert_eq!(js(&browser, label).await, "Strength: Too short");
+    browser.fill("new", "ghijkl").await;
+    assert_eq!(
+        js(&browser, score).await,
+        1,
+        "twelve characters in a run are weak"
+    );
+    browser.fill("new", " vermilion otter lagoon 42").await;
+    assert_eq!(js(&browser, score).await, 4);
+    assert_eq!(js(&browser, label).await, "Strength: Strong");
+    browser.screenshot("02-strong").await;
+
+    let kind = "document.getElementById('new').type";
+    assert_eq!(js(&browser, kind).await, "password");
+    browser.click("#new-show").await;
+    assert_eq!(js(&browser, kind).await, "text", "shown as typed");
+    assert_eq!(
+        js(
+            &browser,
+            "document.getElementById('new-show').getAttribute('aria-pressed')"
+        )
+        .await,
+        "true"
+    );
+    browser.screenshot("03-shown").await;
+    browser.click("#new-show").await;
+    assert_eq!(js(&browser, kind).await, "password", "hidden again");
+    for other in ["current", "confirm"] {
+        assert_eq!(
+            js(
+                &browser,
+                &format!("document.getElementById('{other}-show') !== null")
+            )
+            .await,
+            true,
+            "{other} has a show control too"
+        );
+    }
+    assert_eq!(
+        js(
+            &browser,
+            "document.getElementById('confirm-strength') === null"
+        )
+        .await,
+        true,
+        "the meter is for the new password, not its confirmation"
+    );
+
+    let problems = browser.problems();
+    assert!(
+        problems.is_empty(),
+        "console errors or CSP violations:\n{}",
+        problems.join("\n")
+    );
+}

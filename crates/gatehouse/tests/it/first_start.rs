@@ -11,7 +11,7 @@ use crate::support::{TestApp, add_user, captured_log_text, captured_logs, spawn_
 const PASSWORD: &str = "Quiet-Lantern-Orbit-42";
 
 /// The path and query of the setup link `app`'s start logged.
-fn logged_setup_link(app: &TestApp) -> String {
+pub(crate) fn logged_setup_link(app: &TestApp) -> String {
     let marker = format!("{}/setup?token=", app.address);
     let logs = captured_log_text();
     let start = logs
@@ -234,7 +234,9 @@ async fn a_newcomer_becomes_the_signed_in_admin_in_a_real_browser() {
     browser.fill("email", "root@example.com").await;
     browser.fill("password", PASSWORD).await;
     browser.fill("confirm", PASSWORD).await;
-    browser.click("form[action='/setup'] button").await;
+    browser
+        .click("form[action='/setup'] button[type=submit]")
+        .await;
     browser.expect_heading("Welcome").await;
     browser.screenshot("02-signed-in").await;
     let lead = browser.text_of("p.lead").await;

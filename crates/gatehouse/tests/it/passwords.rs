@@ -1,12 +1,11 @@
 //! Passwords from the command line: set with the policy enforced, or imported with their
 //! Werkzeug hashes, which keep verifying.
 
-use gatehouse::identity::passwords::{HashParams, PasswordHasher};
 use gatehouse::identity::{Email, users};
 use secrecy::SecretString;
 
 use crate::on_every_backend;
-use crate::support::{add_user, run_cli, run_cli_with_stdin, spawn_app};
+use crate::support::{add_user, app_hasher, run_cli, run_cli_with_stdin, spawn_app};
 
 /// Made with Werkzeug 3.1.8 for "correct horse battery staple".
 const WERKZEUG_PBKDF2: &str = "pbkdf2:sha256:1000$cVyKKW03zcFPpHTW$2e12890e79f16dcb0a2ad231388a3e48473030d94b2862f8ead28abb5e9cd406";
@@ -34,9 +33,9 @@ on_every_backend! {
         let out = run_cli_with_stdin(&app.cli_env(), &["user", "add", "--email", "ada@example.com", "--role", "admin", "--password-stdin"], "Vermilion-Otter-42\n");
         assert!(out.status.success(), "{}", text(&out.stderr));
         let hash = stored_hash(&app, "ada@example.com").await.expect("a password hash");
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1,keyid=cGVwcGVyLTE$"), "{hash}");
         assert!(!hash.contains("Vermilion"));
-        let hasher = PasswordHasher::new(HashParams::default(), 1).unwrap();
+        let hasher = app_hasher(&app).await;
         assert!(hasher.verify(&SecretString::from("Vermilion-Otter-42"), &hash).await.unwrap().ok, "the trailing newline is not part of the password");
         let records = gatehouse::audit::records_after(&app.db, 0, 10).await.unwrap();
         assert!(records[0].changes.contains("\"password\":\"set\""), "{}", records[0].changes);
@@ -51,18 +50,39 @@ on_every_backend! {
         let out = run_cli_with_stdin(&env, &["user", "add", "--email", "ada@example.com", "--password-stdin"], "Vx7!kqzp");
         assert!(out.status.success(), "seed 004's eight characters pass at min length 8: {}", text(&out.stderr));
         let hash = stored_hash(&app, "ada@example.com").await.unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=8192,t=2,p=1$"), "{hash}");
+        assert!(hash.starts_with("$argon2id$v=19$m=8192,t=2,p=1,keyid=cGVwcGVyLTE$"), "{hash}");
     }
 
     async fn a_weak_password_is_refused_with_every_reason_and_nothing_is_created(backend) {
         let app = spawn_app(backend).await;
-        let out = run_cli_with_stdin(&app.cli_env(), &["user", "add", "--email", "ada@example.com", "--password-stdin"], "password\n");
+        let mut seed_004 = app.cli_env();
+        seed_004.push(("GATEHOUSE_PASSWORD_REQUIRE_CLASSES".into(), "true".into()));
+        let out = run_cli_with_stdin(&seed_004, &["user", "add", "--email", "ada@example.com", "--password-stdin"], "password\n");
         assert!(!out.status.success());
         let err = text(&out.stderr);
         for reason in ["at least 12", "upper-case", "digit", "symbol", "less common"] {
             assert!(err.contains(reason), "{reason} missing from {err}");
         }
+        let out = run_cli_with_stdin(&app.cli_env(), &["user", "add", "--email", "ada@example.com", "--password-stdin"], "password\n");
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        assert!(err.contains("at least 12") && err.contains("less common"), "{err}");
+        for composition in ["upper-case", "digit", "symbol"] {
+            assert!(!err.contains(composition), "no composition rules by default: {err}");
+        }
         assert!(users::list(&app.db).await.unwrap().is_empty());
+    }
+
+    async fn by_default_a_long_password_without_classes_is_accepted_and_seed_004s_rules_are_a_setting(backend) {
+        let app = spawn_app(backend).await;
+        let plain = "vermilion otter lagoon\n";
+        let mut seed_004 = app.cli_env();
+        seed_004.push(("GATEHOUSE_PASSWORD_REQUIRE_CLASSES".into(), "true".into()));
+        let out = run_cli_with_stdin(&seed_004, &["user", "add", "--email", "ada@example.com", "--password-stdin"], plain);
+        assert!(!out.status.success(), "seed 004's rules refuse it");
+        assert!(text(&out.stderr).contains("upper-case"), "{}", text(&out.stderr));
+        let out = run_cli_with_stdin(&app.cli_env(), &["user", "add", "--email", "ada@example.com", "--password-stdin"], plain);
+        assert!(out.status.success(), "ASVS V2.1.9: no composition rules by default: {}", text(&out.stderr));
     }
 
     async fn users_imported_from_flask_keep_their_werkzeug_passwords(backend) {
@@ -75,7 +95,7 @@ on_every_backend! {
         let out = run_cli(&app.cli_env(), &["user", "import", file.to_str().unwrap()]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert!(text(&out.stdout).contains("2 users created"));
-        let hasher = PasswordHasher::new(HashParams::default(), 1).unwrap();
+        let hasher = app_hasher(&app).await;
         for email in ["ada@example.com", "bo@example.com"] {
             let hash = stored_hash(&app, email).await.unwrap();
             let v = hasher.verify(&SecretString::from("correct horse battery staple"), &hash).await.unwrap();
@@ -202,7 +222,7 @@ on_every_backend! {
             ("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", "off"),
             ("GATEHOUSE_LOCKOUT_THRESHOLD", "1000"),
         ]).await;
-        let hash = PasswordHasher::new(HashParams::default(), 1).unwrap().hash(&SecretString::from("Vermilion-Otter-42")).await.unwrap();
+        let hash = app_hasher(&app).await.hash(&SecretString::from("Vermilion-Otter-42")).await.unwrap();
         for i in 0..WARM_UP + PAIRS {
             let new = users::NewUser {
                 email: Email::parse(&format!("ada{i}@example.com")).unwrap(),

@@ -277,10 +277,10 @@ pub(super) static ROWS: &[Setting] = &[
         name: "GATEHOUSE_PASSWORD_REQUIRE_CLASSES",
         aliases: &[],
         secrecy: Secrecy::Public,
-        default: "`true`",
-        doc: "require an upper-case and a lower-case letter, a digit and a symbol (seed 004's rules); common passwords and the user's own address are always refused",
+        default: "`false`",
+        doc: "require an upper-case and a lower-case letter, a digit and a symbol (seed 004's rules, and the default before ASVS V2.1.9 ruled composition rules out: set `true` for seed 004's behaviour); the minimum length, common passwords and the user's own address are always checked",
         read: |s, v| {
-            let require = value(v, true, "`true` or `false`", parse_bool)?;
+            let require = value(v, false, "`true` or `false`", parse_bool)?;
             let p = &mut s.password_policy;
             p.require_upper = require;
             p.require_lower = require;

@@ -207,6 +207,7 @@ impl Browser {
         self.expect_heading("Sign in").await;
         self.fill("password-email", email).await;
         self.fill("password", password).await;
-        self.click("form[action='/login/password'] button").await;
+        self.click("form[action='/login/password'] button[type=submit]")
+            .await;
     }
 }

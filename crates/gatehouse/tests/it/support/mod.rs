@@ -29,7 +29,7 @@ pub(crate) use cli::{
     ServedBinary, assert_audit_chain_verifies, env_of, run_cli, run_cli_with_stdin,
 };
 pub(crate) use logs::{captured_log_text, captured_logs, request_log};
-pub(crate) use users::{add_user, api_token, totp_code};
+pub(crate) use users::{add_user, api_token, app_hasher, totp_code};
 
 /// A secret key long enough for production.
 pub(crate) const GOOD_KEY: &str = "test-secret-key-0123456789abcdef0123456789abcdef";

@@ -9,7 +9,7 @@ use std::pin::Pin;
 
 use gatehouse::audit::AuditContext;
 use gatehouse::clock::{Clock as _, ManualClock};
-use gatehouse::identity::passwords::{HashParams, PasswordHasher};
+use gatehouse::identity::passwords::{HashParams, PasswordHasher, Pepper};
 use gatehouse::identity::users::{self, NewUser};
 use gatehouse::identity::{DisplayName, Email, Role, mfa};
 use gatehouse::keys::Keys;
@@ -87,8 +87,8 @@ impl AddUser {
         let ctx = AuditContext::cli();
         let user = match &self.password {
             Some(password) => {
-                let hash = PasswordHasher::new(HashParams::default(), 1)
-                    .expect("a password hasher")
+                let hash = hasher_over(&self.db, &self.clock)
+                    .await
                     .hash(&SecretString::from(password.as_str()))
                     .await
                     .expect("the password hashes");
@@ -133,6 +133,23 @@ impl IntoFuture for AddUser {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.create())
     }
+}
+
+/// A password hasher as the app's: the default cost and the app's pepper.
+pub(crate) async fn app_hasher(app: &TestApp) -> PasswordHasher {
+    hasher_over(&app.db, &app.clock).await
+}
+
+async fn hasher_over(db: &Db, clock: &ManualClock) -> PasswordHasher {
+    let keys = Keys::load(db, &SecretString::from(GOOD_KEY), None, clock.now())
+        .await
+        .expect("the keys open");
+    PasswordHasher::new(
+        HashParams::default(),
+        1,
+        Pepper::new(keys.password_pepper()),
+    )
+    .expect("a password hasher")
 }
 
 /// A user [`add_user`] created.
