@@ -1,6 +1,7 @@
 //! The account pages: the user's sessions (each revocable, or all others at once) and their
 //! password. Changes go through the identity services (recent sign-in, audit, revocations,
-//! notice); these handlers render the outcome.
+//! notice); these handlers render the outcome. Ending another session with a sign-in older
+//! than ten minutes shows the account page again, `403`, asking to sign in again.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -15,7 +16,7 @@ use serde::Deserialize;
 use super::auth::with_status;
 use super::session::{CurrentUser, clear_cookie};
 use crate::error::Error;
-use crate::identity::accounts::PasswordChange;
+use crate::identity::accounts::{PasswordChange, SessionsEnded};
 use crate::identity::signin::Origin;
 use crate::state::AppState;
 use crate::store::timestamp_text;
@@ -136,6 +137,18 @@ async fn account(
     csrf: CsrfToken,
     current: CurrentUser,
 ) -> Result<Response, Error> {
+    render_account(&state, &nonce, &csrf, &current, StatusCode::OK).await
+}
+
+/// Renders the account page with `status`: the sessions, and whether ending others needs a new
+/// sign-in first.
+async fn render_account(
+    state: &AppState,
+    nonce: &CspNonce,
+    csrf: &CsrfToken,
+    current: &CurrentUser,
+    status: StatusCode,
+) -> Result<Response, Error> {
     let sessions: Vec<_> = state
         .sessions
         .list(current.user.id)
@@ -154,7 +167,7 @@ async fn account(
         .collect();
     let page = state.templates.page(
         "account.html",
-        &nonce,
+        nonce,
         context! {
             title => "Your account",
             csrf_token => csrf.as_str(),
@@ -165,21 +178,27 @@ async fn account(
                 mfa => current.user.mfa_enabled,
             },
             sessions => sessions,
+            stale => !state.identity.recently_signed_in(&current.session),
         },
     )?;
-    Ok(page.into_response())
+    Ok(with_status(status, page))
 }
 
 async fn revoke_session(
     State(state): State<AppState>,
+    nonce: CspNonce,
+    csrf: CsrfToken,
     current: CurrentUser,
     origin: Origin,
     Form(form): Form<SessionForm>,
 ) -> Result<Response, Error> {
-    state
+    let ended = state
         .identity
         .revoke_session(current.user.id, &current.session, &form.id, &origin)
         .await?;
+    if ended == SessionsEnded::NotRecent {
+        return render_account(&state, &nonce, &csrf, &current, StatusCode::FORBIDDEN).await;
+    }
     if form.id == current.session.id_hash {
         let mut response = Redirect::to("/").into_response();
         response
@@ -192,12 +211,17 @@ async fn revoke_session(
 
 async fn revoke_other_sessions(
     State(state): State<AppState>,
+    nonce: CspNonce,
+    csrf: CsrfToken,
     current: CurrentUser,
     origin: Origin,
 ) -> Result<Response, Error> {
-    state
+    let ended = state
         .identity
         .revoke_other_sessions(current.user.id, &current.session, &origin)
         .await?;
+    if ended == SessionsEnded::NotRecent {
+        return render_account(&state, &nonce, &csrf, &current, StatusCode::FORBIDDEN).await;
+    }
     Ok(Redirect::to("/account").into_response())
 }

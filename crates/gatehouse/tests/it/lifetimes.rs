@@ -1,6 +1,7 @@
 //! Lifetimes on the injected clock, as a user sees them: sign-in links and their one-time codes
 //! (10 minutes), reset links (1 hour), sessions (30 minutes idle, 12 hours in all), each
-//! working one second before its end and refused one second after.
+//! working one second before its end and refused one second after; and ending other sessions,
+//! which needs a sign-in from the last ten minutes.
 
 use std::time::Duration;
 
@@ -338,5 +339,71 @@ async fn an_active_session_in_redis_ends_twelve_hours_after_its_sign_in() {
     .await
     {
         an_active_session_ends_twelve_hours_after_sign_in(&app).await;
+    }
+}
+
+/// The session ids in the rows of an account page that are not "this device".
+fn other_session_ids(account: &str) -> Vec<String> {
+    account
+        .split("<tr>")
+        .filter(|row| !row.contains("this device"))
+        .filter_map(|row| field(row, "id"))
+        .collect()
+}
+
+on_every_backend! {
+    async fn ending_other_sessions_needs_a_sign_in_from_the_last_ten_minutes(backend) {
+        let app = crate::support::spawn_unlimited_app(backend, &[]).await;
+        add_user(&app, "ada@example.com").password(PASSWORD).await;
+        let mut thief = signed_in_visitor(&app).await;
+        let mut owner = signed_in_visitor(&app).await;
+        let (_, _, page) = thief.get("/account").await;
+        let owners = other_session_ids(&page);
+        assert_eq!(owners.len(), 1, "{page}");
+
+        app.clock.advance(10 * MINUTE + SECOND);
+        assert!(signed_in(&mut owner).await);
+        let (status, _, page) = thief.get("/account").await;
+        assert_eq!(status, 200);
+        assert!(page.contains("sign in again before ending your other sessions"), "{page}");
+        assert!(other_session_ids(&page).is_empty(), "no button to end another session: {page}");
+        let csrf = field(&page, "csrf_token").unwrap();
+        let (status, _, page) = thief.post("/account/sessions/revoke", &[("csrf_token", &csrf), ("id", &owners[0])]).await;
+        assert_eq!(status, 403, "{page}");
+        assert!(page.contains("sign in again before ending your other sessions"), "{page}");
+        let (status, _, page) = thief.post("/account/sessions/revoke-others", &[("csrf_token", &csrf)]).await;
+        assert_eq!(status, 403, "{page}");
+        assert!(signed_in(&mut owner).await, "a session more than ten minutes old cannot end the others");
+        let actions: Vec<String> = gatehouse::audit::records_after(&app.db, 0, 100).await.unwrap().into_iter().map(|r| r.action).collect();
+        assert!(!actions.iter().any(|a| a.starts_with("session.revoke")), "{actions:?}");
+
+        // Signing in again, with the password, is what it takes.
+        let (status, _, _) = thief.post("/logout", &[("csrf_token", &csrf)]).await;
+        assert_eq!(status, 303);
+        assert_eq!(password_sign_in(&mut thief, "ada@example.com", PASSWORD).await, 303);
+        let csrf = thief.csrf_from("/account").await;
+        let (status, _, _) = thief.post("/account/sessions/revoke", &[("csrf_token", &csrf), ("id", &owners[0])]).await;
+        assert_eq!(status, 303);
+        assert!(!signed_in(&mut owner).await, "ended after a fresh sign-in");
+
+        let mut other = signed_in_visitor(&app).await;
+        app.clock.advance(10 * MINUTE - SECOND);
+        let (status, _, _) = thief.post("/account/sessions/revoke-others", &[("csrf_token", &csrf)]).await;
+        assert_eq!(status, 303, "ten minutes less a second after the sign-in");
+        assert!(!signed_in(&mut other).await);
+    }
+
+    async fn signing_out_never_needs_a_recent_sign_in(backend) {
+        let app = crate::support::spawn_unlimited_app(backend, &[]).await;
+        add_user(&app, "ada@example.com").password(PASSWORD).await;
+        let mut v = signed_in_visitor(&app).await;
+        app.clock.advance(20 * MINUTE);
+        let (_, _, page) = v.get("/account").await;
+        let csrf = field(&page, "csrf_token").unwrap();
+        let this = page.split("<tr>").find(|row| row.contains("this device")).and_then(|row| field(row, "id")).expect("a sign-out button");
+        let (status, headers, _) = v.post("/account/sessions/revoke", &[("csrf_token", &csrf), ("id", &this)]).await;
+        assert_eq!(status, 303);
+        assert_eq!(headers["location"], "/");
+        assert!(!signed_in(&mut v).await);
     }
 }
