@@ -303,6 +303,7 @@ fn identity_config(settings: &Settings) -> crate::identity::IdentityConfig {
         mfa_required_roles: settings.mfa_required_roles.clone(),
         access_token_lifetime: settings.access_token_lifetime,
         refresh_token_lifetime: settings.refresh_token_lifetime,
+        sign_in_link_lifetime: settings.sign_in_link_lifetime,
         password_reset_lifetime: settings.password_reset_lifetime,
         password_policy: settings.password_policy.clone(),
     }

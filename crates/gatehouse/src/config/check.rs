@@ -1,8 +1,15 @@
 //! What production mode refuses and what `config check` warns about.
 //!
 //! # Security
-//! Every problem names the variable to set, never its value: a too-short secret key is reported
-//! by its length only.
+//! - Every problem names the variable to set, never its value: a too-short secret key is
+//!   reported by its length only, a URL by its host only.
+//! - Connections that leave the host carry passwords, sessions and personal data, so production
+//!   refuses (development warns about) a PostgreSQL elsewhere whose URL does not verify the
+//!   server's certificate and name (`sslmode=verify-full`; a private CA is named by the URL's
+//!   `sslrootcert`), and a Redis elsewhere without TLS that verifies its certificate
+//!   (`rediss://`, no `#insecure`) and a password. "Elsewhere" is any host but `localhost`, a
+//!   loopback address or a Unix socket, judged on the host the driver would connect to (a
+//!   `host=` or `hostaddr=` parameter of a PostgreSQL URL included).
 
 use secrecy::ExposeSecret as _;
 use url::Url;
@@ -56,6 +63,9 @@ impl Settings {
             ),
             Some(_) => {}
         }
+        for p in self.transport_problems() {
+            problem(&p.setting, p.message);
+        }
         if self.cors_allow_credentials && self.cors_origins.iter().any(|o| o == "*") {
             problem(
                 "GATEHOUSE_CORS_ORIGINS",
@@ -68,39 +78,14 @@ impl Settings {
     /// Advice that does not stop production (weak but sometimes deliberate choices).
     pub fn warnings(&self) -> Vec<ConfigError> {
         let mut warnings = Vec::new();
-        if let Some(db) = postgres_url(self.database_url.expose_secret()) {
-            let loopback = db.host_str().is_some_and(is_loopback_host);
-            let sslmode = db
-                .query_pairs()
-                .find(|(k, _)| k == "sslmode")
-                .map(|(_, v)| v.into_owned());
-            let strict = matches!(
-                sslmode.as_deref(),
-                Some("require" | "verify-ca" | "verify-full")
-            );
-            if !loopback && !strict {
-                warnings.push(ConfigError {
-                    setting: "GATEHOUSE_DATABASE_URL".into(),
-                    message: "PostgreSQL is not on this host and the URL does not set `sslmode=require` (or verify-ca / verify-full): add it".into(),
-                });
-            }
-            if self.redis_url.is_none() {
-                warnings.push(ConfigError {
-                    setting: "GATEHOUSE_REDIS_URL".into(),
-                    message: "PostgreSQL without Redis: rate limits are counted per instance; set GATEHOUSE_REDIS_URL when running several instances".into(),
-                });
-            }
+        if !self.is_production() {
+            warnings.extend(self.transport_problems());
         }
-        if let Some(redis) = &self.redis_url {
-            if let Ok(u) = Url::parse(redis.expose_secret()) {
-                let loopback = u.host_str().is_some_and(is_loopback_host);
-                if !loopback && u.scheme() != "rediss" && u.password().is_none() {
-                    warnings.push(ConfigError {
-                        setting: "GATEHOUSE_REDIS_URL".into(),
-                        message: "Redis is not on this host and uses neither TLS (`rediss://`) nor a password".into(),
-                    });
-                }
-            }
+        if postgres_url(self.database_url.expose_secret()).is_some() && self.redis_url.is_none() {
+            warnings.push(ConfigError {
+                setting: "GATEHOUSE_REDIS_URL".into(),
+                message: "PostgreSQL without Redis: rate limits are counted per instance; set GATEHOUSE_REDIS_URL when running several instances".into(),
+            });
         }
         if self.trusted_proxies.covers_every_address() {
             warnings.push(ConfigError {
@@ -136,6 +121,85 @@ impl Settings {
         }
         warnings
     }
+}
+
+impl Settings {
+    /// Unprotected connections to another host: refused in production, warned about in
+    /// development (see the module's Security section).
+    fn transport_problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        if let Some(db) = postgres_url(self.database_url.expose_secret()) {
+            problems.extend(postgres_problem(&db));
+        }
+        if let Some(redis) = &self.redis_url {
+            problems.extend(redis_problem(redis.expose_secret()));
+        }
+        problems
+    }
+}
+
+/// The last value of any of `keys` in `url`'s query (the driver's rule when one is repeated).
+fn last_param(url: &Url, keys: &[&str]) -> Option<String> {
+    url.query_pairs()
+        .filter(|(k, _)| keys.contains(&k.as_ref()))
+        .last()
+        .map(|(_, v)| v.into_owned())
+}
+
+/// What is wrong with a PostgreSQL URL to another host, if anything. The host is the one sqlx
+/// connects to: a `host=` or `hostaddr=` parameter wins over the URL's host, and a host that is
+/// a path is a Unix socket.
+fn postgres_problem(db: &Url) -> Option<ConfigError> {
+    let host = last_param(db, &["host", "hostaddr"])
+        .or_else(|| db.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    if host.is_empty() || host.starts_with('/') || is_loopback_host(&host) {
+        return None;
+    }
+    let problem = |message: String| ConfigError {
+        setting: "GATEHOUSE_DATABASE_URL".into(),
+        message,
+    };
+    let sslmode = last_param(db, &["sslmode", "ssl-mode"]);
+    if sslmode.as_deref() != Some("verify-full") {
+        let now = sslmode.map_or_else(|| "no `sslmode`".to_owned(), |m| format!("`sslmode={m}`"));
+        return Some(problem(format!(
+            "PostgreSQL at `{host}` is not on this host and the URL has {now}, which does not verify the server's certificate and name: add `sslmode=verify-full` to GATEHOUSE_DATABASE_URL, and `sslrootcert=/path/to/ca.pem` when the server's certificate comes from a private CA"
+        )));
+    }
+    let root = last_param(db, &["sslrootcert", "ssl-root-cert", "ssl-ca"])?;
+    (!std::path::Path::new(&root).is_file()).then(|| {
+        problem(format!(
+            "names `sslrootcert={root}`, which is not a readable file: set it to the PEM file of the CA that signed PostgreSQL's certificate"
+        ))
+    })
+}
+
+/// What is wrong with a Redis URL to another host, if anything: each missing protection named.
+fn redis_problem(raw: &str) -> Option<ConfigError> {
+    let url = Url::parse(raw).ok()?;
+    let host = url.host_str().unwrap_or_default();
+    if host.is_empty() || is_loopback_host(host) {
+        return None;
+    }
+    let mut missing = Vec::new();
+    if url.scheme() != "rediss" {
+        missing.push("TLS: use a `rediss://` URL");
+    } else if url.fragment() == Some("insecure") {
+        missing.push("certificate verification: remove `#insecure`");
+    }
+    if url.password().is_none_or(str::is_empty) {
+        missing.push(
+            "a password: `rediss://:PASSWORD@host:6379` (or `USER:PASSWORD@` with an ACL user)",
+        );
+    }
+    (!missing.is_empty()).then(|| ConfigError {
+        setting: "GATEHOUSE_REDIS_URL".into(),
+        message: format!(
+            "Redis at `{host}` is not on this host and its URL lacks {}",
+            missing.join("; and ")
+        ),
+    })
 }
 
 fn postgres_url(url: &str) -> Option<Url> {
@@ -339,27 +403,178 @@ mod tests {
         assert!(!warned.contains(&"GATEHOUSE_METRICS_LISTEN".into()));
     }
 
+    /// The problems of a sound production configuration with `extra` settings.
+    fn production_problems_with(extra: &[(&str, &str)]) -> Vec<ConfigError> {
+        let mut pairs = vec![
+            ("GATEHOUSE_ENV", "production"),
+            ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
+            ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+            ("SMTP_HOST", "smtp.example"),
+        ];
+        pairs.extend_from_slice(extra);
+        Settings::load(&sources(&pairs))
+            .unwrap()
+            .production_problems()
+    }
+
+    fn database_problems(url: &str) -> Vec<ConfigError> {
+        production_problems_with(&[("GATEHOUSE_DATABASE_URL", url)])
+    }
+
+    fn redis_problems(url: &str) -> Vec<ConfigError> {
+        production_problems_with(&[("GATEHOUSE_REDIS_URL", url)])
+    }
+
     #[test]
-    fn remote_postgres_without_tls_is_warned_about() {
-        let s = Settings::load(&sources(&[(
-            "GATEHOUSE_DATABASE_URL",
-            "postgres://app@db.internal/app",
-        )]))
-        .unwrap();
-        assert!(
-            s.warnings()
-                .iter()
-                .any(|w| w.message.contains("sslmode=require"))
+    fn production_refuses_a_remote_postgres_that_does_not_verify_its_certificate_and_name() {
+        for url in [
+            "postgres://app:pw@db.internal/app",
+            "postgres://app:pw@db.internal/app?sslmode=disable",
+            "postgres://app:pw@db.internal/app?sslmode=prefer",
+            "postgres://app:pw@db.internal/app?sslmode=require",
+            "postgresql://app:pw@10.0.0.5:5432/app?sslmode=verify-ca",
+            // The last `sslmode` wins, as in the driver.
+            "postgres://app:pw@db.internal/app?sslmode=verify-full&ssl-mode=require",
+            // The driver connects to `host=`, not to the URL's host.
+            "postgres://app:pw@localhost/app?host=db.internal",
+            "postgres://app:pw@127.0.0.1/app?hostaddr=10.0.0.5",
+        ] {
+            let problems = database_problems(url);
+            assert_eq!(problems.len(), 1, "{url}: {problems:?}");
+            assert_eq!(problems[0].setting, "GATEHOUSE_DATABASE_URL");
+            let message = &problems[0].message;
+            assert!(
+                message.contains("add `sslmode=verify-full` to GATEHOUSE_DATABASE_URL")
+                    && message.contains("sslrootcert="),
+                "{url}: {message}"
+            );
+            assert!(!message.contains("pw"), "never the password: {message}");
+        }
+    }
+
+    #[test]
+    fn production_accepts_postgres_that_verifies_its_certificate_or_stays_on_this_host() {
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        let with_ca = format!(
+            "postgres://app:pw@db.internal/app?sslmode=verify-full&sslrootcert={}",
+            ca.path().display()
         );
-        let s = Settings::load(&sources(&[(
-            "GATEHOUSE_DATABASE_URL",
-            "postgres://app@db.internal/app?sslmode=verify-full",
-        )]))
-        .unwrap();
+        for url in [
+            "postgres://app:pw@db.internal/app?sslmode=verify-full",
+            "postgres://app:pw@db.internal/app?ssl-mode=verify-full",
+            with_ca.as_str(),
+            "postgres://app:pw@127.0.0.1:5432/app",
+            "postgres://app:pw@localhost/app?sslmode=disable",
+            "postgres://app:pw@[::1]/app",
+            "postgres:///app?host=/var/run/postgresql",
+        ] {
+            let problems = database_problems(url);
+            assert!(problems.is_empty(), "{url}: {problems:?}");
+        }
+    }
+
+    #[test]
+    fn production_refuses_a_private_ca_file_that_is_not_there() {
+        let problems = database_problems(
+            "postgres://app@db.internal/app?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].setting, "GATEHOUSE_DATABASE_URL");
         assert!(
-            !s.warnings()
+            problems[0]
+                .message
+                .contains("`sslrootcert=/nonexistent/ca.pem`"),
+            "{}",
+            problems[0].message
+        );
+    }
+
+    #[test]
+    fn production_refuses_a_remote_redis_without_tls_or_without_a_password() {
+        let tls = "TLS: use a `rediss://` URL";
+        let verification = "certificate verification: remove `#insecure`";
+        let password = "a password: `rediss://:PASSWORD@host:6379`";
+        for (url, lacks) in [
+            ("redis://:secret@redis.internal:6379", vec![tls]),
+            ("rediss://redis.internal:6380", vec![password]),
+            ("rediss://app:@redis.internal:6380", vec![password]),
+            ("redis://redis.internal:6379", vec![tls, password]),
+            (
+                "rediss://:secret@redis.internal:6380/#insecure",
+                vec![verification],
+            ),
+        ] {
+            let problems = redis_problems(url);
+            assert_eq!(problems.len(), 1, "{url}: {problems:?}");
+            assert_eq!(problems[0].setting, "GATEHOUSE_REDIS_URL");
+            let message = &problems[0].message;
+            assert!(message.contains("Redis at `redis.internal`"), "{message}");
+            for part in [tls, verification, password] {
+                assert_eq!(
+                    message.contains(part),
+                    lacks.contains(&part),
+                    "{url}: {message}"
+                );
+            }
+            assert!(!message.contains("secret"), "never the password: {message}");
+        }
+    }
+
+    #[test]
+    fn production_accepts_redis_with_tls_and_a_password_or_on_this_host() {
+        for url in [
+            "rediss://:secret@redis.internal:6380",
+            "rediss://gatehouse:secret@redis.internal:6380/0",
+            "redis://127.0.0.1:6379",
+            "redis://localhost:6379/2",
+            "redis://[::1]:6379",
+        ] {
+            let problems = redis_problems(url);
+            assert!(problems.is_empty(), "{url}: {problems:?}");
+        }
+    }
+
+    #[test]
+    fn development_warns_about_unprotected_remote_connections_and_production_refuses_them_once() {
+        let remote = [
+            (
+                "GATEHOUSE_DATABASE_URL",
+                "postgres://app@db.internal/app?sslmode=require",
+            ),
+            ("GATEHOUSE_REDIS_URL", "redis://redis.internal:6379"),
+        ];
+        let development = Settings::load(&sources(&remote)).unwrap();
+        let warned: Vec<String> = development
+            .warnings()
+            .into_iter()
+            .map(|w| w.message)
+            .collect();
+        assert!(
+            warned.iter().any(|m| m.contains("sslmode=verify-full")),
+            "{warned:?}"
+        );
+        assert!(warned.iter().any(|m| m.contains("rediss://")), "{warned:?}");
+
+        let mut pairs = vec![
+            ("GATEHOUSE_ENV", "production"),
+            ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
+            ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+            ("SMTP_HOST", "smtp.example"),
+        ];
+        pairs.extend_from_slice(&remote);
+        let production = Settings::load(&sources(&pairs)).unwrap();
+        let refused: Vec<String> = production
+            .production_problems()
+            .into_iter()
+            .map(|p| p.setting)
+            .collect();
+        assert_eq!(refused, ["GATEHOUSE_DATABASE_URL", "GATEHOUSE_REDIS_URL"]);
+        assert!(
+            production
+                .warnings()
                 .iter()
-                .any(|w| w.message.contains("sslmode=require"))
+                .all(|w| !w.message.contains("not on this host")),
+            "a refusal is not repeated as a warning"
         );
     }
 }

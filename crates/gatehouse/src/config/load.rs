@@ -250,6 +250,7 @@ impl Settings {
             cors_allow_credentials: false,
             admin_email: None,
             allowed_domains: Vec::new(),
+            sign_in_link_lifetime: Duration::ZERO,
             session_idle_timeout: Duration::ZERO,
             session_lifetime: Duration::ZERO,
             max_sessions_per_user: 0,
@@ -312,6 +313,52 @@ mod tests {
         );
         assert_eq!(s.max_content_length, 16 * 1024 * 1024);
         assert_eq!(s.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn lifetimes_default_to_asvs_level_2_and_the_seeds_values_are_settings() {
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        let s = Settings::load(&sources(&[])).unwrap();
+        assert_eq!(s.sign_in_link_lifetime, minutes(10));
+        assert_eq!(s.password_reset_lifetime, minutes(60));
+        assert_eq!(s.session_idle_timeout, minutes(30));
+        assert_eq!(s.session_lifetime, minutes(12 * 60));
+        let seeds = Settings::load(&sources(&[
+            ("GATEHOUSE_SIGN_IN_LINK_LIFETIME", "15m"),
+            ("GATEHOUSE_PASSWORD_RESET_LIFETIME", "24h"),
+            ("GATEHOUSE_SESSION_IDLE_TIMEOUT", "24h"),
+            ("GATEHOUSE_SESSION_LIFETIME", "168h"),
+        ]))
+        .unwrap();
+        assert_eq!(seeds.sign_in_link_lifetime, minutes(15));
+        assert_eq!(seeds.password_reset_lifetime, minutes(24 * 60));
+        assert_eq!(seeds.session_idle_timeout, minutes(24 * 60));
+        assert_eq!(seeds.session_lifetime, minutes(7 * 24 * 60));
+    }
+
+    #[test]
+    fn link_lifetimes_are_bounded() {
+        for (name, value) in [
+            ("GATEHOUSE_SIGN_IN_LINK_LIFETIME", "30s"),
+            ("GATEHOUSE_SIGN_IN_LINK_LIFETIME", "61m"),
+            ("GATEHOUSE_SIGN_IN_LINK_LIFETIME", "0"),
+            ("GATEHOUSE_PASSWORD_RESET_LIFETIME", "59s"),
+            ("GATEHOUSE_PASSWORD_RESET_LIFETIME", "8d"),
+        ] {
+            let err = Settings::load(&sources(&[(name, value)])).unwrap_err();
+            assert_eq!(err.0[0].setting, name, "{value}");
+            assert!(err.0[0].message.contains("a duration from"), "{err}");
+        }
+        for (name, value) in [
+            ("GATEHOUSE_SIGN_IN_LINK_LIFETIME", "1m"),
+            ("GATEHOUSE_SIGN_IN_LINK_LIFETIME", "1h"),
+            ("GATEHOUSE_PASSWORD_RESET_LIFETIME", "7d"),
+        ] {
+            assert!(
+                Settings::load(&sources(&[(name, value)])).is_ok(),
+                "{name}={value}"
+            );
+        }
     }
 
     #[test]

@@ -123,6 +123,8 @@ pub struct Settings {
     /// `GATEHOUSE_ALLOWED_DOMAINS`: addresses in these domains may sign in by magic link (and get
     /// an account with role `user` on first sign-in), besides existing active users.
     pub allowed_domains: Vec<String>,
+    /// `GATEHOUSE_SIGN_IN_LINK_LIFETIME`: how long a mailed sign-in link and its code work.
+    pub sign_in_link_lifetime: Duration,
     /// `GATEHOUSE_SESSION_IDLE_TIMEOUT`: a session unused this long ends.
     pub session_idle_timeout: Duration,
     /// `GATEHOUSE_SESSION_LIFETIME`: a session ends this long after sign-in.

@@ -5,6 +5,9 @@
 //! # Security
 //! - Changing the password needs a sign-in, with every factor, from the last ten minutes
 //!   ([`Identity::recently_signed_in`]) and the current password.
+//! - Ending another session, or every other one, needs such a recent sign-in too (ASVS 3.3.4):
+//!   a stolen session cannot lock its owner out. Ending one's own session (signing out) never
+//!   does.
 //! - A reset uses its link once, stores the new hash, records it and ends every other pending
 //!   reset link and sign-in link in ONE transaction; then every session and API sign-in of the
 //!   user ends and the address's sign-in lock is cleared.
@@ -23,7 +26,7 @@ use crate::audit::{self, Actor, AuditEvent};
 use crate::error::Error;
 
 /// How long ago the last sign-in (with every factor) may be for a sensitive change: changing
-/// the password, setting up or turning off MFA, new recovery codes.
+/// the password, setting up or turning off MFA, new recovery codes, ending other sessions.
 pub const RECENT_SIGN_IN: time::Duration = time::Duration::minutes(10);
 
 /// How a password change or reset ended.
@@ -41,6 +44,15 @@ pub enum PasswordChange {
     Mismatch,
     /// The new password breaks the policy: why, for the person.
     Weak(Vec<String>),
+}
+
+/// How a request to end sessions ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SessionsEnded {
+    /// Done: this many sessions (and, for "every other", API sign-ins) ended.
+    Ended(usize),
+    /// Ending another session needs a recent sign-in: sign in again first. Nothing ended.
+    NotRecent,
 }
 
 impl Identity {
@@ -180,35 +192,45 @@ impl Identity {
         Ok(())
     }
 
-    /// Ends one of the user's sessions, by the id their sessions page shows.
+    /// Ends one of the user's sessions, by the id their sessions page shows. Another session
+    /// needs a recent sign-in ([`Identity::recently_signed_in`]); the current one (signing out)
+    /// does not.
     pub async fn revoke_session(
         &self,
         user_id: Uuid,
         current: &Session,
         id_hash: &str,
         origin: &Origin,
-    ) -> Result<(), Error> {
-        if self.sessions.revoke(user_id, id_hash).await? {
-            let short: String = id_hash.chars().take(16).collect();
-            self.audit_session(
-                user_id,
-                current,
-                origin,
-                "session.revoke",
-                serde_json::json!({ "revoked": short }),
-            )
-            .await?;
+    ) -> Result<SessionsEnded, Error> {
+        if id_hash != current.id_hash && !self.recently_signed_in(current) {
+            return Ok(SessionsEnded::NotRecent);
         }
-        Ok(())
+        if !self.sessions.revoke(user_id, id_hash).await? {
+            return Ok(SessionsEnded::Ended(0));
+        }
+        let short: String = id_hash.chars().take(16).collect();
+        self.audit_session(
+            user_id,
+            current,
+            origin,
+            "session.revoke",
+            serde_json::json!({ "revoked": short }),
+        )
+        .await?;
+        Ok(SessionsEnded::Ended(1))
     }
 
-    /// Ends every other session and API sign-in of the user ("sign out everywhere else").
+    /// Ends every other session and API sign-in of the user ("sign out everywhere else"); needs
+    /// a recent sign-in ([`Identity::recently_signed_in`]).
     pub async fn revoke_other_sessions(
         &self,
         user_id: Uuid,
         current: &Session,
         origin: &Origin,
-    ) -> Result<usize, Error> {
+    ) -> Result<SessionsEnded, Error> {
+        if !self.recently_signed_in(current) {
+            return Ok(SessionsEnded::NotRecent);
+        }
         let ended = self.end_sign_ins(user_id, Some(&current.id_hash)).await?;
         self.audit_session(
             user_id,
@@ -218,7 +240,7 @@ impl Identity {
             serde_json::json!({ "revoked": ended }),
         )
         .await?;
-        Ok(ended)
+        Ok(SessionsEnded::Ended(ended))
     }
 
     async fn audit_session(

@@ -1,8 +1,9 @@
 //! The first admin (DESIGN.md §7): what a start with no users does, and the one-time setup page's
 //! rule.
 //!
-//! - With `GATEHOUSE_ADMIN_EMAIL`, that address is created as an admin and mailed a 10-minute
-//!   sign-in link (in development without SMTP the mail, link included, goes to the log).
+//! - With `GATEHOUSE_ADMIN_EMAIL`, that address is created as an admin and mailed a sign-in link,
+//!   valid `GATEHOUSE_SIGN_IN_LINK_LIFETIME` like every sign-in link (in development without
+//!   SMTP the mail, link included, goes to the log).
 //! - Without it, development issues a one-time setup link, printed in ONE log line
 //!   (`first_admin_setup`), to a page that creates the first admin with a password or a sign-in
 //!   mail; production prints no link and says that it needs `GATEHOUSE_ADMIN_EMAIL`.
@@ -43,8 +44,6 @@ use crate::store::Tx;
 
 /// How long a setup link works.
 pub const SETUP_LINK_LIFETIME: Duration = Duration::from_secs(10 * 60);
-/// How long the first admin's sign-in link works.
-pub const ADMIN_LINK_LIFETIME: Duration = Duration::from_secs(10 * 60);
 
 /// Any constant, the same on every instance: the key of the PostgreSQL advisory lock that
 /// serializes first-admin creations.
@@ -134,8 +133,7 @@ impl Identity {
                 user_id = %admin.id,
                 "first admin created from GATEHOUSE_ADMIN_EMAIL"
             );
-            self.mail_sign_in_link(&admin.email, None, ADMIN_LINK_LIFETIME)
-                .await?;
+            self.mail_sign_in_link(&admin.email, None).await?;
             return Ok(FirstStart::AdminCreated(admin));
         }
         if self.user_count().await? > 0 {
@@ -232,8 +230,7 @@ impl Identity {
                 })
             }
             FirstSignIn::Mail => {
-                self.mail_sign_in_link(&user.email, None, ADMIN_LINK_LIFETIME)
-                    .await?;
+                self.mail_sign_in_link(&user.email, None).await?;
                 Ok(SetupOutcome::LinkMailed(user))
             }
         }

@@ -83,21 +83,26 @@ impl Identity {
             tracing::info!(event = "magic_link_not_allowed", to = %mask_email(email), "no link for an address that is not allowed");
             return Ok(());
         }
-        self.mail_sign_in_link(email, next, magic_links::LINK_LIFETIME)
-            .await
+        self.mail_sign_in_link(email, next).await
     }
 
-    /// Makes a sign-in link (and its one-time code) for `email`, valid `lifetime`, and queues
-    /// the mail that carries them: the one way a sign-in link is mailed, whoever asked.
+    /// How long a mailed sign-in link and its one-time code work, in words for pages and mail
+    /// ("10 minutes"): `GATEHOUSE_SIGN_IN_LINK_LIFETIME`, the one lifetime of every sign-in link.
+    pub fn sign_in_link_valid_for(&self) -> String {
+        in_words(self.config.sign_in_link_lifetime)
+    }
+
+    /// Makes a sign-in link (and its one-time code) for `email`, valid
+    /// `GATEHOUSE_SIGN_IN_LINK_LIFETIME`, and queues the mail that carries them: the one way a
+    /// sign-in link is mailed, whoever asked.
     pub(super) async fn mail_sign_in_link(
         &self,
         email: &Email,
         next: Option<&str>,
-        lifetime: std::time::Duration,
     ) -> Result<(), Error> {
+        let lifetime = self.config.sign_in_link_lifetime;
         let link =
-            magic_links::issue_valid_for(&self.db, &self.keys, self.now(), email, next, lifetime)
-                .await?;
+            magic_links::issue(&self.db, &self.keys, self.now(), email, next, lifetime).await?;
         let url = format!(
             "{}/login/magic/verify?token={}",
             self.config.base_url,
@@ -110,7 +115,7 @@ impl Identity {
             minijinja::context! {
                 url => url,
                 code => magic_links::expose(&link.code),
-                minutes => lifetime.as_secs() / 60,
+                valid_for => in_words(lifetime),
             },
         )?;
         tracing::info!(event = "magic_link_sent", to = %mask_email(email), "sign-in link queued");
@@ -162,5 +167,37 @@ impl Identity {
                 })
             }
         }
+    }
+}
+
+/// A lifetime as people read it: "10 minutes", "1 hour", "24 hours", "90 seconds".
+pub(crate) fn in_words(lifetime: std::time::Duration) -> String {
+    let secs = lifetime.as_secs();
+    let (n, unit) = match secs {
+        s if s >= 3600 && s % 3600 == 0 => (s / 3600, "hour"),
+        s if s >= 60 && s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::in_words;
+
+    #[test]
+    fn lifetimes_are_written_in_the_largest_whole_unit() {
+        assert_eq!(in_words(Duration::from_secs(600)), "10 minutes");
+        assert_eq!(in_words(Duration::from_secs(60)), "1 minute");
+        assert_eq!(in_words(Duration::from_secs(3600)), "1 hour");
+        assert_eq!(in_words(Duration::from_secs(24 * 3600)), "24 hours");
+        assert_eq!(in_words(Duration::from_secs(90 * 60)), "90 minutes");
+        assert_eq!(in_words(Duration::from_secs(90)), "90 seconds");
     }
 }

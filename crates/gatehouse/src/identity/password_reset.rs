@@ -2,13 +2,15 @@
 //! password.
 //!
 //! # Security
-//! - Tokens are 256-bit, stored as SHA-256, valid `GATEHOUSE_PASSWORD_RESET_LIFETIME` (24 h, as
-//!   seed 004), and consumed by one conditional `UPDATE … RETURNING`: of two concurrent uses
-//!   exactly one wins.
+//! - Tokens are 256-bit, stored as SHA-256, valid `GATEHOUSE_PASSWORD_RESET_LIFETIME` (1 hour by
+//!   default; seed 004's 24 hours is a setting away), and consumed by one conditional
+//!   `UPDATE … RETURNING`: of two concurrent uses exactly one wins.
 //! - [`Identity::request_reset`] returns before looking anything up; the lookup, the token and the mail happen
 //!   in a background task, so every address gets the same answer in the same time.
 //! - A reset ends every session of the user and every other pending reset token and sign-in
 //!   link, and clears the sign-in lock of the address.
+
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,6 +19,7 @@ use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::links::in_words;
 use super::queries::password_reset as queries;
 use super::service::Identity;
 use super::signin::{LinkRequest, Origin, address_event};
@@ -26,11 +29,21 @@ use crate::error::Error;
 use crate::mail::mask_email;
 use crate::store::{Db, Tx};
 
+/// How long a reset link works unless `GATEHOUSE_PASSWORD_RESET_LIFETIME` says otherwise (seed
+/// 004's links lived 24 hours).
+pub const DEFAULT_RESET_LIFETIME: Duration = Duration::from_secs(3600);
+
 fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 impl Identity {
+    /// How long a reset link works, in words for pages and mail ("1 hour"):
+    /// `GATEHOUSE_PASSWORD_RESET_LIFETIME`.
+    pub fn reset_link_valid_for(&self) -> String {
+        in_words(self.config.password_reset_lifetime)
+    }
+
     /// Queues "mail a reset link to `email` if it belongs to an active user" and returns at
     /// once: the lookup, the token and the mail happen off the request path. Every request is
     /// audited (`auth.password_reset_requested`), known address or not.
@@ -83,12 +96,11 @@ impl Identity {
         let now = self.now();
         let expires = now + self.config.password_reset_lifetime;
         queries::insert(&self.db, &hash(&token), user.id, now, expires).await?;
-        let hours = self.config.password_reset_lifetime.as_secs() / 3600;
         self.mailer.send_template(
             email,
             "Reset your Gatehouse password",
             "password_reset",
-            minijinja::context! { url => format!("{}/password/reset?token={token}", self.config.base_url), hours => hours },
+            minijinja::context! { url => format!("{}/password/reset?token={token}", self.config.base_url), valid_for => self.reset_link_valid_for() },
         )?;
         tracing::info!(event = "password_reset_sent", to = %mask_email(email), "reset link queued");
         Ok(())

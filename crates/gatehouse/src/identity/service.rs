@@ -43,6 +43,8 @@ pub struct IdentityConfig {
     pub access_token_lifetime: Duration,
     /// Refresh-token (API sign-in) lifetime.
     pub refresh_token_lifetime: Duration,
+    /// How long a mailed sign-in link and its one-time code work.
+    pub sign_in_link_lifetime: Duration,
     /// How long a reset link works.
     pub password_reset_lifetime: Duration,
     /// What a new password must be.

@@ -10,8 +10,9 @@
 //!   SHA-256 (`id_hash`), so a leaked database or Redis dump cannot be replayed as cookies.
 //! - A token is accepted only in its exact format (43 base64url characters): anything else is
 //!   refused before any lookup.
-//! - Idle (default 24 h) and absolute (default 7 days) lifetimes are checked on every load with
-//!   the injected [`Clock`]; an expired session is deleted when seen.
+//! - Idle (default 30 minutes) and absolute (default 12 hours) lifetimes (ASVS 3.3.2, Level 2)
+//!   are checked on every load with the injected [`Clock`]; an expired session is deleted when
+//!   seen.
 //! - [`Sessions::rotate`] issues a new token (and a new CSRF secret) and deletes the old one: call
 //!   it at sign-in and at every privilege change, so a fixated token is worthless.
 //! - [`Sessions::revoke`] deletes a session only if it belongs to the given user.
@@ -53,11 +54,13 @@ pub struct SessionConfig {
     pub touch_interval: Duration,
 }
 
+/// The defaults are ASVS Level 2's (3.3.2): 30 minutes idle, 12 hours in all. The seeds' longer
+/// sessions are settings (`GATEHOUSE_SESSION_IDLE_TIMEOUT`, `GATEHOUSE_SESSION_LIFETIME`).
 impl Default for SessionConfig {
     fn default() -> Self {
         Self {
-            idle_timeout: Duration::from_secs(24 * 3600),
-            absolute_timeout: Duration::from_secs(7 * 24 * 3600),
+            idle_timeout: Duration::from_secs(30 * 60),
+            absolute_timeout: Duration::from_secs(12 * 3600),
             max_per_user: None,
             touch_interval: Duration::from_secs(60),
         }

@@ -1,6 +1,7 @@
 //! The account pages: the user's sessions (each revocable, or all others at once) and their
 //! password. Changes go through the identity services (recent sign-in, audit, revocations,
-//! notice); these handlers render the outcome.
+//! notice); these handlers render the outcome. Ending another session with a sign-in older
+//! than ten minutes shows the account page again, `403`, asking to sign in again.
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -15,7 +16,7 @@ use serde::Deserialize;
 use super::auth::with_status;
 use super::session::{CurrentUser, clear_cookie};
 use crate::error::Error;
-use crate::identity::accounts::PasswordChange;
+use crate::identity::accounts::{PasswordChange, SessionsEnded};
 use crate::identity::signin::Origin;
 use crate::state::AppState;
 use crate::store::timestamp_text;
@@ -143,6 +144,28 @@ async fn account(
     current: CurrentUser,
     Query(q): Query<AccountQuery>,
 ) -> Result<Response, Error> {
+    let common_password = q.notice.as_deref() == Some("common-password");
+    render_account(
+        &state,
+        &nonce,
+        &csrf,
+        &current,
+        StatusCode::OK,
+        common_password,
+    )
+    .await
+}
+
+/// Renders the account page with `status`: the sessions, whether ending others needs a new
+/// sign-in first, and the common-password notice when `common_password`.
+async fn render_account(
+    state: &AppState,
+    nonce: &CspNonce,
+    csrf: &CsrfToken,
+    current: &CurrentUser,
+    status: StatusCode,
+    common_password: bool,
+) -> Result<Response, Error> {
     let sessions: Vec<_> = state
         .sessions
         .list(current.user.id)
@@ -161,7 +184,7 @@ async fn account(
         .collect();
     let page = state.templates.page(
         "account.html",
-        &nonce,
+        nonce,
         context! {
             title => "Your account",
             csrf_token => csrf.as_str(),
@@ -172,22 +195,36 @@ async fn account(
                 mfa => current.user.mfa_enabled,
             },
             sessions => sessions,
-            common_password => q.notice.as_deref() == Some("common-password"),
+            common_password => common_password,
+            stale => !state.identity.recently_signed_in(&current.session),
         },
     )?;
-    Ok(page.into_response())
+    Ok(with_status(status, page))
 }
 
 async fn revoke_session(
     State(state): State<AppState>,
+    nonce: CspNonce,
+    csrf: CsrfToken,
     current: CurrentUser,
     origin: Origin,
     Form(form): Form<SessionForm>,
 ) -> Result<Response, Error> {
-    state
+    let ended = state
         .identity
         .revoke_session(current.user.id, &current.session, &form.id, &origin)
         .await?;
+    if ended == SessionsEnded::NotRecent {
+        return render_account(
+            &state,
+            &nonce,
+            &csrf,
+            &current,
+            StatusCode::FORBIDDEN,
+            false,
+        )
+        .await;
+    }
     if form.id == current.session.id_hash {
         let mut response = Redirect::to("/").into_response();
         response
@@ -200,12 +237,25 @@ async fn revoke_session(
 
 async fn revoke_other_sessions(
     State(state): State<AppState>,
+    nonce: CspNonce,
+    csrf: CsrfToken,
     current: CurrentUser,
     origin: Origin,
 ) -> Result<Response, Error> {
-    state
+    let ended = state
         .identity
         .revoke_other_sessions(current.user.id, &current.session, &origin)
         .await?;
+    if ended == SessionsEnded::NotRecent {
+        return render_account(
+            &state,
+            &nonce,
+            &csrf,
+            &current,
+            StatusCode::FORBIDDEN,
+            false,
+        )
+        .await;
+    }
     Ok(Redirect::to("/account").into_response())
 }

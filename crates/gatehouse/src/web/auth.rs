@@ -34,7 +34,7 @@ use serde::Deserialize;
 use super::session::{CurrentUser, clear_cookie, set_cookie, set_pending_cookie};
 use crate::error::Error;
 use crate::identity::User;
-use crate::identity::magic_links::{self, safe_next};
+use crate::identity::magic_links::safe_next;
 use crate::identity::signin::{LinkConfirmation, LinkRequest, Origin, Outcome};
 use crate::state::AppState;
 
@@ -144,7 +144,7 @@ async fn request_link(
                     title => "Check your inbox",
                     csrf_token => csrf.as_str(),
                     email => form.email.trim().to_lowercase(),
-                    minutes => magic_links::LINK_LIFETIME.as_secs() / 60,
+                    valid_for => state.identity.sign_in_link_valid_for(),
                 },
             )?;
             Ok(page.into_response())
@@ -301,7 +301,7 @@ async fn verify_code(
                 title => "Check your inbox",
                 csrf_token => csrf.as_str(),
                 email => form.email.trim(),
-                minutes => magic_links::LINK_LIFETIME.as_secs() / 60,
+                valid_for => state.identity.sign_in_link_valid_for(),
                 error => CODE_FAILED,
             },
         )?;

@@ -81,7 +81,7 @@ async fn forgot(
                     csrf_token => csrf.as_str(),
                     sent => true,
                     email => form.email.trim().to_lowercase(),
-                    hours => state.settings.password_reset_lifetime.as_secs() / 3600,
+                    valid_for => state.identity.reset_link_valid_for(),
                 },
             )?;
             Ok(page.into_response())

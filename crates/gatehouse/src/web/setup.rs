@@ -20,7 +20,7 @@ use serde::Deserialize;
 use super::auth::{render_sign_in, with_status};
 use crate::error::Error;
 use crate::identity::accounts::PasswordChange;
-use crate::identity::first_admin::{ADMIN_LINK_LIFETIME, FirstSignIn, SetupOutcome, SetupState};
+use crate::identity::first_admin::{FirstSignIn, SetupOutcome, SetupState};
 use crate::identity::signin::{Origin, Outcome};
 use crate::state::AppState;
 
@@ -132,7 +132,7 @@ async fn create_admin(
                 closed => true,
                 sent => true,
                 email => user.email.as_str(),
-                minutes => ADMIN_LINK_LIFETIME.as_secs() / 60,
+                valid_for => state.identity.sign_in_link_valid_for(),
                 log_transport => state.settings.smtp.host.is_none(),
             },
         ),

@@ -35,7 +35,7 @@ on_every_backend! {
         let keys = gatehouse::keys::Keys::load(&app.db, &secrecy::SecretString::from(crate::support::GOOD_KEY), None, gatehouse::store::now()).await.unwrap();
         let email = Email::parse("ada@example.com").unwrap();
         let now = gatehouse::store::now();
-        let link = magic_links::issue(&app.db, &keys, now, &email, None).await.unwrap();
+        let link = magic_links::issue(&app.db, &keys, now, &email, None, magic_links::DEFAULT_LINK_LIFETIME).await.unwrap();
         let code = magic_links::expose(&link.code).to_owned();
         let wrong = if code == "00000000" { "11111111" } else { "00000000" };
 

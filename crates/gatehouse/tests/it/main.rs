@@ -21,6 +21,7 @@ mod health;
 mod identity_core;
 mod instances;
 mod items;
+mod lifetimes;
 mod limits;
 mod logging;
 mod mail;

@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use crate::support::{Backend, TestApp, add_user, redis_url, spawn_app};
 
-const HOUR: Duration = Duration::from_secs(3600);
+const MINUTE: Duration = Duration::from_secs(60);
+const SECOND: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Store {
@@ -107,25 +108,28 @@ on_every_session_store! {
 
     async fn an_idle_session_ends_after_the_idle_timeout(f, SessionConfig::default()) {
         let (token, _) = f.sessions.create(f.alice, &meta()).await.unwrap();
-        f.clock.advance(24 * HOUR - Duration::from_secs(1));
-        assert!(f.sessions.load(token.expose()).await.unwrap().is_some());
-        f.clock.advance(Duration::from_secs(2));
-        assert!(f.sessions.load(token.expose()).await.unwrap().is_none());
+        f.clock.advance(30 * MINUTE - SECOND);
+        assert!(f.sessions.load(token.expose()).await.unwrap().is_some(), "alive one second before 30 idle minutes");
+        f.clock.advance(2 * SECOND);
+        assert!(f.sessions.load(token.expose()).await.unwrap().is_none(), "gone one second after");
         assert!(f.sessions.list(f.alice).await.unwrap().is_empty());
     }
 
     async fn activity_keeps_a_session_alive_until_the_absolute_lifetime(f, SessionConfig::default()) {
         let (token, _) = f.sessions.create(f.alice, &meta()).await.unwrap();
-        // Active every 12 hours for 6.5 days: never idle for 24 hours.
-        for _ in 0..13 {
-            f.clock.advance(12 * HOUR);
+        // Active every 25 minutes: never idle for 30.
+        for _ in 0..28 {
+            f.clock.advance(25 * MINUTE);
             let s = f.sessions.load(token.expose()).await.unwrap().expect("still alive");
             f.sessions.touch(s).await.unwrap();
         }
-        f.clock.advance(12 * HOUR + Duration::from_secs(1));
+        f.clock.advance(20 * MINUTE - SECOND);
+        let s = f.sessions.load(token.expose()).await.unwrap().expect("alive one second before 12 hours");
+        f.sessions.touch(s).await.unwrap();
+        f.clock.advance(2 * SECOND);
         assert!(
             f.sessions.load(token.expose()).await.unwrap().is_none(),
-            "7 days after sign-in the session ends, however active"
+            "12 hours after sign-in the session ends, however active"
         );
     }
 
@@ -197,9 +201,9 @@ on_every_session_store! {
 
     async fn expired_sessions_are_purged(f, SessionConfig::default()) {
         let (old, _) = f.sessions.create(f.alice, &meta()).await.unwrap();
-        f.clock.advance(23 * HOUR);
+        f.clock.advance(29 * MINUTE);
         let (fresh, _) = f.sessions.create(f.bob, &meta()).await.unwrap();
-        f.clock.advance(2 * HOUR);
+        f.clock.advance(2 * MINUTE);
         let purged = f.sessions.purge_expired().await.unwrap();
         // Redis expires its keys by itself; the database needs the purge.
         assert!(purged <= 1);

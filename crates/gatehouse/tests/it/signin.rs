@@ -402,8 +402,8 @@ on_every_backend! {
         let keys = gatehouse::keys::Keys::load(&app.db, &secrecy::SecretString::from(crate::support::GOOD_KEY), None, gatehouse::store::now()).await.unwrap();
         let email = Email::parse("ada@example.com").unwrap();
         let now = gatehouse::store::now();
-        let old = gatehouse::identity::magic_links::issue(&app.db, &keys, now - time::Duration::days(2), &email, None).await.unwrap();
-        let fresh = gatehouse::identity::magic_links::issue(&app.db, &keys, now, &email, None).await.unwrap();
+        let old = gatehouse::identity::magic_links::issue(&app.db, &keys, now - time::Duration::days(2), &email, None, gatehouse::identity::magic_links::DEFAULT_LINK_LIFETIME).await.unwrap();
+        let fresh = gatehouse::identity::magic_links::issue(&app.db, &keys, now, &email, None, gatehouse::identity::magic_links::DEFAULT_LINK_LIFETIME).await.unwrap();
         // The app's own housekeeping may get there first: either way, only the live link remains.
         gatehouse::identity::magic_links::purge_expired(&app.db, now).await.unwrap();
         let rows: i64 = app.db.query("SELECT COUNT(*) FROM magic_links").fetch_one().await.unwrap().get(0).unwrap();

@@ -8,12 +8,16 @@ use crate::config::parse::{
     parse_bool, parse_duration, parse_rate, show_policy, show_rate, show_secs, split_list,
 };
 use crate::config::{Environment, Rate};
+use crate::identity::magic_links::DEFAULT_LINK_LIFETIME;
 use crate::identity::password_policy::PasswordPolicy;
+use crate::identity::password_reset::DEFAULT_RESET_LIFETIME;
 use crate::identity::passwords::HashParams;
+use crate::identity::sessions::SessionConfig;
 use crate::identity::throttle::ThrottleConfig;
 use crate::identity::{Email, Role};
 
 const MINUTE: Duration = Duration::from_secs(60);
+const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// Reads a rate limit (`off` turns it off).
 fn rate(raw: Option<&str>, limit: u32, period: Duration) -> Result<Option<Rate>, String> {
@@ -42,13 +46,31 @@ fn lifetime(raw: Option<&str>, default: Duration, example: &str) -> Result<Durat
     )
 }
 
+/// Reads a duration from `min` to `max`.
+fn bounded(
+    raw: Option<&str>,
+    default: Duration,
+    min: Duration,
+    max: Duration,
+    example: &str,
+) -> Result<Duration, String> {
+    let expected = format!(
+        "a duration from `{}` to `{}`, such as `{example}`",
+        show_secs(min),
+        show_secs(max)
+    );
+    value(raw, default, &expected, |v| {
+        parse_duration(v).filter(|d| (min..=max).contains(d))
+    })
+}
+
 pub(super) static ROWS: &[Setting] = &[
     Setting {
         name: "GATEHOUSE_ADMIN_EMAIL",
         aliases: &[],
         secrecy: Secrecy::Public,
         default: "unset",
-        doc: "on a start with no users, this address is created as an admin (audited) and mailed a 10-minute sign-in link; without it, development logs a one-time `/setup` link instead",
+        doc: "on a start with no users, this address is created as an admin (audited) and mailed a sign-in link (valid `GATEHOUSE_SIGN_IN_LINK_LIFETIME`); without it, development logs a one-time `/setup` link instead",
         read: |s, v| {
             if let Some(e) = v {
                 Email::parse(e).map_err(|m| m.to_string())?;
@@ -83,13 +105,25 @@ pub(super) static ROWS: &[Setting] = &[
         show: |s| Shown::of(s.allowed_domains.join(",")),
     },
     Setting {
+        name: "GATEHOUSE_SIGN_IN_LINK_LIFETIME",
+        aliases: &[],
+        secrecy: Secrecy::Public,
+        default: "`10m`",
+        doc: "how long a mailed sign-in link and its one-time code work, 1 minute to 1 hour (ASVS 2.7.2); seed 000's links worked 15 minutes, `15m` here; the first admin's link too",
+        read: |s, v| {
+            let read = bounded(v, DEFAULT_LINK_LIFETIME, MINUTE, 60 * MINUTE, "10m");
+            set(&mut s.sign_in_link_lifetime, read)
+        },
+        show: |s| Shown::of(show_secs(s.sign_in_link_lifetime)),
+    },
+    Setting {
         name: "GATEHOUSE_SESSION_IDLE_TIMEOUT",
         aliases: &[],
         secrecy: Secrecy::Public,
-        default: "`24h`",
-        doc: "a session unused this long ends",
+        default: "`30m`",
+        doc: "a session unused this long ends (ASVS Level 2); the seeds' Flask sessions lasted 24 hours (seed 003) or 7 days (seed 000) from the last request, as `24h` or `168h` here",
         read: |s, v| {
-            let read = lifetime(v, Duration::from_secs(24 * 3600), "24h");
+            let read = lifetime(v, SessionConfig::default().idle_timeout, "30m");
             set(&mut s.session_idle_timeout, read)
         },
         show: |s| Shown::of(show_secs(s.session_idle_timeout)),
@@ -98,10 +132,10 @@ pub(super) static ROWS: &[Setting] = &[
         name: "GATEHOUSE_SESSION_LIFETIME",
         aliases: &[],
         secrecy: Secrecy::Public,
-        default: "`168h` (7 days)",
-        doc: "a session ends this long after sign-in, however active",
+        default: "`12h`",
+        doc: "a session ends this long after sign-in, however active (ASVS Level 2); seed 000's `PERMANENT_SESSION_LIFETIME` was 7 days, `168h` here",
         read: |s, v| {
-            let read = lifetime(v, Duration::from_secs(7 * 24 * 3600), "168h");
+            let read = lifetime(v, SessionConfig::default().absolute_timeout, "12h");
             set(&mut s.session_lifetime, read)
         },
         show: |s| Shown::of(show_secs(s.session_lifetime)),
@@ -294,15 +328,10 @@ pub(super) static ROWS: &[Setting] = &[
         name: "GATEHOUSE_PASSWORD_RESET_LIFETIME",
         aliases: &[],
         secrecy: Secrecy::Public,
-        default: "`24h`",
-        doc: "how long a password reset link works (seed 004), at most 7 days",
+        default: "`1h`",
+        doc: "how long a password reset link works, 1 minute to 7 days; seed 004's links worked 24 hours, `24h` here",
         read: |s, v| {
-            let read = value(
-                v,
-                Duration::from_secs(24 * 3600),
-                "a duration such as `24h`",
-                |v| parse_duration(v).filter(|d| !d.is_zero() && d.as_secs() <= 7 * 24 * 3600),
-            );
+            let read = bounded(v, DEFAULT_RESET_LIFETIME, MINUTE, 7 * DAY, "1h");
             set(&mut s.password_reset_lifetime, read)
         },
         show: |s| Shown::of(show_secs(s.password_reset_lifetime)),

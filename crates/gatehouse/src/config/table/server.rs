@@ -131,7 +131,7 @@ pub(super) static ROWS: &[Setting] = &[
         aliases: &["DATABASE_URL"],
         secrecy: Secrecy::SecretUrl,
         default: "`sqlite://<data dir>/gatehouse.db`",
-        doc: "`sqlite://PATH` or `postgres://user:pass@host/db?sslmode=require`",
+        doc: "`sqlite://PATH` or `postgres://user:pass@host/db?sslmode=verify-full`; production refuses a PostgreSQL on another host unless `sslmode=verify-full` (certificate and host name verified against the public CAs, plus the PEM file `sslrootcert=/path/ca.pem` names for a private CA)",
         read: |s, v| {
             let url = v.map_or_else(
                 || format!("sqlite://{}/gatehouse.db", s.data_dir.display()),
@@ -167,7 +167,7 @@ pub(super) static ROWS: &[Setting] = &[
         aliases: &["REDIS_URL"],
         secrecy: Secrecy::SecretUrl,
         default: "unset",
-        doc: "`redis://` or `rediss://`; sessions and rate limits go to Redis when set; checked by `/readyz`",
+        doc: "`redis://` or `rediss://`; sessions and rate limits go to Redis when set; checked by `/readyz`; production refuses a Redis on another host without TLS that verifies its certificate (`rediss://`, no `#insecure`) and a password (`rediss://:PASSWORD@host:6379`)",
         read: |s, v| {
             s.redis_url = v.map(|u| SecretString::from(u.to_owned()));
             match v {
