@@ -208,8 +208,8 @@ fn config_check_redacts_secrets_and_fails_on_production_problems() {
     assert!(text.contains("GATEHOUSE_SECRET_KEY"), "{text}");
     assert!(text.contains("GATEHOUSE_PUBLIC_URL"), "{text}");
     assert!(
-        text.contains("sslmode=require"),
-        "the TLS warning is shown:\n{text}"
+        text.contains("sslmode=verify-full"),
+        "the TLS refusal is shown:\n{text}"
     );
 }
 
