@@ -17,6 +17,7 @@ mod first_start;
 mod headers;
 mod health;
 mod identity_core;
+mod input;
 mod instances;
 mod items;
 mod limits;
