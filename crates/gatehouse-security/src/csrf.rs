@@ -87,7 +87,9 @@
 //!   `Cache-Control: no-store` or `private`), or one visitor's token reaches another.
 //! - Tokens do not expire on their own: they live as long as the secret (the session, or the
 //!   browser session for the pre-session cookie).
-//! - Secrets are not wiped from memory when dropped.
+//! - A secret is wiped from memory when dropped ([`CsrfSecret`] is `ZeroizeOnDrop`), and so are
+//!   the buffers that hold it unmasked while a token is made or checked. Copies the application
+//!   keeps (a session's stored bytes) are its own to wipe.
 //!
 //! # Deployment caveat
 //!
@@ -119,6 +121,7 @@ use pin_project_lite::pin_project;
 use rand::{RngCore, rngs::OsRng};
 use subtle::ConstantTimeEq;
 use tower::{Layer, Service};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::{cors::CorsPolicy, error::Error, problem::Problem};
 
@@ -146,9 +149,18 @@ const DETAIL_TOKEN: &str = "missing or invalid CSRF token";
 ///
 /// The application's session layer stores one per session, regenerates it whenever the
 /// session ID changes, and inserts the current one into the request extensions before
-/// [`CsrfLayer`] runs. Its `Debug` output is redacted.
+/// [`CsrfLayer`] runs. Its `Debug` output is redacted, and its bytes are wiped when it is
+/// dropped.
 #[derive(Clone)]
 pub struct CsrfSecret([u8; SECRET_LEN]);
+
+impl Drop for CsrfSecret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for CsrfSecret {}
 
 impl CsrfSecret {
     /// A new secret from the operating system's random number generator.
@@ -181,12 +193,12 @@ impl CsrfSecret {
             return false;
         }
         // `decode_slice` wants room for its estimate (3 bytes per 4 characters, rounded up).
-        let mut decoded = [0u8; ENCODED_TOKEN_LEN.div_ceil(4) * 3];
-        let Ok(TOKEN_LEN) = URL_SAFE_NO_PAD.decode_slice(token, &mut decoded) else {
+        let mut decoded = Zeroizing::new([0u8; ENCODED_TOKEN_LEN.div_ceil(4) * 3]);
+        let Ok(TOKEN_LEN) = URL_SAFE_NO_PAD.decode_slice(token, &mut *decoded) else {
             return false;
         };
         let (mask, masked) = decoded[..TOKEN_LEN].split_at(SECRET_LEN);
-        let mut unmasked = [0u8; SECRET_LEN];
+        let mut unmasked = Zeroizing::new([0u8; SECRET_LEN]);
         for ((out, m), x) in unmasked.iter_mut().zip(mask).zip(masked) {
             *out = m ^ x;
         }
@@ -195,13 +207,13 @@ impl CsrfSecret {
 
     /// `base64url(mask ‖ (mask XOR secret))` with a fresh random mask.
     fn mask(&self) -> String {
-        let mut token = [0u8; TOKEN_LEN];
+        let mut token = Zeroizing::new([0u8; TOKEN_LEN]);
         let (mask, masked) = token.split_at_mut(SECRET_LEN);
         rand::thread_rng().fill_bytes(mask);
         for ((out, m), s) in masked.iter_mut().zip(mask.iter()).zip(&self.0) {
             *out = m ^ s;
         }
-        URL_SAFE_NO_PAD.encode(token)
+        URL_SAFE_NO_PAD.encode(&token[..])
     }
 
     /// The secret in a cookie value, if it is exactly a base64url-encoded 32-byte secret.
@@ -209,10 +221,13 @@ impl CsrfSecret {
         if value.len() != ENCODED_SECRET_LEN {
             return None;
         }
-        let mut decoded = [0u8; ENCODED_SECRET_LEN.div_ceil(4) * 3];
-        let len = URL_SAFE_NO_PAD.decode_slice(value, &mut decoded).ok()?;
-        let bytes: [u8; SECRET_LEN] = decoded.get(..len)?.try_into().ok()?;
-        Some(Self(bytes))
+        let mut decoded = Zeroizing::new([0u8; ENCODED_SECRET_LEN.div_ceil(4) * 3]);
+        let len = URL_SAFE_NO_PAD.decode_slice(value, &mut *decoded).ok()?;
+        let mut secret = Self([0; SECRET_LEN]);
+        secret
+            .0
+            .copy_from_slice(decoded.get(..len).filter(|d| d.len() == SECRET_LEN)?);
+        Some(secret)
     }
 }
 
@@ -1193,6 +1208,27 @@ mod tests {
                 )
                 .await;
             assert_eq!(response.status(), StatusCode::OK);
+        }
+    }
+
+    #[test]
+    fn a_secret_is_wiped_when_dropped() {
+        // A compile-time check: the secret is a type that zeroizes itself on drop.
+        fn wiped_on_drop<T: ZeroizeOnDrop>(_: &T) {}
+        wiped_on_drop(&CsrfSecret::generate());
+    }
+
+    #[test]
+    fn cookie_values_of_the_wrong_length_are_no_secret() {
+        let secret = CsrfSecret::generate();
+        let encoded = URL_SAFE_NO_PAD.encode(secret.as_bytes());
+        let parsed = CsrfSecret::from_cookie_value(encoded.as_bytes()).unwrap();
+        assert_eq!(parsed.as_bytes(), secret.as_bytes());
+        for bad in ["", "abc", &encoded[..42], &format!("{encoded}A")] {
+            assert!(
+                CsrfSecret::from_cookie_value(bad.as_bytes()).is_none(),
+                "{bad:?}"
+            );
         }
     }
 

@@ -17,11 +17,15 @@
 //! Cross-Origin-Resource-Policy: same-origin
 //! X-Permitted-Cross-Domain-Policies: none
 //! Strict-Transport-Security: max-age=63072000; includeSubDomains      (only with `hsts`)
+//! Content-Disposition: attachment; filename="api.json"     (only under `attachment_prefixes`)
 //! ```
 //!
 //! A header the handler set itself is kept, so a route can send a stricter policy (a
 //! sandboxing CSP on a download, `Referrer-Policy: no-referrer` on a page with a token in its
 //! URL). Note that this also lets a handler weaken a header: review handlers that set one.
+//!
+//! `Server` and `X-Powered-By` are removed from every response, whoever set them: they tell an
+//! attacker which software, and so which advisories, to try.
 //!
 //! # Security
 //!
@@ -73,6 +77,7 @@ const CROSS_ORIGIN_RESOURCE_POLICY: HeaderName =
     HeaderName::from_static("cross-origin-resource-policy");
 const X_PERMITTED_CROSS_DOMAIN_POLICIES: HeaderName =
     HeaderName::from_static("x-permitted-cross-domain-policies");
+const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
 
 /// Settings of [`SecurityHeadersLayer`].
 #[derive(Clone, Debug, Default)]
@@ -81,6 +86,10 @@ pub struct SecurityHeadersConfig {
     pub hsts: bool,
     /// Where browsers report CSP violations (`report-uri` directive), e.g. `/csp-report`.
     pub csp_report_uri: Option<String>,
+    /// Path prefixes (e.g. `/api/`) whose answers are data for programs, not documents:
+    /// `Content-Disposition: attachment; filename="api.json"`, so a browser sent there saves
+    /// the answer instead of rendering it. Scripts reading it with `fetch` are unaffected.
+    pub attachment_prefixes: Vec<String>,
 }
 
 /// The CSP nonce of the current request, for `nonce="…"` attributes.
@@ -127,6 +136,7 @@ struct Shared {
     /// The policy after the nonces, with the report URI if configured.
     csp_tail: String,
     hsts: bool,
+    attachment_prefixes: Vec<String>,
 }
 
 /// Sets the security headers on every response and a [`CspNonce`] on every request.
@@ -171,6 +181,7 @@ impl SecurityHeadersLayer {
             shared: Arc::new(Shared {
                 csp_tail,
                 hsts: config.hsts,
+                attachment_prefixes: config.attachment_prefixes,
             }),
         })
     }
@@ -211,10 +222,17 @@ where
         let nonce = CspNonce::generate();
         let csp = self.csp(nonce.as_str());
         req.extensions_mut().insert(nonce);
+        let path = req.uri().path();
+        let attachment = self
+            .shared
+            .attachment_prefixes
+            .iter()
+            .any(|prefix| path.starts_with(prefix.as_str()));
         ResponseFuture {
             inner: self.inner.call(req),
             csp: Some(csp),
             hsts: self.shared.hsts,
+            attachment,
         }
     }
 }
@@ -246,6 +264,7 @@ pin_project! {
         inner: F,
         csp: Option<HeaderValue>,
         hsts: bool,
+        attachment: bool,
     }
 }
 
@@ -313,6 +332,15 @@ where
                 const { HeaderValue::from_static("max-age=63072000; includeSubDomains") },
             );
         }
+        if *this.attachment {
+            set_default(
+                headers,
+                header::CONTENT_DISPOSITION,
+                const { HeaderValue::from_static("attachment; filename=\"api.json\"") },
+            );
+        }
+        headers.remove(header::SERVER);
+        headers.remove(X_POWERED_BY);
         Poll::Ready(Ok(response))
     }
 }
@@ -486,6 +514,56 @@ mod tests {
         assert_eq!(csp, ["sandbox"]);
         assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
         assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
+    }
+
+    #[tokio::test]
+    async fn server_and_powered_by_headers_are_removed_whoever_set_them() {
+        let inner = service_fn(|_req: Request<Body>| async {
+            let mut response = Response::new(Body::empty());
+            let headers = response.headers_mut();
+            headers.insert(header::SERVER, HeaderValue::from_static("hyper/1.0"));
+            headers.insert(X_POWERED_BY, HeaderValue::from_static("axum"));
+            Ok::<_, Infallible>(response)
+        });
+
+        let response = SecurityHeadersLayer::new(SecurityHeadersConfig::default())
+            .layer(inner)
+            .oneshot(Request::new(Body::empty()))
+            .await
+            .unwrap();
+
+        assert!(!response.headers().contains_key(header::SERVER));
+        assert!(!response.headers().contains_key("x-powered-by"));
+    }
+
+    #[tokio::test]
+    async fn answers_under_an_attachment_prefix_are_downloads() {
+        let layer = SecurityHeadersLayer::new(SecurityHeadersConfig {
+            attachment_prefixes: vec!["/api/".to_owned()],
+            ..SecurityHeadersConfig::default()
+        });
+        let disposition = |path: &'static str| {
+            let layer = layer.clone();
+            async move {
+                let request = Request::builder().uri(path).body(Body::empty()).unwrap();
+                let response = layer
+                    .layer(service_fn(echo_nonce))
+                    .oneshot(request)
+                    .await
+                    .unwrap();
+                response
+                    .headers()
+                    .get(header::CONTENT_DISPOSITION)
+                    .map(|v| v.to_str().unwrap().to_owned())
+            }
+        };
+
+        assert_eq!(
+            disposition("/api/v1/items").await.as_deref(),
+            Some("attachment; filename=\"api.json\"")
+        );
+        assert_eq!(disposition("/items").await, None);
+        assert_eq!(disposition("/apiary").await, None);
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@
 //! | [`headers`] | [`SecurityHeadersLayer`] (CSP with a per-request [`CspNonce`], HSTS, …) |
 //! | [`panic`](mod@panic) | [`CatchPanicLayer`]: a panic becomes an opaque 500 with the request ID |
 //! | [`method`] | [`RejectTraceLayer`]: `TRACE` and `TRACK` get a 405 with the target's `Allow` (404 where nothing is) |
+//! | [`query_guard`] | [`QueryGuardLayer`]: a repeated query parameter or a credential in the query gets a 400 |
 //! | [`cors`] | [`CorsPolicy`]: validated origins, turned into tower-http's `CorsLayer` |
 //! | [`body_limit`] | [`BodyLimitLayer`]: 413 before reading an oversized `Content-Length` |
 //! | [`rate_limit`] | [`RateLimitLayer`] and [`Limiter`]: GCRA over a memory or Redis [`Store`] |
@@ -31,6 +32,7 @@
 //! (the app's error rendering) re-renders a `Problem` found in the response extensions
 //! CatchPanicLayer             a panic below becomes a `Problem` the layers above complete
 //! RejectTraceLayer
+//! QueryGuardLayer             repeated parameters and credentials in the URL, before any reader
 //! timeout / body limit        tower-http
 //! CorsPolicy::layer()         answers preflights before any route logic
 //! RateLimitLayer              keyed on the client IP (or a hashed header) of the layers above
@@ -63,6 +65,7 @@ pub mod headers;
 pub mod method;
 pub mod panic;
 pub mod problem;
+pub mod query_guard;
 pub mod rate_limit;
 pub mod request_id;
 pub mod sensitive;
@@ -76,6 +79,7 @@ pub use headers::{CspNonce, SecurityHeadersConfig, SecurityHeadersLayer};
 pub use method::RejectTraceLayer;
 pub use panic::CatchPanicLayer;
 pub use problem::{PROBLEM_JSON, Problem};
+pub use query_guard::QueryGuardLayer;
 pub use rate_limit::{
     Decision, FailurePolicy, KeySource, Limiter, MemoryStore, Quota, RateLimitLayer, RedisStore,
     Rule, Store,

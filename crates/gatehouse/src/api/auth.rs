@@ -181,12 +181,27 @@ pub(crate) fn json_no_store(status: StatusCode, value: impl Serialize) -> Respon
 }
 
 /// The JSON object a request body holds: `415` unless the body is `application/json`, `400`
-/// when it is not JSON, `422` when it is JSON but not an object. Fields are then checked by
-/// hand, so every problem can be reported by field name.
+/// when it is not JSON or names a key twice ([`checked_json`]), `422` when it is JSON but not an
+/// object. Fields are then checked by hand, so every problem can be reported by field name.
 pub(crate) fn json_object(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
+    match checked_json(headers, body)? {
+        serde_json::Value::Object(map) => Ok(map),
+        _ => Err(Error::InvalidFields(vec![crate::error::FieldError::new(
+            "body",
+            "must be a JSON object",
+        )])),
+    }
+}
+
+/// Every JSON body the API reads goes through here: `415` unless the body is
+/// `application/json`, `400` when it is not JSON, or when an object in it (at any depth) names
+/// a key twice. serde keeps the last of two equal keys without a word, while another reader
+/// (a proxy, a log pipeline, a client library) may keep the first: the two would act on
+/// different requests, so neither does.
+fn checked_json(headers: &HeaderMap, body: &[u8]) -> Result<serde_json::Value, Error> {
     let json = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -195,13 +210,108 @@ pub(crate) fn json_object(
     if !json {
         return Err(Error::UnsupportedMediaType);
     }
-    match serde_json::from_slice(body) {
-        Ok(serde_json::Value::Object(map)) => Ok(map),
-        Ok(_) => Err(Error::InvalidFields(vec![crate::error::FieldError::new(
-            "body",
-            "must be a JSON object",
-        )])),
+    match serde_json::from_slice::<UniqueKeys>(body) {
+        Ok(UniqueKeys(value)) => Ok(value),
+        // The only data error `UniqueKeys` raises is a repeated key; the rest is syntax.
+        Err(e) if e.is_data() => Err(Error::BadRequest(format!(
+            "The body names a key twice ({e}): send each key once."
+        ))),
         Err(_) => Err(Error::BadRequest("The body is not valid JSON.".into())),
+    }
+}
+
+/// A JSON value read with every object's keys checked for repeats.
+struct UniqueKeys(serde_json::Value);
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(UniqueKeysVisitor)
+            .map(UniqueKeys)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(UniqueKeys(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(items.into())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let UniqueKeys(value) = map.next_value()?;
+            if object.contains_key(&key) {
+                let shown: String = key.chars().take(40).collect();
+                return Err(serde::de::Error::custom(format_args!(
+                    "`{shown}` is repeated"
+                )));
+            }
+            object.insert(key, value);
+        }
+        Ok(object.into())
+    }
+}
+
+/// A JSON body of type `T` read through [`checked_json`]: `415`, `400` as there, `422` when the
+/// JSON does not match `T` (a missing or unknown field, a wrong type).
+pub(crate) struct JsonBody<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        let headers = req.headers().clone();
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let value = checked_json(&headers, &bytes).map_err(IntoResponse::into_response)?;
+        serde_json::from_value(value).map(JsonBody).map_err(|e| {
+            Error::Invalid(format!("The body does not fit this request: {e}.")).into_response()
+        })
     }
 }
 
@@ -306,7 +416,7 @@ fn token_answer(outcome: Outcome, wrong: &'static str) -> Response {
 async fn token(
     State(state): State<AppState>,
     origin: Origin,
-    Json(request): Json<TokenRequest>,
+    JsonBody(request): JsonBody<TokenRequest>,
 ) -> Result<Response, Error> {
     Ok(match request {
         TokenRequest::Password {
@@ -355,7 +465,7 @@ struct RevokeRequest {
 async fn revoke(
     State(state): State<AppState>,
     origin: Origin,
-    Json(request): Json<RevokeRequest>,
+    JsonBody(request): JsonBody<RevokeRequest>,
 ) -> Result<Response, Error> {
     state.identity.revoke_token(&request.token, &origin).await?;
     Ok(StatusCode::OK.into_response())

@@ -8,6 +8,7 @@
 //!
 //! The answers that the request pipeline, not the handler, can give are added here to every
 //! operation (`pipeline_answers`): `429` and `503` from the rate limits and the timeout, `500`,
+//! `400` for a query string that repeats a parameter or carries a credential (the query guard),
 //! `413` and `415` for operations that take a body, and `401` and `403` for operations that need
 //! a credential. Every error is an RFC 9457 problem (`application/problem+json`).
 
@@ -186,7 +187,6 @@ fn pipeline_answers(spec: &mut Document) {
         ),
     ];
     let with_body = [
-        ("400", problem_response("The body is not valid JSON.")),
         (
             "413",
             problem_response("The body is larger than the server accepts."),
@@ -200,10 +200,6 @@ fn pipeline_answers(spec: &mut Document) {
             problem_response("Some fields are not valid: see `errors`."),
         ),
     ];
-    let with_query = [(
-        "400",
-        problem_response("The query string cannot be read (a parameter given twice, say)."),
-    )];
     let authenticated = [
         ("401", unauthorized),
         (
@@ -225,11 +221,9 @@ fn pipeline_answers(spec: &mut Document) {
         .flatten()
         {
             add_missing(operation, &common);
+            bad_request(operation);
             if operation.request_body.is_some() {
                 add_missing(operation, &with_body);
-            }
-            if has_query(operation) {
-                add_missing(operation, &with_query);
             }
             if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
                 add_missing(operation, &authenticated);
@@ -251,6 +245,38 @@ fn close_variants(spec: &mut Document, name: &str) {
     for variant in &mut one_of.items {
         if let RefOr::T(Schema::Object(object)) = variant {
             object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+        }
+    }
+}
+
+/// The `400` every operation can answer, its description completed with the pipeline's reasons:
+/// the query guard's on every operation, a body's and a parameter's where there are some.
+fn bad_request(operation: &mut Operation) {
+    let mut reasons = Vec::new();
+    if operation.request_body.is_some() {
+        reasons.push("the body is not valid JSON or names a key twice");
+    }
+    if has_query(operation) {
+        reasons.push("a query parameter cannot be read");
+    }
+    reasons.push(
+        "the query string repeats a parameter, or carries a credential (`access_token`, \
+         `password`, `token`, …), which belongs in a header or the body",
+    );
+    let reasons = reasons.join("; ");
+    match operation.responses.responses.get_mut("400") {
+        Some(RefOr::T(described)) => {
+            let own = described.description.trim_end_matches('.');
+            described.description = format!("{own}; or {reasons}.");
+        }
+        Some(RefOr::Ref(_)) => {}
+        None => {
+            let mut refused = reasons;
+            refused[..1].make_ascii_uppercase();
+            operation.responses.responses.insert(
+                "400".to_owned(),
+                RefOr::T(problem_response(&format!("{refused}."))),
+            );
         }
     }
 }
@@ -290,7 +316,7 @@ mod tests {
         for (path, item) in json["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
                 let responses = op["responses"].as_object().unwrap();
-                for status in ["429", "500", "503"] {
+                for status in ["400", "429", "500", "503"] {
                     let content = &responses[status]["content"];
                     assert!(
                         content.get(PROBLEM_JSON).is_some(),

@@ -6,8 +6,8 @@ use axum::extract::DefaultBodyLimit;
 use gatehouse_security::body_limit::BodyLimitLayer;
 use gatehouse_security::rate_limit::{ExtensionKey, FailurePolicy, KeySource, Quota, Rule};
 use gatehouse_security::{
-    CatchPanicLayer, ClientIpLayer, CsrfConfig, CsrfLayer, RateLimitLayer, RejectTraceLayer,
-    RequestIdLayer, SecurityHeadersConfig, SecurityHeadersLayer, sensitive,
+    CatchPanicLayer, ClientIpLayer, CsrfConfig, CsrfLayer, QueryGuardLayer, RateLimitLayer,
+    RejectTraceLayer, RequestIdLayer, SecurityHeadersConfig, SecurityHeadersLayer, sensitive,
 };
 use http::StatusCode;
 use tower::ServiceBuilder;
@@ -27,18 +27,22 @@ use crate::{ops, web};
 /// 2. request ID, then 3. client IP: both cannot panic, so running them first lets every
 ///    response, a panic's 500 included, carry the request ID, and lets the span name the client;
 /// 4. the request span, log line and metrics: it sees the final status of everything below;
-/// 5. security headers with the CSP nonce: on every response, error pages included;
+/// 5. security headers with the CSP nonce: on every response, error pages included, and
+///    `Content-Disposition: attachment` on every answer under `/api/` and the JWKS, whichever
+///    layer gave it (a 429 or a 404 too); `Server` and `X-Powered-By` never leave;
 /// 6. error rendering: problem+json or an HTML page, with the request ID;
 /// 7. panic catcher: a panic below becomes a bare 500 that 6 renders;
 /// 8. TRACE refused;
-/// 9. timeout, then 10. body-size limit (413 on a too-large `Content-Length` before reading);
-/// 11. CORS: preflights answered here, before any route runs;
-/// 12. rate limits per client IP (`/healthz` and `/readyz` exempt);
-/// 13. authentication: the request's one credential (on the API a bearer token or API key, else
+/// 9. query guard: a repeated query parameter or a credential in the query (`?access_token=`,
+///    `?password=`, and `?token=` on the API) is a 400 before anything reads the query;
+/// 10. timeout, then 11. body-size limit (413 on a too-large `Content-Length` before reading);
+/// 12. CORS: preflights answered here, before any route runs;
+/// 13. rate limits per client IP (`/healthz` and `/readyz` exempt);
+/// 14. authentication: the request's one credential (on the API a bearer token or API key, else
 ///     the session cookie) → its principal, and for a session `CurrentUser` and its CSRF secret;
-/// 14. rate limits per signed-in account (inside the session layer, which names the account);
-/// 15. CSRF: on the form routes, and on the API for cookie-authenticated requests;
-/// 16. the routes.
+/// 15. rate limits per signed-in account (inside the session layer, which names the account);
+/// 16. CSRF: on the form routes, and on the API for cookie-authenticated requests;
+/// 17. the routes.
 pub fn router(state: AppState) -> anyhow::Result<Router> {
     let settings = &state.settings;
     let cors = settings
@@ -52,10 +56,15 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .layer(SecurityHeadersLayer::new(SecurityHeadersConfig {
             hsts: settings.is_production(),
             csp_report_uri: Some("/csp-report".into()),
+            // Data for programs, never a document to render. The OpenAPI document is one of
+            // them: tools fetch it, which the header does not affect.
+            attachment_prefixes: vec!["/api/".into(), "/.well-known/jwks.json".into()],
         }))
         .layer(ErrorPagesLayer::new(state.templates.clone()))
         .layer(CatchPanicLayer::new())
         .layer(RejectTraceLayer::new())
+        // Pages keep `?token=`: the one-time token of a mailed sign-in or reset link.
+        .layer(QueryGuardLayer::new().refuse_under("/api/", ["token"]))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             settings.request_timeout,

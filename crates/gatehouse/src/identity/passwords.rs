@@ -52,6 +52,7 @@ use argon2::{Algorithm, Argon2, KeyId, Params, ParamsBuilder, Version};
 use secrecy::{ExposeSecret as _, SecretString};
 use subtle::ConstantTimeEq as _;
 use tokio::sync::Semaphore;
+use zeroize::Zeroizing;
 
 use crate::error::Error;
 
@@ -88,11 +89,11 @@ const WRAPPED_PBKDF2: &str = "pbkdf2-argon2id:";
 /// The secret argon2 mixes into every new hash: 32 random bytes, kept sealed by `crate::keys`
 /// as the data key `password_pepper`.
 #[derive(Clone)]
-pub struct Pepper(Arc<[u8; 32]>);
+pub struct Pepper(Arc<Zeroizing<[u8; 32]>>);
 
 impl Pepper {
-    /// The pepper `bytes`.
-    pub fn new(bytes: [u8; 32]) -> Self {
+    /// The pepper `bytes` (wiped from memory when the last clone is dropped).
+    pub fn new(bytes: Zeroizing<[u8; 32]>) -> Self {
         Self(Arc::new(bytes))
     }
 }
@@ -709,7 +710,7 @@ mod tests {
     }
 
     fn pepper() -> Pepper {
-        Pepper::new([7; 32])
+        Pepper::new(Zeroizing::new([7; 32]))
     }
 
     /// `verify_sync` with the test pepper and a cheap dummy.
@@ -1000,7 +1001,8 @@ mod tests {
                 .is_err(),
             "plain argon2, without the secret, does not verify a peppered hash"
         );
-        let elsewhere = PasswordHasher::new(cheap(), 1, Pepper::new([8; 32])).unwrap();
+        let elsewhere =
+            PasswordHasher::new(cheap(), 1, Pepper::new(Zeroizing::new([8; 32]))).unwrap();
         assert!(!elsewhere.verify(&secret, &stored).await.unwrap().ok);
         let stripped = stored.replace(",keyid=cGVwcGVyLTE", "");
         assert!(

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use super::queries::sessions as queries;
 use crate::clock::Clock;
@@ -109,8 +110,8 @@ pub struct Session {
     pub id_hash: String,
     /// Whose session.
     pub user_id: Uuid,
-    /// The secret CSRF tokens of this session are masked from.
-    pub csrf_secret: [u8; 32],
+    /// The secret CSRF tokens of this session are masked from (wiped when dropped).
+    pub csrf_secret: Zeroizing<[u8; 32]>,
     /// When it started.
     pub created_at: OffsetDateTime,
     /// Last recorded activity (throttled).
@@ -225,8 +226,8 @@ impl Sessions {
         let token = SessionToken::generate();
         let id_hash = SessionToken::hash_of(token.expose())
             .ok_or_else(|| Error::Internal(anyhow::anyhow!("generated a malformed token")))?;
-        let mut csrf_secret = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut csrf_secret);
+        let mut csrf_secret = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(&mut *csrf_secret);
         let session = Session {
             id_hash,
             user_id,
@@ -522,7 +523,7 @@ impl From<&Session> for StoredSession {
         Self {
             id_hash: s.id_hash.clone(),
             user_id: s.user_id,
-            csrf_secret: hex::encode(s.csrf_secret),
+            csrf_secret: hex::encode(&s.csrf_secret[..]),
             created_at: unix_micros(s.created_at),
             last_seen_at: unix_micros(s.last_seen_at),
             expires_at: unix_micros(s.expires_at),
@@ -551,15 +552,26 @@ impl TryFrom<StoredSession> for Session {
     }
 }
 
-fn secret_from(bytes: &[u8]) -> Result<[u8; 32], Error> {
+fn secret_from(bytes: &[u8]) -> Result<Zeroizing<[u8; 32]>, Error> {
     bytes
         .try_into()
+        .map(Zeroizing::new)
         .map_err(|_| Error::Internal(anyhow::anyhow!("bad CSRF secret length in a session")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sessions_csrf_secret_is_wiped_when_dropped() {
+        // A compile-time check: the field's type zeroizes itself on drop.
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let secret = secret_from(&[7; 32]).unwrap();
+        wiped_on_drop(&secret);
+        let _ = |session: &Session| wiped_on_drop(&session.csrf_secret);
+        assert!(secret_from(&[7; 31]).is_err());
+    }
 
     #[test]
     fn tokens_are_256_bit_and_only_their_format_is_accepted() {

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use super::queries::tokens as queries;
 use crate::error::Error;
@@ -120,14 +121,18 @@ pub enum TokenError {
     Other(#[from] Error),
 }
 
-fn generate_key() -> Result<(Vec<u8>, Vec<u8>), Error> {
+/// A new Ed25519 key pair: the private key (PKCS#8, wiped when dropped) and the public key.
+fn generate_key() -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), Error> {
     use ring::signature::KeyPair as _;
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
         .map_err(|_| Error::Internal(anyhow::anyhow!("cannot generate an Ed25519 key")))?;
     let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
         .map_err(|_| Error::Internal(anyhow::anyhow!("generated an unreadable Ed25519 key")))?;
-    Ok((pkcs8.as_ref().to_vec(), pair.public_key().as_ref().to_vec()))
+    Ok((
+        Zeroizing::new(pkcs8.as_ref().to_vec()),
+        pair.public_key().as_ref().to_vec(),
+    ))
 }
 
 fn signing_key(

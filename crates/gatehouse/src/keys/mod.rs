@@ -24,19 +24,23 @@
 //!   data keys unreadable: the server refuses to start, naming the variable, rather than refuse
 //!   every code.
 //! - No MAC key is ever the secret key or a sealing key; each data key has one purpose.
+//! - Key material is wiped from memory when dropped: the data keys, every derived sealing key,
+//!   opened plaintexts ([`Opened`]), and the secret keys (`SecretString`). The ciphers wipe
+//!   their own copy of a key; the HKDF and HMAC states, short-lived on the stack, do not.
 
 mod queries;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead as _, AeadCore as _, KeyInit as _, OsRng, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac as _};
 use rand::RngCore as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use sha2::Sha256;
 use time::OffsetDateTime;
+use zeroize::Zeroizing;
 
 use crate::error::Error;
 use crate::store::Db;
@@ -62,11 +66,14 @@ impl Purpose {
     }
 }
 
+/// 32 bytes of key material, wiped when dropped.
+type KeyBytes = Zeroizing<[u8; 32]>;
+
 /// A value opened by [`Keys::open`].
 #[derive(Debug)]
 pub struct Opened {
-    /// The plaintext.
-    pub plaintext: Vec<u8>,
+    /// The plaintext (a TOTP secret, a signing key, a data key), wiped when dropped.
+    pub plaintext: Zeroizing<Vec<u8>>,
     /// Opened with the previous secret key: seal it again under the current one.
     pub needs_reseal: bool,
 }
@@ -142,9 +149,9 @@ impl DataKey {
 /// Every key.
 #[derive(Clone)]
 pub struct Keys {
-    code_mac: [u8; 32],
-    pending_mac: [u8; 32],
-    password_pepper: [u8; 32],
+    code_mac: KeyBytes,
+    pending_mac: KeyBytes,
+    password_pepper: KeyBytes,
     current: SecretString,
     previous: Option<SecretString>,
 }
@@ -203,7 +210,7 @@ impl Keys {
         db: &Db,
         data_key: DataKey,
         now: OffsetDateTime,
-    ) -> Result<[u8; 32], Error> {
+    ) -> Result<KeyBytes, Error> {
         let name = data_key.name();
         if queries::data_key(db, name).await?.is_none() {
             let legacy = match data_key.derived_label() {
@@ -216,7 +223,7 @@ impl Keys {
                 _ => None,
             };
             let fresh = legacy.unwrap_or_else(random_key);
-            let sealed = self.seal(Purpose::DataKeys, &fresh);
+            let sealed = self.seal(Purpose::DataKeys, &fresh[..]);
             // Another instance starting at the same time may win: both then read its key.
             queries::insert_data_key(db, name, &sealed, now).await?;
         }
@@ -231,6 +238,7 @@ impl Keys {
             ))
         })?;
         <[u8; 32]>::try_from(opened.plaintext.as_slice())
+            .map(Zeroizing::new)
             .map_err(|_| Error::Internal(anyhow::anyhow!("the data key {name} is not 32 bytes")))
     }
 
@@ -252,7 +260,8 @@ impl Keys {
 
     /// Seals `plaintext` for `purpose` under the current secret key.
     pub fn seal(&self, purpose: Purpose, plaintext: &[u8]) -> String {
-        let cipher = XChaCha20Poly1305::new(&expand(&self.current, purpose.label()).into());
+        let cipher =
+            XChaCha20Poly1305::new(Key::from_slice(&*expand(&self.current, purpose.label())));
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let payload = Payload {
             msg: plaintext,
@@ -279,7 +288,7 @@ impl Keys {
             .ok_or_else(refused)?;
         let (nonce, ciphertext) = bytes.split_at(24);
         let attempt = |key: &SecretString| {
-            XChaCha20Poly1305::new(&expand(key, purpose.label()).into())
+            XChaCha20Poly1305::new(Key::from_slice(&*expand(key, purpose.label())))
                 .decrypt(
                     XNonce::from_slice(nonce),
                     Payload {
@@ -288,6 +297,7 @@ impl Keys {
                     },
                 )
                 .ok()
+                .map(Zeroizing::new)
         };
         if let Some(plaintext) = attempt(&self.current) {
             return Ok(Opened {
@@ -331,14 +341,14 @@ impl Keys {
     }
 
     /// The pepper of password hashes (argon2's secret).
-    pub fn password_pepper(&self) -> [u8; 32] {
-        self.password_pepper
+    pub fn password_pepper(&self) -> Zeroizing<[u8; 32]> {
+        self.password_pepper.clone()
     }
 }
 
-fn random_key() -> [u8; 32] {
-    let mut key = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut key);
+fn random_key() -> KeyBytes {
+    let mut key = Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(&mut *key);
     key
 }
 
@@ -354,11 +364,11 @@ fn mac_hex(key: &[u8; 32], parts: &[&str]) -> String {
 }
 
 /// 32 bytes of key material for `label` from `secret`.
-fn expand(secret: &SecretString, label: &[u8]) -> [u8; 32] {
+fn expand(secret: &SecretString, label: &[u8]) -> KeyBytes {
     let hk = Hkdf::<Sha256>::new(Some(b"gatehouse"), secret.expose_secret().as_bytes());
-    let mut key = [0u8; 32];
+    let mut key = Zeroizing::new([0u8; 32]);
     // 32 bytes is far below HKDF-SHA256's 8160-byte limit: expand cannot fail here.
-    let _ = hk.expand(label, &mut key);
+    let _ = hk.expand(label, &mut *key);
     key
 }
 
@@ -377,7 +387,7 @@ mod tests {
         assert!(sealed.starts_with("v1."));
         assert!(!sealed.contains("JBSWY3DP"));
         let opened = k.open(Purpose::Totp, &sealed).unwrap();
-        assert_eq!(opened.plaintext, b"JBSWY3DPEHPK3PXP");
+        assert_eq!(*opened.plaintext, b"JBSWY3DPEHPK3PXP");
         assert!(!opened.needs_reseal);
         assert_ne!(
             sealed,
@@ -392,6 +402,20 @@ mod tests {
             keys("b").open(Purpose::Totp, &sealed).is_err(),
             "another secret key"
         );
+    }
+
+    #[test]
+    fn key_material_is_wiped_when_dropped() {
+        // A compile-time check: each of these must be a type that zeroizes itself on drop.
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let k = keys("a");
+        wiped_on_drop(&k.code_mac);
+        wiped_on_drop(&k.pending_mac);
+        wiped_on_drop(&random_key());
+        wiped_on_drop(&expand(&k.current, Purpose::Totp.label()));
+        let sealed = k.seal(Purpose::Totp, b"secret");
+        wiped_on_drop(&k.open(Purpose::Totp, &sealed).unwrap().plaintext);
+        wiped_on_drop(&XChaCha20Poly1305::new(Key::from_slice(&[0; 32])));
     }
 
     #[test]
@@ -421,7 +445,7 @@ mod tests {
         );
         let rotated = Keys::sealing_only(&new_secret, Some(&old_secret));
         let opened = rotated.open(Purpose::SigningKeys, &sealed).unwrap();
-        assert_eq!(opened.plaintext, b"private key");
+        assert_eq!(*opened.plaintext, b"private key");
         assert!(opened.needs_reseal);
         let resealed = rotated.seal(Purpose::SigningKeys, &opened.plaintext);
         assert!(

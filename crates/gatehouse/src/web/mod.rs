@@ -75,7 +75,7 @@ async fn home(
     if let Some(current) = current {
         // `/` sits outside the CSRF layer (anonymous visitors need no token or cookie): the
         // sign-out form's token comes from the session's own secret.
-        let csrf = gatehouse_security::CsrfSecret::from_bytes(current.session.csrf_secret).token();
+        let csrf = gatehouse_security::CsrfSecret::from_bytes(*current.session.csrf_secret).token();
         let page = state.templates.page(
             "dashboard.html",
             &nonce,

@@ -285,7 +285,7 @@ where
                     }
                     if let Via::Session(session) = &principal.via {
                         req.extensions_mut()
-                            .insert(CsrfSecret::from_bytes(session.csrf_secret));
+                            .insert(CsrfSecret::from_bytes(*session.csrf_secret));
                         req.extensions_mut().insert(CurrentUser {
                             user: principal.user.clone(),
                             session: session.clone(),

@@ -1,7 +1,72 @@
-//! Every response carries the security headers; CSP nonces are fresh and match the page.
+//! Every response carries the security headers; CSP nonces are fresh and match the page; no
+//! answer names the server's software; API answers are downloads, pages are not.
+
+use reqwest::Method;
+use serde_json::json;
 
 use crate::backend_agnostic;
-use crate::support::{GOOD_KEY, spawn_app, spawn_app_with};
+use crate::support::{
+    GOOD_KEY, TestApp, add_user, api_token, spawn_app, spawn_app_with, spawn_unlimited_app,
+};
+
+const PASSWORD: &str = "Vermilion-Otter-42";
+
+/// One answer of each kind the server gives, named: pages, the API (success and every kind of
+/// error, from handlers and from the pipeline), static files, health, the documents.
+async fn one_answer_of_each_kind(app: &TestApp) -> Vec<(&'static str, reqwest::Response)> {
+    add_user(app, "ada@example.com").password(PASSWORD).await;
+    let token = api_token(app, "ada@example.com", PASSWORD).await;
+    let send = |builder: reqwest::RequestBuilder| async move { builder.send().await.unwrap() };
+    let api = |method: Method, path: &str| app.request(method, path).bearer_auth(&token);
+    let html = |path: &str| app.request(Method::GET, path).header("accept", "text/html");
+    vec![
+        ("home page", app.get("/").await),
+        ("sign-in page", app.get("/login").await),
+        ("page 404", send(html("/no/such/page")).await),
+        ("page 405", send(app.request(Method::TRACE, "/")).await),
+        ("static file", app.get("/static/app.css").await),
+        ("static 404", app.get("/static/nothing.js").await),
+        ("healthz", app.get("/healthz").await),
+        ("readyz", app.get("/readyz").await),
+        ("API 200", send(api(Method::GET, "/api/v1/items")).await),
+        (
+            "API 201",
+            send(
+                api(Method::POST, "/api/v1/items")
+                    .json(&json!({"name": "Lamp", "description": "A desk lamp."})),
+            )
+            .await,
+        ),
+        (
+            "API revoke",
+            send(api(Method::POST, "/api/v1/auth/revoke").json(&json!({"token": "nothing"}))).await,
+        ),
+        (
+            "API 400",
+            send(api(Method::GET, "/api/v1/items?q=a&q=b")).await,
+        ),
+        ("API 401", app.get("/api/v1/me").await),
+        (
+            "API 404",
+            send(api(
+                Method::GET,
+                "/api/v1/items/00000000-0000-0000-0000-000000000000",
+            ))
+            .await,
+        ),
+        ("API 404 without a route", app.get("/api/v1/nothing").await),
+        (
+            "API 415",
+            send(api(Method::POST, "/api/v1/items").body("name=Lamp")).await,
+        ),
+        (
+            "API 422",
+            send(api(Method::POST, "/api/v1/items").json(&json!({}))).await,
+        ),
+        ("OpenAPI document", app.get("/api/v1/openapi.json").await),
+        ("JWKS", app.get("/.well-known/jwks.json").await),
+    ]
+}
 
 fn assert_security_headers(res: &reqwest::Response, what: &str) {
     let h = res.headers();
@@ -127,5 +192,43 @@ backend_agnostic! {
         for secret in ["query-secret-5f1e", "header-secret-77ab", "cookie-secret-90cd"] {
             assert!(!logs.contains(secret), "{secret} reached the log");
         }
+    }
+
+    async fn no_answer_names_the_server_software(backend) {
+        let app = spawn_unlimited_app(backend, &[]).await;
+        for (what, res) in one_answer_of_each_kind(&app).await {
+            for header in ["server", "x-powered-by"] {
+                assert!(
+                    res.headers().get(header).is_none(),
+                    "{what} ({}) names the software in {header}: {:?}",
+                    res.status(),
+                    res.headers()[header]
+                );
+            }
+        }
+    }
+
+    async fn api_answers_are_downloads_and_pages_are_not(backend) {
+        let app = spawn_unlimited_app(backend, &[]).await;
+        let answers = one_answer_of_each_kind(&app).await;
+        for (what, res) in &answers {
+            let disposition = res.headers().get("content-disposition").map(|v| v.to_str().unwrap());
+            let api = what.starts_with("API") || *what == "OpenAPI document" || *what == "JWKS";
+            if api {
+                assert_eq!(disposition, Some("attachment; filename=\"api.json\""), "{what} ({})", res.status());
+            } else {
+                assert_eq!(disposition, None, "{what} ({}) is shown, not saved", res.status());
+            }
+        }
+        assert!(answers.iter().any(|(what, res)| *what == "API 200" && res.status() == 200));
+
+        // The pipeline's own refusals under /api/ are downloads too.
+        let limited = spawn_app_with(backend, &[("GATEHOUSE_RATE_LIMIT", "2/min")]).await;
+        let mut last = limited.get("/api/v1/me").await;
+        for _ in 0..3 {
+            last = limited.get("/api/v1/me").await;
+        }
+        assert_eq!(last.status(), 429);
+        assert_eq!(last.headers()["content-disposition"], "attachment; filename=\"api.json\"");
     }
 }

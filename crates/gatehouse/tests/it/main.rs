@@ -19,6 +19,7 @@ mod first_start;
 mod headers;
 mod health;
 mod identity_core;
+mod input;
 mod instances;
 mod items;
 mod lifetimes;

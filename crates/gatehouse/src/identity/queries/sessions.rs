@@ -25,6 +25,7 @@ fn session(row: &Row) -> Result<Session, Error> {
         user_id: row.uuid(1)?,
         csrf_secret: secret
             .try_into()
+            .map(zeroize::Zeroizing::new)
             .map_err(|_| Error::Internal(anyhow::anyhow!("bad CSRF secret length in a session")))?,
         created_at: row.time(3)?,
         last_seen_at: row.time(4)?,
