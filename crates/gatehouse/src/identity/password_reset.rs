@@ -2,7 +2,8 @@
 //! password.
 //!
 //! # Security
-//! - Tokens are 256-bit, stored as SHA-256, valid `GATEHOUSE_PASSWORD_RESET_LIFETIME` (24 h, as
+//! - Tokens are 256-bit, stored as an HMAC under the one-time-code data key
+//!   ([`Keys::token_mac`]), never as a plain hash, valid `GATEHOUSE_PASSWORD_RESET_LIFETIME` (24 h, as
 //!   seed 004), and consumed by one conditional `UPDATE … RETURNING`: of two concurrent uses
 //!   exactly one wins.
 //! - [`Identity::request_reset`] returns before looking anything up; the lookup, the token and the mail happen
@@ -13,7 +14,6 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
-use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -23,11 +23,12 @@ use super::signin::{LinkRequest, Origin, address_event};
 use super::{Email, InvalidInput, UserStatus, users};
 use crate::audit::{self, Actor};
 use crate::error::Error;
+use crate::keys::{Keys, TokenKind};
 use crate::mail::mask_email;
 use crate::store::{Db, Tx};
 
-fn hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+fn hash(keys: &Keys, token: &str) -> String {
+    keys.token_mac(TokenKind::PasswordReset, token)
 }
 
 impl Identity {
@@ -82,7 +83,7 @@ impl Identity {
         let token = URL_SAFE_NO_PAD.encode(bytes);
         let now = self.now();
         let expires = now + self.config.password_reset_lifetime;
-        queries::insert(&self.db, &hash(&token), user.id, now, expires).await?;
+        queries::insert(&self.db, &hash(&self.keys, &token), user.id, now, expires).await?;
         let hours = self.config.password_reset_lifetime.as_secs() / 3600;
         self.mailer.send_template(
             email,
@@ -96,17 +97,23 @@ impl Identity {
 }
 
 /// The user a live token belongs to, without using it up (to check a new password first).
-pub async fn peek(db: &Db, token: &str, now: OffsetDateTime) -> Result<Option<Uuid>, Error> {
-    queries::live_user(db, &hash(token), now).await
+pub async fn peek(
+    db: &Db,
+    keys: &Keys,
+    token: &str,
+    now: OffsetDateTime,
+) -> Result<Option<Uuid>, Error> {
+    queries::live_user(db, &hash(keys, token), now).await
 }
 
 /// Uses the token up, once, in the reset's transaction; returns its user.
 pub(crate) async fn consume(
     tx: &mut Tx,
+    keys: &Keys,
     token: &str,
     now: OffsetDateTime,
 ) -> Result<Option<Uuid>, Error> {
-    queries::consume(tx, &hash(token), now).await
+    queries::consume(tx, &hash(keys, token), now).await
 }
 
 /// Ends every other pending reset token of the user and every pending sign-in link of their
