@@ -113,9 +113,11 @@ impl Identity {
 
     /// Whether a reset link is live, without using it (the page asks before showing the form).
     pub async fn reset_link_live(&self, token: &str) -> Result<bool, Error> {
-        Ok(password_reset::peek(&self.db, token, self.now())
-            .await?
-            .is_some())
+        Ok(
+            password_reset::peek(&self.db, &self.keys, token, self.now())
+                .await?
+                .is_some(),
+        )
     }
 
     /// Sets a new password with a reset link (see the module's Security section).
@@ -127,7 +129,7 @@ impl Identity {
         origin: &Origin,
     ) -> Result<PasswordChange, Error> {
         let now = self.now();
-        let user = match password_reset::peek(&self.db, token, now).await? {
+        let user = match password_reset::peek(&self.db, &self.keys, token, now).await? {
             Some(id) => users::find_by_id(&self.db, id).await?,
             None => None,
         };
@@ -140,7 +142,7 @@ impl Identity {
         }
         let hash = self.passwords.hash(new).await?;
         let mut tx = self.db.begin().await?;
-        if password_reset::consume(&mut tx, token, now).await? != Some(user.id) {
+        if password_reset::consume(&mut tx, &self.keys, token, now).await? != Some(user.id) {
             return Ok(PasswordChange::LinkExpired);
         }
         let ctx = origin.audit(Actor::User(user.id));

@@ -9,7 +9,8 @@
 //!   mail; production prints no link and says that it needs `GATEHOUSE_ADMIN_EMAIL`.
 //!
 //! # Security
-//! - A setup token is 256 bits from the OS, stored as SHA-256 only, valid 10 minutes and used
+//! - A setup token is 256 bits from the OS, stored only as an HMAC under the one-time-code data
+//!   key ([`Keys::token_mac`]), valid 10 minutes and used
 //!   once: consumed by one conditional `UPDATE … WHERE consumed_at IS NULL AND expires_at > now
 //!   RETURNING`, in the same transaction that checks there are still no users and creates the
 //!   admin, so of two concurrent uses (or two tokens from two starts) exactly one admin is made.
@@ -27,7 +28,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
 use secrecy::{ExposeSecret as _, SecretString};
-use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
 use super::accounts::PasswordChange;
@@ -40,6 +40,7 @@ use super::users::{self, NewUser};
 use super::{DisplayName, Email, Role, User};
 use crate::audit::{Actor, AuditContext};
 use crate::error::Error;
+use crate::keys::{Keys, TokenKind};
 use crate::store::Tx;
 
 /// How long a setup link works.
@@ -111,8 +112,8 @@ pub enum SetupOutcome {
     Over,
 }
 
-fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+fn token_hash(keys: &Keys, token: &str) -> String {
+    keys.token_mac(TokenKind::Setup, token)
 }
 
 impl Identity {
@@ -198,7 +199,7 @@ impl Identity {
         let now = self.now();
         let mut tx = self.db.begin().await?;
         lock_first_admin(&mut tx).await?;
-        if !consume(&mut tx, token, now).await? {
+        if !consume(&mut tx, &self.keys, token, now).await? {
             return Ok(SetupOutcome::LinkExpired);
         }
         if users::count_in(&mut tx).await? > 0 {
@@ -248,13 +249,20 @@ impl Identity {
         let now = self.now();
         let expires = now + SETUP_LINK_LIFETIME;
         let cutoff = now - time::Duration::days(1);
-        queries::replace_dead_with(&self.db, cutoff, &token_hash(&token), now, expires).await?;
+        queries::replace_dead_with(
+            &self.db,
+            cutoff,
+            &token_hash(&self.keys, &token),
+            now,
+            expires,
+        )
+        .await?;
         Ok(SecretString::from(token))
     }
 
     async fn setup_token_live(&self, token: &str) -> Result<bool, Error> {
         let now = self.now();
-        queries::is_live(&self.db, &token_hash(token), now).await
+        queries::is_live(&self.db, &token_hash(&self.keys, token), now).await
     }
 }
 
@@ -264,8 +272,13 @@ async fn lock_first_admin(tx: &mut Tx) -> Result<(), Error> {
 }
 
 /// Uses the setup token once: whether it was live.
-async fn consume(tx: &mut Tx, token: &str, now: OffsetDateTime) -> Result<bool, Error> {
-    queries::consume(tx, &token_hash(token), now).await
+async fn consume(
+    tx: &mut Tx,
+    keys: &Keys,
+    token: &str,
+    now: OffsetDateTime,
+) -> Result<bool, Error> {
+    queries::consume(tx, &token_hash(keys, token), now).await
 }
 
 /// Ends every other live setup link: the setup is over.

@@ -6,8 +6,10 @@
 //! with the email that asked for it; 5 wrong codes end every pending link of that address.
 //!
 //! # Security
-//! - Tokens are stored as SHA-256, codes as HMAC-SHA256 under a key derived from the secret key
-//!   (a plain hash of 40 bits could be brute-forced offline).
+//! - Tokens and codes are stored as HMAC-SHA256 under the one-time-code data key
+//!   ([`Keys::token_mac`], [`Keys::code_mac`]), never as a plain hash: a plain hash of a 40-bit
+//!   code could be brute-forced offline, and a plain hash of a token could be planted by anyone
+//!   who can write the database.
 //! - Consumption is one conditional `UPDATE … WHERE consumed_at IS NULL AND expires_at > now
 //!   RETURNING …`: of two concurrent uses exactly one wins, on both backends.
 //! - A code is checked and its failure counted in one write transaction with the address's links
@@ -23,13 +25,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::Rng as _;
 use rand::RngCore as _;
 use secrecy::{ExposeSecret as _, SecretString};
-use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use super::Email;
 use super::queries::magic_links as queries;
 use crate::error::Error;
-use crate::keys::Keys;
+use crate::keys::{Keys, TokenKind};
 use crate::store::{Db, On};
 
 /// How long a link (and its code) is valid unless `GATEHOUSE_SIGN_IN_LINK_LIFETIME` says
@@ -69,8 +70,8 @@ pub enum CodeOutcome {
     Rejected,
 }
 
-fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+fn token_hash(keys: &Keys, token: &str) -> String {
+    keys.token_mac(TokenKind::SignInLink, token)
 }
 
 /// Normalizes a typed code: upper case, no spaces or dashes, Crockford's look-alikes mapped.
@@ -115,7 +116,7 @@ pub async fn issue(
     let code_mac = keys.code_mac(&[email.as_str(), &code]);
     let next = next.and_then(safe_next);
     let expires = now + lifetime;
-    let hash = token_hash(&token);
+    let hash = token_hash(keys, &token);
     queries::insert(
         db,
         &queries::NewLink {
@@ -134,18 +135,19 @@ pub async fn issue(
     })
 }
 
-/// The stored hash of a link's token, if `raw_token` has a token's length (43 characters).
-fn link_hash(raw_token: &str) -> Option<String> {
-    (raw_token.len() == 43).then(|| token_hash(raw_token))
+/// The stored MAC of a link's token, if `raw_token` has a token's length (43 characters).
+fn link_hash(keys: &Keys, raw_token: &str) -> Option<String> {
+    (raw_token.len() == 43).then(|| token_hash(keys, raw_token))
 }
 
 /// Uses the link `raw_token` names, once: `None` if unknown, used, expired or out of attempts.
 pub async fn consume_token(
     db: &Db,
+    keys: &Keys,
     now: time::OffsetDateTime,
     raw_token: &str,
 ) -> Result<Option<Consumed>, Error> {
-    let Some(hash) = link_hash(raw_token) else {
+    let Some(hash) = link_hash(keys, raw_token) else {
         return Ok(None);
     };
     consume_where_hash(db, now, &hash).await
@@ -155,10 +157,11 @@ pub async fn consume_token(
 /// confirmation page's `GET`, which mail scanners fetch too).
 pub async fn peek_token(
     db: &Db,
+    keys: &Keys,
     now: time::OffsetDateTime,
     raw_token: &str,
 ) -> Result<Option<Email>, Error> {
-    let Some(hash) = link_hash(raw_token) else {
+    let Some(hash) = link_hash(keys, raw_token) else {
         return Ok(None);
     };
     let email = queries::find_usable(db, now, &hash, MAX_CODE_ATTEMPTS).await?;

@@ -2,8 +2,9 @@
 //! password.
 //!
 //! # Security
-//! - Tokens are 256-bit, stored as SHA-256, valid `GATEHOUSE_PASSWORD_RESET_LIFETIME` (1 hour by
-//!   default; seed 004's 24 hours is a setting away), and consumed by one conditional
+//! - Tokens are 256-bit, stored as an HMAC under the one-time-code data key
+//!   ([`Keys::token_mac`]), never as a plain hash, valid `GATEHOUSE_PASSWORD_RESET_LIFETIME` (1
+//!   hour by default; seed 004's 24 hours is a setting away), and consumed by one conditional
 //!   `UPDATE … RETURNING`: of two concurrent uses exactly one wins.
 //! - [`Identity::request_reset`] returns before looking anything up; the lookup, the token and the mail happen
 //!   in a background task, so every address gets the same answer in the same time.
@@ -15,7 +16,6 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
-use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -26,6 +26,7 @@ use super::signin::{LinkRequest, Origin, address_event};
 use super::{Email, InvalidInput, UserStatus, users};
 use crate::audit::{self, Actor};
 use crate::error::Error;
+use crate::keys::{Keys, TokenKind};
 use crate::mail::mask_email;
 use crate::store::{Db, Tx};
 
@@ -33,8 +34,8 @@ use crate::store::{Db, Tx};
 /// 004's links lived 24 hours).
 pub const DEFAULT_RESET_LIFETIME: Duration = Duration::from_secs(3600);
 
-fn hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+fn hash(keys: &Keys, token: &str) -> String {
+    keys.token_mac(TokenKind::PasswordReset, token)
 }
 
 impl Identity {
@@ -95,7 +96,7 @@ impl Identity {
         let token = URL_SAFE_NO_PAD.encode(bytes);
         let now = self.now();
         let expires = now + self.config.password_reset_lifetime;
-        queries::insert(&self.db, &hash(&token), user.id, now, expires).await?;
+        queries::insert(&self.db, &hash(&self.keys, &token), user.id, now, expires).await?;
         self.mailer.send_template(
             email,
             "Reset your Gatehouse password",
@@ -108,17 +109,23 @@ impl Identity {
 }
 
 /// The user a live token belongs to, without using it up (to check a new password first).
-pub async fn peek(db: &Db, token: &str, now: OffsetDateTime) -> Result<Option<Uuid>, Error> {
-    queries::live_user(db, &hash(token), now).await
+pub async fn peek(
+    db: &Db,
+    keys: &Keys,
+    token: &str,
+    now: OffsetDateTime,
+) -> Result<Option<Uuid>, Error> {
+    queries::live_user(db, &hash(keys, token), now).await
 }
 
 /// Uses the token up, once, in the reset's transaction; returns its user.
 pub(crate) async fn consume(
     tx: &mut Tx,
+    keys: &Keys,
     token: &str,
     now: OffsetDateTime,
 ) -> Result<Option<Uuid>, Error> {
-    queries::consume(tx, &hash(token), now).await
+    queries::consume(tx, &hash(keys, token), now).await
 }
 
 /// Ends every other pending reset token of the user and every pending sign-in link of their

@@ -205,7 +205,8 @@ impl Identity {
         token: &str,
         signed_in: Option<&User>,
     ) -> Result<Option<LinkConfirmation>, Error> {
-        let Some(email) = magic_links::peek_token(&self.db, self.now(), token).await? else {
+        let Some(email) = magic_links::peek_token(&self.db, &self.keys, self.now(), token).await?
+        else {
             return Ok(None);
         };
         Ok(Some(LinkConfirmation {
@@ -236,7 +237,9 @@ impl Identity {
             }
         }
         // A 256-bit single-use token cannot be guessed: no throttle, the rest as every way in.
-        let Some(consumed) = magic_links::consume_token(&self.db, self.now(), token).await? else {
+        let Some(consumed) =
+            magic_links::consume_token(&self.db, &self.keys, self.now(), token).await?
+        else {
             return Ok(Outcome::Refused);
         };
         self.after_consumed(consumed, "magic_link", Reservation::none(), origin)

@@ -8,8 +8,8 @@
 //! caller which need sealing again, and `gatehouse keys reencrypt` seals them under the current
 //! key.
 //!
-//! Secrets people type (recovery codes, mailed one-time codes) cannot be sealed: they are kept
-//! as HMAC-SHA256 under a **data key** — 32 random bytes stored sealed in `data_keys` — so a
+//! Secrets people type (recovery codes, mailed one-time codes) and the tokens of mailed links
+//! cannot be sealed: they are kept as HMAC-SHA256 under a **data key** — 32 random bytes stored sealed in `data_keys` — so a
 //! secret-key change re-seals the data key and every code made under it keeps verifying. (A key
 //! derived from the secret key itself, as before data keys, would change with it and silently
 //! void every unused recovery code.) A database with codes from before data keys keeps their key:
@@ -69,6 +69,28 @@ impl Purpose {
 /// 32 bytes of key material, wiped when dropped.
 type KeyBytes = Zeroizing<[u8; 32]>;
 
+/// The links whose tokens [`Keys::token_mac`] keys; each its own label, so a token of one kind
+/// never matches a stored value of another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    /// A mailed sign-in link.
+    SignInLink,
+    /// A mailed password reset link.
+    PasswordReset,
+    /// The first start's setup link.
+    Setup,
+}
+
+impl TokenKind {
+    fn label(self) -> &'static str {
+        match self {
+            Self::SignInLink => "sign-in link",
+            Self::PasswordReset => "password reset",
+            Self::Setup => "setup",
+        }
+    }
+}
+
 /// A value opened by [`Keys::open`].
 #[derive(Debug)]
 pub struct Opened {
@@ -112,7 +134,7 @@ impl Sweep {
 /// The data keys, by what they MAC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum DataKey {
-    /// Recovery codes and mailed one-time codes.
+    /// Recovery codes, mailed one-time codes and the tokens of mailed links.
     OneTimeCodes,
     /// Half-finished sign-ins (first factor accepted, second due).
     PendingSignIns,
@@ -334,6 +356,14 @@ impl Keys {
         mac_hex(&self.code_mac, parts)
     }
 
+    /// HMAC-SHA256 of a link's token (`kind`: which link) under the one-time-code data key,
+    /// hex: what the database keeps of sign-in, reset and setup links. Keyed, so the value
+    /// stored is no unkeyed digest of what the mail carries, and someone who can write the
+    /// database but not read the data key cannot plant a token of their own.
+    pub fn token_mac(&self, kind: TokenKind, token: &str) -> String {
+        mac_hex(&self.code_mac, &["token", kind.label(), token])
+    }
+
     /// HMAC-SHA256 of `parts` under the data key that signs half-finished sign-ins (password or
     /// link accepted, second factor still due), hex.
     pub fn pending_sign_in_mac(&self, parts: &[&str]) -> String {
@@ -553,6 +583,20 @@ mod tests {
             a.code_mac(&["q"]),
             a.pending_sign_in_mac(&["q"]),
             "one key per purpose"
+        );
+        assert_ne!(
+            a.token_mac(TokenKind::SignInLink, "t"),
+            a.token_mac(TokenKind::PasswordReset, "t"),
+            "a token of one kind never matches another kind's"
+        );
+        assert_eq!(
+            a.token_mac(TokenKind::Setup, "t"),
+            a.token_mac(TokenKind::Setup, "t")
+        );
+        assert_ne!(
+            a.token_mac(TokenKind::Setup, "t"),
+            b.token_mac(TokenKind::Setup, "t"),
+            "keyed"
         );
     }
 }

@@ -399,3 +399,130 @@ crate::on_every_backend! {
         assert_audit_chain_verifies(&env);
     }
 }
+
+/// V4.1.5: with the database gone, access fails closed: a signed-in page, a cookie-authenticated
+/// API read and a sign-in (form or password grant) are each a 503, never a page with the user's
+/// data and never a session or a token.
+#[tokio::test]
+async fn with_the_database_gone_pages_api_reads_and_sign_ins_fail_closed() {
+    let Some((proxy, app, token, _)) = app_behind_proxy(
+        "faults::with_the_database_gone_pages_api_reads_and_sign_ins_fail_closed",
+        &[],
+    )
+    .await
+    else {
+        return;
+    };
+    let mut signed_in = Visitor::new(&app);
+    assert_eq!(sign_in(&mut signed_in).await.0, 303);
+    let (status, _, page) = signed_in.get("/account").await;
+    assert_eq!(status, 200);
+    assert!(page.contains(EMAIL), "{page}");
+    let cookie: String = signed_in
+        .cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}; "))
+        .collect();
+    let bearer_me = || {
+        app.request(reqwest::Method::GET, "/api/v1/me")
+            .bearer_auth(&token)
+            .send()
+    };
+    assert_eq!(bearer_me().await.unwrap().status(), 200);
+    let mut signing_in = Visitor::new(&app);
+    let csrf = signing_in.csrf_from("/login").await;
+
+    proxy.cut();
+    // Whatever was checked in the last 5 s may be trusted without the database: wait that out.
+    app.clock.advance(Duration::from_secs(6));
+    for path in ["/account", "/items", "/"] {
+        let (status, _, page) = signed_in.get(path).await;
+        assert_eq!(status, 503, "{path}: {page}");
+        assert!(!page.contains(EMAIL), "{path} shows the user: {page}");
+    }
+    let me = app
+        .request(reqwest::Method::GET, "/api/v1/me")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 503, "the API with the session cookie");
+    assert_eq!(
+        bearer_me().await.unwrap().status(),
+        503,
+        "the API with an access token checked before the outage"
+    );
+    let (status, headers, page) = signing_in
+        .post(
+            "/login/password",
+            &[
+                ("csrf_token", &csrf),
+                ("email", EMAIL),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(status, 503, "{page}");
+    assert!(
+        !headers
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().unwrap().starts_with("gatehouse=")),
+        "no session without the database"
+    );
+    let grant = app
+        .request(reqwest::Method::POST, "/api/v1/auth/token")
+        .json(&serde_json::json!({"grant_type": "password", "email": EMAIL, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(grant.status(), 503, "no token without the database");
+}
+
+/// V4.1.5: with Redis gone, a request made with a session kept there is refused, not let
+/// through, on the API as on the pages (`redis_away_fails_fast_…` covers the pages); and the
+/// sign-in limits, which cannot count, refuse the password grant rather than let it through.
+#[tokio::test]
+async fn with_redis_gone_a_session_cookie_and_a_sign_in_are_refused_not_let_through() {
+    let Some(mut redis) = PrivateRedis::start(
+        "faults::with_redis_gone_a_session_cookie_and_a_sign_in_are_refused_not_let_through",
+    ) else {
+        return;
+    };
+    // The sign-in limits at their defaults: they count in Redis.
+    let app =
+        crate::support::spawn_app_with(Backend::Sqlite, &[("GATEHOUSE_REDIS_URL", &redis.url())])
+            .await;
+    add_user(&app, EMAIL).password(PASSWORD).await;
+    let mut v = Visitor::new(&app);
+    assert_eq!(sign_in(&mut v).await.0, 303);
+    let cookie: String = v
+        .cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}; "))
+        .collect();
+    let me = || {
+        app.request(reqwest::Method::GET, "/api/v1/me")
+            .header("cookie", &cookie)
+            .send()
+    };
+    assert_eq!(me().await.unwrap().status(), 200);
+
+    redis.stop();
+    let res = me().await.unwrap();
+    assert_eq!(res.status(), 503, "the session cannot be checked");
+    assert!(!res.text().await.unwrap().contains(EMAIL));
+    let grant = app
+        .request(reqwest::Method::POST, "/api/v1/auth/token")
+        .json(&serde_json::json!({"grant_type": "password", "email": EMAIL, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let status = grant.status().as_u16();
+    let body = grant.text().await.unwrap();
+    assert!(
+        status == 503 || status == 429,
+        "a sign-in the limits cannot count is refused: {status} {body}"
+    );
+    assert!(!body.contains("access_token"), "{body}");
+}

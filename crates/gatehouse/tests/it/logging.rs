@@ -139,3 +139,88 @@ async fn a_forged_line_in_a_jwt_header_stays_inside_its_line_in_the_text_log() {
         lines.join("\n")
     );
 }
+
+/// Waits (at most 10 s) until a captured log line satisfies `found`: some lines are written by
+/// the mail task after the request has been answered.
+async fn wait_for_log(what: &str, found: impl Fn(&Value) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !captured_logs().iter().any(&found) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line {what} within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+backend_agnostic! {
+    // V7.1.2: in production, every line about an address (links asked for by a known and an
+    // unknown address, a failed sign-in, a reset, the mails sent) names it masked; no address,
+    // password, link token or code appears in the log.
+    async fn production_logs_mask_addresses_and_carry_no_password_token_or_code(backend) {
+        // A domain of this test's own: the log is shared by every test in the process.
+        let domain = format!("{}.example", uuid::Uuid::new_v4().simple());
+        let ada = format!("ada@{domain}");
+        let stranger = format!("stranger@{domain}");
+        let (app, sink) = crate::support::spawn_app_with_mail(
+            backend,
+            &[
+                ("GATEHOUSE_ENV", "production"),
+                ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+                ("GATEHOUSE_MAGIC_LINK_RATE_LIMIT", "off"),
+            ],
+        )
+        .await;
+        add_user(&app, &ada).password(PASSWORD).await;
+        let mut v = Visitor::new(&app);
+        for email in [&ada, &stranger] {
+            let csrf = v.csrf_from("/login").await;
+            v.post("/login/magic", &[("csrf_token", &csrf), ("email", email)]).await;
+            let csrf = v.csrf_from("/password/forgot").await;
+            v.post("/password/forgot", &[("csrf_token", &csrf), ("email", email)]).await;
+        }
+        let wrong = "Wrong-Password-Heron-31";
+        let csrf = v.csrf_from("/login").await;
+        let (status, _, _) = v.post("/login/password", &[("csrf_token", &csrf), ("email", &ada), ("password", wrong)]).await;
+        assert_eq!(status, 401);
+        // The failure's delay, waited out.
+        app.clock.advance(std::time::Duration::from_secs(60));
+        let csrf = v.csrf_from("/login").await;
+        let (status, _, _) = v.post("/login/password", &[("csrf_token", &csrf), ("email", &ada), ("password", PASSWORD)]).await;
+        assert_eq!(status, 303);
+        let mails = sink.wait_for_count(&ada, 2).await;
+        let mut secrets = vec![PASSWORD.to_owned(), wrong.to_owned()];
+        for mail in &mails {
+            for marker in ["/login/magic/verify?token=", "/password/reset?token="] {
+                if let Some(at) = mail.data.find(marker) {
+                    secrets.push(mail.data[at + marker.len()..at + marker.len() + 43].to_owned());
+                }
+            }
+            let marker = "enter this code on the sign-in page: ";
+            if let Some(at) = mail.data.find(marker) {
+                secrets.push(mail.data[at + marker.len()..at + marker.len() + 8].to_owned());
+            }
+        }
+        assert_eq!(secrets.len(), 5, "two tokens and a code from the mails");
+
+        let masked_ada = format!("a***@{domain}");
+        let masked_stranger = format!("s***@{domain}");
+        for (event, to) in [
+            ("magic_link_sent", &masked_ada),
+            ("magic_link_not_allowed", &masked_stranger),
+            ("password_reset_sent", &masked_ada),
+            ("password_reset_unknown", &masked_stranger),
+            ("sign_in_failed", &masked_ada),
+            ("mail_sent", &masked_ada),
+        ] {
+            wait_for_log(event, |l| l["event"] == event && l["to"] == to.as_str()).await;
+        }
+        let logs = captured_log_text();
+        for address in [&ada, &stranger] {
+            assert!(!logs.to_lowercase().contains(address.as_str()), "{address} reached the log unmasked");
+        }
+        for secret in &secrets {
+            assert!(!logs.contains(secret.as_str()), "{secret} reached the log");
+        }
+    }
+}

@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod api;
 mod api_keys;
+mod asvs;
 mod audit;
 mod browser;
 mod cli;

@@ -409,7 +409,7 @@ on_every_backend! {
         let rows: i64 = app.db.query("SELECT COUNT(*) FROM magic_links").fetch_one().await.unwrap().get(0).unwrap();
         assert_eq!(rows, 1, "the two-day-old link is gone");
         let use_it = |t: &secrecy::SecretString| gatehouse::identity::magic_links::expose(t).to_owned();
-        assert!(gatehouse::identity::magic_links::consume_token(&app.db, now, &use_it(&fresh.token)).await.unwrap().is_some(), "a live link stays");
+        assert!(gatehouse::identity::magic_links::consume_token(&app.db, &keys, now, &use_it(&fresh.token)).await.unwrap().is_some(), "a live link stays");
         drop(old);
     }
 
