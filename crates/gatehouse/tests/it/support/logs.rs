@@ -60,3 +60,15 @@ pub(crate) fn request_log(request_id: &str) -> serde_json::Value {
         .find(|l| l["message"] == "request finished" && l["span"]["request_id"] == request_id)
         .unwrap_or_else(|| panic!("no log line for request {request_id}"))
 }
+
+/// Where the captured log ends now: pass it to [`captured_log_text_since`] to see only what was
+/// logged after (an earlier app may have had the same port, and its lines stay in the buffer).
+pub(crate) fn log_mark() -> usize {
+    log_buffer().0.lock().unwrap().len()
+}
+
+/// The raw captured log text logged after `mark` (from [`log_mark`]).
+pub(crate) fn captured_log_text_since(mark: usize) -> String {
+    let bytes = log_buffer().0.lock().unwrap();
+    String::from_utf8_lossy(&bytes[mark.min(bytes.len())..]).into_owned()
+}

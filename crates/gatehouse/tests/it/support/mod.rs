@@ -28,7 +28,9 @@ pub(crate) use backend::{Backend, redis_url};
 pub(crate) use cli::{
     ServedBinary, assert_audit_chain_verifies, env_of, run_cli, run_cli_with_stdin,
 };
-pub(crate) use logs::{captured_log_text, captured_logs, request_log};
+pub(crate) use logs::{
+    captured_log_text, captured_log_text_since, captured_logs, log_mark, request_log,
+};
 pub(crate) use users::{add_user, api_token, app_hasher, totp_code};
 
 /// A secret key long enough for production.
