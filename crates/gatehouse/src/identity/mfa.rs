@@ -72,7 +72,10 @@ pub enum Checked {
         /// Unused codes left.
         remaining: usize,
     },
-    /// Wrong, stale, replayed or spent.
+    /// A right TOTP code whose time step was already used: refused, and the holder is told
+    /// (ASVS V2.8.5: someone may have seen the code and know the first factor).
+    Replayed,
+    /// Wrong, stale or spent.
     Rejected,
 }
 
@@ -272,7 +275,7 @@ async fn check_totp(
         user_id = %user_id,
         "a TOTP code already used was presented again and refused"
     );
-    Ok(Checked::Rejected)
+    Ok(Checked::Replayed)
 }
 
 /// How many unused recovery codes the user has.

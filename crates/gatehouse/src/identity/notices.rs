@@ -1,5 +1,6 @@
 //! Security notices by mail (DESIGN.md §7): a password changed or reset, MFA turned on or off or
-//! reset by an administrator, new recovery codes, a recovery code used, an API key made, a
+//! reset by an administrator, new recovery codes, a recovery code used, a used two-step code tried
+//! again, an API key made, a
 //! sign-in from a new device. Each names the account, the time, the client address and what to
 //! do if it was not the user; the new-device notice also names the browser or client.
 //!
@@ -66,6 +67,13 @@ pub const RECOVERY_CODES_REGENERATED: Notice = Notice {
     subject: "New recovery codes were made for your Gatehouse account",
     what: "New recovery codes were made for your account; the old ones no longer work. The codes were shown once on the page that made them and are not in this mail.",
     advice: "change your password, make new recovery codes from your account page and tell your administrator.",
+};
+
+/// A TOTP code already used was entered again at sign-in, and refused.
+pub const TOTP_REPLAYED: Notice = Notice {
+    subject: "A used two-step code was tried on your Gatehouse account",
+    what: "A code from your authenticator app that had already been used was entered again at sign-in, after the right first factor, and refused. If you did not just retype a code, someone may know your password and have seen one of your codes.",
+    advice: "change your password now, sign out every other session from your account page and tell your administrator.",
 };
 
 /// A sign-in from a device (browser or API client) the account was not signed in from before.

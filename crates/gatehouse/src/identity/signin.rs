@@ -462,7 +462,16 @@ impl Identity {
                 );
                 "recovery_code"
             }
-            Checked::Rejected => {
+            checked @ (Checked::Replayed | Checked::Rejected) => {
+                if checked == Checked::Replayed {
+                    notices::send(
+                        &self.mailer,
+                        &user.email,
+                        now,
+                        Some(origin.client.0),
+                        notices::TOTP_REPLAYED,
+                    );
+                }
                 self.failed(
                     &user.email,
                     "auth.mfa_failed",

@@ -151,6 +151,9 @@ on_every_backend! {
         let user = users::find_by_email(&app.db, &Email::parse(EMAIL).unwrap()).await.unwrap().unwrap();
         let replays = crate::support::captured_logs().into_iter().filter(|l| l["event"] == "totp_replayed" && l["user_id"] == user.id.to_string()).count();
         assert_eq!(replays, 2, "the code that turned MFA on and the one used twice are logged as replays");
+        // ASVS V2.8.5: the holder is told, never with the code.
+        let told = sink.wait_for_count_containing(EMAIL, "A used two-step code was tried", 2).await;
+        assert!(told.iter().all(|m| !m.data.contains(&totp_code(&app, &key, 0))), "never the code");
 
         let log = actions(&app).await;
         assert!(log.iter().any(|(a, _)| a == "mfa.enable"), "{log:?}");

@@ -124,20 +124,36 @@ impl SmtpSink {
     /// a link's path) and returns the newest such: other mails (a new-device notice, say) may
     /// arrive in between.
     pub(crate) async fn wait_for_containing(&self, recipient: &str, needle: &str) -> ReceivedMail {
+        self.wait_for_count_containing(recipient, needle, 1)
+            .await
+            .pop()
+            .unwrap()
+    }
+
+    /// Waits (at most 10 s) until `count` messages to `recipient` contain `needle`; returns them
+    /// all, oldest first.
+    pub(crate) async fn wait_for_count_containing(
+        &self,
+        recipient: &str,
+        needle: &str,
+        count: usize,
+    ) -> Vec<ReceivedMail> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let arrived = self.arrived.notified();
-            if let Some(found) = self
+            let found: Vec<_> = self
                 .messages_to(recipient)
                 .into_iter()
-                .rev()
-                .find(|m| m.data.contains(needle))
-            {
+                .filter(|m| m.data.contains(needle))
+                .collect();
+            if found.len() >= count {
                 return found;
             }
             tokio::time::timeout_at(deadline, arrived)
                 .await
-                .unwrap_or_else(|_| panic!("no mail to {recipient} with {needle:?} within 10 s"));
+                .unwrap_or_else(|_| {
+                    panic!("fewer than {count} mails to {recipient} with {needle:?} within 10 s")
+                });
         }
     }
 
