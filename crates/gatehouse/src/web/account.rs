@@ -202,6 +202,17 @@ async fn render_account(
     Ok(with_status(status, page))
 }
 
+/// The account page again, `403`: ending another session needs a recent sign-in, and the page
+/// offers it.
+async fn sign_in_again(
+    state: &AppState,
+    nonce: &CspNonce,
+    csrf: &CsrfToken,
+    current: &CurrentUser,
+) -> Result<Response, Error> {
+    render_account(state, nonce, csrf, current, StatusCode::FORBIDDEN, false).await
+}
+
 async fn revoke_session(
     State(state): State<AppState>,
     nonce: CspNonce,
@@ -215,15 +226,7 @@ async fn revoke_session(
         .revoke_session(current.user.id, &current.session, &form.id, &origin)
         .await?;
     if ended == SessionsEnded::NotRecent {
-        return render_account(
-            &state,
-            &nonce,
-            &csrf,
-            &current,
-            StatusCode::FORBIDDEN,
-            false,
-        )
-        .await;
+        return sign_in_again(&state, &nonce, &csrf, &current).await;
     }
     if form.id == current.session.id_hash {
         let mut response = Redirect::to("/").into_response();
@@ -247,15 +250,7 @@ async fn revoke_other_sessions(
         .revoke_other_sessions(current.user.id, &current.session, &origin)
         .await?;
     if ended == SessionsEnded::NotRecent {
-        return render_account(
-            &state,
-            &nonce,
-            &csrf,
-            &current,
-            StatusCode::FORBIDDEN,
-            false,
-        )
-        .await;
+        return sign_in_again(&state, &nonce, &csrf, &current).await;
     }
     Ok(Redirect::to("/account").into_response())
 }
