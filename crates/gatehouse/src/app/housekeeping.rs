@@ -1,5 +1,6 @@
 //! Periodic work: deletion of what has died (expired sessions, sign-in links, reset tokens, quiet
-//! failure counts, API sign-ins, retired signing keys), and the signing keys' upkeep.
+//! failure counts, API sign-ins, retired signing keys), the signing keys' upkeep, and reminders
+//! to renew expiring API keys.
 
 use super::serve::until_stopped;
 use crate::state::AppState;
@@ -104,6 +105,32 @@ pub(super) async fn key_upkeep(state: AppState, mut stop: tokio::sync::watch::Re
         .await;
         if let Err(e) = result {
             tracing::warn!(event = "key_upkeep_failed", error = %e, "cannot read or rotate the signing keys");
+        }
+    }
+}
+
+/// How often, on the injected clock, expiring API keys are looked for.
+const REMINDERS_EVERY: time::Duration = time::Duration::hours(1);
+
+/// Reminds the owners of expiring API keys ([`crate::identity::Identity::remind_expiring_api_keys`])
+/// at start and then every [`REMINDERS_EVERY`] of the injected clock (looked at each second, so a
+/// test's clock moves it without waiting), until `stop`.
+pub(super) async fn reminders(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(KEY_UPKEEP_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<time::OffsetDateTime> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = until_stopped(&mut stop) => return,
+        }
+        let now = state.clock.now();
+        if last.is_some_and(|at| now - at < REMINDERS_EVERY) {
+            continue;
+        }
+        last = Some(now);
+        if let Err(e) = state.identity.remind_expiring_api_keys().await {
+            tracing::warn!(event = "housekeeping_failed", error = %e, "cannot remind owners of expiring API keys");
         }
     }
 }

@@ -33,7 +33,7 @@ mod housekeeping;
 mod router;
 mod serve;
 
-use housekeeping::{housekeeping, key_upkeep};
+use housekeeping::{housekeeping, key_upkeep, reminders};
 pub use router::router;
 use serve::{serve_http, until_stopped};
 
@@ -206,6 +206,7 @@ impl Application {
 
         tokio::spawn(housekeeping(self.state.clone(), stop_rx.clone()));
         tokio::spawn(key_upkeep(self.state.clone(), stop_rx.clone()));
+        tokio::spawn(reminders(self.state.clone(), stop_rx.clone()));
 
         if let Some(listener) = self.metrics_listener {
             let metrics = ops::metrics_router(self.state.metrics.clone());

@@ -10,6 +10,10 @@
 //!   or a key of a disabled user, authenticates nothing.
 //! - `last_used_at` is written at most once a minute per key, so a busy key costs no write per
 //!   request.
+//! - The owner of a key that lived longer than [`REMIND_BEFORE`] is mailed once, that long before
+//!   it expires, how to renew it (ASVS V2.3.3; [`Identity::remind_expiring_api_keys`]): a
+//!   shorter-lived key's maker chose its end. Each key is claimed by one conditional update, so
+//!   with several instances one mail goes out.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -34,6 +38,8 @@ pub const SCOPES: &[&str] = &["items:read", "items:write"];
 pub const MAX_DAYS: i64 = 365;
 /// Most keys per user.
 pub const MAX_PER_USER: i64 = 50;
+/// How long before a key expires its owner is reminded to renew it.
+pub const REMIND_BEFORE: time::Duration = time::Duration::days(7);
 
 /// A key as its owner sees it (never the key itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -222,6 +228,44 @@ impl Identity {
         tracing::info!(event = "api_key_created", user_id = %user.id, key_id = %created.1.id, "API key created");
         self.notify(&user.email, origin, super::notices::API_KEY_CREATED);
         Ok(created)
+    }
+}
+
+impl Identity {
+    /// Mails the owner of every live key that expires within [`REMIND_BEFORE`], and lived longer
+    /// than that, how to renew it: once per key, whichever instance claims it. Returns how many
+    /// were reminded.
+    pub async fn remind_expiring_api_keys(&self) -> Result<usize, Error> {
+        let now = self.now();
+        let mut reminded = 0;
+        for (user_id, key) in queries::due_for_reminder(&self.db, now, now + REMIND_BEFORE).await? {
+            let Some(expires) = key.expires_at else {
+                continue;
+            };
+            if expires - key.created_at <= REMIND_BEFORE
+                || !queries::claim_reminder(&self.db, key.id, now).await?
+            {
+                continue;
+            }
+            let Some(user) = super::users::find_by_id(&self.db, user_id).await? else {
+                continue;
+            };
+            self.mailer.send_template(
+                &user.email,
+                &format!("Your Gatehouse API key \"{}\" expires soon", key.name),
+                "api_key_expiring",
+                minijinja::context! {
+                    name => key.name,
+                    prefix => key.prefix,
+                    email => user.email.as_str(),
+                    expires => crate::store::timestamp_text(expires),
+                    url => format!("{}/account/api-keys", self.config.base_url),
+                },
+            )?;
+            tracing::info!(event = "api_key_expiry_reminded", user_id = %user_id, key_id = %key.id, "API key renewal reminder queued");
+            reminded += 1;
+        }
+        Ok(reminded)
     }
 }
 

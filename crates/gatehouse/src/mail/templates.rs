@@ -35,6 +35,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         "magic_link.html",
         include_str!("../../templates/mail/magic_link.html"),
     ),
+    (
+        "api_key_expiring.txt",
+        include_str!("../../templates/mail/api_key_expiring.txt"),
+    ),
+    (
+        "api_key_expiring.html",
+        include_str!("../../templates/mail/api_key_expiring.html"),
+    ),
 ];
 
 /// The parsed mail templates.

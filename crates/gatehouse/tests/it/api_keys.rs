@@ -164,3 +164,53 @@ on_every_backend! {
         assert!(page.contains("sign in again"));
     }
 }
+
+on_every_backend! {
+    // ASVS V2.3.3: renewal instructions a week before a key expires, once, and not for a key
+    // made to live a week or less.
+    async fn the_owner_is_reminded_once_a_week_before_a_key_expires(backend) {
+        let (app, sink) = crate::support::spawn_app_with_mail(backend, &[]).await;
+        add_user(&app, "ada@example.com").password(PASSWORD).await;
+        let token = crate::support::api_token(&app, "ada@example.com", PASSWORD).await;
+        let make = |name: &'static str, days: i64| {
+            let (app, token) = (&app, token.clone());
+            async move {
+                let body = json!({"name": name, "scopes": ["items:read"], "expires_in_days": days});
+                let (status, made) = call(app, ("authorization", &bearer(&token)), reqwest::Method::POST, "/api/v1/api-keys", Some(body)).await;
+                assert_eq!(status, 201, "{made}");
+                made["key"].as_str().unwrap().to_owned()
+            }
+        };
+        make("short", 5).await;
+        let ten_days = make("ten days", 10).await;
+        let subject = |name: &str| format!("API key \"{name}\" expires soon");
+        let unreminded = |name: &'static str| {
+            let app = &app;
+            async move {
+                let n: i64 = app.db.query("SELECT COUNT(*) FROM api_keys WHERE name = $1 AND reminded_at IS NULL").bind(name).fetch_one().await.unwrap().get(0).unwrap();
+                n == 1
+            }
+        };
+
+        // Three days on, the ten-day key has a week left: its owner is told how to renew it.
+        app.clock.advance(Duration::from_secs(3 * 24 * 3600 + 1));
+        let mail = sink.wait_for_containing("ada@example.com", &subject("ten days")).await;
+        assert!(mail.data.contains(&ten_days[..10]) && mail.data.contains("/account/api-keys"), "{}", mail.data);
+        assert!(!mail.data.contains(&ten_days), "never the key itself");
+        // Keys are looked at soonest-expiring first: the five-day key was passed over already.
+        assert!(unreminded("short").await, "a key made for five days is not reminded");
+        assert!(!unreminded("ten days").await);
+
+        // A key made now for eight days is due a day later; when its reminder arrives, the
+        // ten-day key (due too, and looked at first) was not reminded again.
+        app.clock.advance(Duration::from_secs(3600));
+        let token = crate::support::api_token(&app, "ada@example.com", PASSWORD).await;
+        let body = json!({"name": "eight days", "scopes": ["items:read"], "expires_in_days": 8});
+        assert_eq!(call(&app, ("authorization", &bearer(&token)), reqwest::Method::POST, "/api/v1/api-keys", Some(body)).await.0, 201);
+        app.clock.advance(Duration::from_secs(24 * 3600 + 1));
+        sink.wait_for_containing("ada@example.com", &subject("eight days")).await;
+        let told = sink.messages_to("ada@example.com").into_iter().filter(|m| m.data.contains(&subject("ten days"))).count();
+        assert_eq!(told, 1, "one reminder per key");
+        assert!(!sink.messages_to("ada@example.com").iter().any(|m| m.data.contains(&subject("short"))));
+    }
+}

@@ -56,17 +56,6 @@ pub(crate) async fn insert(
 /// The user's keys that are not revoked, newest first.
 #[tracing::instrument(level = "debug", skip_all)]
 pub(crate) async fn list(db: &Db, user_id: Uuid) -> Result<Vec<ApiKey>, Error> {
-    let read = |r: &Row| {
-        Ok(ApiKey {
-            id: r.uuid(0)?,
-            name: r.get(1)?,
-            prefix: r.get(2)?,
-            scopes: scopes(r.get(3)?),
-            created_at: r.time(4)?,
-            expires_at: r.opt_time(5)?,
-            last_used_at: r.opt_time(6)?,
-        })
-    };
     db.query(
         "SELECT id, name, prefix, scopes, created_at, expires_at, last_used_at FROM api_keys \
          WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at DESC",
@@ -75,8 +64,22 @@ pub(crate) async fn list(db: &Db, user_id: Uuid) -> Result<Vec<ApiKey>, Error> {
     .fetch_all()
     .await?
     .iter()
-    .map(read)
+    .map(|r| key_at(r, 0))
     .collect()
+}
+
+/// The key in the seven columns from `at`: id, name, prefix, scopes, created_at, expires_at,
+/// last_used_at.
+fn key_at(r: &Row, at: usize) -> Result<ApiKey, Error> {
+    Ok(ApiKey {
+        id: r.uuid(at)?,
+        name: r.get(at + 1)?,
+        prefix: r.get(at + 2)?,
+        scopes: scopes(r.get(at + 3)?),
+        created_at: r.time(at + 4)?,
+        expires_at: r.opt_time(at + 5)?,
+        last_used_at: r.opt_time(at + 6)?,
+    })
 }
 
 /// Revokes one of the user's keys; whether one was.
@@ -143,4 +146,40 @@ pub(crate) async fn record_use(
     .execute()
     .await
     .map(drop)
+}
+
+/// The live keys of active users that expire after `now` and by `until` and were never
+/// reminded, each with its owner's id, the soonest to expire first.
+#[tracing::instrument(level = "debug", skip_all)]
+pub(crate) async fn due_for_reminder(
+    db: &Db,
+    now: OffsetDateTime,
+    until: OffsetDateTime,
+) -> Result<Vec<(Uuid, ApiKey)>, Error> {
+    db.query(
+        "SELECT k.user_id, k.id, k.name, k.prefix, k.scopes, k.created_at, k.expires_at, \
+         k.last_used_at FROM api_keys k JOIN users u ON u.id = k.user_id \
+         WHERE k.revoked_at IS NULL AND k.reminded_at IS NULL AND u.status = 'active' \
+         AND k.expires_at IS NOT NULL AND k.expires_at > $1 AND k.expires_at <= $2 \
+         ORDER BY k.expires_at",
+    )
+    .bind_time(now)
+    .bind_time(until)
+    .fetch_all()
+    .await?
+    .iter()
+    .map(|r| Ok((r.uuid(0)?, key_at(r, 1)?)))
+    .collect()
+}
+
+/// Marks the key reminded at `now`: `true` for the one caller (of every instance) that did.
+#[tracing::instrument(level = "debug", skip_all)]
+pub(crate) async fn claim_reminder(db: &Db, id: Uuid, now: OffsetDateTime) -> Result<bool, Error> {
+    let n = db
+        .query("UPDATE api_keys SET reminded_at = $2 WHERE id = $1 AND reminded_at IS NULL")
+        .bind_uuid(id)
+        .bind_time(now)
+        .execute()
+        .await?;
+    Ok(n == 1)
 }
