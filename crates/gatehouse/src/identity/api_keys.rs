@@ -250,7 +250,7 @@ impl Identity {
             let Some(user) = super::users::find_by_id(&self.db, user_id).await? else {
                 continue;
             };
-            self.mailer.send_template(
+            let queued = self.mailer.send_template(
                 &user.email,
                 &format!("Your Gatehouse API key \"{}\" expires soon", key.name),
                 "api_key_expiring",
@@ -261,7 +261,13 @@ impl Identity {
                     expires => crate::store::timestamp_text(expires),
                     url => format!("{}/account/api-keys", self.config.base_url),
                 },
-            )?;
+            );
+            if let Err(e) = queued {
+                // Not lost: the next pass (any instance's) claims it again.
+                queries::release_reminder(&self.db, key.id).await?;
+                tracing::warn!(event = "api_key_reminder_failed", key_id = %key.id, error = %e, "cannot queue an API key renewal reminder; it is tried again");
+                continue;
+            }
             tracing::info!(event = "api_key_expiry_reminded", user_id = %user_id, key_id = %key.id, "API key renewal reminder queued");
             reminded += 1;
         }

@@ -183,3 +183,13 @@ pub(crate) async fn claim_reminder(db: &Db, id: Uuid, now: OffsetDateTime) -> Re
         .await?;
     Ok(n == 1)
 }
+
+/// Undoes [`claim_reminder`] when the reminder could not be queued.
+#[tracing::instrument(level = "debug", skip_all)]
+pub(crate) async fn release_reminder(db: &Db, id: Uuid) -> Result<(), Error> {
+    db.query("UPDATE api_keys SET reminded_at = NULL WHERE id = $1")
+        .bind_uuid(id)
+        .execute()
+        .await
+        .map(drop)
+}
