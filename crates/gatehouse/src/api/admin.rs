@@ -136,7 +136,7 @@ async fn list(
     ip: ClientIp,
     request_id: RequestId,
 ) -> Result<Response, Error> {
-    api.require_token(Action::UsersRead)?;
+    require(&api, Action::UsersRead)?;
     let ctx = AuditContext::user(api.user.id, ip.0, request_id.as_str());
     let all = state.identity.list_users(&api.user, &ctx).await?;
     let users = all.iter().map(UserView::from).collect();
@@ -172,7 +172,7 @@ async fn read(
     request_id: RequestId,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    api.require_token(Action::UsersRead)?;
+    require(&api, Action::UsersRead)?;
     let id = Uuid::parse_str(&id).map_err(|_| Error::NotFound)?;
     let ctx = AuditContext::user(api.user.id, ip.0, request_id.as_str());
     let user = state.identity.user_details(&api.user, id, &ctx).await?;
