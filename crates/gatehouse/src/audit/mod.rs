@@ -184,6 +184,15 @@ fn chain_hash(
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
+/// Records `event` in a transaction of its own: for what changes nothing else, such as a read
+/// of someone else's records (ASVS V8.3.5).
+pub async fn record_alone(db: &Db, ctx: &AuditContext, event: AuditEvent) -> Result<i64, Error> {
+    let mut tx = db.begin().await?;
+    let id = record(&mut tx, ctx, event).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
 /// Appends a record inside the caller's transaction; returns its id.
 pub async fn record(tx: &mut Tx, ctx: &AuditContext, event: AuditEvent) -> Result<i64, Error> {
     let occurred_at = now();

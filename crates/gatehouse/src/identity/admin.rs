@@ -68,9 +68,7 @@ impl Identity {
     }
 
     async fn audit_read(&self, ctx: &AuditContext, event: AuditEvent) -> Result<(), Error> {
-        let mut tx = self.db.begin().await?;
-        audit::record(&mut tx, ctx, event).await?;
-        tx.commit().await
+        audit::record_alone(&self.db, ctx, event).await.map(drop)
     }
 
     /// Changes `email`'s role and/or status on behalf of `by` (`None`: the command line).

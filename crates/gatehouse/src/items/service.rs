@@ -126,9 +126,8 @@ pub async fn create(
 pub async fn get(db: &Db, actor: &User, id: Uuid, ctx: &AuditContext) -> Result<Item, Error> {
     let item = visible(db, actor, id).await?;
     if item.owner_id != actor.id {
-        let mut tx = db.begin().await?;
-        audit::record(
-            &mut tx,
+        audit::record_alone(
+            db,
             ctx,
             AuditEvent {
                 action: "item.read",
@@ -138,7 +137,6 @@ pub async fn get(db: &Db, actor: &User, id: Uuid, ctx: &AuditContext) -> Result<
             },
         )
         .await?;
-        tx.commit().await?;
     }
     Ok(item)
 }
@@ -192,9 +190,8 @@ pub async fn list(
     };
     let others = items.iter().filter(|i| i.owner_id != actor.id).count();
     if others > 0 {
-        let mut tx = db.begin().await?;
-        audit::record(
-            &mut tx,
+        audit::record_alone(
+            db,
             ctx,
             AuditEvent {
                 action: "item.list",
@@ -212,7 +209,6 @@ pub async fn list(
             },
         )
         .await?;
-        tx.commit().await?;
     }
     Ok((items, next))
 }
