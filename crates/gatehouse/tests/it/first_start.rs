@@ -13,12 +13,13 @@ use crate::support::{
 
 const PASSWORD: &str = "Quiet-Lantern-Orbit-42";
 
-/// The path and query of the setup link `app`'s start logged.
+/// The path and query of the setup link `app`'s start logged: the last one logged for its
+/// address, since an earlier app on the same port may have logged one too.
 pub(crate) fn logged_setup_link(app: &TestApp) -> String {
     let marker = format!("{}/setup?token=", app.address);
     let logs = captured_log_text();
     let start = logs
-        .find(&marker)
+        .rfind(&marker)
         .unwrap_or_else(|| panic!("no setup link for {} in the log", app.address));
     let from = start + app.address.len();
     logs[from..from + "/setup?token=".len() + 43].to_owned()
