@@ -14,8 +14,7 @@ use sha2::{Digest as _, Sha256};
 use crate::support::smtp_sink::ReceivedMail;
 use crate::support::visitor::{Visitor, field};
 use crate::support::{
-    Backend, TestApp, add_user, captured_log_text, redis_url, spawn_app_with_mail,
-    spawn_unlimited_app,
+    Backend, TestApp, add_user, redis_url, spawn_app_with_mail, spawn_unlimited_app,
 };
 
 const EMAIL: &str = "ada@example.com";
@@ -347,7 +346,7 @@ crate::on_every_backend! {
     async fn only_keyed_macs_of_mailed_tokens_codes_and_recovery_codes_are_stored(backend) {
         let (app, sink) = spawn_app_with_mail(backend, &[("GATEHOUSE_MAGIC_LINK_RATE_LIMIT", "off")]).await;
         // A start without users logs a setup link.
-        let setup = token_after(&captured_log_text(), &format!("{}/setup?token=", app.address));
+        let setup = crate::first_start::logged_setup_link(&app)["/setup?token=".len()..].to_owned();
         add_user(&app, EMAIL).password(PASSWORD).await;
         let mut v = Visitor::new(&app);
         ask_for_link(&mut v, EMAIL).await;
