@@ -64,6 +64,15 @@ pub enum Error {
     /// dropped connection: [`database_unreachable`]), else 500; logged, never shown.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// An SQLite error ([`crate::store::SqliteFile`]): 503 while the file is locked by another
+    /// process past the wait or cannot be opened, else 500; logged, never shown.
+    #[error("SQLite file {file}: {source}")]
+    Sqlite {
+        /// The database file.
+        file: String,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
     /// 500: anything else unexpected; logged, never shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -121,7 +130,12 @@ impl Error {
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Database(e) if database_unreachable(e) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Sqlite { source, .. } if sqlite_unavailable(source) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Database(_) | Self::Sqlite { .. } | Self::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -148,9 +162,42 @@ impl Error {
             | Self::UnsupportedMediaType
             | Self::Unavailable(_)
             | Self::Database(_)
+            | Self::Sqlite { .. }
             | Self::Internal(_) => problem,
         }
     }
+}
+
+impl Error {
+    /// Whether the database refused the change because it would duplicate a unique key (an
+    /// address, a name): on either backend.
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(db)) => db.is_unique_violation(),
+            Self::Sqlite {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } => matches!(
+                e.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// Whether an SQLite error means the file cannot be used now (held locked by another process
+/// past the writer's wait, or not openable), rather than a fault in the request or the code.
+fn sqlite_unavailable(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            rusqlite::ErrorCode::DatabaseBusy
+                | rusqlite::ErrorCode::DatabaseLocked
+                | rusqlite::ErrorCode::CannotOpen
+        )
+    )
 }
 
 /// How long a client is told to wait after a 503 (`Retry-After`).
@@ -185,6 +232,12 @@ impl IntoResponse for Error {
             }
             Self::Database(e) => {
                 tracing::error!(event = "internal_error", error = %e, "database error")
+            }
+            Self::Sqlite { source, .. } if sqlite_unavailable(source) => {
+                tracing::warn!(event = "unavailable", reason = %self, "the database cannot be used")
+            }
+            Self::Sqlite { .. } => {
+                tracing::error!(event = "internal_error", error = %self, "database error")
             }
             Self::Internal(e) => {
                 tracing::error!(event = "internal_error", error = ?e, "internal error")

@@ -1,12 +1,11 @@
-//! The `items` table. The list on SQLite is a hot read on the request's thread
-//! ([`crate::store::SqliteFile`]); everything else goes through [`crate::store::query`].
+//! The `items` table.
 
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::Item;
 use crate::error::Error;
-use crate::store::{Db, Row, Tx, UNICODE_LOWER, parse_timestamp, timestamp_text};
+use crate::store::{Db, Row, Tx, UNICODE_LOWER};
 
 const COLUMNS: &str = "id, owner_id, name, description, created_at, updated_at, version";
 
@@ -20,35 +19,6 @@ fn item(row: &Row) -> Result<Item, Error> {
         updated_at: row.time(5)?,
         version: row.get(6)?,
     })
-}
-
-/// An item as SQLite stores it (text ids and times), read by `rusqlite` in [`COLUMNS`] order.
-struct SqliteItem {
-    id: String,
-    owner_id: String,
-    name: String,
-    description: String,
-    created_at: String,
-    updated_at: String,
-    version: i64,
-}
-
-impl SqliteItem {
-    fn into_item(self) -> Result<Item, Error> {
-        let uuid = |text: &str, col: &str| {
-            Uuid::parse_str(text)
-                .map_err(|e| Error::Internal(anyhow::anyhow!("bad {col} in items: {e}")))
-        };
-        Ok(Item {
-            id: uuid(&self.id, "id")?,
-            owner_id: uuid(&self.owner_id, "owner_id")?,
-            name: self.name,
-            description: self.description,
-            created_at: parse_timestamp(&self.created_at)?,
-            updated_at: parse_timestamp(&self.updated_at)?,
-            version: self.version,
-        })
-    }
 }
 
 #[tracing::instrument(level = "debug", skip_all)]
@@ -120,90 +90,36 @@ pub(super) async fn list(
     after: Option<(OffsetDateTime, Uuid)>,
     fetch_n: i64,
 ) -> Result<Vec<Item>, Error> {
-    let (filter_owner, filter_search, filter_after) =
-        (owner.is_some(), pattern.is_some(), after.is_some());
-    Ok(match db.sqlite_file() {
-        None => {
-            let sql = list_sql(filter_owner, filter_search, filter_after, "lower", |n| {
-                format!("${n}")
-            });
-            let mut query = db.query(&sql);
-            if let Some(owner) = owner {
-                query = query.bind_uuid(owner);
-            }
-            if let Some(pattern) = &pattern {
-                query = query.bind(pattern.as_str());
-            }
-            if let Some((t, id)) = after {
-                query = query.bind_time(t).bind_uuid(id);
-            }
-            query
-                .bind(fetch_n)
-                .fetch_all()
-                .await?
-                .iter()
-                .map(item)
-                .collect::<Result<Vec<_>, _>>()?
-        }
-        Some(file) => {
-            // A hot read, on this thread (`store::SqliteFile`), lower-casing as PostgreSQL does.
-            let sql = list_sql(
-                filter_owner,
-                filter_search,
-                filter_after,
-                UNICODE_LOWER,
-                |n| format!("?{n}"),
-            );
-            let mut params: Vec<rusqlite::types::Value> = Vec::with_capacity(5);
-            if let Some(owner) = owner {
-                params.push(owner.to_string().into());
-            }
-            if let Some(pattern) = pattern {
-                params.push(pattern.into());
-            }
-            if let Some((t, id)) = after {
-                params.push(timestamp_text(t).into());
-                params.push(id.to_string().into());
-            }
-            params.push(fetch_n.into());
-            file.read(|conn| {
-                let mut statement = conn.prepare_cached(&sql)?;
-                let rows = statement.query_map(rusqlite::params_from_iter(params), |row| {
-                    Ok(SqliteItem {
-                        id: row.get(0)?,
-                        owner_id: row.get(1)?,
-                        name: row.get(2)?,
-                        description: row.get(3)?,
-                        created_at: row.get(4)?,
-                        updated_at: row.get(5)?,
-                        version: row.get(6)?,
-                    })
-                })?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()
-            })?
-            .into_iter()
-            .map(SqliteItem::into_item)
-            .collect::<Result<Vec<_>, _>>()?
-        }
-    })
+    let lower = db.dialect().pick(UNICODE_LOWER, "lower");
+    let sql = list_sql(owner.is_some(), pattern.is_some(), after.is_some(), lower);
+    let mut query = db.query(&sql);
+    if let Some(owner) = owner {
+        query = query.bind_uuid(owner);
+    }
+    if let Some(pattern) = &pattern {
+        query = query.bind(pattern.as_str());
+    }
+    if let Some((t, id)) = after {
+        query = query.bind_time(t).bind_uuid(id);
+    }
+    query
+        .bind(fetch_n)
+        .fetch_all()
+        .await?
+        .iter()
+        .map(item)
+        .collect()
 }
 
 /// A list's query, naming only the filters in use (owner, search, cursor, in that order, then the
 /// limit), so the database walks `items_owner_newest` or `items_newest` in order and stops after
 /// a page instead of filtering and sorting every item. The search compares the pattern with the
-/// name and description lower-cased by the dialect's Unicode-aware function `lower`, and
-/// `param(n)` writes the dialect's `n`th placeholder.
-pub(super) fn list_sql(
-    owner: bool,
-    search: bool,
-    after: bool,
-    lower: &str,
-    param: fn(usize) -> String,
-) -> String {
+/// name and description lower-cased by the dialect's Unicode-aware function `lower`.
+pub(super) fn list_sql(owner: bool, search: bool, after: bool, lower: &str) -> String {
     let mut n = 0;
     let mut next = || {
         n += 1;
-        param(n)
+        format!("${n}")
     };
     let mut conditions = Vec::new();
     if owner {
@@ -246,7 +162,7 @@ mod tests {
         for owner in [false, true] {
             for search in [false, true] {
                 for after in [false, true] {
-                    let sql = list_sql(owner, search, after, UNICODE_LOWER, |n| format!("?{n}"));
+                    let sql = list_sql(owner, search, after, UNICODE_LOWER);
                     let explain = format!("EXPLAIN QUERY PLAN {sql}");
                     let plan: Vec<String> = db
                         .sqlite_file()

@@ -73,5 +73,5 @@ pub(super) async fn codes_made_before_data_keys(db: &Db) -> Result<bool, Error> 
         .query("SELECT (SELECT COUNT(*) FROM recovery_codes) + (SELECT COUNT(*) FROM magic_links)")
         .fetch_one()
         .await?;
-    Ok(row.get::<i64, _>(0)? > 0)
+    Ok(row.get::<i64>(0)? > 0)
 }

@@ -1,7 +1,8 @@
 //! Storage: the database chosen from the URL once at startup, migrations, transactions.
 //!
 //! [`Db`] is a value, not a global: `sqlite://…` gives an embedded SQLite file (WAL, foreign
-//! keys, busy timeout, a pool), `postgres://…` a PostgreSQL pool. Its variants are private:
+//! keys, reads and one writer on the calling thread: [`SqliteFile`]), `postgres://…` a
+//! PostgreSQL pool. Its variants are private:
 //! queries elsewhere go through [`query`], which binds and reads the values whose types differ
 //! per dialect (UUIDs, times), so each query is written once; where the dialects really differ
 //! (locking, upserts), the `queries.rs` of the domain picks one of two texts by [`Dialect`].
@@ -9,9 +10,9 @@
 //! # Security
 //! - Every query binds its values; no SQL is ever built from input.
 //! - [`Db::begin`] is the only way to open a transaction ([`Tx`]), and it opens a *write*
-//!   transaction: on SQLite it is `BEGIN IMMEDIATE`, which takes the
-//!   database's write lock up front, so a transaction that reads and then writes (the audit
-//!   chain head, a single-use token) cannot interleave with another writer.
+//!   transaction: on SQLite it is a turn on the one writer connection, inside a transaction begun
+//!   `IMMEDIATE` (which takes the database's write lock up front), so a transaction that reads and
+//!   then writes (the audit chain head, a single-use token) cannot interleave with another writer.
 //! - Database errors are logged by the caller's error type and never shown to clients.
 
 mod query;
@@ -24,9 +25,8 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+use sqlx::{PgPool, Postgres, SqlitePool, Transaction};
 use time::OffsetDateTime;
-use tokio::sync::OwnedMutexGuard;
 
 use crate::error::Error;
 pub use query::{Dialect, On, Query, Row, query};
@@ -41,8 +41,8 @@ pub struct Db(Backend);
 
 #[derive(Clone, Debug)]
 enum Backend {
-    /// Embedded SQLite file: sqlx's pool, and the hot reads and writer queue of
-    /// [`SqliteFile`].
+    /// Embedded SQLite file: sqlx's pool for the migrations, and [`SqliteFile`] for every
+    /// query.
     Sqlite(SqlitePool, Arc<SqliteFile>),
     /// PostgreSQL server.
     Postgres(PgPool),
@@ -55,8 +55,8 @@ pub struct Tx(TxInner);
 
 #[derive(Debug)]
 enum TxInner {
-    /// SQLite, begun `IMMEDIATE`, during this process's one writer turn.
-    Sqlite(Transaction<'static, Sqlite>, OwnedMutexGuard<()>),
+    /// SQLite: a turn on this process's one writer.
+    Sqlite(sqlite_file::WriteTurn),
     /// PostgreSQL.
     Postgres(Transaction<'static, Postgres>),
 }
@@ -65,7 +65,7 @@ impl Tx {
     /// Commits the change and everything recorded with it.
     pub async fn commit(self) -> Result<(), Error> {
         match self.0 {
-            TxInner::Sqlite(tx, _turn) => tx.commit().await?,
+            TxInner::Sqlite(turn) => turn.commit().await?,
             TxInner::Postgres(tx) => tx.commit().await?,
         }
         Ok(())
@@ -74,7 +74,7 @@ impl Tx {
     /// The dialect this transaction speaks.
     pub fn dialect(&self) -> Dialect {
         match self.0 {
-            TxInner::Sqlite(..) => Dialect::Sqlite,
+            TxInner::Sqlite(_) => Dialect::Sqlite,
             TxInner::Postgres(_) => Dialect::Postgres,
         }
     }
@@ -87,7 +87,8 @@ impl Tx {
 
 impl Db {
     /// Connects to the database `url` names (creating the SQLite file and its folder if needed),
-    /// with a pool of `max_connections` that a caller waits at most 5 s for.
+    /// with a pool of `max_connections` that a caller waits at most 5 s for (on SQLite: that
+    /// many read connections kept).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, Error> {
         Self::connect_with(url, max_connections, Duration::from_secs(5)).await
     }
@@ -129,18 +130,10 @@ impl Db {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
             .pragma("trusted_schema", "OFF");
+        // sqlx applies the migrations; every query runs on [`SqliteFile`]'s connections.
         let pool = SqlitePoolOptions::new()
-            .max_connections(max_connections)
+            .max_connections(1)
             .acquire_timeout(acquire_timeout)
-            .after_release(|conn, _| {
-                // A connection that comes back still counting an open transaction is closed, not
-                // reused. It happens when SQLite ended a transaction on its own (under write
-                // contention, "database is locked"), so sqlx's ROLLBACK on drop failed: sqlx then
-                // refuses every later `BEGIN` on that connection, and one such connection in the
-                // pool turned a share of all later writes into errors (found by `bench/run`).
-                let clean = <sqlx::sqlite::SqliteTransactionManager as sqlx::TransactionManager>::get_transaction_depth(conn) == 0;
-                Box::pin(async move { Ok(clean) })
-            })
             .connect_with(options)
             .await?;
         let file = Arc::new(SqliteFile::new(path.to_owned(), max_connections as usize));
@@ -164,11 +157,7 @@ impl Db {
     /// Opens a write transaction (see the module's Security section).
     pub async fn begin(&self) -> Result<Tx, Error> {
         Ok(Tx(match &self.0 {
-            Backend::Sqlite(pool, file) => {
-                // The turn first: a writer waiting for it holds no pooled connection.
-                let turn = file.writer_turn().await;
-                TxInner::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?, turn)
-            }
+            Backend::Sqlite(_, file) => TxInner::Sqlite(file.begin().await?),
             Backend::Postgres(pool) => TxInner::Postgres(pool.begin().await?),
         }))
     }
@@ -176,7 +165,10 @@ impl Db {
     /// Closes every connection; later queries fail.
     pub async fn close(&self) {
         match &self.0 {
-            Backend::Sqlite(pool, _) => pool.close().await,
+            Backend::Sqlite(pool, file) => {
+                file.close().await;
+                pool.close().await;
+            }
             Backend::Postgres(pool) => pool.close().await,
         }
     }
@@ -202,8 +194,7 @@ impl Db {
         query(self, sql)
     }
 
-    /// The SQLite file's synchronous read-only connections, for the few hot reads that bypass
-    /// sqlx (see [`SqliteFile`]); `None` on PostgreSQL.
+    /// The SQLite file's connections (see [`SqliteFile`]); `None` on PostgreSQL.
     pub fn sqlite_file(&self) -> Option<&SqliteFile> {
         match &self.0 {
             Backend::Sqlite(_, file) => Some(file),
@@ -286,55 +277,139 @@ mod tests {
         assert_eq!(sqlite_file("postgres://x/y"), None);
     }
 
-    #[tokio::test]
-    async fn a_connection_whose_transaction_sqlite_ended_is_not_reused() {
+    async fn sqlite_with_table() -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/t.db", dir.path().display());
-        // One connection, so the next transaction gets the same one unless it was closed.
-        let db = Db::connect(&url, 1).await.unwrap();
-        let mut tx = db.begin().await.unwrap();
-        // SQLite ends the transaction behind sqlx's back, as it does itself after some errors;
-        // sqlx's ROLLBACK on drop then fails and its count stays at one.
-        tx.query("ROLLBACK").execute().await.unwrap();
-        drop(tx);
-        for attempt in 0..3 {
-            let tx = db.begin().await;
-            assert!(tx.is_ok(), "attempt {attempt}: {:?}", tx.err());
-            tx.unwrap().commit().await.unwrap();
-        }
+        let db = Db::connect(&format!("sqlite://{}/t.db", dir.path().display()), 2)
+            .await
+            .unwrap();
+        db.query("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+            .execute()
+            .await
+            .unwrap();
+        (dir, db)
     }
 
-    /// A writer waiting for its turn holds no pooled connection, so reads go on meanwhile; it
-    /// starts as soon as the open transaction ends.
+    async fn numbers(db: &Db) -> Vec<i64> {
+        db.query("SELECT n FROM t ORDER BY n")
+            .fetch_all()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0).unwrap())
+            .collect()
+    }
+
+    async fn insert(db: &Db, n: i64, commit: bool) -> Result<(), Error> {
+        let mut tx = db.begin().await?;
+        tx.query("INSERT INTO t (n) VALUES ($1)")
+            .bind(n)
+            .execute()
+            .await?;
+        tokio::task::yield_now().await;
+        if commit { tx.commit().await } else { Ok(()) }
+    }
+
+    /// A writer waiting for its turn blocks no read, and starts as soon as the open
+    /// transaction commits.
     #[tokio::test]
-    async fn sqlite_writers_queue_without_holding_a_connection() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/t.db", dir.path().display());
-        let db = Db::connect(&url, 2).await.unwrap();
-        let first = db.begin().await.unwrap();
+    async fn sqlite_writers_queue_while_reads_go_on() {
+        let (_dir, db) = sqlite_with_table().await;
+        let mut first = db.begin().await.unwrap();
+        first
+            .query("INSERT INTO t (n) VALUES (1)")
+            .execute()
+            .await
+            .unwrap();
         let waiting = tokio::spawn({
             let db = db.clone();
-            async move { db.begin().await.map(|tx| tx.commit()) }
+            async move { insert(&db, 2, true).await }
         });
         tokio::task::yield_now().await;
         assert!(
             !waiting.is_finished(),
             "the second writer waits for the first"
         );
-        // Were the waiting writer holding the other connection in SQLite's busy loop, this
-        // would wait for the pool's five-second acquire timeout.
-        tokio::time::timeout(Duration::from_secs(2), db.ping())
+        let read = tokio::time::timeout(Duration::from_secs(2), numbers(&db))
             .await
-            .expect("a read does not wait behind a queued writer")
-            .unwrap();
+            .expect("a read does not wait behind a writer");
+        assert_eq!(read, Vec::<i64>::new(), "nothing is seen before its commit");
         first.commit().await.unwrap();
         tokio::time::timeout(Duration::from_secs(2), waiting)
             .await
             .expect("the queued writer starts once the first ends")
             .unwrap()
-            .unwrap()
+            .unwrap();
+        assert_eq!(numbers(&db).await, [1, 2]);
+    }
+
+    /// Under load, many transactions share one commit; each commit returns only once a read
+    /// elsewhere sees its write, and a transaction that rolls back inside a group takes only
+    /// its own writes with it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_group_commit_acknowledges_only_what_is_committed() {
+        let (_dir, db) = sqlite_with_table().await;
+        let file = db.sqlite_file().unwrap();
+        let before = file.commits();
+        let writers: Vec<_> = (1..=200)
+            .map(|n| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    let keep = n % 3 != 0;
+                    insert(&db, n, keep).await.unwrap();
+                    if keep {
+                        let seen: Option<Row> = db
+                            .query("SELECT n FROM t WHERE n = $1")
+                            .bind(n)
+                            .fetch_optional()
+                            .await
+                            .unwrap();
+                        assert!(seen.is_some(), "{n} was acknowledged before its commit");
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap();
+        }
+        let kept: Vec<i64> = (1..=200).filter(|n| n % 3 != 0).collect();
+        assert_eq!(
+            numbers(&db).await,
+            kept,
+            "every kept write, and no rolled-back one"
+        );
+        let commits = file.commits() - before;
+        assert!(
+            commits < kept.len() as u64,
+            "{commits} commits for {} transactions: none were grouped",
+            kept.len()
+        );
+    }
+
+    /// A statement error inside a group (here a duplicate key) fails its own transaction alone.
+    #[tokio::test]
+    async fn a_failing_statement_in_a_group_fails_its_own_transaction_alone() {
+        let (_dir, db) = sqlite_with_table().await;
+        insert(&db, 1, true).await.unwrap();
+        let mut first = db.begin().await.unwrap();
+        first
+            .query("INSERT INTO t (n) VALUES (2)")
+            .execute()
             .await
             .unwrap();
+        let duplicate = tokio::spawn({
+            let db = db.clone();
+            async move { insert(&db, 1, true).await }
+        });
+        let third = tokio::spawn({
+            let db = db.clone();
+            async move { insert(&db, 3, true).await }
+        });
+        tokio::task::yield_now().await;
+        first.commit().await.unwrap();
+        let duplicate = duplicate.await.unwrap().unwrap_err();
+        assert!(duplicate.is_unique_violation(), "{duplicate}");
+        third.await.unwrap().unwrap();
+        assert_eq!(numbers(&db).await, [1, 2, 3]);
     }
 
     #[test]

@@ -14,13 +14,13 @@
 //! the caller's transaction ([`Tx`]). It binds straight into sqlx's arguments: no copy of the
 //! values, no extra round trip.
 
+use rusqlite::types::{FromSql, ToSql, ToSqlOutput, Value, ValueRef};
 use sqlx::postgres::{PgArguments, PgRow};
-use sqlx::sqlite::{SqliteArguments, SqliteRow};
-use sqlx::{ColumnIndex, Decode, Encode, PgConnection, Postgres, Sqlite, SqliteConnection, Type};
-use sqlx::{PgPool, Row as _, SqlitePool};
+use sqlx::{Decode, Encode, PgConnection, PgPool, Postgres, Row as _, Type};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::sqlite_file::{LiteRow, SqliteFile, WriteTurn};
 use super::{Backend, Db, Tx, TxInner, parse_timestamp, timestamp_text};
 use crate::error::Error;
 
@@ -74,12 +74,20 @@ impl On<'_> {
     }
 }
 
-type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
 
-enum SqliteOn<'c> {
-    Pool(&'c SqlitePool),
-    Conn(&'c mut SqliteConnection),
+/// Where an SQLite statement runs: on the file (a read, or a write of its own) or in a turn.
+enum LiteOn<'c> {
+    File(&'c Db, &'c std::sync::Arc<SqliteFile>),
+    Turn(&'c mut WriteTurn),
+}
+
+struct LiteQuery<'q, 'c> {
+    on: LiteOn<'c>,
+    sql: &'q str,
+    values: Vec<Value>,
+    /// The first value that could not be bound, reported when the query runs.
+    bad_value: Option<rusqlite::Error>,
 }
 
 enum PgOn<'c> {
@@ -88,7 +96,7 @@ enum PgOn<'c> {
 }
 
 enum Bound<'q, 'c> {
-    Sqlite(SqliteOn<'c>, SqliteQuery<'q>),
+    Sqlite(LiteQuery<'q, 'c>),
     Postgres(PgOn<'c>, PgQuery<'q>),
 }
 
@@ -104,14 +112,70 @@ impl std::fmt::Debug for Query<'_, '_> {
 
 /// `sql` (with `$1`, `$2` … placeholders) to run on `on`: a `&Db` or a `&mut Tx`.
 pub fn query<'q, 'c>(on: impl Into<On<'c>>, sql: &'q str) -> Query<'q, 'c> {
+    let lite = |on| {
+        Bound::Sqlite(LiteQuery {
+            on,
+            sql,
+            values: Vec::new(),
+            bad_value: None,
+        })
+    };
     Query(match on.into() {
-        On::Db(Db(Backend::Sqlite(pool, _))) => {
-            Bound::Sqlite(SqliteOn::Pool(pool), sqlx::query(sql))
-        }
+        On::Db(db @ Db(Backend::Sqlite(_, file))) => lite(LiteOn::File(db, file)),
         On::Db(Db(Backend::Postgres(pool))) => Bound::Postgres(PgOn::Pool(pool), sqlx::query(sql)),
-        On::Tx(Tx(TxInner::Sqlite(tx, _))) => Bound::Sqlite(SqliteOn::Conn(tx), sqlx::query(sql)),
+        On::Tx(Tx(TxInner::Sqlite(turn))) => lite(LiteOn::Turn(turn)),
         On::Tx(Tx(TxInner::Postgres(tx))) => Bound::Postgres(PgOn::Conn(tx), sqlx::query(sql)),
     })
+}
+
+impl LiteQuery<'_, '_> {
+    fn push(&mut self, value: &dyn ToSql) {
+        match value.to_sql() {
+            Ok(ToSqlOutput::Borrowed(v)) => self.values.push(Value::from(v)),
+            Ok(ToSqlOutput::Owned(v)) => self.values.push(v),
+            Ok(_) => {
+                self.values.push(Value::Null);
+                self.bad_value
+                    .get_or_insert(rusqlite::Error::ToSqlConversionFailure(
+                        "a value SQLite cannot store here".into(),
+                    ));
+            }
+            Err(e) => {
+                self.values.push(Value::Null);
+                self.bad_value.get_or_insert(e);
+            }
+        }
+    }
+
+    /// Runs the statement: its rows (the first alone when `first_only`) and how many rows it
+    /// changed. A statement on the file reads on a read connection; one that writes (or is
+    /// `execute`d: `writes`) runs as a transaction of its own on the writer.
+    async fn run(self, first_only: bool, writes: bool) -> Result<(Vec<LiteRow>, u64), Error> {
+        if let Some(e) = self.bad_value {
+            return Err(Error::Internal(anyhow::anyhow!(
+                "binding a value for SQLite: {e}"
+            )));
+        }
+        match self.on {
+            LiteOn::Turn(turn) => turn.run(self.sql, &self.values, first_only),
+            LiteOn::File(db, file) => {
+                if !writes {
+                    if let Some(rows) = file.read_rows(self.sql, &self.values, first_only)? {
+                        return Ok((rows, 0));
+                    }
+                }
+                let mut tx = db.begin().await?;
+                let TxInner::Sqlite(turn) = &mut tx.0 else {
+                    return Err(Error::Internal(anyhow::anyhow!(
+                        "an SQLite file without a writer"
+                    )));
+                };
+                let result = turn.run(self.sql, &self.values, first_only)?;
+                tx.commit().await?;
+                Ok(result)
+            }
+        }
+    }
 }
 
 impl<'q, 'c> Query<'q, 'c> {
@@ -119,10 +183,13 @@ impl<'q, 'c> Query<'q, 'c> {
     /// them.
     pub fn bind<T>(self, value: T) -> Self
     where
-        T: 'q + Send + Encode<'q, Sqlite> + Type<Sqlite> + Encode<'q, Postgres> + Type<Postgres>,
+        T: 'q + Send + ToSql + Encode<'q, Postgres> + Type<Postgres>,
     {
         Self(match self.0 {
-            Bound::Sqlite(on, q) => Bound::Sqlite(on, q.bind(value)),
+            Bound::Sqlite(mut q) => {
+                q.push(&value);
+                Bound::Sqlite(q)
+            }
             Bound::Postgres(on, q) => Bound::Postgres(on, q.bind(value)),
         })
     }
@@ -130,7 +197,10 @@ impl<'q, 'c> Query<'q, 'c> {
     /// Binds a UUID: `uuid` in PostgreSQL, its hyphenated text in SQLite.
     pub fn bind_uuid(self, value: Uuid) -> Self {
         Self(match self.0 {
-            Bound::Sqlite(on, q) => Bound::Sqlite(on, q.bind(value.to_string())),
+            Bound::Sqlite(mut q) => {
+                q.values.push(Value::Text(value.to_string()));
+                Bound::Sqlite(q)
+            }
             Bound::Postgres(on, q) => Bound::Postgres(on, q.bind(value)),
         })
     }
@@ -138,7 +208,11 @@ impl<'q, 'c> Query<'q, 'c> {
     /// Binds a UUID or `NULL`.
     pub fn bind_opt_uuid(self, value: Option<Uuid>) -> Self {
         Self(match self.0 {
-            Bound::Sqlite(on, q) => Bound::Sqlite(on, q.bind(value.map(|v| v.to_string()))),
+            Bound::Sqlite(mut q) => {
+                q.values
+                    .push(value.map_or(Value::Null, |v| Value::Text(v.to_string())));
+                Bound::Sqlite(q)
+            }
             Bound::Postgres(on, q) => Bound::Postgres(on, q.bind(value)),
         })
     }
@@ -146,7 +220,10 @@ impl<'q, 'c> Query<'q, 'c> {
     /// Binds a time: `timestamptz` in PostgreSQL, [`timestamp_text`] in SQLite.
     pub fn bind_time(self, value: OffsetDateTime) -> Self {
         Self(match self.0 {
-            Bound::Sqlite(on, q) => Bound::Sqlite(on, q.bind(timestamp_text(value))),
+            Bound::Sqlite(mut q) => {
+                q.values.push(Value::Text(timestamp_text(value)));
+                Bound::Sqlite(q)
+            }
             Bound::Postgres(on, q) => Bound::Postgres(on, q.bind(value)),
         })
     }
@@ -154,7 +231,11 @@ impl<'q, 'c> Query<'q, 'c> {
     /// Binds a time or `NULL`.
     pub fn bind_opt_time(self, value: Option<OffsetDateTime>) -> Self {
         Self(match self.0 {
-            Bound::Sqlite(on, q) => Bound::Sqlite(on, q.bind(value.map(timestamp_text))),
+            Bound::Sqlite(mut q) => {
+                q.values
+                    .push(value.map_or(Value::Null, |v| Value::Text(timestamp_text(v))));
+                Bound::Sqlite(q)
+            }
             Bound::Postgres(on, q) => Bound::Postgres(on, q.bind(value)),
         })
     }
@@ -162,8 +243,7 @@ impl<'q, 'c> Query<'q, 'c> {
     /// Runs the statement; returns how many rows it changed.
     pub async fn execute(self) -> Result<u64, Error> {
         Ok(match self.0 {
-            Bound::Sqlite(SqliteOn::Pool(p), q) => q.execute(p).await?.rows_affected(),
-            Bound::Sqlite(SqliteOn::Conn(c), q) => q.execute(c).await?.rows_affected(),
+            Bound::Sqlite(q) => q.run(false, true).await?.1,
             Bound::Postgres(PgOn::Pool(p), q) => q.execute(p).await?.rows_affected(),
             Bound::Postgres(PgOn::Conn(c), q) => q.execute(c).await?.rows_affected(),
         })
@@ -172,8 +252,7 @@ impl<'q, 'c> Query<'q, 'c> {
     /// The first row, if any.
     pub async fn fetch_optional(self) -> Result<Option<Row>, Error> {
         Ok(match self.0 {
-            Bound::Sqlite(SqliteOn::Pool(p), q) => q.fetch_optional(p).await?.map(Row::Sqlite),
-            Bound::Sqlite(SqliteOn::Conn(c), q) => q.fetch_optional(c).await?.map(Row::Sqlite),
+            Bound::Sqlite(q) => q.run(true, false).await?.0.pop().map(Row::Sqlite),
             Bound::Postgres(PgOn::Pool(p), q) => q.fetch_optional(p).await?.map(Row::Postgres),
             Bound::Postgres(PgOn::Conn(c), q) => q.fetch_optional(c).await?.map(Row::Postgres),
         })
@@ -181,19 +260,23 @@ impl<'q, 'c> Query<'q, 'c> {
 
     /// The one row; an error if there is none.
     pub async fn fetch_one(self) -> Result<Row, Error> {
-        Ok(match self.0 {
-            Bound::Sqlite(SqliteOn::Pool(p), q) => Row::Sqlite(q.fetch_one(p).await?),
-            Bound::Sqlite(SqliteOn::Conn(c), q) => Row::Sqlite(q.fetch_one(c).await?),
-            Bound::Postgres(PgOn::Pool(p), q) => Row::Postgres(q.fetch_one(p).await?),
-            Bound::Postgres(PgOn::Conn(c), q) => Row::Postgres(q.fetch_one(c).await?),
-        })
+        match self.0 {
+            Bound::Sqlite(q) => q
+                .run(true, false)
+                .await?
+                .0
+                .pop()
+                .map(Row::Sqlite)
+                .ok_or(Error::Database(sqlx::Error::RowNotFound)),
+            Bound::Postgres(PgOn::Pool(p), q) => Ok(Row::Postgres(q.fetch_one(p).await?)),
+            Bound::Postgres(PgOn::Conn(c), q) => Ok(Row::Postgres(q.fetch_one(c).await?)),
+        }
     }
 
     /// Every row.
     pub async fn fetch_all(self) -> Result<Vec<Row>, Error> {
         Ok(match self.0 {
-            Bound::Sqlite(SqliteOn::Pool(p), q) => wrap(q.fetch_all(p).await?, Row::Sqlite),
-            Bound::Sqlite(SqliteOn::Conn(c), q) => wrap(q.fetch_all(c).await?, Row::Sqlite),
+            Bound::Sqlite(q) => wrap(q.run(false, false).await?.0, Row::Sqlite),
             Bound::Postgres(PgOn::Pool(p), q) => wrap(q.fetch_all(p).await?, Row::Postgres),
             Bound::Postgres(PgOn::Conn(c), q) => wrap(q.fetch_all(c).await?, Row::Postgres),
         })
@@ -204,10 +287,10 @@ fn wrap<R>(rows: Vec<R>, f: impl Fn(R) -> Row) -> Vec<Row> {
     rows.into_iter().map(f).collect()
 }
 
-/// A row of either backend, read by column index or name.
+/// A row of either backend, read by column index.
 pub enum Row {
     /// From SQLite.
-    Sqlite(SqliteRow),
+    Sqlite(LiteRow),
     /// From PostgreSQL.
     Postgres(PgRow),
 }
@@ -220,36 +303,32 @@ impl std::fmt::Debug for Row {
 
 impl Row {
     /// A value both backends store alike (see [`Query::bind`]).
-    pub fn get<'r, T, I>(&'r self, column: I) -> Result<T, Error>
+    pub fn get<'r, T>(&'r self, column: usize) -> Result<T, Error>
     where
-        T: Decode<'r, Sqlite> + Type<Sqlite> + Decode<'r, Postgres> + Type<Postgres>,
-        I: ColumnIndex<SqliteRow> + ColumnIndex<PgRow>,
+        T: FromSql + Decode<'r, Postgres> + Type<Postgres>,
     {
-        Ok(match self {
-            Self::Sqlite(row) => row.try_get(column)?,
-            Self::Postgres(row) => row.try_get(column)?,
-        })
+        match self {
+            Self::Sqlite(row) => T::column_result(lite_value(row, column)?).map_err(|e| {
+                Error::Internal(anyhow::anyhow!("reading column {column} from SQLite: {e}"))
+            }),
+            Self::Postgres(row) => Ok(row.try_get(column)?),
+        }
     }
 
     /// A UUID (see [`Query::bind_uuid`]).
-    pub fn uuid<I>(&self, column: I) -> Result<Uuid, Error>
-    where
-        I: ColumnIndex<SqliteRow> + ColumnIndex<PgRow>,
-    {
+    pub fn uuid(&self, column: usize) -> Result<Uuid, Error> {
         match self {
-            Self::Sqlite(row) => parse_uuid(row.try_get(column)?),
+            Self::Sqlite(_) => parse_uuid(&self.get::<String>(column)?),
             Self::Postgres(row) => Ok(row.try_get(column)?),
         }
     }
 
     /// A UUID or `NULL`.
-    pub fn opt_uuid<I>(&self, column: I) -> Result<Option<Uuid>, Error>
-    where
-        I: ColumnIndex<SqliteRow> + ColumnIndex<PgRow>,
-    {
+    pub fn opt_uuid(&self, column: usize) -> Result<Option<Uuid>, Error> {
         match self {
-            Self::Sqlite(row) => row
-                .try_get::<Option<&str>, _>(column)?
+            Self::Sqlite(_) => self
+                .get::<Option<String>>(column)?
+                .as_deref()
                 .map(parse_uuid)
                 .transpose(),
             Self::Postgres(row) => Ok(row.try_get(column)?),
@@ -257,29 +336,33 @@ impl Row {
     }
 
     /// A time (see [`Query::bind_time`]).
-    pub fn time<I>(&self, column: I) -> Result<OffsetDateTime, Error>
-    where
-        I: ColumnIndex<SqliteRow> + ColumnIndex<PgRow>,
-    {
+    pub fn time(&self, column: usize) -> Result<OffsetDateTime, Error> {
         match self {
-            Self::Sqlite(row) => parse_timestamp(row.try_get(column)?),
+            Self::Sqlite(_) => parse_timestamp(&self.get::<String>(column)?),
             Self::Postgres(row) => Ok(row.try_get(column)?),
         }
     }
 
     /// A time or `NULL`.
-    pub fn opt_time<I>(&self, column: I) -> Result<Option<OffsetDateTime>, Error>
-    where
-        I: ColumnIndex<SqliteRow> + ColumnIndex<PgRow>,
-    {
+    pub fn opt_time(&self, column: usize) -> Result<Option<OffsetDateTime>, Error> {
         match self {
-            Self::Sqlite(row) => row
-                .try_get::<Option<&str>, _>(column)?
+            Self::Sqlite(_) => self
+                .get::<Option<String>>(column)?
+                .as_deref()
                 .map(parse_timestamp)
                 .transpose(),
             Self::Postgres(row) => Ok(row.try_get(column)?),
         }
     }
+}
+
+fn lite_value(row: &LiteRow, column: usize) -> Result<ValueRef<'_>, Error> {
+    row.get(column).map(ValueRef::from).ok_or_else(|| {
+        Error::Internal(anyhow::anyhow!(
+            "column {column} of a row of {} from SQLite",
+            row.len()
+        ))
+    })
 }
 
 fn parse_uuid(s: &str) -> Result<Uuid, Error> {
@@ -307,9 +390,9 @@ mod tests {
             .fetch_one()
             .await
             .unwrap();
-        assert_eq!(row.get::<i64, _>(0).unwrap(), 7);
+        assert_eq!(row.get::<i64>(0).unwrap(), 7);
         assert_eq!(row.uuid(1).unwrap(), id);
-        assert_eq!(row.get::<i64, _>(2).unwrap(), 7);
+        assert_eq!(row.get::<i64>(2).unwrap(), 7);
         assert_eq!(row.time(3).unwrap(), t);
     }
 }

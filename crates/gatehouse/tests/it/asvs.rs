@@ -310,14 +310,14 @@ async fn stored_values(app: &TestApp, table: &str) -> Vec<(String, String)> {
         .await
         .unwrap()
         .iter()
-        .map(|r| r.get::<String, _>(0).unwrap())
+        .map(|r| r.get::<String>(0).unwrap())
         .collect();
     assert!(!columns.is_empty(), "no table {table}");
     let mut values = Vec::new();
     for column in columns {
         let sql = format!("SELECT CAST({column} AS TEXT) FROM {table}");
         for row in app.db.query(&sql).fetch_all().await.unwrap() {
-            if let Some(value) = row.get::<Option<String>, _>(0).unwrap() {
+            if let Some(value) = row.get::<Option<String>>(0).unwrap() {
                 values.push((format!("{table}.{column}"), value));
             }
         }

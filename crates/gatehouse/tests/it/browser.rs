@@ -297,7 +297,7 @@ async fn right_passwords_between_wrong_codes_do_not_hold_off_the_lock_in_a_real_
         browser.expect_heading("Two-step sign-in").await;
         app.clock.advance(Duration::from_secs(60));
         browser.fill("code", "000000").await;
-        browser.click("form[action='/login/mfa'] button").await;
+        browser.submit("form[action='/login/mfa'] button").await;
         browser.expect_heading("Two-step sign-in").await;
         let page = browser.text_of("main").await;
         assert!(

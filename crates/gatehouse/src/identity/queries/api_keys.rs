@@ -75,7 +75,7 @@ fn key_at(r: &Row, at: usize) -> Result<ApiKey, Error> {
         id: r.uuid(at)?,
         name: r.get(at + 1)?,
         prefix: r.get(at + 2)?,
-        scopes: scopes(r.get(at + 3)?),
+        scopes: scopes(&r.get::<String>(at + 3)?),
         created_at: r.time(at + 4)?,
         expires_at: r.opt_time(at + 5)?,
         last_used_at: r.opt_time(at + 6)?,
@@ -122,7 +122,7 @@ pub(crate) async fn find_live(
         Ok(KeyUse {
             id: r.uuid(0)?,
             user_id: r.uuid(1)?,
-            scopes: scopes(r.get(2)?),
+            scopes: scopes(&r.get::<String>(2)?),
         })
     })
     .transpose()

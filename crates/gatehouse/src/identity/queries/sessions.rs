@@ -19,11 +19,12 @@ macro_rules! select_sessions {
 }
 
 fn session(row: &Row) -> Result<Session, Error> {
-    let secret: &[u8] = row.get(2)?;
+    let secret = zeroize::Zeroizing::new(row.get::<Vec<u8>>(2)?);
     Ok(Session {
         id_hash: row.get(0)?,
         user_id: row.uuid(1)?,
         csrf_secret: secret
+            .as_slice()
             .try_into()
             .map(zeroize::Zeroizing::new)
             .map_err(|_| Error::Internal(anyhow::anyhow!("bad CSRF secret length in a session")))?,

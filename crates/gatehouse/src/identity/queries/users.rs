@@ -19,14 +19,14 @@ macro_rules! select_users {
 }
 
 fn user(row: &Row) -> Result<User, Error> {
-    let email: &str = row.get(1)?;
+    let email: String = row.get(1)?;
     Ok(User {
         id: row.uuid(0)?,
-        email: Email::parse(email)
+        email: Email::parse(&email)
             .map_err(|e| Error::Internal(anyhow::anyhow!("bad email in the database: {e}")))?,
         display_name: DisplayName(row.get(2)?),
-        role: stored(row.get(3)?)?,
-        status: stored(row.get(4)?)?,
+        role: stored(&row.get::<String>(3)?)?,
+        status: stored(&row.get::<String>(4)?)?,
         created_at: row.time(5)?,
         updated_at: row.time(6)?,
         mfa_enabled: row.get(7)?,
@@ -39,11 +39,10 @@ fn stored<T: std::str::FromStr<Err = crate::identity::InvalidInput>>(s: &str) ->
 }
 
 fn unique_violation(e: Error) -> Error {
-    match e {
-        Error::Database(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-            Error::Conflict("a user with this email address already exists".into())
-        }
-        other => other,
+    if e.is_unique_violation() {
+        Error::Conflict("a user with this email address already exists".into())
+    } else {
+        e
     }
 }
 

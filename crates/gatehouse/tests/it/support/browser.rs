@@ -179,6 +179,20 @@ impl Browser {
             .unwrap();
     }
 
+    /// Clicks `css` (a submit button) and waits (at most 10 s) until the browser has left the
+    /// page it was on: for a form whose answer shows the same heading again.
+    pub(crate) async fn submit(&self, css: &str) {
+        let page = self.client.find(Locator::Css("html")).await.unwrap();
+        self.click(css).await;
+        for _ in 0..200 {
+            if page.tag_name().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("clicking {css} did not leave the page");
+    }
+
     pub(crate) async fn fill(&self, id: &str, text: &str) {
         self.client
             .find(Locator::Id(id))
