@@ -15,6 +15,8 @@
 //!   then writes (the audit chain head, a single-use token) cannot interleave with another writer.
 //! - Database errors are logged by the caller's error type and never shown to clients.
 
+mod group;
+mod postgres;
 mod query;
 mod sqlite_file;
 
@@ -25,7 +27,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, Postgres, SqlitePool, Transaction};
+use sqlx::{PgPool, SqlitePool};
 use time::OffsetDateTime;
 
 use crate::error::Error;
@@ -44,8 +46,8 @@ enum Backend {
     /// Embedded SQLite file: sqlx's pool for the migrations, and [`SqliteFile`] for every
     /// query.
     Sqlite(SqlitePool, Arc<SqliteFile>),
-    /// PostgreSQL server.
-    Postgres(PgPool),
+    /// PostgreSQL server: the pool, and the writer (see [`postgres`]).
+    Postgres(PgPool, Arc<group::Turns<postgres::PgConn>>),
 }
 
 /// A write transaction on either backend, opened by [`Db::begin`]. Dropping it without
@@ -56,9 +58,9 @@ pub struct Tx(TxInner);
 #[derive(Debug)]
 enum TxInner {
     /// SQLite: a turn on this process's one writer.
-    Sqlite(sqlite_file::WriteTurn),
-    /// PostgreSQL.
-    Postgres(Transaction<'static, Postgres>),
+    Sqlite(sqlite_file::LiteTurn),
+    /// PostgreSQL: a turn on this instance's writer.
+    Postgres(postgres::PgTurn),
 }
 
 impl Tx {
@@ -66,7 +68,7 @@ impl Tx {
     pub async fn commit(self) -> Result<(), Error> {
         match self.0 {
             TxInner::Sqlite(turn) => turn.commit().await?,
-            TxInner::Postgres(tx) => tx.commit().await?,
+            TxInner::Postgres(turn) => turn.commit().await?,
         }
         Ok(())
     }
@@ -107,7 +109,8 @@ impl Db {
                 .acquire_timeout(acquire_timeout)
                 .connect_with(options)
                 .await?;
-            return Ok(Self(Backend::Postgres(pool)));
+            let turns = Arc::new(group::Turns::new(acquire_timeout));
+            return Ok(Self(Backend::Postgres(pool, turns)));
         }
         let Some(path) = sqlite_file(url) else {
             return Err(Error::Internal(anyhow::anyhow!(
@@ -136,7 +139,11 @@ impl Db {
             .acquire_timeout(acquire_timeout)
             .connect_with(options)
             .await?;
-        let file = Arc::new(SqliteFile::new(path.to_owned(), max_connections as usize));
+        let file = Arc::new(SqliteFile::new(
+            path.to_owned(),
+            max_connections as usize,
+            acquire_timeout,
+        ));
         Ok(Self(Backend::Sqlite(pool, file)))
     }
 
@@ -144,7 +151,7 @@ impl Db {
     pub async fn migrate(&self) -> Result<(), Error> {
         match &self.0 {
             Backend::Sqlite(pool, _) => SQLITE_MIGRATIONS.run(pool).await,
-            Backend::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+            Backend::Postgres(pool, _) => POSTGRES_MIGRATIONS.run(pool).await,
         }
         .map_err(|e| Error::Internal(anyhow::anyhow!("migration failed: {e}")))
     }
@@ -158,7 +165,9 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx, Error> {
         Ok(Tx(match &self.0 {
             Backend::Sqlite(_, file) => TxInner::Sqlite(file.begin().await?),
-            Backend::Postgres(pool) => TxInner::Postgres(pool.begin().await?),
+            Backend::Postgres(pool, turns) => {
+                TxInner::Postgres(postgres::begin(pool, turns).await?)
+            }
         }))
     }
 
@@ -169,7 +178,10 @@ impl Db {
                 file.close().await;
                 pool.close().await;
             }
-            Backend::Postgres(pool) => pool.close().await,
+            Backend::Postgres(pool, turns) => {
+                turns.close().await;
+                pool.close().await;
+            }
         }
     }
 
@@ -185,7 +197,7 @@ impl Db {
     pub fn dialect(&self) -> Dialect {
         match self.0 {
             Backend::Sqlite(..) => Dialect::Sqlite,
-            Backend::Postgres(_) => Dialect::Postgres,
+            Backend::Postgres(..) => Dialect::Postgres,
         }
     }
 
@@ -198,7 +210,7 @@ impl Db {
     pub fn sqlite_file(&self) -> Option<&SqliteFile> {
         match &self.0 {
             Backend::Sqlite(_, file) => Some(file),
-            Backend::Postgres(_) => None,
+            Backend::Postgres(..) => None,
         }
     }
 }

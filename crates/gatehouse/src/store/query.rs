@@ -16,11 +16,12 @@
 
 use rusqlite::types::{FromSql, ToSql, ToSqlOutput, Value, ValueRef};
 use sqlx::postgres::{PgArguments, PgRow};
-use sqlx::{Decode, Encode, PgConnection, PgPool, Postgres, Row as _, Type};
+use sqlx::{Decode, Encode, PgPool, Postgres, Row as _, Type};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::sqlite_file::{LiteRow, SqliteFile, WriteTurn};
+use super::postgres::PgTurn;
+use super::sqlite_file::{self, LiteRow, LiteTurn, SqliteFile};
 use super::{Backend, Db, Tx, TxInner, parse_timestamp, timestamp_text};
 use crate::error::Error;
 
@@ -79,7 +80,7 @@ type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
 /// Where an SQLite statement runs: on the file (a read, or a write of its own) or in a turn.
 enum LiteOn<'c> {
     File(&'c Db, &'c std::sync::Arc<SqliteFile>),
-    Turn(&'c mut WriteTurn),
+    Turn(&'c mut LiteTurn),
 }
 
 struct LiteQuery<'q, 'c> {
@@ -92,7 +93,7 @@ struct LiteQuery<'q, 'c> {
 
 enum PgOn<'c> {
     Pool(&'c PgPool),
-    Conn(&'c mut PgConnection),
+    Turn(&'c mut PgTurn),
 }
 
 enum Bound<'q, 'c> {
@@ -122,9 +123,11 @@ pub fn query<'q, 'c>(on: impl Into<On<'c>>, sql: &'q str) -> Query<'q, 'c> {
     };
     Query(match on.into() {
         On::Db(db @ Db(Backend::Sqlite(_, file))) => lite(LiteOn::File(db, file)),
-        On::Db(Db(Backend::Postgres(pool))) => Bound::Postgres(PgOn::Pool(pool), sqlx::query(sql)),
+        On::Db(Db(Backend::Postgres(pool, _))) => {
+            Bound::Postgres(PgOn::Pool(pool), sqlx::query(sql))
+        }
         On::Tx(Tx(TxInner::Sqlite(turn))) => lite(LiteOn::Turn(turn)),
-        On::Tx(Tx(TxInner::Postgres(tx))) => Bound::Postgres(PgOn::Conn(tx), sqlx::query(sql)),
+        On::Tx(Tx(TxInner::Postgres(turn))) => Bound::Postgres(PgOn::Turn(turn), sqlx::query(sql)),
     })
 }
 
@@ -157,7 +160,7 @@ impl LiteQuery<'_, '_> {
             )));
         }
         match self.on {
-            LiteOn::Turn(turn) => turn.run(self.sql, &self.values, first_only),
+            LiteOn::Turn(turn) => sqlite_file::run(turn, self.sql, &self.values, first_only).await,
             LiteOn::File(db, file) => {
                 if !writes {
                     if let Some(rows) = file.read_rows(self.sql, &self.values, first_only)? {
@@ -170,7 +173,7 @@ impl LiteQuery<'_, '_> {
                         "an SQLite file without a writer"
                     )));
                 };
-                let result = turn.run(self.sql, &self.values, first_only)?;
+                let result = sqlite_file::run(turn, self.sql, &self.values, first_only).await?;
                 tx.commit().await?;
                 Ok(result)
             }
@@ -245,7 +248,10 @@ impl<'q, 'c> Query<'q, 'c> {
         Ok(match self.0 {
             Bound::Sqlite(q) => q.run(false, true).await?.1,
             Bound::Postgres(PgOn::Pool(p), q) => q.execute(p).await?.rows_affected(),
-            Bound::Postgres(PgOn::Conn(c), q) => q.execute(c).await?.rows_affected(),
+            Bound::Postgres(PgOn::Turn(t), q) => {
+                let result = q.execute(&mut *t.conn()?.conn).await;
+                in_turn(t, result).await?.rows_affected()
+            }
         })
     }
 
@@ -254,7 +260,10 @@ impl<'q, 'c> Query<'q, 'c> {
         Ok(match self.0 {
             Bound::Sqlite(q) => q.run(true, false).await?.0.pop().map(Row::Sqlite),
             Bound::Postgres(PgOn::Pool(p), q) => q.fetch_optional(p).await?.map(Row::Postgres),
-            Bound::Postgres(PgOn::Conn(c), q) => q.fetch_optional(c).await?.map(Row::Postgres),
+            Bound::Postgres(PgOn::Turn(t), q) => {
+                let result = q.fetch_optional(&mut *t.conn()?.conn).await;
+                in_turn(t, result).await?.map(Row::Postgres)
+            }
         })
     }
 
@@ -269,7 +278,10 @@ impl<'q, 'c> Query<'q, 'c> {
                 .map(Row::Sqlite)
                 .ok_or(Error::Database(sqlx::Error::RowNotFound)),
             Bound::Postgres(PgOn::Pool(p), q) => Ok(Row::Postgres(q.fetch_one(p).await?)),
-            Bound::Postgres(PgOn::Conn(c), q) => Ok(Row::Postgres(q.fetch_one(c).await?)),
+            Bound::Postgres(PgOn::Turn(t), q) => {
+                let result = q.fetch_one(&mut *t.conn()?.conn).await;
+                Ok(Row::Postgres(in_turn(t, result).await?))
+            }
         }
     }
 
@@ -278,9 +290,21 @@ impl<'q, 'c> Query<'q, 'c> {
         Ok(match self.0 {
             Bound::Sqlite(q) => wrap(q.run(false, false).await?.0, Row::Sqlite),
             Bound::Postgres(PgOn::Pool(p), q) => wrap(q.fetch_all(p).await?, Row::Postgres),
-            Bound::Postgres(PgOn::Conn(c), q) => wrap(q.fetch_all(c).await?, Row::Postgres),
+            Bound::Postgres(PgOn::Turn(t), q) => {
+                let result = q.fetch_all(&mut *t.conn()?.conn).await;
+                wrap(in_turn(t, result).await?, Row::Postgres)
+            }
         })
     }
+}
+
+/// A statement's outcome in a PostgreSQL turn: a lost connection ends the turn's group.
+async fn in_turn<T>(turn: &mut PgTurn, result: Result<T, sqlx::Error>) -> Result<T, Error> {
+    if let Err(e) = &result {
+        turn.after_error(crate::error::database_unreachable(e))
+            .await;
+    }
+    Ok(result?)
 }
 
 fn wrap<R>(rows: Vec<R>, f: impl Fn(R) -> Row) -> Vec<Row> {

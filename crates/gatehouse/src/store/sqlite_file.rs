@@ -20,22 +20,13 @@
 //! # One writer, and group commit
 //!
 //! SQLite lets one transaction write at a time. This process keeps one read-write connection,
-//! and write transactions ([`super::Db::begin`]) take turns on it, in order of arrival
-//! ([`SqliteFile::begin`]). Each runs its statements on the calling thread too, inside a
-//! `SAVEPOINT` of a transaction that several turns share: when a transaction commits while other
-//! writers are queued, its savepoint is released into the shared transaction and it waits; the
-//! next writers run in the same transaction, and the last writer of the queue (or a waiting
-//! writer whose turn comes round again) `COMMIT`s them all at once and wakes every waiter with the
-//! outcome. Under load that turns many commits, each writing the same pages of the audit chain
-//! and the tables' indexes into the write-ahead log, into one, with one WAL write for the group
-//! (measured in `bench/README.md`). With no queue, a transaction commits on its own at once.
-//!
-//! What a caller sees does not change: [`super::Tx::commit`] returns only once its writes are
-//! committed, with the group's outcome; a transaction that rolls back undoes its savepoint alone;
-//! a writer reads the writes of the earlier members of its group (they committed before it, in
-//! the order the chain of audit records shows), and nobody else sees any of them before the
-//! group commits. If SQLite itself abandons the shared transaction (a full disk, an I/O error),
-//! every member still waiting gets the error: none of them was acknowledged.
+//! and write transactions ([`super::Db::begin`]) take turns on it, in order of arrival, each
+//! running its statements on the calling thread too, inside a savepoint of a transaction that
+//! several turns share and commit once ([`super::group`]). Under load that turns many commits,
+//! each writing the same pages of the audit chain and the tables' indexes into the write-ahead
+//! log, into one (measured in `bench/README.md`). With no queue, a transaction commits on its own
+//! at once. If SQLite itself abandons the shared transaction (a full disk, an I/O error), every
+//! member still waiting gets the error.
 //!
 //! The writer never checkpoints: copying the log back into the database file ends with an
 //! `fsync`, which takes milliseconds on real disks, and done in a `COMMIT` (SQLite's default,
@@ -57,15 +48,14 @@
 //! with the index the migrations built.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags, Statement};
-use tokio::sync::{OwnedMutexGuard, oneshot};
 
+use super::group::{GroupConn, Turns, WriteTurn};
 use crate::error::Error;
 
 /// The SQL function on every connection here that lower-cases text as Rust's
@@ -77,13 +67,14 @@ pub const UNICODE_LOWER: &str = "unicode_lower";
 const BUSY_TIMEOUT: Duration = Duration::from_millis(100);
 /// How long a writer keeps trying for the database lock while another process holds it.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
-/// The most transactions one commit takes, so the first of a group never waits for a long queue.
-const MAX_GROUP: usize = 64;
 /// How often the checkpoint thread looks for commits to copy into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 /// A row as SQLite returned it.
 pub(super) type LiteRow = Vec<Value>;
+
+/// A write transaction on the SQLite file.
+pub(super) type LiteTurn = WriteTurn<LiteConn>;
 
 /// One SQLite file's connections: read-only ones (opened on first use, kept for reuse) and the
 /// one writer with its queue (see the module doc).
@@ -92,51 +83,63 @@ pub struct SqliteFile {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
     keep: usize,
-    writer: Arc<tokio::sync::Mutex<Writer>>,
-    /// Writers waiting for their turn, including those waiting for their group to commit.
-    queued: AtomicUsize,
-    next_group: AtomicU64,
-    /// Commits made (each of one group).
-    commits: Arc<AtomicU64>,
-    closed: AtomicBool,
+    turns: Arc<Turns<LiteConn>>,
     /// Dropped at [`SqliteFile::close`], which ends the checkpoint thread.
     checkpoints: Mutex<Option<std::sync::mpsc::Sender<()>>>,
 }
 
-/// The read-write connection and the transaction its turns share.
+/// The read-write connection.
 #[derive(Debug)]
-pub(super) struct Writer {
-    conn: Option<Connection>,
-    group: Option<Group>,
-    commits: Arc<AtomicU64>,
+pub(super) struct LiteConn {
+    conn: Connection,
+    path: String,
 }
 
-/// The open transaction: how many transactions released their savepoint into it, and how to
-/// tell those still waiting the outcome.
-#[derive(Debug)]
-struct Group {
-    id: u64,
-    members: usize,
-    waiting: Vec<oneshot::Sender<Result<(), String>>>,
+impl GroupConn for LiteConn {
+    /// `BEGIN IMMEDIATE`, retried without blocking the thread while another process holds the
+    /// database lock, for up to [`LOCK_WAIT`].
+    async fn begin(&mut self) -> Result<(), Error> {
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.conn.execute_batch("BEGIN IMMEDIATE") {
+                Ok(()) => return Ok(()),
+                Err(e) if is_busy(&e) && started.elapsed() < LOCK_WAIT => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(e) => return Err(self.error(e)),
+            }
+        }
+    }
+
+    async fn control(&mut self, sql: &'static str) -> Result<(), Error> {
+        self.conn.execute_batch(sql).map_err(|e| self.error(e))
+    }
+
+    fn in_transaction(&self) -> bool {
+        !self.conn.is_autocommit()
+    }
+}
+
+impl LiteConn {
+    fn error(&self, source: rusqlite::Error) -> Error {
+        Error::Sqlite {
+            file: self.path.clone(),
+            source,
+        }
+    }
 }
 
 impl SqliteFile {
-    /// The database file at `path`, keeping at most `keep` idle read connections.
-    pub(super) fn new(path: PathBuf, keep: usize) -> Self {
-        let commits = Arc::<AtomicU64>::default();
+    /// The database file at `path`, keeping at most `keep` idle read connections; a writer
+    /// waits at most `wait` for its turn.
+    pub(super) fn new(path: PathBuf, keep: usize, wait: Duration) -> Self {
         Self {
             path,
             idle: Mutex::new(Vec::new()),
             keep,
-            writer: Arc::new(tokio::sync::Mutex::new(Writer {
-                conn: None,
-                group: None,
-                commits: Arc::clone(&commits),
-            })),
-            queued: AtomicUsize::new(0),
-            next_group: AtomicU64::new(0),
-            commits,
-            closed: AtomicBool::new(false),
+            turns: Arc::new(Turns::new(wait)),
             checkpoints: Mutex::new(None),
         }
     }
@@ -147,7 +150,12 @@ impl SqliteFile {
         &self,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, Error> {
-        self.check_open()?;
+        if self.turns.is_closed() {
+            return Err(Error::Unavailable(format!(
+                "SQLite file {} is closed",
+                self.path.display()
+            )));
+        }
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let conn = match idle {
             Some(conn) => conn,
@@ -180,53 +188,30 @@ impl SqliteFile {
     }
 
     /// Begins a write transaction: waits for this process's writer turn, in order of arrival,
-    /// then opens a savepoint in the shared transaction (beginning it when none is open).
-    pub(super) async fn begin(self: &Arc<Self>) -> Result<WriteTurn, Error> {
-        self.check_open()?;
-        let mut writer = self.turn().await;
-        self.check_open()?;
+    /// then opens a savepoint in the shared transaction (see [`super::group`]).
+    pub(super) async fn begin(&self) -> Result<LiteTurn, Error> {
+        let mut writer = self.turns.turn().await?;
         if writer.conn.is_none() {
             let conn = self.open(false).map_err(|e| self.error(e))?;
             conn.pragma_update(None, "wal_autocheckpoint", 0)
                 .map_err(|e| self.error(e))?;
-            writer.conn = Some(conn);
+            writer.conn = Some(LiteConn {
+                conn,
+                path: self.path.display().to_string(),
+            });
             self.start_checkpoints();
         }
-        if writer.group.is_none() {
-            self.lock_database(&mut writer).await?;
-            writer.group = Some(Group {
-                id: self.next_group.fetch_add(1, Ordering::Relaxed),
-                members: 0,
-                waiting: Vec::new(),
-            });
-        }
-        if let Err(e) = writer.conn()?.execute_batch("SAVEPOINT tx") {
-            writer.abandon_if_ended(&e);
-            if writer.group.as_ref().is_some_and(|g| g.members == 0) {
-                writer.roll_back_group();
-            }
-            return Err(self.error(e));
-        }
-        Ok(WriteTurn {
-            file: Arc::clone(self),
-            writer: Some(writer),
-            broken: false,
-        })
+        self.turns.begin(writer).await
     }
 
     /// How many commits this file has made: fewer than the transactions when they were grouped.
     pub fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
+        self.turns.commits()
     }
 
     /// Closes every connection once the writes under way are committed; later queries fail.
     pub(super) async fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        let mut writer = self.writer.clone().lock_owned().await;
-        if writer.group.is_some() {
-            let _ = writer.finish_group();
-        }
-        writer.conn = None;
+        self.turns.close().await;
         if let Ok(mut idle) = self.idle.lock() {
             idle.clear();
         }
@@ -247,19 +232,19 @@ impl SqliteFile {
         let conn = match self.open(false) {
             Ok(conn) => conn,
             Err(e) => {
-                tracing::warn!(error = %e, "no checkpoint thread: SQLite will checkpoint in commits");
+                tracing::warn!(error = %e, "no checkpoint thread: the log grows until restart");
                 return;
             }
         };
-        let commits = Arc::clone(&self.commits);
+        let turns = Arc::clone(&self.turns);
         let spawned = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
-                let mut done = commits.load(Ordering::Relaxed);
+                let mut done = turns.commits();
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     stop.recv_timeout(CHECKPOINT_EVERY)
                 {
-                    let now = commits.load(Ordering::Relaxed);
+                    let now = turns.commits();
                     if now == done {
                         continue;
                     }
@@ -274,83 +259,6 @@ impl SqliteFile {
             Ok(_) => *checkpoints = Some(keep),
             Err(e) => tracing::warn!(error = %e, "no checkpoint thread"),
         }
-    }
-
-    /// Waits for the writer turn, counted in `queued` while waiting (see [`WriteTurn::commit`]).
-    async fn turn(&self) -> OwnedMutexGuard<Writer> {
-        struct Queued<'a>(&'a AtomicUsize);
-        impl Drop for Queued<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-        self.queued.fetch_add(1, Ordering::SeqCst);
-        let _queued = Queued(&self.queued);
-        self.writer.clone().lock_owned().await
-    }
-
-    /// `BEGIN IMMEDIATE`, retried without blocking the thread while another process holds the
-    /// database lock, for up to [`LOCK_WAIT`].
-    async fn lock_database(&self, writer: &mut Writer) -> Result<(), Error> {
-        let started = tokio::time::Instant::now();
-        let mut pause = Duration::from_millis(1);
-        loop {
-            let attempt = writer.conn()?.execute_batch("BEGIN IMMEDIATE");
-            match attempt {
-                Ok(()) => return Ok(()),
-                Err(e) if is_busy(&e) && started.elapsed() < LOCK_WAIT => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                Err(e) => return Err(self.error(e)),
-            }
-        }
-    }
-
-    /// Waits until the group `id` has committed; commits it itself when its turn comes round
-    /// first (every waiter queues for the turn, so some waiter always commits the group).
-    async fn await_group(
-        self: &Arc<Self>,
-        id: u64,
-        mut outcome: oneshot::Receiver<Result<(), String>>,
-    ) -> Result<(), Error> {
-        let mut flush = FlushOnDrop {
-            file: Some(Arc::clone(self)),
-            group: id,
-        };
-        let result = tokio::select! {
-            biased;
-            result = &mut outcome => result,
-            mut writer = self.turn() => {
-                if writer.group.as_ref().is_some_and(|g| g.id == id) {
-                    let _ = writer.finish_group();
-                }
-                drop(writer);
-                outcome.await
-            }
-        };
-        flush.file = None;
-        match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(Error::Internal(anyhow::anyhow!(
-                "committing to SQLite file {}: {message}",
-                self.path.display()
-            ))),
-            Err(_) => Err(Error::Internal(anyhow::anyhow!(
-                "a group of writes to SQLite file {} ended without an outcome",
-                self.path.display()
-            ))),
-        }
-    }
-
-    fn check_open(&self) -> Result<(), Error> {
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(Error::Unavailable(format!(
-                "SQLite file {} is closed",
-                self.path.display()
-            )));
-        }
-        Ok(())
     }
 
     fn open(&self, read_only: bool) -> rusqlite::Result<Connection> {
@@ -387,198 +295,34 @@ impl SqliteFile {
         Ok(conn)
     }
 
-    fn error(&self, e: rusqlite::Error) -> Error {
+    fn error(&self, source: rusqlite::Error) -> Error {
         Error::Sqlite {
             file: self.path.display().to_string(),
-            source: e,
+            source,
         }
     }
 }
 
-/// Commits the group `group` from a task of its own when the writer waiting for it was dropped
-/// (its request cancelled), so the shared transaction never stays open for want of a committer.
-struct FlushOnDrop {
-    file: Option<Arc<SqliteFile>>,
-    group: u64,
-}
-
-impl Drop for FlushOnDrop {
-    fn drop(&mut self) {
-        let (Some(file), Ok(runtime)) = (self.file.take(), tokio::runtime::Handle::try_current())
-        else {
-            return;
-        };
-        let group = self.group;
-        runtime.spawn(async move {
-            let mut writer = file.turn().await;
-            if writer.group.as_ref().is_some_and(|g| g.id == group) {
-                let _ = writer.finish_group();
-            }
-        });
-    }
-}
-
-impl Writer {
-    fn conn(&self) -> Result<&Connection, Error> {
-        self.conn
-            .as_ref()
-            .ok_or_else(|| Error::Unavailable("the SQLite writer is closed".into()))
-    }
-
-    /// Commits the shared transaction and tells every waiting member the outcome.
-    fn finish_group(&mut self) -> Result<(), String> {
-        let Some(group) = self.group.take() else {
-            return Ok(());
-        };
-        let result = match self.conn() {
-            Ok(conn) => {
-                let result = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
-                self.commits.fetch_add(1, Ordering::Relaxed);
-                if result.is_err() && !conn.is_autocommit() {
-                    let _ = conn.execute_batch("ROLLBACK");
-                }
-                result
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        for waiter in group.waiting {
-            let _ = waiter.send(result.clone());
-        }
-        result
-    }
-
-    /// Rolls the shared transaction back, telling every waiting member (none of whom was
-    /// acknowledged) that their writes are gone.
-    fn roll_back_group(&mut self) {
-        if let Some(group) = self.group.take() {
-            if let Some(conn) = self.conn.as_ref().filter(|c| !c.is_autocommit()) {
-                let _ = conn.execute_batch("ROLLBACK");
-            }
-            for waiter in group.waiting {
-                let _ = waiter.send(Err("the transaction was rolled back".into()));
-            }
-        }
-    }
-
-    /// After the error `e`: when SQLite ended the shared transaction itself, the group is gone.
-    fn abandon_if_ended(&mut self, e: &rusqlite::Error) {
-        if self.group.is_some() && self.conn.as_ref().is_some_and(Connection::is_autocommit) {
-            tracing::warn!(error = %e, "SQLite rolled back a group of writes");
-            self.roll_back_group();
-        }
-    }
-}
-
-/// One write transaction's turn on the writer: a savepoint in the shared transaction. Dropping
-/// it without [`WriteTurn::commit`] rolls the savepoint back.
-#[derive(Debug)]
-pub(super) struct WriteTurn {
-    file: Arc<SqliteFile>,
-    writer: Option<OwnedMutexGuard<Writer>>,
-    /// SQLite ended the shared transaction under this turn: nothing more runs in it.
-    broken: bool,
-}
-
-impl WriteTurn {
-    /// Runs `sql` with `values` in this transaction: the rows it returns (at most one when
-    /// `first_only`) and how many rows it changed.
-    pub(super) fn run(
-        &mut self,
-        sql: &str,
-        values: &[Value],
-        first_only: bool,
-    ) -> Result<(Vec<LiteRow>, u64), Error> {
-        let writer = match (&mut self.writer, self.broken) {
-            (Some(writer), false) => writer,
-            _ => {
-                return Err(Error::Internal(anyhow::anyhow!(
-                    "a statement after SQLite ended its transaction"
-                )));
-            }
-        };
-        let conn = writer.conn()?;
-        let result = conn
-            .prepare_cached(sql)
-            .and_then(|mut statement| rows(&mut statement, values, first_only))
-            .map(|rows| (rows, conn.changes()));
-        let ended = conn.is_autocommit();
-        result.map_err(|e| {
-            if ended {
-                writer.abandon_if_ended(&e);
-                self.broken = true;
-            }
-            self.file.error(e)
-        })
-    }
-
-    /// Commits: releases the savepoint into the shared transaction, then commits it now when no
-    /// other writer is queued (or the group is full), else waits for the group's commit. Returns
-    /// once the writes are committed, or with the error that undid them.
-    pub(super) async fn commit(mut self) -> Result<(), Error> {
-        let file = Arc::clone(&self.file);
-        if self.broken {
-            return Err(Error::Internal(anyhow::anyhow!(
-                "SQLite ended the transaction before its commit"
-            )));
-        }
-        let Some(mut writer) = self.writer.take() else {
-            return Ok(());
-        };
-        if let Err(e) = writer.conn()?.execute_batch("RELEASE tx") {
-            writer.abandon_if_ended(&e);
-            self.writer = Some(writer);
-            return Err(file.error(e));
-        }
-        let Some(group) = writer.group.as_mut() else {
-            return Err(Error::Internal(anyhow::anyhow!(
-                "a savepoint without its transaction"
-            )));
-        };
-        group.members += 1;
-        let full = group.members >= MAX_GROUP;
-        if !full && file.queued.load(Ordering::SeqCst) == 0 {
-            // Requests that are on their way to a write (parsing, checking a token) get to queue
-            // for this group before it commits: one turn of the scheduler, the turn held.
-            tokio::task::yield_now().await;
-        }
-        let Some(group) = writer.group.as_mut() else {
-            return Err(Error::Internal(anyhow::anyhow!(
-                "a savepoint without its transaction"
-            )));
-        };
-        if file.queued.load(Ordering::SeqCst) == 0 || full {
-            return writer.finish_group().map_err(|message| {
-                Error::Internal(anyhow::anyhow!(
-                    "committing to SQLite file {}: {message}",
-                    file.path.display()
-                ))
-            });
-        }
-        let (tell, outcome) = oneshot::channel();
-        group.waiting.push(tell);
-        let id = group.id;
-        drop(writer);
-        file.await_group(id, outcome).await
-    }
-}
-
-impl Drop for WriteTurn {
-    fn drop(&mut self) {
-        let Some(writer) = self.writer.as_mut() else {
-            return;
-        };
-        if self.broken {
-            return;
-        }
-        let undone = writer
-            .conn()
-            .is_ok_and(|c| c.execute_batch("ROLLBACK TO tx; RELEASE tx").is_ok());
-        let empty = writer.group.as_ref().is_some_and(|g| g.members == 0);
-        let ended = writer.conn.as_ref().is_none_or(Connection::is_autocommit);
-        if !undone || empty || ended {
-            // Nothing of anyone's to keep, or a state that cannot be trusted: the whole
-            // transaction goes, and whoever waits on it hears so.
-            writer.roll_back_group();
+/// Runs `sql` with `values` in the transaction `turn`: the rows it returns (at most one when
+/// `first_only`) and how many rows it changed.
+pub(super) async fn run(
+    turn: &mut LiteTurn,
+    sql: &str,
+    values: &[Value],
+    first_only: bool,
+) -> Result<(Vec<LiteRow>, u64), Error> {
+    let writer = turn.conn()?;
+    let result = writer
+        .conn
+        .prepare_cached(sql)
+        .and_then(|mut statement| rows(&mut statement, values, first_only))
+        .map(|rows| (rows, writer.conn.changes()));
+    match result {
+        Ok(found) => Ok(found),
+        Err(e) => {
+            let e = writer.error(e);
+            turn.after_error(false).await;
+            Err(e)
         }
     }
 }
