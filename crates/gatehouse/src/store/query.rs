@@ -342,7 +342,7 @@ impl Row {
     /// A UUID (see [`Query::bind_uuid`]).
     pub fn uuid(&self, column: usize) -> Result<Uuid, Error> {
         match self {
-            Self::Sqlite(_) => parse_uuid(&self.get::<String>(column)?),
+            Self::Sqlite(row) => parse_uuid(lite_text(row, column)?),
             Self::Postgres(row) => Ok(row.try_get(column)?),
         }
     }
@@ -350,11 +350,7 @@ impl Row {
     /// A UUID or `NULL`.
     pub fn opt_uuid(&self, column: usize) -> Result<Option<Uuid>, Error> {
         match self {
-            Self::Sqlite(_) => self
-                .get::<Option<String>>(column)?
-                .as_deref()
-                .map(parse_uuid)
-                .transpose(),
+            Self::Sqlite(row) => lite_opt_text(row, column)?.map(parse_uuid).transpose(),
             Self::Postgres(row) => Ok(row.try_get(column)?),
         }
     }
@@ -362,7 +358,7 @@ impl Row {
     /// A time (see [`Query::bind_time`]).
     pub fn time(&self, column: usize) -> Result<OffsetDateTime, Error> {
         match self {
-            Self::Sqlite(_) => parse_timestamp(&self.get::<String>(column)?),
+            Self::Sqlite(row) => parse_timestamp(lite_text(row, column)?),
             Self::Postgres(row) => Ok(row.try_get(column)?),
         }
     }
@@ -370,13 +366,27 @@ impl Row {
     /// A time or `NULL`.
     pub fn opt_time(&self, column: usize) -> Result<Option<OffsetDateTime>, Error> {
         match self {
-            Self::Sqlite(_) => self
-                .get::<Option<String>>(column)?
-                .as_deref()
-                .map(parse_timestamp)
-                .transpose(),
+            Self::Sqlite(row) => lite_opt_text(row, column)?.map(parse_timestamp).transpose(),
             Self::Postgres(row) => Ok(row.try_get(column)?),
         }
+    }
+}
+
+/// Text stored in SQLite (UUIDs and times), read without a copy.
+fn lite_text(row: &LiteRow, column: usize) -> Result<&str, Error> {
+    lite_opt_text(row, column)?
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("column {column} from SQLite is NULL")))
+}
+
+fn lite_opt_text(row: &LiteRow, column: usize) -> Result<Option<&str>, Error> {
+    match lite_value(row, column)? {
+        ValueRef::Null => Ok(None),
+        ValueRef::Text(text) => std::str::from_utf8(text)
+            .map(Some)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("column {column} from SQLite: {e}"))),
+        _ => Err(Error::Internal(anyhow::anyhow!(
+            "column {column} from SQLite is not text"
+        ))),
     }
 }
 
