@@ -120,8 +120,11 @@ impl Application {
             None => Limiter::with_system_clock(MemoryStore::new(RATE_LIMIT_MEMORY_KEYS)),
         };
         let keys = Arc::new(load_keys(&settings, &db, clock.now()).await?);
-        let passwords =
-            PasswordHasher::per_core(settings.argon2, Pepper::new(keys.password_pepper()))?;
+        let passwords = PasswordHasher::new(
+            settings.argon2,
+            settings.hashing,
+            Pepper::new(keys.password_pepper()),
+        )?;
         let tokens = Arc::new(
             KeyRing::load_or_create(&db, &keys, clock.now(), settings.access_token_lifetime)
                 .await
@@ -275,7 +278,7 @@ pub async fn cli_identity(
             keys,
             sessions: sessions_for(settings, db, redis.as_ref(), clock.clone()),
             limiter: Limiter::with_system_clock(MemoryStore::new(RATE_LIMIT_MEMORY_KEYS)),
-            passwords: PasswordHasher::per_core(settings.argon2, pepper)?,
+            passwords: PasswordHasher::new(settings.argon2, settings.hashing, pepper)?,
             mailer: Mailer::start(&settings.smtp).context("outgoing mail (SMTP_*)")?,
             tokens: Arc::new(KeyRing::unloaded(clock.now())),
             access_cache: Arc::default(),

@@ -263,6 +263,7 @@ impl Settings {
             signin_email_rate_limit: None,
             magic_link_rate_limit: None,
             argon2: Default::default(),
+            hashing: Default::default(),
             password_policy: Default::default(),
             password_reset_lifetime: Duration::ZERO,
             throttle: Default::default(),

@@ -149,6 +149,8 @@ pub struct Settings {
     pub magic_link_rate_limit: Option<Rate>,
     /// `GATEHOUSE_ARGON2_MEMORY_KIB`, `_ITERATIONS`, `_PARALLELISM`: the cost of new password hashes.
     pub argon2: crate::identity::passwords::HashParams,
+    /// `GATEHOUSE_HASHING_THREADS`, `GATEHOUSE_HASHING_QUEUE`: the password hashing threads.
+    pub hashing: crate::identity::passwords::HashingPool,
     /// `GATEHOUSE_PASSWORD_MIN_LENGTH` (and `_MAX_LENGTH`, `GATEHOUSE_PASSWORD_REQUIRE_CLASSES`).
     pub password_policy: crate::identity::password_policy::PasswordPolicy,
     /// `GATEHOUSE_PASSWORD_RESET_LIFETIME`: how long a reset link works.

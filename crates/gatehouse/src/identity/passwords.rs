@@ -2,12 +2,18 @@
 //! formats verified so users imported from a Flask application keep their passwords (and are
 //! upgraded at their next sign-in).
 //!
-//! Hashing and verifying run on dedicated threads, one per core but one (at least one), behind a
-//! semaphore with as many permits: a flood of sign-ins queues for a permit instead of occupying
-//! every core. On Linux those threads run at a lower scheduling priority (nice
-//! [`HASHING_NICE`]), so whenever a request thread wakes up it takes the core from a hash at
-//! once instead of waiting out the hash's time slice: hashing uses the idle CPU, and the rest of
-//! the server keeps answering at its usual latency. `bench/signin` measures both effects.
+//! Hashing and verifying run on dedicated threads, one per core unless configured
+//! ([`HashingPool`], `GATEHOUSE_HASHING_THREADS`), each taking one password at a time; at most
+//! [`HashingPool::queue`] more wait for a thread, and one beyond is refused at once
+//! ([`Error::Unavailable`]: 503 with `Retry-After`) rather than left to wait out the request
+//! timeout. On Linux the threads run in the idle scheduling class (`SCHED_IDLE`): they get only
+//! the CPU time that no other thread wants, and a request thread that wakes up takes a core
+//! from a hash at once. So a sign-in flood hashes on every core while the rest of the server
+//! keeps its usual latency. A nice value (10, before) only shrinks the hash's share: with a
+//! thread on every core, `/healthz` p99 under a flood grew several times over, and with a core
+//! left free, sign-ins ran at half the machine's hashing limit. The cost of the idle class: when
+//! other work keeps every core busy (the server's own requests, or another process), sign-ins
+//! wait for it, up to the queue bound and the request timeout. `bench/run` measures both sides.
 //!
 //! Formats (read in one place, `StoredHash::parse`):
 //! - PHC strings `$argon2id$v=19$m=…,t=…,p=…$salt$hash` (and `$argon2i$` / `$argon2d$`). Hashes
@@ -45,13 +51,14 @@
 //!   that do not exist (so timing does not reveal which do).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, KeyId, Params, ParamsBuilder, Version};
 use secrecy::{ExposeSecret as _, SecretString};
 use subtle::ConstantTimeEq as _;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, TryAcquireError};
 use zeroize::Zeroizing;
 
 use crate::error::Error;
@@ -302,8 +309,46 @@ fn split_legacy(s: &str) -> Option<(&str, &str, &str)> {
     Some((method, salt, rest))
 }
 
-/// The nice value of the hashing threads (0 is normal, 19 the lowest priority).
-pub const HASHING_NICE: i32 = 10;
+/// How many threads hash passwords, and how many hashes may wait for one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashingPool {
+    /// Hashing threads; `None`: one per core.
+    pub threads: Option<usize>,
+    /// Most hashes waiting for a thread at once; one more is refused ([`Error::Unavailable`]).
+    pub queue: usize,
+}
+
+impl Default for HashingPool {
+    /// One thread per core, and up to [`HashingPool::DEFAULT_QUEUE`] hashes waiting.
+    fn default() -> Self {
+        Self {
+            threads: None,
+            queue: Self::DEFAULT_QUEUE,
+        }
+    }
+}
+
+impl HashingPool {
+    /// Hashes that may wait for a thread by default: about a second of work on two cores at the
+    /// default cost, far more than people signing in at once, and a bound on what a flood
+    /// keeps waiting.
+    pub const DEFAULT_QUEUE: usize = 128;
+
+    /// `threads` hashing threads and the default queue.
+    pub fn with_threads(threads: usize) -> Self {
+        Self {
+            threads: Some(threads),
+            ..Self::default()
+        }
+    }
+
+    /// The number of hashing threads: as configured, else one per core (at least one).
+    pub fn thread_count(&self) -> usize {
+        self.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+            .max(1)
+    }
+}
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -313,20 +358,62 @@ pub struct PasswordHasher {
     params: HashParams,
     pepper: Pepper,
     permits: Arc<Semaphore>,
+    waiting: Arc<Waiting>,
     jobs: std::sync::mpsc::Sender<Job>,
     dummy: Arc<str>,
 }
 
+/// The hashes waiting for a permit, up to a bound.
+#[derive(Debug)]
+struct Waiting {
+    now: AtomicUsize,
+    most: usize,
+}
+
+/// One hash counted in [`Waiting`] until it is dropped.
+struct InQueue<'a>(&'a Waiting);
+
+impl Waiting {
+    /// Counts one more waiting hash, or refuses it when the queue is full: a flood is turned
+    /// away at once (503, `Retry-After`) instead of piling up until the request timeout.
+    fn enter(&self) -> Result<InQueue<'_>, Error> {
+        let before = self.now.fetch_add(1, Ordering::AcqRel);
+        let place = InQueue(self);
+        if before >= self.most {
+            tracing::warn!(
+                event = "hashing_queue_full",
+                waiting = before,
+                "too many passwords waiting to be checked: refused"
+            );
+            return Err(Error::Unavailable(
+                "too many passwords are waiting to be checked".into(),
+            ));
+        }
+        Ok(place)
+    }
+}
+
+impl Drop for InQueue<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Starts `n` hashing threads taking jobs from one queue; they end when every sender is gone.
+/// Returns once every thread has left the normal scheduling class.
 fn start_threads(n: usize) -> Result<std::sync::mpsc::Sender<Job>, Error> {
     let (tx, rx) = std::sync::mpsc::channel::<Job>();
     let rx = Arc::new(std::sync::Mutex::new(rx));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     for i in 0..n {
         let rx = rx.clone();
+        let ready = ready_tx.clone();
         std::thread::Builder::new()
             .name(format!("gatehouse-hash-{i}"))
             .spawn(move || {
-                lower_priority();
+                yield_to_everything();
+                let _ = ready.send(());
+                drop(ready);
                 loop {
                     let job = {
                         let queue = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -344,26 +431,40 @@ fn start_threads(n: usize) -> Result<std::sync::mpsc::Sender<Job>, Error> {
             })
             .map_err(|e| Error::Internal(anyhow::anyhow!("cannot start a hashing thread: {e}")))?;
     }
+    drop(ready_tx);
+    for _ in 0..n {
+        ready_rx
+            .recv()
+            .map_err(|_| Error::Internal(anyhow::anyhow!("a hashing thread ended at its start")))?;
+    }
     Ok(tx)
 }
 
-/// Lowers the calling thread's scheduling priority to [`HASHING_NICE`] (best effort: a failure
-/// is logged and hashing runs at normal priority).
-fn lower_priority() {
+/// Moves the calling thread to Linux's `SCHED_IDLE` class: it runs only on CPU time no other
+/// thread wants, and any thread of the normal class that wakes up takes its core at once
+/// (a nice value only lowers its share). Best effort: a failure is logged and hashing runs at
+/// normal priority. Other systems keep their normal priority.
+fn yield_to_everything() {
     #[cfg(target_os = "linux")]
     {
-        // On Linux, PRIO_PROCESS with a thread id sets that thread's nice value alone.
-        let tid = rustix::thread::gettid();
-        if let Err(e) = rustix::process::setpriority_process(Some(tid), HASHING_NICE) {
-            tracing::warn!(event = "hash_priority_unchanged", error = %e, "cannot lower the priority of a password hashing thread");
+        use thread_priority::{
+            NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+            set_thread_priority_and_policy, thread_native_id, thread_schedule_policy,
+        };
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        // The crate also sets the nice value (to 0, which `SCHED_IDLE` ignores); that part may
+        // fail where the process runs niced, after the class has changed: the class decides.
+        let set = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle);
+        if thread_schedule_policy().ok() != Some(idle) {
+            tracing::warn!(event = "hash_priority_unchanged", error = ?set.err(), "cannot move a password hashing thread to the idle scheduling class");
         }
     }
 }
 
 impl PasswordHasher {
-    /// A hasher with `params` and `pepper`, running at most `concurrency` hashes at once (at
-    /// least one), on as many threads of its own.
-    pub fn new(params: HashParams, concurrency: usize, pepper: Pepper) -> Result<Self, Error> {
+    /// A hasher with `params` and `pepper`, hashing on `pool`'s threads (each running one hash
+    /// at a time) with at most `pool.queue` hashes waiting.
+    pub fn new(params: HashParams, pool: HashingPool, pepper: Pepper) -> Result<Self, Error> {
         let salt = SaltString::generate(&mut OsRng);
         // A real hash of a random password, for verifications of accounts that do not exist.
         let dummy = hash_sync(
@@ -372,21 +473,18 @@ impl PasswordHasher {
             SaltString::generate(&mut OsRng).as_str().as_bytes(),
             &salt,
         )?;
-        let concurrency = concurrency.max(1);
+        let threads = pool.thread_count();
         Ok(Self {
             params,
             pepper,
-            permits: Arc::new(Semaphore::new(concurrency)),
-            jobs: start_threads(concurrency)?,
+            permits: Arc::new(Semaphore::new(threads)),
+            waiting: Arc::new(Waiting {
+                now: AtomicUsize::new(0),
+                most: pool.queue,
+            }),
+            jobs: start_threads(threads)?,
             dummy: dummy.into(),
         })
-    }
-
-    /// A hasher with `params` and `pepper` and one permit per core but one (at least one): a
-    /// flood of sign-ins keeps a core free for every other request.
-    pub fn per_core(params: HashParams, pepper: Pepper) -> Result<Self, Error> {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        Self::new(params, cores.saturating_sub(1).max(1), pepper)
     }
 
     /// A new peppered argon2id PHC string for `password`.
@@ -455,11 +553,15 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Error::Unavailable("the password hasher is shutting down".into()))?;
+        let closed = || Error::Unavailable("the password hasher is shutting down".into());
+        let _permit = match self.permits.try_acquire() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return Err(closed()),
+            Err(TryAcquireError::NoPermits) => {
+                let _place = self.waiting.enter()?;
+                self.permits.acquire().await.map_err(|_| closed())?
+            }
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.jobs
             .send(Box::new(move || {
@@ -876,7 +978,12 @@ mod tests {
 
     #[tokio::test]
     async fn new_hashes_are_argon2id_phc_strings_with_owasp_parameters() {
-        let hasher = PasswordHasher::new(HashParams::default(), 2, pepper()).unwrap();
+        let hasher = PasswordHasher::new(
+            HashParams::default(),
+            HashingPool::with_threads(2),
+            pepper(),
+        )
+        .unwrap();
         let secret = SecretString::from(PASSWORD);
         let stored = hasher.hash(&secret).await.unwrap();
         assert!(
@@ -903,7 +1010,7 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_made_with_other_parameters_ask_to_be_upgraded() {
-        let old = PasswordHasher::new(cheap(), 1, pepper()).unwrap();
+        let old = PasswordHasher::new(cheap(), HashingPool::with_threads(1), pepper()).unwrap();
         let secret = SecretString::from(PASSWORD);
         let stored = old.hash(&secret).await.unwrap();
         let current = PasswordHasher::new(
@@ -911,7 +1018,7 @@ mod tests {
                 memory_kib: 2048,
                 ..cheap()
             },
-            1,
+            HashingPool::with_threads(1),
             pepper(),
         )
         .unwrap();
@@ -930,7 +1037,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_dummy_verification_does_real_work_and_never_succeeds() {
-        let hasher = PasswordHasher::new(cheap(), 1, pepper()).unwrap();
+        let hasher = PasswordHasher::new(cheap(), HashingPool::with_threads(1), pepper()).unwrap();
         assert!(hasher.dummy.starts_with("$argon2id$"));
         hasher
             .verify_dummy(&SecretString::from(PASSWORD))
@@ -938,17 +1045,63 @@ mod tests {
             .unwrap();
     }
 
+    /// The scheduling policy of the calling thread as the kernel reports it (field 41 of
+    /// `/proc/thread-self/stat`; `SCHED_IDLE` is 5).
+    #[cfg(target_os = "linux")]
+    fn kernel_scheduling_policy() -> u32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // The name (field 2) is in parentheses and may hold spaces: count from after it.
+        let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+        after_name
+            .split_whitespace()
+            .nth(41 - 3)
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
     #[cfg(target_os = "linux")]
     #[tokio::test]
-    async fn hashing_runs_below_normal_priority_and_survives_a_panic() {
-        let hasher = PasswordHasher::new(cheap(), 1, pepper()).unwrap();
-        let nice = hasher
-            .blocking(|| {
-                Ok(rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap())
+    async fn every_hashing_thread_runs_in_the_idle_scheduling_class_and_survives_a_panic() {
+        const SCHED_IDLE: u32 = 5;
+        let threads = 3;
+        let hasher =
+            PasswordHasher::new(cheap(), HashingPool::with_threads(threads), pepper()).unwrap();
+        assert_eq!(
+            kernel_scheduling_policy(),
+            0,
+            "the caller keeps the normal class"
+        );
+        // Each job holds its thread until all have started, so each runs on a thread of its own.
+        let all_started = Arc::new(std::sync::Barrier::new(threads));
+        let jobs: Vec<_> = (0..threads)
+            .map(|_| {
+                let (hasher, all_started) = (hasher.clone(), all_started.clone());
+                tokio::spawn(async move {
+                    hasher
+                        .blocking(move || {
+                            all_started.wait();
+                            let name = std::thread::current().name().map(str::to_owned);
+                            Ok((name, kernel_scheduling_policy()))
+                        })
+                        .await
+                })
             })
-            .await
-            .unwrap();
-        assert_eq!(nice, HASHING_NICE);
+            .collect();
+        let mut seen = std::collections::BTreeMap::new();
+        for job in jobs {
+            let (name, policy) = tokio::time::timeout(std::time::Duration::from_secs(30), job)
+                .await
+                .expect("every thread took a job")
+                .unwrap()
+                .unwrap();
+            seen.insert(name.expect("a named thread"), policy);
+        }
+        let expected: std::collections::BTreeMap<String, u32> = (0..threads)
+            .map(|i| (format!("gatehouse-hash-{i}"), SCHED_IDLE))
+            .collect();
+        assert_eq!(seen, expected);
+
         let lost = hasher
             .blocking::<()>(|| panic!("a bug in a hashing job"))
             .await;
@@ -963,9 +1116,16 @@ mod tests {
         );
     }
 
+    #[test]
+    fn by_default_there_is_a_hashing_thread_per_core() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(HashingPool::default().thread_count(), cores);
+        assert_eq!(HashingPool::with_threads(0).thread_count(), 1);
+    }
+
     #[tokio::test]
     async fn at_most_the_permitted_number_of_hashes_run_at_once() {
-        let hasher = PasswordHasher::new(cheap(), 1, pepper()).unwrap();
+        let hasher = PasswordHasher::new(cheap(), HashingPool::with_threads(1), pepper()).unwrap();
         let permits = hasher.permits.clone();
         let held = permits.clone().acquire_owned().await.unwrap();
         let secret = SecretString::from(PASSWORD);
@@ -979,6 +1139,58 @@ mod tests {
         assert!(pending.await.unwrap().unwrap().starts_with("$argon2id$"));
     }
 
+    #[tokio::test]
+    async fn beyond_the_queue_a_hash_is_refused_at_once_and_a_freed_place_is_taken_again() {
+        let pool = HashingPool {
+            threads: Some(1),
+            queue: 1,
+        };
+        let hasher = PasswordHasher::new(cheap(), pool, pepper()).unwrap();
+        let held = hasher.permits.clone().acquire_owned().await.unwrap();
+        let secret = SecretString::from(PASSWORD);
+        let waiting = tokio::spawn({
+            let (hasher, secret) = (hasher.clone(), secret.clone());
+            async move { hasher.hash(&secret).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(
+            !waiting.is_finished(),
+            "the first hash waits for the thread"
+        );
+        let refused = tokio::time::timeout(std::time::Duration::from_secs(5), hasher.hash(&secret))
+            .await
+            .expect("refused at once, not queued");
+        assert!(
+            matches!(refused, Err(Error::Unavailable(_))),
+            "the second waiting hash is one too many: {refused:?}"
+        );
+        assert_eq!(
+            hasher.waiting.now.load(Ordering::Acquire),
+            1,
+            "a refusal takes no place"
+        );
+        drop(held);
+        assert!(waiting.await.unwrap().unwrap().starts_with("$argon2id$"));
+        assert_eq!(hasher.waiting.now.load(Ordering::Acquire), 0);
+        assert!(
+            hasher.hash(&secret).await.is_ok(),
+            "with a thread free, no wait"
+        );
+        let held = hasher.permits.clone().acquire_owned().await.unwrap();
+        let waiting = tokio::spawn({
+            let hasher = hasher.clone();
+            async move { hasher.hash(&secret).await }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(
+            hasher.waiting.now.load(Ordering::Acquire),
+            1,
+            "the freed place is taken again"
+        );
+        drop(held);
+        assert!(waiting.await.unwrap().is_ok());
+    }
+
     #[test]
     fn the_pepper_key_id_is_written_as_its_base64() {
         use base64::Engine as _;
@@ -990,7 +1202,7 @@ mod tests {
 
     #[tokio::test]
     async fn new_hashes_need_the_pepper_to_verify() {
-        let hasher = PasswordHasher::new(cheap(), 1, pepper()).unwrap();
+        let hasher = PasswordHasher::new(cheap(), HashingPool::with_threads(1), pepper()).unwrap();
         let secret = SecretString::from(PASSWORD);
         let stored = hasher.hash(&secret).await.unwrap();
         assert!(stored.contains(",keyid=cGVwcGVyLTE$"), "{stored}");
@@ -1001,8 +1213,12 @@ mod tests {
                 .is_err(),
             "plain argon2, without the secret, does not verify a peppered hash"
         );
-        let elsewhere =
-            PasswordHasher::new(cheap(), 1, Pepper::new(Zeroizing::new([8; 32]))).unwrap();
+        let elsewhere = PasswordHasher::new(
+            cheap(),
+            HashingPool::with_threads(1),
+            Pepper::new(Zeroizing::new([8; 32])),
+        )
+        .unwrap();
         assert!(!elsewhere.verify(&secret, &stored).await.unwrap().ok);
         let stripped = stored.replace(",keyid=cGVwcGVyLTE", "");
         assert!(
@@ -1019,7 +1235,7 @@ mod tests {
     #[tokio::test]
     async fn hashes_from_before_the_pepper_verify_and_ask_to_be_upgraded() {
         let before = argon2id(PASSWORD, cheap().memory_kib, cheap().iterations, 1);
-        let hasher = PasswordHasher::new(cheap(), 1, pepper()).unwrap();
+        let hasher = PasswordHasher::new(cheap(), HashingPool::with_threads(1), pepper()).unwrap();
         let v = hasher
             .verify(&SecretString::from(PASSWORD), &before)
             .await
@@ -1043,7 +1259,7 @@ mod tests {
 
     #[tokio::test]
     async fn weak_pbkdf2_hashes_are_wrapped_and_strong_ones_kept() {
-        let hasher = PasswordHasher::new(cheap(), 1, pepper()).unwrap();
+        let hasher = PasswordHasher::new(cheap(), HashingPool::with_threads(1), pepper()).unwrap();
         let weak = WERKZEUG[1]; // 1,000 iterations
         let digest = weak.rsplit('$').next().unwrap();
         let wrapped = hasher.harden(weak).await.unwrap();

@@ -141,6 +141,23 @@ pub struct Reservation {
     locked: bool,
 }
 
+/// Makes sure `key` has a row and locks it (`FOR UPDATE` on PostgreSQL; SQLite's one writer
+/// holds the whole database), returning its count. A success or the housekeeping may delete the
+/// row between the insert and the lock: then it is inserted again, so that an attempt always
+/// holds the rows of its keys, taken in the keys' order. Without that, two attempts could each
+/// hold one key and wait for the other's (a deadlock on PostgreSQL, answered 500).
+async fn lock_row(tx: &mut Tx, key: &str) -> Result<Option<Count>, Error> {
+    for _ in 0..3 {
+        queries::ensure(tx, key).await?;
+        if let Some(count) = read(tx, key).await? {
+            return Ok(Some(count));
+        }
+    }
+    Err(Error::Unavailable(
+        "a sign-in throttle row keeps being deleted: try again".into(),
+    ))
+}
+
 /// Lets an attempt through unless a key is blocked (then: how long to wait), and counts it
 /// under every key, in one transaction; the attempt that reaches a key's lock threshold locks it.
 pub async fn reserve(
@@ -153,8 +170,7 @@ pub async fn reserve(
     let mut counts = Vec::with_capacity(keys.len());
     let mut wait: Option<Duration> = None;
     for key in &keys {
-        queries::ensure(&mut tx, &key.name).await?;
-        let count = read(&mut tx, &key.name).await?;
+        let count = lock_row(&mut tx, &key.name).await?;
         if let Some(c) = count.as_ref().filter(|c| c.blocked_until > now) {
             let left = Duration::try_from(c.blocked_until - now).unwrap_or_default();
             wait = Some(wait.map_or(left, |w| w.max(left)));

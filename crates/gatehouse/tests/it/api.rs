@@ -11,7 +11,9 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use crate::on_every_backend;
-use crate::support::{GOOD_KEY, TestApp, add_user, run_cli, spawn_app_with, totp_code};
+use crate::support::{
+    GOOD_KEY, TestApp, add_user, run_cli, run_cli_with_stdin, spawn_app_with, totp_code,
+};
 
 const EMAIL: &str = "ada@example.com";
 const PASSWORD: &str = "Vermilion-Otter-42";
@@ -361,5 +363,47 @@ on_every_backend! {
         let (status, headers, _) = me(&app, b).await;
         assert_eq!(status, 429, "the fourth request of the same user, with another token");
         assert!(headers.contains_key("retry-after"));
+    }
+
+    async fn password_grants_beyond_the_hashing_queue_are_refused_at_once_with_503_and_retry_after(backend) {
+        // One hashing thread and no place to wait: while one password is checked, every other
+        // sign-in is turned away. Hashes of 10 passes keep each check long enough for the
+        // requests below to overlap it.
+        let costly = [("GATEHOUSE_ARGON2_ITERATIONS", "10")];
+        let app = spawn_app_with(backend, &[
+            ("GATEHOUSE_SIGNIN_RATE_LIMIT", "off"),
+            ("GATEHOUSE_SIGNIN_EMAIL_RATE_LIMIT", "off"),
+            ("GATEHOUSE_LOCKOUT_THRESHOLD", "1000"),
+            ("GATEHOUSE_HASHING_THREADS", "1"),
+            ("GATEHOUSE_HASHING_QUEUE", "0"),
+            costly[0],
+        ]).await;
+        let mut env = app.cli_env();
+        env.extend(costly.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let out = run_cli_with_stdin(&env, &["user", "add", "--email", EMAIL, "--password-stdin"], PASSWORD);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+        let body = json!({"grant_type": "password", "email": EMAIL, "password": PASSWORD});
+        let mut flood = tokio::task::JoinSet::new();
+        for _ in 0..12 {
+            let request = app.request(reqwest::Method::POST, "/api/v1/auth/token").json(&body);
+            flood.spawn(async move {
+                let res = request.send().await.unwrap();
+                let (status, headers) = (res.status().as_u16(), res.headers().clone());
+                (status, headers, res.json::<Value>().await.unwrap_or(Value::Null))
+            });
+        }
+        let answers = flood.join_all().await;
+        let statuses: Vec<u16> = answers.iter().map(|(status, _, _)| *status).collect();
+        assert!(statuses.iter().all(|s| *s == 200 || *s == 503), "{statuses:?}");
+        assert!(statuses.contains(&200), "the password being checked signs in: {statuses:?}");
+        assert!(statuses.contains(&503), "the others are refused: {statuses:?}");
+        for (_, headers, problem) in answers.iter().filter(|(status, _, _)| *status == 503) {
+            assert!(headers.contains_key("retry-after"));
+            assert_eq!(problem["status"], 503, "{problem}");
+        }
+        assert_eq!(app.get("/healthz").await.status(), 200);
+        let (status, _, _) = grant(&app, body).await;
+        assert_eq!(status, 200, "once the thread is free, a sign-in passes again");
     }
 }

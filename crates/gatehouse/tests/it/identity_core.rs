@@ -146,6 +146,21 @@ on_every_backend! {
         assert_eq!(status, 429, "locked: even the right password waits");
     }
 
+    async fn concurrent_right_passwords_for_one_account_all_sign_in(backend) {
+        // Each sign-in locks its address's and its client's throttle rows, and a success deletes
+        // the address's: many at once must neither deadlock (a 500 on PostgreSQL) nor wait.
+        let (app, _) = app(backend, &[("GATEHOUSE_LOCKOUT_THRESHOLD", "1000"), ("GATEHOUSE_MFA_REQUIRED_ROLES", ""), ("GATEHOUSE_DATABASE_MAX_CONNECTIONS", "16"), ("GATEHOUSE_RATE_LIMIT", "100000/min")], false).await;
+        for wave in 0..15 {
+            let sign_ins = (0..16).map(|_| {
+                let body = json!({"grant_type": "password", "email": EMAIL, "password": PASSWORD});
+                let app = &app;
+                async move { grant(app, body).await.0 }
+            });
+            let statuses = futures_util::future::join_all(sign_ins).await;
+            assert!(statuses.iter().all(|s| *s == 200), "wave {wave}: {statuses:?}");
+        }
+    }
+
     async fn an_ipv6_client_cannot_escape_the_throttle_by_changing_its_low_bits(backend) {
         let (app, _) = app(backend, &[("GATEHOUSE_TRUSTED_PROXIES", "127.0.0.1/32"), ("GATEHOUSE_LOCKOUT_THRESHOLD", "2")], false).await;
         let mut statuses = Vec::new();

@@ -11,7 +11,7 @@ use crate::config::{Environment, Rate};
 use crate::identity::magic_links::DEFAULT_LINK_LIFETIME;
 use crate::identity::password_policy::PasswordPolicy;
 use crate::identity::password_reset::DEFAULT_RESET_LIFETIME;
-use crate::identity::passwords::HashParams;
+use crate::identity::passwords::{HashParams, HashingPool};
 use crate::identity::sessions::SessionConfig;
 use crate::identity::throttle::ThrottleConfig;
 use crate::identity::{Email, Role};
@@ -275,6 +275,37 @@ pub(super) static ROWS: &[Setting] = &[
             )
         },
         show: |s| Shown::of(s.argon2.parallelism),
+    },
+    Setting {
+        name: "GATEHOUSE_HASHING_THREADS",
+        aliases: &[],
+        secrecy: Secrecy::Public,
+        default: "one per core",
+        doc: "threads that hash and check passwords, each one password at a time; they run in the idle scheduling class on Linux (`SCHED_IDLE`: only CPU time that nothing else wants), so a sign-in flood hashes on every core while other requests keep their latency",
+        read: |s, v| {
+            let expected = "a number of threads between 1 and 256";
+            set(
+                &mut s.hashing.threads,
+                value(v, None, expected, |v| within(1..=256)(v).map(Some)),
+            )
+        },
+        show: |s| Shown::of(s.hashing.thread_count()),
+    },
+    Setting {
+        name: "GATEHOUSE_HASHING_QUEUE",
+        aliases: &[],
+        secrecy: Secrecy::Public,
+        default: "`128`",
+        doc: "most passwords waiting for a hashing thread at once; a sign-in beyond them is refused at once with `503` and `Retry-After` instead of waiting out the request timeout (`0`: none wait)",
+        read: |s, v| {
+            let expected = "a number of waiting passwords between 0 and 100000";
+            let default = HashingPool::DEFAULT_QUEUE;
+            set(
+                &mut s.hashing.queue,
+                value(v, default, expected, within(0..=100_000)),
+            )
+        },
+        show: |s| Shown::of(s.hashing.queue),
     },
     Setting {
         name: "GATEHOUSE_PASSWORD_MIN_LENGTH",

@@ -9,7 +9,7 @@ use std::pin::Pin;
 
 use gatehouse::audit::AuditContext;
 use gatehouse::clock::{Clock as _, ManualClock};
-use gatehouse::identity::passwords::{HashParams, PasswordHasher, Pepper};
+use gatehouse::identity::passwords::{HashParams, HashingPool, PasswordHasher, Pepper};
 use gatehouse::identity::users::{self, NewUser};
 use gatehouse::identity::{DisplayName, Email, Role, mfa};
 use gatehouse::keys::Keys;
@@ -146,7 +146,7 @@ async fn hasher_over(db: &Db, clock: &ManualClock) -> PasswordHasher {
         .expect("the keys open");
     PasswordHasher::new(
         HashParams::default(),
-        1,
+        HashingPool::with_threads(1),
         Pepper::new(keys.password_pepper()),
     )
     .expect("a password hasher")
