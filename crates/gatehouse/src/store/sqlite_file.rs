@@ -248,10 +248,17 @@ impl SqliteFile {
                     if now == done {
                         continue;
                     }
-                    done = now;
-                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
-                        tracing::warn!(error = %e, "SQLite checkpoint failed; retrying later");
+                    // (busy, frames in the log, frames copied): a reader in the way leaves some
+                    // frames for the next tick.
+                    let outcome = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                    });
+                    match outcome {
+                        Ok((log, copied)) if log == copied => done = now,
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "SQLite checkpoint failed; retrying later");
+                        }
                     }
                 }
             });
