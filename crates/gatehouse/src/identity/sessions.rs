@@ -524,14 +524,12 @@ impl Sessions {
     }
 
     /// Takes (reads and deletes, atomically) the state under `key_hash`: `None` when there is
-    /// none, or it was taken already, or it expired. Of two concurrent takes exactly one gets it.
+    /// none, or it was taken already. Of two concurrent takes exactly one gets it. Whether it
+    /// is still in time is the caller's to judge, with its clock (the stores drop it after its
+    /// deadline, Redis by the wall clock).
     pub async fn take_pending(&self, key_hash: &str) -> Result<Option<String>, Error> {
-        let now = self.clock.now();
         match &self.store {
-            SessionStore::Database(db) => Ok(queries::take_pending(db, key_hash)
-                .await?
-                .filter(|(_, expires_at)| now < *expires_at)
-                .map(|(payload, _)| payload)),
+            SessionStore::Database(db) => queries::take_pending(db, key_hash).await,
             SessionStore::Redis(r) => {
                 let mut conn = r.conn().await?;
                 let (payload,): (Option<String>,) = redis::pipe()

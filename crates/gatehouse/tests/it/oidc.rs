@@ -147,11 +147,15 @@ on_every_backend! {
         let app = app_with(backend, &provider, &[]).await;
         add_user(&app, "person@example.com").await;
         type Break = fn(&mut crate::support::oidc_provider::Knobs);
-        let cases: [(&str, Break); 7] = [
+        let cases: [(&str, Break); 8] = [
             ("wrong nonce", |k| k.nonce = Some("another-nonce".into())),
             ("wrong audience", |k| k.audience = Some("another-client".into())),
             ("wrong issuer", |k| k.issuer = Some("https://evil.example".into())),
             ("expired", |k| k.expires_in = -60),
+            ("issued ten minutes in the future", |k| {
+                k.issued_in = 600;
+                k.expires_in = 900;
+            }),
             ("alg none", |k| k.signing = Signing::None),
             ("HS256 with the client secret", |k| k.signing = Signing::Hs256WithClientSecret),
             ("token endpoint error", |k| k.token_error = true),
@@ -166,7 +170,7 @@ on_every_backend! {
         }
         assert_eq!(linked_identities(&app).await, 0);
         let failures = audit_actions(&app).await.into_iter().filter(|(a, _)| a == "auth.oidc_failed").count();
-        assert_eq!(failures, 7, "every refusal is audited");
+        assert_eq!(failures, 8, "every refusal is audited");
     }
 
     async fn a_rotated_key_is_fetched_once_and_made_up_key_ids_do_not_hammer_the_provider(backend) {

@@ -136,18 +136,14 @@ pub(crate) async fn insert_pending(
         .map(drop)
 }
 
-/// Deletes a pending flow's state and returns it with its deadline: of two concurrent takes,
-/// exactly one gets it.
+/// Deletes a pending flow's state and returns it: of two concurrent takes, exactly one gets it.
 #[tracing::instrument(level = "debug", skip_all)]
-pub(crate) async fn take_pending(
-    db: &Db,
-    key_hash: &str,
-) -> Result<Option<(String, OffsetDateTime)>, Error> {
-    db.query("DELETE FROM pending_flows WHERE key_hash = $1 RETURNING payload, expires_at")
+pub(crate) async fn take_pending(db: &Db, key_hash: &str) -> Result<Option<String>, Error> {
+    db.query("DELETE FROM pending_flows WHERE key_hash = $1 RETURNING payload")
         .bind(key_hash)
         .fetch_optional()
         .await?
-        .map(|row| Ok((row.get(0)?, row.time(1)?)))
+        .map(|row| row.get(0))
         .transpose()
 }
 

@@ -72,6 +72,8 @@ pub(crate) struct Knobs {
     pub(crate) issuer: Option<String>,
     /// Seconds from now of `exp` (default 300; negative: expired).
     pub(crate) expires_in: i64,
+    /// Seconds from now of `iat` (default 0; positive: issued in the future).
+    pub(crate) issued_in: i64,
     /// How the token is signed.
     pub(crate) signing: Signing,
     /// The `kid` in the header instead of the signing key's.
@@ -94,6 +96,7 @@ impl Default for Knobs {
             audience: None,
             issuer: None,
             expires_in: 300,
+            issued_in: 0,
             signing: Signing::Rs256,
             kid: None,
             key: 0,
@@ -293,7 +296,7 @@ async fn token(
         "iss": knobs.issuer.clone().unwrap_or_else(|| p.issuer.clone()),
         "sub": knobs.subject,
         "aud": knobs.audience.clone().unwrap_or_else(|| CLIENT_ID.to_owned()),
-        "iat": now,
+        "iat": now + knobs.issued_in,
         "exp": now + knobs.expires_in,
         "email_verified": knobs.email_verified,
     });
