@@ -314,20 +314,18 @@ impl Identity {
                 Refusal::Expired
             }));
         };
-        let same_browser = browser
-            .is_some_and(|key| bool::from(key.hash().as_bytes().ct_eq(flow.browser.as_bytes())));
-        if flow.provider != provider
-            || !same_browser
-            || self.now().unix_timestamp() >= flow.expires_at
-        {
+        let key =
+            browser.filter(|key| bool::from(key.hash().as_bytes().ct_eq(flow.browser.as_bytes())));
+        let Some(key) = key
+            .filter(|_| flow.provider == provider && self.now().unix_timestamp() < flow.expires_at)
+        else {
             tracing::warn!(
                 event = "oidc_state_mismatch",
                 provider,
-                same_browser,
                 "a callback for another browser, provider or an expired flow"
             );
             return Ok(Err(Refusal::Expired));
-        }
+        };
         if let Some(error) = &callback.error {
             let error: String = error
                 .chars()
@@ -349,7 +347,6 @@ impl Identity {
         let Some(code) = callback.code.clone().filter(|c| !c.is_empty()) else {
             return Ok(Err(Refusal::Failed));
         };
-        let key = browser.expect("checked: the browser holds the flow's key");
         match self.exchange(p, state, key, code).await {
             Ok(identity) => Ok(Ok(Finished {
                 provider: provider.to_owned(),
