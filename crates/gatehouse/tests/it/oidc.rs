@@ -147,9 +147,11 @@ on_every_backend! {
         let app = app_with(backend, &provider, &[]).await;
         add_user(&app, "person@example.com").await;
         type Break = fn(&mut crate::support::oidc_provider::Knobs);
-        let cases: [(&str, Break); 8] = [
+        let cases: [(&str, Break); 10] = [
             ("wrong nonce", |k| k.nonce = Some("another-nonce".into())),
             ("wrong audience", |k| k.audience = Some("another-client".into())),
+            ("an untrusted second audience", |k| k.extra_audience = Some("another-client".into())),
+            ("authorized for another party", |k| k.azp = Some("another-client".into())),
             ("wrong issuer", |k| k.issuer = Some("https://evil.example".into())),
             ("expired", |k| k.expires_in = -60),
             ("issued ten minutes in the future", |k| {
@@ -165,12 +167,12 @@ on_every_backend! {
             provider.set(break_it);
             let mut visitor = Visitor::new(&app);
             let answer = sign_in(&app, &mut visitor, "test").await;
-            assert!(answer.0 != 500, "{case}: never a 500");
+            assert_eq!(answer.0, 400, "{case}: refused, never a 500");
             assert_refused(&answer, &visitor, 400, "did not confirm who you are");
         }
         assert_eq!(linked_identities(&app).await, 0);
         let failures = audit_actions(&app).await.into_iter().filter(|(a, _)| a == "auth.oidc_failed").count();
-        assert_eq!(failures, 8, "every refusal is audited");
+        assert_eq!(failures, 10, "every refusal is audited");
     }
 
     async fn a_rotated_key_is_fetched_once_and_made_up_key_ids_do_not_hammer_the_provider(backend) {

@@ -3,8 +3,12 @@
 //! [`identities`].
 //!
 //! Built on the `openidconnect` crate (discovery, the authorization URL with PKCE, the code
-//! exchange and the ID token's signature, `iss`, `aud`, `azp`, `exp` and `nonce` checks). Around
-//! it, what the crate leaves to its user:
+//! exchange and the ID token's signature, `iss`, `aud`, `exp` and `nonce` checks). Around it,
+//! what the crate leaves to its user:
+//! - **`azp` and `iat`.** The crate does not check the authorized party (its source explains
+//!   why) nor, by default, the issue time: [`Providers::verify`] refuses a token whose `azp`
+//!   is not this client (or that has several audiences and no `azp`), and one issued more than
+//!   [`CLOCK_SKEW`] in the future.
 //! - **Keys that rotate.** The crate fetches metadata and keys once, when asked. Here they are
 //!   cached for [`METADATA_LIFETIME`], and an ID token whose `kid` is not among the cached keys
 //!   makes one refresh of the keys, at most once per [`KEY_REFRESH_INTERVAL`] per provider (a
@@ -382,6 +386,17 @@ impl Providers {
             }
         });
         let claims = token.claims(&verifier, nonce)?;
+        // The crate leaves `azp` unchecked: a token for several audiences must name this client
+        // as the party it was issued to, and a named party must be this client.
+        let azp_ok = match claims.authorized_party() {
+            Some(azp) => azp.as_str() == provider.config.client_id,
+            None => claims.audiences().len() == 1,
+        };
+        if !azp_ok {
+            return Err(openidconnect::ClaimsVerificationError::InvalidAudience(
+                "the authorized party (azp) is not this client".into(),
+            ));
+        }
         Ok(VerifiedIdentity {
             issuer: claims.issuer().as_str().to_owned(),
             subject: claims.subject().as_str().to_owned(),

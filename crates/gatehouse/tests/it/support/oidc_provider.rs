@@ -68,6 +68,10 @@ pub(crate) struct Knobs {
     pub(crate) nonce: Option<String>,
     /// The `aud` instead of the client ID.
     pub(crate) audience: Option<String>,
+    /// A second audience beside the client ID (`aud` becomes a list).
+    pub(crate) extra_audience: Option<String>,
+    /// An `azp` claim.
+    pub(crate) azp: Option<String>,
     /// The `iss` instead of the issuer.
     pub(crate) issuer: Option<String>,
     /// Seconds from now of `exp` (default 300; negative: expired).
@@ -94,6 +98,8 @@ impl Default for Knobs {
             redirect_discovery: false,
             nonce: None,
             audience: None,
+            extra_audience: None,
+            azp: None,
             issuer: None,
             expires_in: 300,
             issued_in: 0,
@@ -302,6 +308,12 @@ async fn token(
     });
     if let Some(email) = &knobs.email {
         claims["email"] = json!(email);
+    }
+    if let Some(extra) = &knobs.extra_audience {
+        claims["aud"] = json!([claims["aud"].clone(), extra]);
+    }
+    if let Some(azp) = &knobs.azp {
+        claims["azp"] = json!(azp);
     }
     if let Some(hd) = &knobs.hd {
         claims["hd"] = json!(hd);
