@@ -472,6 +472,18 @@ backend_agnostic! {
         assert!(page.contains("cannot be reached right now"));
     }
 
+    async fn a_provider_that_does_not_answer_is_given_up_on(backend) {
+        let provider = TestProvider::start().await;
+        let app = app_with(backend, &provider, &[]).await;
+        add_user(&app, "person@example.com").await;
+        provider.set(|k| k.token_hangs = true);
+        let mut visitor = Visitor::new(&app);
+        let started = std::time::Instant::now();
+        let answer = sign_in(&app, &mut visitor, "test").await;
+        assert_refused(&answer, &visitor, 502, "cannot be reached right now");
+        assert!(started.elapsed() < Duration::from_secs(20), "the back channel's timeout, not the request's");
+    }
+
     async fn next_is_followed_only_to_a_path_of_this_site(backend) {
         let provider = TestProvider::start().await;
         let app = app_with(backend, &provider, &[]).await;

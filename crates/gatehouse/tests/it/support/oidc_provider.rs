@@ -62,6 +62,8 @@ pub(crate) struct Knobs {
     pub(crate) deny: bool,
     /// The token endpoint answers `invalid_grant`.
     pub(crate) token_error: bool,
+    /// The token endpoint never answers (well, after a minute).
+    pub(crate) token_hangs: bool,
     /// The discovery document redirects elsewhere.
     pub(crate) redirect_discovery: bool,
     /// The nonce put in the token instead of the one asked for.
@@ -95,6 +97,7 @@ impl Default for Knobs {
             hd: None,
             deny: false,
             token_error: false,
+            token_hangs: false,
             redirect_discovery: false,
             nonce: None,
             audience: None,
@@ -144,6 +147,7 @@ impl TestProvider {
         };
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
+            .route("/moved/openid-configuration", get(moved_discovery))
             .route("/authorize", get(authorize))
             .route("/token", post(token))
             .route("/jwks", get(jwks))
@@ -192,9 +196,18 @@ impl TestProvider {
 
 async fn discovery(State(p): State<TestProvider>) -> Response {
     if p.knobs().redirect_discovery {
-        return Redirect::temporary("http://127.0.0.1:9/.well-known/openid-configuration")
+        // To a copy of the real document: only a client that follows redirects gets it.
+        return Redirect::temporary(&format!("{}/moved/openid-configuration", p.issuer))
             .into_response();
     }
+    metadata(&p)
+}
+
+async fn moved_discovery(State(p): State<TestProvider>) -> Response {
+    metadata(&p)
+}
+
+fn metadata(p: &TestProvider) -> Response {
     Json(json!({
         "issuer": p.issuer,
         "authorization_endpoint": format!("{}/authorize", p.issuer),
@@ -280,6 +293,9 @@ async fn token(
         return token_error("invalid_client");
     }
     let knobs = p.knobs();
+    if knobs.token_hangs {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    }
     if knobs.token_error {
         return token_error("invalid_grant");
     }
