@@ -140,6 +140,12 @@ on_every_backend! {
         let (status, _, page) = sign_in(&app, &mut again, "test").await;
         assert_eq!(status, 303, "{page}");
         assert_eq!(linked_identities(&app).await, 1);
+        // The pipeline's device rule: this second browser is a new device of the user's.
+        let actions = audit_actions(&app).await;
+        assert!(
+            actions.iter().any(|(a, c)| a == "auth.sign_in" && c.contains("oidc:test") && c.contains("\"new_device\":true")),
+            "{actions:?}"
+        );
     }
 
     async fn a_tampered_or_failing_id_token_is_refused_with_a_clear_page(backend) {
