@@ -336,7 +336,7 @@ async fn link_identity(
         .await?;
     let label = super::oidc::label_of(&state, &form.provider);
     let mut refusal = None;
-    let response = super::oidc::render_started(&state, started, &label, |status, _| {
+    let response = super::oidc::render_started(&state, &nonce, started, &label, |status, _| {
         refusal = Some(status);
         Ok(Response::default())
     })?;

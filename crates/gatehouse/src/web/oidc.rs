@@ -5,7 +5,8 @@
 //!
 //! # Security
 //! - The start is a `POST` with the CSRF token: another site cannot start a sign-in (or a link)
-//!   in the user's browser.
+//!   in the user's browser. Its answer is a page that moves on to the provider (see
+//!   [`render_started`] for why not a redirect).
 //! - The flow cookie binds the flow to this browser (`identity::oidc::flow`); the callback
 //!   clears it. Callback pages are `no-store` with `Referrer-Policy: same-origin`: the code and
 //!   state in their URL go nowhere else.
@@ -107,19 +108,32 @@ fn sign_in_refused(
     Ok(with_status(status, page))
 }
 
-/// The answer to a start: to the provider with the flow cookie, or a page saying why not.
+/// The answer to a start: a page that sends the browser on to the provider (with the flow
+/// cookie), or a page saying why not.
+///
+/// Not a redirect: the start is a form's `POST`, and the pages' CSP (`form-action 'self'`)
+/// makes browsers refuse a form submission that a redirect carries to another origin. The page
+/// moves on by a `<meta http-equiv="refresh">` (no script, which the CSP would hold to its
+/// nonce anyway), with a link for a browser that does not follow it.
 pub(super) fn render_started(
     state: &AppState,
+    nonce: &CspNonce,
     started: Started,
     label: &str,
     refused: impl FnOnce(StatusCode, &str) -> Result<Response, Error>,
 ) -> Result<Response, Error> {
     match started {
         Started::Redirect { to, key } => {
-            let mut response = Redirect::to(&to).into_response();
+            let page = state.templates.page(
+                "oidc_continue.html",
+                nonce,
+                context! { title => format!("Continuing to {label}"), to => to, label => label },
+            )?;
+            let mut response = page.into_response();
             response
                 .headers_mut()
                 .append(SET_COOKIE, set_oidc_flow_cookie(state, &key));
+            super::token_page(&mut response);
             Ok(response)
         }
         Started::UnknownProvider => {
@@ -155,7 +169,7 @@ async fn start(
         )
         .await?;
     let label = label_of(&state, &provider);
-    render_started(&state, started, &label, |status, message| {
+    render_started(&state, &nonce, started, &label, |status, message| {
         sign_in_refused(&state, &nonce, &csrf, status, message)
     })
 }

@@ -42,18 +42,37 @@ fn location(headers: &reqwest::header::HeaderMap) -> String {
         .to_owned()
 }
 
-/// Clicks "Sign in with …" (or posts `path`'s form) and returns the provider's authorization URL.
+/// The provider's authorization URL on the page a start answers (a form's `POST` cannot be
+/// redirected to another origin under `form-action 'self'`: the page moves on by itself).
+fn continue_url(answer: &(u16, reqwest::header::HeaderMap, String)) -> String {
+    let (status, headers, page) = answer;
+    assert_eq!(*status, 200, "{page}");
+    assert_eq!(headers["cache-control"], "no-store");
+    let marker = "id=\"continue\" href=\"";
+    let from = page.find(marker).expect("a link to the provider") + marker.len();
+    let to = &page[from..from + page[from..].find('"').unwrap()];
+    assert!(
+        page.contains(&format!(
+            "<meta http-equiv=\"refresh\" content=\"0; url={to}\">"
+        )),
+        "{page}"
+    );
+    to.replace("&amp;", "&")
+        .replace("&#x2f;", "/")
+        .replace("&#x3d;", "=")
+}
+
+/// Clicks "Sign in with …" and returns the provider's authorization URL.
 async fn start(visitor: &mut Visitor<'_>, name: &str, next: Option<&str>) -> String {
     let csrf = visitor.csrf_from("/login").await;
     let mut form = vec![("csrf_token", csrf.as_str())];
     if let Some(next) = next {
         form.push(("next", next));
     }
-    let (status, headers, page) = visitor
+    let answer = visitor
         .post(&format!("/auth/oidc/{name}/start"), &form)
         .await;
-    assert_eq!(status, 303, "{page}");
-    location(&headers)
+    continue_url(&answer)
 }
 
 /// Follows the authorization URL through the provider (which consents at once) and returns the
@@ -297,9 +316,8 @@ on_every_backend! {
         let (status, _, _) = owner.post("/login/password", &[("csrf_token", &csrf), ("email", "owner@example.com"), ("password", PASSWORD)]).await;
         assert_eq!(status, 303);
         let csrf = owner.csrf_from("/account").await;
-        let (status, headers, page) = owner.post("/account/identities/link", &[("csrf_token", &csrf), ("provider", "test")]).await;
-        assert_eq!(status, 303, "{page}");
-        let callback = through_provider(&app, &location(&headers)).await;
+        let answer = owner.post("/account/identities/link", &[("csrf_token", &csrf), ("provider", "test")]).await;
+        let callback = through_provider(&app, &continue_url(&answer)).await;
         let (status, headers, page) = owner.get(&callback).await;
         assert_eq!(status, 303, "{page}");
         assert_eq!(location(&headers), "/account?notice=linked");
@@ -318,8 +336,8 @@ on_every_backend! {
         let csrf = other.csrf_from("/login").await;
         other.post("/login/password", &[("csrf_token", &csrf), ("email", "other@example.com"), ("password", PASSWORD)]).await;
         let csrf = other.csrf_from("/account").await;
-        let (_, headers, _) = other.post("/account/identities/link", &[("csrf_token", &csrf), ("provider", "test")]).await;
-        let callback = through_provider(&app, &location(&headers)).await;
+        let answer = other.post("/account/identities/link", &[("csrf_token", &csrf), ("provider", "test")]).await;
+        let callback = through_provider(&app, &continue_url(&answer)).await;
         let answer = other.get(&callback).await;
         assert_eq!(answer.0, 409, "{}", answer.2);
         assert!(answer.2.contains("already linked to another account"));
@@ -548,14 +566,13 @@ async fn signs_in_against_an_independent_provider() {
         )
         .await;
     let csrf = owner.csrf_from("/account").await;
-    let (status, headers, page) = owner
+    let answer = owner
         .post(
             "/account/identities/link",
             &[("csrf_token", &csrf), ("provider", "mock")],
         )
         .await;
-    assert_eq!(status, 303, "{page}");
-    let callback = through_provider(&app, &location(&headers)).await;
+    let callback = through_provider(&app, &continue_url(&answer)).await;
     let (status, headers, page) = owner.get(&callback).await;
     assert_eq!(status, 303, "{page}");
     assert_eq!(location(&headers), "/account?notice=linked");
@@ -567,4 +584,33 @@ async fn signs_in_against_an_independent_provider() {
     assert!(signed_in(&later));
     let (_, _, account) = later.get("/account").await;
     assert!(account.contains("owner@example.com"));
+}
+
+/// The whole flow in Chromium: the button, the provider, back signed in; no console error or
+/// CSP violation on the way (the page's `form-action` must not stop the hop to the provider).
+#[tokio::test]
+async fn a_user_signs_in_with_the_provider_in_a_real_browser() {
+    let test = "oidc::a_user_signs_in_with_the_provider_in_a_real_browser";
+    let Some(browser) = crate::support::browser::Browser::start(test).await else {
+        return;
+    };
+    let provider = TestProvider::start().await;
+    let app = app_with(Backend::Sqlite, &provider, &[]).await;
+    add_user(&app, "person@example.com").name("Pat").await;
+    browser
+        .client
+        .goto(&format!("{}/login", app.address))
+        .await
+        .unwrap();
+    browser.expect_heading("Sign in").await;
+    browser.screenshot("01-login").await;
+    browser.click("#sign-in-with-test").await;
+    browser.expect_heading("Welcome, Pat").await;
+    browser.screenshot("02-signed-in").await;
+    let problems = browser.problems();
+    assert!(
+        problems.is_empty(),
+        "console errors or CSP violations:\n{}",
+        problems.join("\n")
+    );
 }
