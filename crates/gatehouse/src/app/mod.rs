@@ -129,10 +129,19 @@ impl Application {
         );
         let mailer = Mailer::start(&settings.smtp).context("outgoing mail (SMTP_*)")?;
         let access_cache: Arc<crate::identity::tokens::AccessCache> = Arc::default();
+        let oidc_http = crate::identity::oidc::back_channel(settings.is_production())
+            .context("cannot build the OpenID Connect HTTP client")?;
+        let oidc = Arc::new(crate::identity::oidc::Providers::new(
+            &settings.oidc_providers,
+            oidc_http,
+            clock.clone(),
+            settings.public_url.as_str(),
+        ));
         let identity = crate::identity::Identity::new(crate::identity::service::Parts {
             db: db.clone(),
             keys: keys.clone(),
             sessions: sessions.clone(),
+            oidc,
             limiter: limiter.clone(),
             passwords: passwords.clone(),
             mailer: mailer.clone(),
@@ -279,6 +288,7 @@ pub async fn cli_identity(
             mailer: Mailer::start(&settings.smtp).context("outgoing mail (SMTP_*)")?,
             tokens: Arc::new(KeyRing::unloaded(clock.now())),
             access_cache: Arc::default(),
+            oidc: Arc::new(crate::identity::oidc::Providers::none(clock.clone())),
             config: identity_config(settings),
             clock,
         },

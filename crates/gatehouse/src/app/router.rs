@@ -93,6 +93,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .merge(crate::api::openapi::router().layer(csrf.clone().session_only()))
         .merge(
             web::auth::router()
+                .merge(web::oidc::router())
                 .merge(web::account::router())
                 .merge(web::password_reset::router())
                 .merge(web::mfa::router())
@@ -136,6 +137,7 @@ fn rate_limit_layer(state: &AppState) -> anyhow::Result<RateLimitLayer> {
             )?
             .path_prefix("/login")
             .path_prefix("/password")
+            .path_prefix("/auth/oidc")
             .path_prefix("/api/v1/auth/token")
             .methods([http::Method::POST]),
         );

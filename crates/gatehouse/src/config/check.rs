@@ -52,6 +52,20 @@ impl Settings {
                 ),
             );
         }
+        for provider in &self.oidc_providers {
+            if !provider.issuer.starts_with("https://") {
+                problem(
+                    &format!(
+                        "GATEHOUSE_OIDC_{}_ISSUER",
+                        provider.name.to_ascii_uppercase()
+                    ),
+                    format!(
+                        "is `{}`: an OpenID provider is reached over https:// in production",
+                        provider.issuer
+                    ),
+                );
+            }
+        }
         match &self.smtp.host {
             None => problem(
                 "SMTP_HOST",

@@ -16,6 +16,7 @@ pub mod links;
 pub mod magic_links;
 pub mod mfa;
 pub mod notices;
+pub mod oidc;
 pub mod password_policy;
 pub mod password_reset;
 pub mod passwords;

@@ -76,6 +76,8 @@ pub struct Parts {
     pub tokens: Arc<KeyRing>,
     /// Access tokens checked in the last few seconds.
     pub access_cache: Arc<AccessCache>,
+    /// The OpenID Connect providers.
+    pub oidc: Arc<super::oidc::Providers>,
     /// The identity settings.
     pub config: IdentityConfig,
 }

@@ -1,5 +1,5 @@
-//! The one sign-in pipeline: every first factor (password, link, one-time code) and the second
-//! factor, on the pages and through the API's password grant, runs through here.
+//! The one sign-in pipeline: every first factor (password, link, one-time code, OpenID Connect)
+//! and the second factor, on the pages and through the API's password grant, runs through here.
 //!
 //! Each way in is one [`Identity`] method that takes an attempt and returns an [`Outcome`].
 //! Inside, once and in this order:
@@ -45,6 +45,8 @@ pub use super::links::LinkRequest;
 use super::magic_links::{self, CodeOutcome, Consumed};
 use super::mfa::{self, Checked, PendingSignIn};
 use super::notices;
+use super::oidc::flow::{Callback, FlowKey, Refusal};
+use super::oidc::identities::Resolved;
 use super::password_policy;
 use super::service::Identity;
 use super::sessions::{SessionMeta, SessionToken};
@@ -136,6 +138,17 @@ pub enum Outcome {
     RateLimited(Decision),
 }
 
+/// How an OpenID Connect callback ended.
+#[derive(Debug)]
+pub enum OidcOutcome {
+    /// A sign-in through the pipeline, ended as any other.
+    SignIn(Outcome),
+    /// A linking flow linked the identity to the signed-in user.
+    Linked,
+    /// Refused (and audited): which page to show.
+    Refused(Refusal),
+}
+
 /// What the confirmation page of a usable link says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkConfirmation {
@@ -148,7 +161,7 @@ pub struct LinkConfirmation {
 /// A first factor that checked out.
 struct FirstFactor {
     user: User,
-    method: &'static str,
+    method: String,
     next: Option<String>,
     reservation: Reservation,
     /// See [`Identity::password_change_advised`].
@@ -182,7 +195,8 @@ impl Identity {
                         "api_password"
                     } else {
                         "password"
-                    },
+                    }
+                    .to_owned(),
                     next: next.as_deref().and_then(magic_links::safe_next),
                     reservation,
                     password_change_advised: self.password_change_advised(password),
@@ -273,6 +287,60 @@ impl Identity {
         }
     }
 
+    /// Finishes an OpenID Connect flow at its callback (browser): the state, the code and the ID
+    /// token checked (`oidc::flow`), the identity's user found or linked by the linking rules
+    /// (`oidc::identities`), then the per-address limit and lock and the rest of the pipeline
+    /// as for every first factor (`oidc:<provider>` in the records). A linking flow links the
+    /// identity to `signed_in`, who started it, instead. Refusals are audited.
+    pub async fn sign_in_with_oidc(
+        &self,
+        provider: &str,
+        callback: &Callback,
+        browser: Option<&FlowKey>,
+        signed_in: Option<&User>,
+        origin: &Origin,
+    ) -> Result<OidcOutcome, Error> {
+        let refused = |refusal: Refusal, user: Option<Uuid>| async move {
+            if refusal != Refusal::UnknownProvider {
+                self.oidc_refused(provider, refusal, user, origin).await?;
+            }
+            Ok::<_, Error>(OidcOutcome::Refused(refusal))
+        };
+        let finished = match self.finish_oidc(provider, callback, browser).await? {
+            Ok(finished) => finished,
+            Err(refusal) => return refused(refusal, signed_in.map(|u| u.id)).await,
+        };
+        if let Some(link_user) = finished.link_user {
+            // A linking flow links to the user who started it, still signed in here.
+            let Some(user) = signed_in.filter(|u| u.id == link_user) else {
+                return refused(Refusal::Expired, signed_in.map(|u| u.id)).await;
+            };
+            return match self.link_oidc(user, &finished, origin).await? {
+                Ok(()) => Ok(OidcOutcome::Linked),
+                Err(refusal) => refused(refusal, Some(user.id)).await,
+            };
+        }
+        let user = match self.resolve_oidc(&finished, origin).await? {
+            Resolved::User(user) => user,
+            Resolved::Refused(refusal) => return refused(refusal, None).await,
+        };
+        let reservation = match self.admit(&user.email, origin).await? {
+            Ok(reservation) => reservation,
+            Err(outcome) => return Ok(OidcOutcome::SignIn(outcome)),
+        };
+        let first = FirstFactor {
+            user,
+            method: format!("oidc:{provider}"),
+            next: finished.next,
+            reservation,
+            password_change_advised: false,
+        };
+        let outcome = self
+            .after_first_factor(first, Channel::Browser, origin)
+            .await?;
+        Ok(OidcOutcome::SignIn(outcome))
+    }
+
     /// Finishes a browser sign-in whose second factor was due, with a TOTP or recovery code.
     /// `pending` is what the browser's pending cookie held, already checked genuine.
     pub async fn sign_in_second_factor(
@@ -359,7 +427,7 @@ impl Identity {
         };
         let first = FirstFactor {
             user,
-            method,
+            method: method.to_owned(),
             next: consumed.next,
             reservation,
             password_change_advised: false,
@@ -390,7 +458,7 @@ impl Identity {
                 // cleared until the code is right.
                 reservation.refund(&self.db, now).await?;
                 tracing::info!(event = "second_factor_due", user_id = %user.id, method, "first factor accepted; second factor due");
-                let mut pending = PendingSignIn::new(user.id, method, next, now);
+                let mut pending = PendingSignIn::new(user.id, &method, next, now);
                 pending.password_change_advised = password_change_advised;
                 return Ok(Outcome::SecondFactorDue(pending));
             }
@@ -401,7 +469,7 @@ impl Identity {
             (Channel::Api { otp: Some(otp) }, true) => {
                 // The password and the code are one attempt: one reservation covers both.
                 match self
-                    .check_second_factor(&user, otp, reservation, origin, method)
+                    .check_second_factor(&user, otp, reservation, origin, &method)
                     .await?
                 {
                     Some(method) => method,
@@ -410,7 +478,7 @@ impl Identity {
             }
             (_, false) => {
                 reservation.succeed(&self.db, now).await?;
-                method.to_owned()
+                method
             }
         };
         match channel {

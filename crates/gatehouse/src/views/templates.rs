@@ -34,6 +34,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("error.html", include_str!("../../templates/error.html")),
     ("login.html", include_str!("../../templates/login.html")),
     (
+        "oidc_continue.html",
+        include_str!("../../templates/oidc_continue.html"),
+    ),
+    (
         "login_sent.html",
         include_str!("../../templates/login_sent.html"),
     ),

@@ -90,6 +90,25 @@ struct PasswordForm {
     next: Option<String>,
 }
 
+/// The sign-in page with `ctx`, and a button for each OpenID Connect provider.
+pub(super) fn login_page_with(
+    state: &AppState,
+    nonce: &CspNonce,
+    ctx: minijinja::Value,
+) -> Result<Html<String>, Error> {
+    let providers: Vec<_> = state
+        .identity
+        .oidc_providers()
+        .into_iter()
+        .map(|(name, label)| context! { name => name, label => label })
+        .collect();
+    state.templates.page(
+        "login.html",
+        nonce,
+        context! { providers => providers, ..ctx },
+    )
+}
+
 pub(super) fn with_status(status: StatusCode, page: Html<String>) -> Response {
     (status, page).into_response()
 }
@@ -105,8 +124,8 @@ async fn login_page(
     if user.is_some() {
         return Ok(Redirect::to(next.as_deref().unwrap_or("/")).into_response());
     }
-    let page = state.templates.page(
-        "login.html",
+    let page = login_page_with(
+        &state,
         &nonce,
         context! { title => "Sign in", csrf_token => csrf.as_str(), next => next },
     )?;
@@ -122,8 +141,8 @@ async fn request_link(
     let next = form.next.as_deref().and_then(safe_next);
     match state.identity.request_link(&form.email, next.clone()).await {
         Err(_) => {
-            let page = state.templates.page(
-                "login.html",
+            let page = login_page_with(
+                &state,
                 &nonce,
                 context! {
                     title => "Sign in",
@@ -202,8 +221,8 @@ fn render_confirmation(
 
 /// The sign-in page with the one message for a link that cannot be used.
 fn link_failed(state: &AppState, nonce: &CspNonce, csrf: &CsrfToken) -> Result<Response, Error> {
-    let page = state.templates.page(
-        "login.html",
+    let page = login_page_with(
+        state,
         nonce,
         context! { title => "Sign in", csrf_token => csrf.as_str(), error => LINK_FAILED },
     )?;
@@ -328,8 +347,8 @@ async fn password_sign_in(
         )
         .await?;
     render_sign_in(&state, outcome, || {
-        let page = state.templates.page(
-            "login.html",
+        let page = login_page_with(
+            &state,
             &nonce,
             context! {
                 title => "Sign in",

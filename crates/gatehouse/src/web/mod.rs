@@ -9,6 +9,7 @@ pub mod csp_report;
 pub mod errors;
 pub mod items;
 pub mod mfa;
+pub mod oidc;
 pub mod origin;
 pub mod password_reset;
 pub mod session;

@@ -30,6 +30,7 @@ mod mail;
 mod metrics;
 mod mfa;
 mod notices;
+mod oidc;
 mod openapi;
 mod pages;
 mod password_forms;

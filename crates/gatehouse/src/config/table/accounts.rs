@@ -194,7 +194,7 @@ pub(super) static ROWS: &[Setting] = &[
         aliases: &[],
         secrecy: Secrecy::Public,
         default: "`5/min`",
-        doc: "sign-in and reset form posts (`POST /login…`, `POST /password…`) and API token requests (`POST /api/v1/auth/token`) per client IP; `off` disables",
+        doc: "sign-in and reset form posts (`POST /login…`, `POST /password…`, `POST /auth/oidc/…/start`) and API token requests (`POST /api/v1/auth/token`) per client IP; `off` disables",
         read: |s, v| set(&mut s.signin_rate_limit, rate(v, 5, MINUTE)),
         show: |s| Shown::of(show_rate(s.signin_rate_limit)),
     },

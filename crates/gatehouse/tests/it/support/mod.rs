@@ -16,6 +16,7 @@ pub(crate) mod browser;
 mod cli;
 pub(crate) mod faults;
 mod logs;
+pub(crate) mod oidc_provider;
 mod require;
 pub(crate) mod smtp_sink;
 mod users;
@@ -31,6 +32,7 @@ pub(crate) use cli::{
 pub(crate) use logs::{
     captured_log_text, captured_log_text_since, captured_logs, log_mark, request_log,
 };
+pub(crate) use require::{Service, unavailable};
 pub(crate) use users::{add_user, api_token, app_hasher, totp_code};
 
 /// A secret key long enough for production.
