@@ -139,6 +139,10 @@ impl Application {
             clock: clock.clone(),
             tokens: tokens.clone(),
             access_cache: access_cache.clone(),
+            upstream: Arc::new(crate::identity::upstream::Upstream::new(
+                settings.upstream_identity.clone(),
+                crate::outbound::Outbound::new(!settings.is_production()),
+            )),
             config: identity_config(&settings),
         });
         // After the listener: the links it mails or logs name the real port.
@@ -279,6 +283,7 @@ pub async fn cli_identity(
             mailer: Mailer::start(&settings.smtp).context("outgoing mail (SMTP_*)")?,
             tokens: Arc::new(KeyRing::unloaded(clock.now())),
             access_cache: Arc::default(),
+            upstream: Arc::new(crate::identity::upstream::Upstream::off()),
             config: identity_config(settings),
             clock,
         },

@@ -250,6 +250,7 @@ impl Settings {
             cors_allow_credentials: false,
             admin_email: None,
             allowed_domains: Vec::new(),
+            upstream_identity: Default::default(),
             sign_in_link_lifetime: Duration::ZERO,
             session_idle_timeout: Duration::ZERO,
             session_lifetime: Duration::ZERO,

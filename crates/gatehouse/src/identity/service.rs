@@ -76,6 +76,8 @@ pub struct Parts {
     pub tokens: Arc<KeyRing>,
     /// Access tokens checked in the last few seconds.
     pub access_cache: Arc<AccessCache>,
+    /// The upstream access proxy's identity, when one is configured (and its key cache).
+    pub upstream: Arc<super::upstream::Upstream>,
     /// The identity settings.
     pub config: IdentityConfig,
 }

@@ -42,3 +42,4 @@ mod sessions;
 mod shutdown;
 mod signin;
 mod signing_keys;
+mod upstream;

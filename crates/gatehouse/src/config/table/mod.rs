@@ -22,6 +22,7 @@ use super::check::redact_url;
 mod accounts;
 mod mail;
 mod server;
+mod upstream;
 
 /// Whether a setting's value may be shown and whether it accepts `NAME_FILE`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,7 +133,11 @@ impl Setting {
 
 /// Every setting, in the order they are read and shown.
 pub(crate) fn all() -> impl Iterator<Item = &'static Setting> {
-    server::ROWS.iter().chain(accounts::ROWS).chain(mail::ROWS)
+    server::ROWS
+        .iter()
+        .chain(accounts::ROWS)
+        .chain(upstream::ROWS)
+        .chain(mail::ROWS)
 }
 
 /// README's configuration table, made from the rows (`gatehouse config reference` prints it).
