@@ -22,8 +22,8 @@ use crate::{ops, web};
 /// Every route, wrapped in the request pipeline.
 ///
 /// The stack, outermost first (DESIGN.md §2, with the reasons for each place):
-/// 1. sensitive headers: `Authorization`, `Cookie`, `Set-Cookie`, `X-API-Key` are marked before
-///    anything can log them;
+/// 1. sensitive headers: `Authorization`, `Cookie`, `Set-Cookie`, `X-API-Key`,
+///    `Cf-Access-Jwt-Assertion` are marked before anything can log them;
 /// 2. request ID, then 3. client IP: both cannot panic, so running them first lets every
 ///    response, a panic's 500 included, carry the request ID, and lets the span name the client;
 /// 4. the request span, log line and metrics: it sees the final status of everything below;

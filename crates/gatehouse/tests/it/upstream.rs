@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 use crate::support::access_proxy::{AccessProxy, TestKey};
 use crate::support::visitor::{Visitor, field};
-use crate::support::{Backend, TestApp, add_user, redis_url, spawn_unlimited_app, totp_code};
+use crate::support::{
+    Backend, TestApp, add_user, captured_log_text, redis_url, spawn_unlimited_app, totp_code,
+};
 use crate::{backend_agnostic, on_every_backend};
 
 const ASSERTION: &str = "cf-access-jwt-assertion";
@@ -215,6 +217,10 @@ backend_agnostic! {
         assert_eq!(res.status(), 200);
         // Probes and the static files need no assertion.
         assert_eq!(get_with(&app, "/healthz", &[]).await.status(), 200);
+        // The assertion is a credential until it expires: no log line holds one.
+        let logs = captured_log_text();
+        let signature = good.sign().rsplit('.').next().unwrap().to_owned();
+        assert!(!logs.contains(&signature), "an assertion reached the log");
     }
 
     async fn an_unknown_kid_refreshes_the_keys_once_and_a_rotated_key_is_then_accepted(backend) {
