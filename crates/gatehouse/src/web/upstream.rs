@@ -6,7 +6,9 @@
 //! with their cookies).
 //!
 //! `/healthz`, `/readyz` (probes that do not pass through the proxy) and `/static/` (the same
-//! files in every installation) are exempt.
+//! files in every installation) are exempt. A session whose role requires MFA not set up yet is
+//! sent to enrolment by the authentication layer, which runs first; the enrolment page, like
+//! every other, then needs the proxy's identity.
 //!
 //! # Security
 //! - A header sent more than once, or not in ASCII, is never read as a name: it counts as
