@@ -249,6 +249,24 @@ backend_agnostic! {
         assert_eq!(proxy.fetches(), 2, "a known key fetches nothing");
     }
 
+    async fn keys_past_their_lifetime_are_never_used_when_they_cannot_be_fetched_again(backend) {
+        let proxy = AccessProxy::start().await;
+        let app = behind(&proxy, backend, &[]).await;
+        add_user(&app, ADA).await;
+        let mut v = visitor_as(&app, &proxy, ADA);
+        assert_eq!(v.get("/").await.0, 303);
+        assert_eq!(v.get("/items").await.0, 200);
+
+        // An hour later the endpoint is down: the old keys are not trusted any longer.
+        proxy.go_down();
+        app.clock.advance(Duration::from_secs(3601));
+        v.headers.insert(ASSERTION.into(), proxy.assertion(&app, ADA));
+        let (status, headers, _) = v.get("/items").await;
+
+        assert_eq!(status, 503);
+        assert_eq!(headers["retry-after"], "30");
+    }
+
     async fn a_service_token_without_an_email_opens_no_page(backend) {
         let proxy = AccessProxy::start().await;
         let app = behind(&proxy, backend, &[]).await;

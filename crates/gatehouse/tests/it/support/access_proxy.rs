@@ -122,6 +122,11 @@ impl AccessProxy {
         *self.published.lock().unwrap() = keys.to_vec();
     }
 
+    /// Stops answering: the certs endpoint is unreachable from now on.
+    pub(crate) fn go_down(&self) {
+        self.server.abort();
+    }
+
     /// How often the keys were fetched.
     pub(crate) fn fetches(&self) -> usize {
         self.fetches.load(Ordering::SeqCst)
