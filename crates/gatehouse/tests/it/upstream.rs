@@ -267,6 +267,26 @@ backend_agnostic! {
         assert_eq!(headers["retry-after"], "30");
     }
 
+    async fn an_api_request_whose_session_is_another_persons_is_refused_and_the_session_ends(backend) {
+        let proxy = AccessProxy::start().await;
+        let app = behind(&proxy, backend, &[]).await;
+        add_user(&app, ADA).await;
+        add_user(&app, BO).await;
+        let mut v = visitor_as(&app, &proxy, ADA);
+        assert_eq!(v.get("/").await.0, 303);
+        assert_eq!(me(&mut v).await.as_deref(), Some(ADA));
+        let adas_cookies = v.cookies.clone();
+
+        v.headers.insert(ASSERTION.into(), proxy.assertion(&app, BO));
+        let (status, headers, _) = v.get("/api/v1/me").await;
+
+        assert_eq!(status, 401, "the API signs no one in");
+        assert!(headers.get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("gatehouse=;")));
+        v.headers.insert(ASSERTION.into(), proxy.assertion(&app, ADA));
+        v.cookies = adas_cookies;
+        assert_eq!(me(&mut v).await, None, "Ada's session ended, even replayed with her assertion");
+    }
+
     async fn a_service_token_without_an_email_opens_no_page(backend) {
         let proxy = AccessProxy::start().await;
         let app = behind(&proxy, backend, &[]).await;
