@@ -100,7 +100,7 @@ pub enum UpstreamMode {
 }
 
 impl UpstreamMode {
-    /// The setting's value.
+    /// The setting's value, also the method an upstream sign-in is recorded under.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Off => "off",
@@ -116,15 +116,6 @@ impl UpstreamMode {
             "cloudflare_access" => Some(Self::CloudflareAccess),
             "trusted_header" => Some(Self::TrustedHeader),
             _ => None,
-        }
-    }
-
-    /// The method an upstream sign-in is recorded under.
-    fn method(self) -> &'static str {
-        match self {
-            Self::Off => "off",
-            Self::CloudflareAccess => "cloudflare_access",
-            Self::TrustedHeader => "trusted_header",
         }
     }
 }
@@ -639,7 +630,7 @@ impl Identity {
             }
         }
         let outcome = self
-            .sign_in_upstream(&email, mode.method(), request.next, origin)
+            .sign_in_upstream(&email, mode.as_str(), request.next, origin)
             .await?;
         if matches!(outcome, Outcome::Refused) {
             tracing::warn!(event = "upstream_identity_refused", reason = "not allowed", to = %mask_email(&email), "the person the access proxy names may not sign in");

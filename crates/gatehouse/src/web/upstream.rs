@@ -65,6 +65,9 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let path = parts.uri.path();
     let api = path.starts_with("/api/");
     let page_get = matches!(parts.method, Method::GET | Method::HEAD) && !api;
+    let pending = (path == "/login/mfa")
+        .then(|| pending_sign_in(&state, &parts.headers))
+        .flatten();
     let principal = parts.extensions.get::<Principal>();
     let request = UpstreamRequest {
         presented: single(&parts.headers, header),
@@ -79,18 +82,11 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         other_credential: api
             && (cookies::bearer(&parts.headers).is_some()
                 || parts.headers.contains_key("x-api-key")),
-        pending: None,
+        pending: pending.as_ref(),
         may_sign_in: !api,
         next: (page_get && !path.starts_with("/login"))
             .then(|| parts.uri.path_and_query().map(|p| p.as_str().to_owned()))
             .flatten(),
-    };
-    let pending = (path == "/login/mfa")
-        .then(|| pending_sign_in(&state, &parts.headers))
-        .flatten();
-    let request = UpstreamRequest {
-        pending: pending.as_ref(),
-        ..request
     };
     let decision = state.identity.upstream_identity(request, &origin).await;
     let mut response = match decision {
