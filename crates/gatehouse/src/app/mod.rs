@@ -148,6 +148,10 @@ impl Application {
             clock: clock.clone(),
             tokens: tokens.clone(),
             access_cache: access_cache.clone(),
+            upstream: Arc::new(crate::identity::upstream::Upstream::new(
+                settings.upstream_identity.clone(),
+                crate::outbound::Outbound::new(!settings.is_production()),
+            )),
             config: identity_config(&settings),
         });
         // After the listener: the links it mails or logs name the real port.
@@ -289,6 +293,7 @@ pub async fn cli_identity(
             tokens: Arc::new(KeyRing::unloaded(clock.now())),
             access_cache: Arc::default(),
             oidc: Arc::new(crate::identity::oidc::Providers::none(clock.clone())),
+            upstream: Arc::new(crate::identity::upstream::Upstream::off()),
             config: identity_config(settings),
             clock,
         },

@@ -261,6 +261,7 @@ impl Settings {
             allowed_domains: Vec::new(),
             oidc_provider_names: Vec::new(),
             oidc_providers: Vec::new(),
+            upstream_identity: Default::default(),
             sign_in_link_lifetime: Duration::ZERO,
             session_idle_timeout: Duration::ZERO,
             session_lifetime: Duration::ZERO,

@@ -128,6 +128,9 @@ pub struct Settings {
     /// The OpenID Connect providers (`GATEHOUSE_OIDC_PROVIDERS` and each one's
     /// `GATEHOUSE_OIDC_<NAME>_…`).
     pub oidc_providers: Vec<crate::identity::oidc::ProviderConfig>,
+    /// `GATEHOUSE_UPSTREAM_IDENTITY` (with `_HEADER`) and `GATEHOUSE_CF_ACCESS_*`: the person an
+    /// upstream access proxy names.
+    pub upstream_identity: crate::identity::upstream::UpstreamSettings,
     /// `GATEHOUSE_SIGN_IN_LINK_LIFETIME`: how long a mailed sign-in link and its code work.
     pub sign_in_link_lifetime: Duration,
     /// `GATEHOUSE_SESSION_IDLE_TIMEOUT`: a session unused this long ends.

@@ -28,6 +28,7 @@ pub mod signin;
 pub mod throttle;
 pub mod token_grants;
 pub mod tokens;
+pub mod upstream;
 pub mod user_import;
 pub mod users;
 

@@ -78,6 +78,8 @@ pub struct Parts {
     pub access_cache: Arc<AccessCache>,
     /// The OpenID Connect providers.
     pub oidc: Arc<super::oidc::Providers>,
+    /// The upstream access proxy's identity, when one is configured (and its key cache).
+    pub upstream: Arc<super::upstream::Upstream>,
     /// The identity settings.
     pub config: IdentityConfig,
 }

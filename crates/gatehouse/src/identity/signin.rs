@@ -1,5 +1,6 @@
-//! The one sign-in pipeline: every first factor (password, link, one-time code, OpenID Connect)
-//! and the second factor, on the pages and through the API's password grant, runs through here.
+//! The one sign-in pipeline: every first factor (password, link, one-time code, OpenID Connect,
+//! the person an upstream access proxy vouches for: `super::upstream`) and the second factor, on
+//! the pages and through the API's password grant, runs through here.
 //!
 //! Each way in is one [`Identity`] method that takes an attempt and returns an [`Outcome`].
 //! Inside, once and in this order:
@@ -401,8 +402,27 @@ impl Identity {
         )
     }
 
-    /// A consumed link or code: its address's user (created in an allowed domain), then the
-    /// common tail.
+    /// Signs in (browser) the person an upstream access proxy vouches for, `email` as
+    /// `identity::upstream` verified it; `method` names the proxy (`cloudflare_access`,
+    /// `trusted_header`). The proxy did the checking, so nothing here can fail but the limits
+    /// and the allowlist; the rest is every first factor's.
+    pub(super) async fn sign_in_upstream(
+        &self,
+        email: &Email,
+        method: &'static str,
+        next: Option<String>,
+        origin: &Origin,
+    ) -> Result<Outcome, Error> {
+        let reservation = match self.admit(email, origin).await? {
+            Ok(reservation) => reservation,
+            Err(outcome) => return Ok(outcome),
+        };
+        let next = next.as_deref().and_then(magic_links::safe_next);
+        self.as_allowed_user(email, method, next, reservation, origin)
+            .await
+    }
+
+    /// A consumed link or code: its address's user, then the common tail.
     async fn after_consumed(
         &self,
         consumed: Consumed,
@@ -410,7 +430,22 @@ impl Identity {
         reservation: Reservation,
         origin: &Origin,
     ) -> Result<Outcome, Error> {
-        let user = match self.allowance(&consumed.email).await? {
+        self.as_allowed_user(&consumed.email, method, consumed.next, reservation, origin)
+            .await
+    }
+
+    /// A first factor that proved the address `email` (a link, a code, an upstream proxy):
+    /// its user when the address may sign in (created in an allowed domain), then the common
+    /// tail; refused otherwise, the attempt given back.
+    async fn as_allowed_user(
+        &self,
+        email: &Email,
+        method: &'static str,
+        next: Option<String>,
+        reservation: Reservation,
+        origin: &Origin,
+    ) -> Result<Outcome, Error> {
+        let user = match self.allowance(email).await? {
             Allowance::User(user) => user,
             Allowance::No => {
                 reservation.refund(&self.db, self.now()).await?;
@@ -418,17 +453,29 @@ impl Identity {
             }
             Allowance::NewInAllowedDomain => {
                 let new = NewUser {
-                    email: consumed.email.clone(),
+                    email: email.clone(),
                     display_name: DisplayName::default(),
                     role: Role::User,
                 };
-                users::create(&self.db, new, &origin.audit(Actor::System)).await?
+                match users::create(&self.db, new, &origin.audit(Actor::System)).await {
+                    Ok(user) => user,
+                    // Two first sign-ins at once (a page and its favicon behind a proxy): the
+                    // other made the account.
+                    Err(Error::Conflict(_)) => match users::find_by_email(&self.db, email).await? {
+                        Some(user) if user.status == UserStatus::Active => user,
+                        _ => {
+                            reservation.refund(&self.db, self.now()).await?;
+                            return Ok(Outcome::Refused);
+                        }
+                    },
+                    Err(e) => return Err(e),
+                }
             }
         };
         let first = FirstFactor {
             user,
             method: method.to_owned(),
-            next: consumed.next,
+            next,
             reservation,
             password_change_advised: false,
         };

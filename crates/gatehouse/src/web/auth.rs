@@ -36,6 +36,7 @@ use crate::error::Error;
 use crate::identity::User;
 use crate::identity::magic_links::safe_next;
 use crate::identity::signin::{LinkConfirmation, LinkRequest, Origin, Outcome};
+use crate::identity::upstream::UpstreamMode;
 use crate::state::AppState;
 
 /// The sign-in routes.
@@ -48,6 +49,9 @@ pub fn router() -> Router<AppState> {
         .route("/login/password", post(password_sign_in))
         .route("/logout", post(logout))
 }
+
+/// Cloudflare Access's sign-out, which it serves on every host it protects.
+pub const CF_ACCESS_LOGOUT: &str = "/cdn-cgi/access/logout";
 
 const LINK_FAILED: &str =
     "This sign-in link has expired or was already used. Ask for a new one below.";
@@ -385,7 +389,13 @@ async fn logout(
         .identity
         .sign_out(current.user.id, &current.session, &origin)
         .await?;
-    let mut response = Redirect::to("/").into_response();
+    // Behind Cloudflare Access the next page would sign the person straight back in: its own
+    // sign-out, on this host, ends the Access session too.
+    let to = match state.settings.upstream_identity.mode {
+        UpstreamMode::CloudflareAccess => CF_ACCESS_LOGOUT,
+        UpstreamMode::Off | UpstreamMode::TrustedHeader => "/",
+    };
+    let mut response = Redirect::to(to).into_response();
     response
         .headers_mut()
         .append(SET_COOKIE, clear_cookie(&state));

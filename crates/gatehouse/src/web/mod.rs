@@ -14,6 +14,7 @@ pub mod origin;
 pub mod password_reset;
 pub mod session;
 pub mod setup;
+pub mod upstream;
 
 use axum::Router;
 use axum::extract::State;

@@ -43,3 +43,4 @@ mod sessions;
 mod shutdown;
 mod signin;
 mod signing_keys;
+mod upstream;

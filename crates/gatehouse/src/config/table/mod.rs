@@ -23,6 +23,7 @@ mod accounts;
 mod mail;
 pub(crate) mod oidc;
 mod server;
+mod upstream;
 
 /// Whether a setting's value may be shown and whether it accepts `NAME_FILE`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,6 +138,7 @@ pub(crate) fn all() -> impl Iterator<Item = &'static Setting> {
         .iter()
         .chain(accounts::ROWS)
         .chain(oidc::ROWS)
+        .chain(upstream::ROWS)
         .chain(mail::ROWS)
 }
 

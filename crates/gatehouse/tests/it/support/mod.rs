@@ -9,7 +9,9 @@
 //! - [`logs`]: every app's log lines, captured as JSON.
 //! - [`visitor`]: a browser stand-in over HTTP; [`browser`]: a real, headless Chromium.
 //! - [`smtp_sink`]: a local SMTP server that keeps what it receives.
+//! - [`access_proxy`]: a stand-in for Cloudflare Access (its certs endpoint and assertions).
 
+pub(crate) mod access_proxy;
 mod app;
 pub(crate) mod backend;
 pub(crate) mod browser;

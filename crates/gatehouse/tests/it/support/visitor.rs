@@ -9,6 +9,8 @@ pub(crate) struct Visitor<'a> {
     app: &'a TestApp,
     pub(crate) cookies: BTreeMap<String, String>,
     user_agent: Option<String>,
+    /// Headers sent with every request (what a proxy in front would add), by name.
+    pub(crate) headers: BTreeMap<String, String>,
 }
 
 /// The value of the first `name="…" value="…"` hidden field in `page`.
@@ -49,6 +51,7 @@ impl<'a> Visitor<'a> {
             app,
             cookies: BTreeMap::new(),
             user_agent: None,
+            headers: BTreeMap::new(),
         }
     }
 
@@ -61,11 +64,14 @@ impl<'a> Visitor<'a> {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let request = self
+        let mut request = self
             .app
             .request(method, path)
             .header("cookie", self.cookie_header())
             .header("accept", "text/html");
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
         match &self.user_agent {
             Some(agent) => request.header("user-agent", agent),
             None => request,
