@@ -174,6 +174,17 @@ impl RedisSessions {
             .map_err(redis_error)
     }
 
+    /// A connection, for the other short-lived state kept beside the sessions (passkey
+    /// ceremonies).
+    pub(super) async fn connection(&self) -> Result<redis::aio::ConnectionManager, Error> {
+        self.conn().await
+    }
+
+    /// The key of `name` under this store's prefix.
+    pub(super) fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
     fn session_key(&self, id_hash: &str) -> String {
         format!("{}session:{id_hash}", self.prefix)
     }
@@ -208,6 +219,17 @@ impl Sessions {
             config,
             clock,
         }
+    }
+
+    /// Where sessions live: other short-lived state of a sign-in (passkey ceremonies) lives
+    /// there too.
+    pub(super) fn store(&self) -> &SessionStore {
+        &self.store
+    }
+
+    /// The time source.
+    pub(super) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// The lifetimes and limits in force.
@@ -487,7 +509,7 @@ impl Sessions {
     }
 }
 
-fn redis_error(e: redis::RedisError) -> Error {
+pub(super) fn redis_error(e: redis::RedisError) -> Error {
     Error::Unavailable(format!("redis: {e}"))
 }
 

@@ -1,5 +1,5 @@
-//! The account pages: the user's sessions (each revocable, or all others at once) and their
-//! password. Changes go through the identity services (recent sign-in, audit, revocations,
+//! The account pages: the user's sessions (each revocable, or all others at once), their
+//! passkeys (added and removed through `web::passkeys`) and their password. Changes go through the identity services (recent sign-in, audit, revocations,
 //! notice); these handlers render the outcome. Ending another session with a sign-in older
 //! than ten minutes shows the account page again, `403`, asking to sign in again.
 
@@ -152,6 +152,7 @@ async fn account(
         &current,
         StatusCode::OK,
         common_password,
+        q.notice.as_deref() == Some("passkey-removed"),
     )
     .await
 }
@@ -165,7 +166,22 @@ async fn render_account(
     current: &CurrentUser,
     status: StatusCode,
     common_password: bool,
+    passkey_removed: bool,
 ) -> Result<Response, Error> {
+    let passkeys: Vec<_> = state
+        .identity
+        .passkeys(current.user.id)
+        .await?
+        .into_iter()
+        .map(|p| {
+            context! {
+                id => p.id.to_string(),
+                name => p.name,
+                created => timestamp_text(p.created_at)[..16].replace('T', " "),
+                last_used => p.last_used_at.map(|t| timestamp_text(t)[..16].replace('T', " ")),
+            }
+        })
+        .collect();
     let sessions: Vec<_> = state
         .sessions
         .list(current.user.id)
@@ -197,6 +213,9 @@ async fn render_account(
             sessions => sessions,
             common_password => common_password,
             stale => !state.identity.recently_signed_in(&current.session),
+            passkeys => passkeys,
+            passkeys_available => state.identity.passkeys_available(),
+            passkey_removed => passkey_removed,
         },
     )?;
     Ok(with_status(status, page))
@@ -204,13 +223,13 @@ async fn render_account(
 
 /// The account page again, `403`: ending another session needs a recent sign-in, and the page
 /// offers it.
-async fn sign_in_again(
+pub(super) async fn sign_in_again(
     state: &AppState,
     nonce: &CspNonce,
     csrf: &CsrfToken,
     current: &CurrentUser,
 ) -> Result<Response, Error> {
-    render_account(state, nonce, csrf, current, StatusCode::FORBIDDEN, false).await
+    render_account(state, nonce, csrf, current, StatusCode::FORBIDDEN, false, false).await
 }
 
 async fn revoke_session(

@@ -108,7 +108,12 @@ async fn login_page(
     let page = state.templates.page(
         "login.html",
         &nonce,
-        context! { title => "Sign in", csrf_token => csrf.as_str(), next => next },
+        context! {
+            title => "Sign in",
+            csrf_token => csrf.as_str(),
+            next => next,
+            passkeys => state.identity.passkeys_available(),
+        },
     )?;
     Ok(page.into_response())
 }
@@ -131,6 +136,7 @@ async fn request_link(
                     next => next,
                     error => "Enter a valid email address.",
                     email => form.email.trim(),
+                    passkeys => state.identity.passkeys_available(),
                 },
             )?;
             Ok(with_status(StatusCode::UNPROCESSABLE_ENTITY, page))

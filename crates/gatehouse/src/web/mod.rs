@@ -10,6 +10,7 @@ pub mod errors;
 pub mod items;
 pub mod mfa;
 pub mod origin;
+pub mod passkeys;
 pub mod password_reset;
 pub mod session;
 pub mod setup;

@@ -31,6 +31,7 @@ mod metrics;
 mod mfa;
 mod notices;
 mod openapi;
+mod passkeys;
 mod pages;
 mod password_forms;
 mod password_rules;

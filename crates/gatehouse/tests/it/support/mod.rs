@@ -9,6 +9,7 @@
 //! - [`logs`]: every app's log lines, captured as JSON.
 //! - [`visitor`]: a browser stand-in over HTTP; [`browser`]: a real, headless Chromium.
 //! - [`smtp_sink`]: a local SMTP server that keeps what it receives.
+//! - [`passkey`]: a software passkey (ES256) answering WebAuthn ceremonies over HTTP.
 
 mod app;
 pub(crate) mod backend;
@@ -16,6 +17,7 @@ pub(crate) mod browser;
 mod cli;
 pub(crate) mod faults;
 mod logs;
+pub(crate) mod passkey;
 mod require;
 pub(crate) mod smtp_sink;
 mod users;
