@@ -388,3 +388,132 @@ async fn passkey_calls_need_the_csrf_token_and_an_ip_address_host_turns_passkeys
     let csrf = v.csrf_from("/login").await;
     assert_eq!(v.post_json("/login/passkey/start", &csrf, &json!({})).await.0, 503);
 }
+
+/// ChromeDriver's WebAuthn extension: adds a virtual authenticator to the session (a platform
+/// authenticator that keeps resident keys and verifies its user, as a laptop's fingerprint
+/// reader does).
+#[derive(Debug)]
+struct AddVirtualAuthenticator;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for AddVirtualAuthenticator {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!("session/{}/webauthn/authenticator", session_id.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": true,
+            "hasUserVerification": true,
+            "isUserVerified": true,
+            "automaticPresenceSimulation": true,
+        });
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// Waits (at most 10 s) until `css` matches an element whose text contains `text`.
+async fn expect_text(browser: &crate::support::browser::Browser, css: &str, text: &str) {
+    let mut last = String::new();
+    for _ in 0..200 {
+        if let Ok(element) = browser.client.find(fantoccini::Locator::Css(css)).await {
+            last = element.text().await.unwrap_or_default();
+            if last.contains(text) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("expected {text:?} in {css}, found {last:?}");
+}
+
+#[tokio::test]
+async fn passkeys_work_end_to_end_in_chromium() {
+    let test = "passkeys::passkeys_work_end_to_end_in_chromium";
+    let Some(browser) = crate::support::browser::Browser::start(test).await else {
+        return;
+    };
+    let (app, sink) = spawn_app_with_mail(Backend::Sqlite, &[("GATEHOUSE_PUBLIC_URL", "http://localhost:0")]).await;
+    let ada = add_user(&app, ADA).name("Ada").password(PASSWORD).mfa().await;
+    let setup_key = ada.setup_key.unwrap();
+    let base = origin(&app);
+    let b = &browser.client;
+    b.issue_cmd(AddVirtualAuthenticator).await.expect("a virtual authenticator");
+
+    // Password and TOTP code, then a passkey from the account page.
+    b.goto(&format!("{base}/login")).await.unwrap();
+    browser.expect_heading("Sign in").await;
+    browser.fill("password-email", ADA).await;
+    browser.fill("password", PASSWORD).await;
+    browser.click("form[action='/login/password'] button[type=submit]").await;
+    browser.expect_heading("Two-step sign-in").await;
+    browser.fill("code", &totp_code(&app, &setup_key, 1)).await;
+    browser.click("form[action='/login/mfa'] button[type=submit]").await;
+    browser.expect_heading("Welcome, Ada").await;
+    b.goto(&format!("{base}/account")).await.unwrap();
+    browser.expect_heading("Your account").await;
+    browser.fill("passkey-name", "Laptop").await;
+    browser.click("#passkey-add").await;
+    expect_text(&browser, "#passkeys", "Laptop").await;
+    browser.screenshot("01-passkey-added").await;
+    sink.wait_for_containing(ADA, "A passkey was added").await;
+
+    // Signed out, the passkey signs in with no address typed, and is both factors.
+    browser.click("form[action='/logout'] button").await;
+    browser.expect_heading("Your team's items and documents, behind a proper gate.").await;
+    b.goto(&format!("{base}/login")).await.unwrap();
+    browser.expect_heading("Sign in").await;
+    browser.click("#passkey-sign-in").await;
+    browser.expect_heading("Welcome, Ada").await;
+    browser.screenshot("02-signed-in-with-passkey").await;
+
+    // After a password, the passkey in place of the code.
+    browser.click("form[action='/logout'] button").await;
+    browser.expect_heading("Your team's items and documents, behind a proper gate.").await;
+    b.goto(&format!("{base}/login")).await.unwrap();
+    browser.expect_heading("Sign in").await;
+    browser.fill("password-email", ADA).await;
+    browser.fill("password", PASSWORD).await;
+    browser.click("form[action='/login/password'] button[type=submit]").await;
+    browser.expect_heading("Two-step sign-in").await;
+    browser.click("#passkey-second-factor").await;
+    browser.expect_heading("Welcome, Ada").await;
+
+    // Removed from the account page, it signs in no more.
+    b.goto(&format!("{base}/account")).await.unwrap();
+    browser.click("form[action='/account/passkeys/remove'] button").await;
+    expect_text(&browser, "main", "The passkey was removed.").await;
+    sink.wait_for_containing(ADA, "A passkey was removed").await;
+    browser.click("form[action='/logout'] button").await;
+    browser.expect_heading("Your team's items and documents, behind a proper gate.").await;
+    b.goto(&format!("{base}/login")).await.unwrap();
+    browser.expect_heading("Sign in").await;
+    browser.click("#passkey-sign-in").await;
+    expect_text(&browser, "[data-passkey=sign-in] [data-passkey-message]", "did not sign you in").await;
+    browser.screenshot("03-removed-passkey-refused").await;
+
+    // A browser without WebAuthn is told so, in words (the script run again without it).
+    b.execute(
+        "Object.defineProperty(window, 'PublicKeyCredential', { value: undefined, configurable: true }); \
+         const s = document.createElement('script'); \
+         s.src = document.querySelector(\"script[src*='passkeys']\").src; \
+         document.head.appendChild(s); return null;",
+        vec![],
+    )
+    .await
+    .unwrap();
+    expect_text(&browser, "[data-passkey=sign-in] [data-passkey-message]", "This browser cannot use passkeys").await;
+    browser.screenshot("04-no-webauthn").await;
+    let log = actions(&app).await;
+    assert!(log.iter().any(|(a, c)| a == "auth.sign_in" && c.contains("\"method\":\"passkey\"")), "{log:?}");
+    assert!(log.iter().any(|(a, c)| a == "auth.sign_in" && c.contains("password+passkey")), "{log:?}");
+    assert!(log.iter().any(|(a, _)| a == "passkey.remove"), "{log:?}");
+
+    let problems = browser.problems();
+    assert!(problems.is_empty(), "console errors or CSP violations:\n{}", problems.join("\n"));
+}
