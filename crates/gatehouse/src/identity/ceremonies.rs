@@ -150,11 +150,12 @@ pub(super) async fn take<T: DeserializeOwned>(
     let Some(c) = taken else {
         return Ok(None);
     };
-    if c.kind != kind.as_str()
-        || c.user_id != user_id
-        || sessions.clock().now() >= c.expires_at
-    {
-        tracing::info!(event = "passkey_ceremony_refused", kind = kind.as_str(), "a passkey answer came for an expired ceremony or another one");
+    if c.kind != kind.as_str() || c.user_id != user_id || sessions.clock().now() >= c.expires_at {
+        tracing::info!(
+            event = "passkey_ceremony_refused",
+            kind = kind.as_str(),
+            "a passkey answer came for an expired ceremony or another one"
+        );
         return Ok(None);
     }
     serde_json::from_str(&c.state)

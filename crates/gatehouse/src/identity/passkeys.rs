@@ -39,13 +39,13 @@
 
 use time::OffsetDateTime;
 use url::Url;
-use webauthn_rs_proto::ResidentKeyRequirement;
 use uuid::Uuid;
 use webauthn_rs::prelude::{
     CreationChallengeResponse, DiscoverableAuthentication, DiscoverableKey, Passkey,
     PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
     RequestChallengeResponse, Webauthn, WebauthnBuilder,
 };
+use webauthn_rs_proto::ResidentKeyRequirement;
 
 use super::ceremonies::{self, Kind};
 use super::notices;
@@ -207,16 +207,13 @@ impl Identity {
             selection.require_resident_key = true;
             selection.resident_key = Some(ResidentKeyRequirement::Required);
         }
-        let ceremony = ceremonies::put(&self.sessions, Kind::Register, Some(user.id), &state).await?;
+        let ceremony =
+            ceremonies::put(&self.sessions, Kind::Register, Some(user.id), &state).await?;
         Ok(Ok(Challenge { ceremony, options }))
     }
 
     /// Finishes adding a passkey named `name` with the browser's answer `credential` to the
     /// ceremony `ceremony`: stored, audited (`passkey.register`) and mailed.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "who, their session, the ceremony, the answer, the name, the request"
-    )]
     pub async fn passkey_registration_finish(
         &self,
         user: &User,
@@ -380,7 +377,10 @@ impl Identity {
         let Some(passkey) =
             queries::by_credential_id(&self.db, &credential_key(credential_id)).await?
         else {
-            tracing::info!(event = "passkey_unknown", "a sign-in answer named an unknown passkey");
+            tracing::info!(
+                event = "passkey_unknown",
+                "a sign-in answer named an unknown passkey"
+            );
             return Ok(None);
         };
         if passkey.user_id != handle {
@@ -474,8 +474,54 @@ mod tests {
         assert_eq!(parse_name("  Laptop ").as_deref(), Some("Laptop"));
         assert_eq!(parse_name("   "), None);
         assert_eq!(parse_name("a\u{0}b"), None);
-        assert_eq!(parse_name(&"x".repeat(MAX_NAME_CHARS)).map(|n| n.len()), Some(60));
+        assert_eq!(
+            parse_name(&"x".repeat(MAX_NAME_CHARS)).map(|n| n.len()),
+            Some(60)
+        );
         assert_eq!(parse_name(&"x".repeat(MAX_NAME_CHARS + 1)), None);
+    }
+
+    #[test]
+    fn challenges_are_256_random_bits_and_only_approved_algorithms_are_offered() {
+        use base64::Engine as _;
+        let rp = relying_party(&Url::parse("https://auth.example.com/").unwrap()).unwrap();
+        let challenge = |options: serde_json::Value| {
+            let text = options["publicKey"]["challenge"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(text.trim_end_matches('='))
+                .unwrap()
+        };
+        let (a, _) = rp
+            .start_passkey_registration(Uuid::new_v4(), "ada@example.com", "Ada", None)
+            .unwrap();
+        let a = serde_json::to_value(&a).unwrap();
+        let (b, _) = rp.start_discoverable_authentication().unwrap();
+        let b = serde_json::to_value(&b).unwrap();
+        assert_eq!(challenge(a.clone()).len(), 32);
+        assert_eq!(challenge(b.clone()).len(), 32);
+        assert_ne!(challenge(a.clone()), challenge(b));
+        // ES256, RS256 and the other COSE algorithms the library deems secure: no SHA-1, no
+        // RS1, no "none".
+        let algorithms: Vec<i64> = a["publicKey"]["pubKeyCredParams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["alg"].as_i64().unwrap())
+            .collect();
+        assert!(algorithms.contains(&-7), "{algorithms:?}");
+        assert!(
+            algorithms
+                .iter()
+                .all(|alg| [-7, -35, -36, -257, -258, -259, -8].contains(alg)),
+            "{algorithms:?}"
+        );
+        assert_eq!(
+            a["publicKey"]["authenticatorSelection"]["userVerification"],
+            "required"
+        );
     }
 
     #[test]

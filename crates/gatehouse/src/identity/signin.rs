@@ -50,7 +50,6 @@ use super::links::Allowance;
 pub use super::links::LinkRequest;
 use super::magic_links::{self, CodeOutcome, Consumed};
 use super::mfa::{self, Checked, PendingSignIn};
-use webauthn_rs::prelude::PublicKeyCredential;
 use super::notices;
 use super::password_policy;
 use super::service::Identity;
@@ -63,6 +62,7 @@ use crate::audit::{self, Actor, AuditContext, AuditEvent};
 use crate::error::Error;
 use crate::mail::mask_email;
 use crate::store::Tx;
+use webauthn_rs::prelude::PublicKeyCredential;
 
 /// Where an attempt comes from: the client and the request.
 #[derive(Clone, Debug)]
@@ -470,7 +470,13 @@ impl Identity {
             (Channel::Api { otp: Some(otp) }, true) => {
                 // The password and the code are one attempt: one reservation covers both.
                 match self
-                    .check_second_factor(&user, SecondFactor::Code(otp), reservation, origin, method)
+                    .check_second_factor(
+                        &user,
+                        SecondFactor::Code(otp),
+                        reservation,
+                        origin,
+                        method,
+                    )
                     .await?
                 {
                     Some(method) => method,

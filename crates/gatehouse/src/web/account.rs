@@ -229,7 +229,16 @@ pub(super) async fn sign_in_again(
     csrf: &CsrfToken,
     current: &CurrentUser,
 ) -> Result<Response, Error> {
-    render_account(state, nonce, csrf, current, StatusCode::FORBIDDEN, false, false).await
+    render_account(
+        state,
+        nonce,
+        csrf,
+        current,
+        StatusCode::FORBIDDEN,
+        false,
+        false,
+    )
+    .await
 }
 
 async fn revoke_session(

@@ -28,9 +28,9 @@ use axum::routing::post;
 use axum::{Form, Json, Router};
 use gatehouse_security::rate_limit::too_many_requests;
 use gatehouse_security::{CspNonce, CsrfToken, Problem};
+use http::HeaderMap;
 use http::StatusCode;
 use http::header::SET_COOKIE;
-use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
@@ -92,7 +92,8 @@ struct RemoveForm {
     id: String,
 }
 
-const SIGN_IN_REFUSED: &str = "That passkey did not sign you in. Try again, or sign in another way.";
+const SIGN_IN_REFUSED: &str =
+    "That passkey did not sign you in. Try again, or sign in another way.";
 
 fn problem(status: StatusCode, detail: &str) -> Response {
     Problem::new(status).with_detail(detail).into_response()
@@ -117,10 +118,9 @@ fn refused(refusal: &PasskeyRefusal) -> Response {
             StatusCode::BAD_REQUEST,
             "Your passkey's answer could not be checked. Try again.",
         ),
-        PasskeyRefusal::AlreadyRegistered => problem(
-            StatusCode::CONFLICT,
-            "This passkey is already registered.",
-        ),
+        PasskeyRefusal::AlreadyRegistered => {
+            problem(StatusCode::CONFLICT, "This passkey is already registered.")
+        }
         PasskeyRefusal::BadName => problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Give the passkey a name of 1 to 60 characters.",
@@ -182,7 +182,10 @@ async fn second_factor_start(
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     let Some(pending) = pending_sign_in(&state, &headers) else {
-        return Ok(problem(StatusCode::UNAUTHORIZED, "Sign in again: this sign-in has expired."));
+        return Ok(problem(
+            StatusCode::UNAUTHORIZED,
+            "Sign in again: this sign-in has expired.",
+        ));
     };
     Ok(
         match state
@@ -203,7 +206,10 @@ async fn second_factor_finish(
     Json(answer): Json<SignInAnswer>,
 ) -> Result<Response, Error> {
     let Some(pending) = pending_sign_in(&state, &headers) else {
-        return Ok(problem(StatusCode::UNAUTHORIZED, "Sign in again: this sign-in has expired."));
+        return Ok(problem(
+            StatusCode::UNAUTHORIZED,
+            "Sign in again: this sign-in has expired.",
+        ));
     };
     let factor = SecondFactor::Passkey {
         ceremony: &answer.ceremony,

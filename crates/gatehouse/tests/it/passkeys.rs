@@ -84,7 +84,11 @@ async fn password_sign_in(v: &mut Visitor<'_>, email: &str) -> (u16, reqwest::he
     let (status, headers, _) = v
         .post(
             "/login/password",
-            &[("csrf_token", &csrf), ("email", email), ("password", PASSWORD)],
+            &[
+                ("csrf_token", &csrf),
+                ("email", email),
+                ("password", PASSWORD),
+            ],
         )
         .await;
     (status, headers)
@@ -93,7 +97,9 @@ async fn password_sign_in(v: &mut Visitor<'_>, email: &str) -> (u16, reqwest::he
 /// Adds `key` to the signed-in visitor's account as `name`: the finish call's status and answer.
 async fn register(v: &mut Visitor<'_>, key: &mut SoftPasskey, name: &str) -> (u16, Value) {
     let csrf = v.csrf_from("/account").await;
-    let (status, _, challenge) = v.post_json("/account/passkeys/start", &csrf, &json!({})).await;
+    let (status, _, challenge) = v
+        .post_json("/account/passkeys/start", &csrf, &json!({}))
+        .await;
     if status != 200 {
         return (status, challenge);
     }
@@ -108,11 +114,21 @@ async fn sign_in_challenge(v: &mut Visitor<'_>) -> (String, Value) {
     let csrf = v.csrf_from("/login").await;
     let (status, _, challenge) = v.post_json("/login/passkey/start", &csrf, &json!({})).await;
     assert_eq!(status, 200, "{challenge}");
-    assert!(challenge["publicKey"].get("allowCredentials").is_none_or(|a| a.as_array().is_none_or(Vec::is_empty)), "a discoverable sign-in names no credential: {challenge}");
+    assert!(
+        challenge["publicKey"]
+            .get("allowCredentials")
+            .is_none_or(|a| a.as_array().is_none_or(Vec::is_empty)),
+        "a discoverable sign-in names no credential: {challenge}"
+    );
     (csrf, challenge)
 }
 
-async fn finish_sign_in(v: &mut Visitor<'_>, csrf: &str, ceremony: &Value, credential: &Value) -> (u16, Value) {
+async fn finish_sign_in(
+    v: &mut Visitor<'_>,
+    csrf: &str,
+    ceremony: &Value,
+    credential: &Value,
+) -> (u16, Value) {
     let body = json!({ "ceremony": ceremony, "credential": credential });
     let (status, _, answer) = v.post_json("/login/passkey/finish", csrf, &body).await;
     (status, answer)
@@ -128,7 +144,9 @@ async fn passkey_sign_in(v: &mut Visitor<'_>, key: &mut SoftPasskey) -> (u16, Va
 /// With a pending sign-in, answers the second-factor ceremony with `key`.
 async fn passkey_second_factor(v: &mut Visitor<'_>, key: &mut SoftPasskey) -> (u16, Value) {
     let csrf = v.csrf_from("/login/mfa").await;
-    let (status, _, challenge) = v.post_json("/login/mfa/passkey/start", &csrf, &json!({})).await;
+    let (status, _, challenge) = v
+        .post_json("/login/mfa/passkey/start", &csrf, &json!({}))
+        .await;
     assert_eq!(status, 200, "{challenge}");
     let credential = key.assert(&challenge["publicKey"]);
     let body = json!({ "ceremony": challenge["ceremony"], "credential": credential });
@@ -375,18 +393,33 @@ on_every_store! {
 
 #[tokio::test]
 async fn passkey_calls_need_the_csrf_token_and_an_ip_address_host_turns_passkeys_off() {
-    let Some((app, _sink)) = app(Store::Sqlite, "passkeys::csrf").await else { return };
+    let Some((app, _sink)) = app(Store::Sqlite, "passkeys::csrf").await else {
+        return;
+    };
     let mut v = Visitor::new(&app);
     v.csrf_from("/login").await;
-    let (status, _, _) = v.post_json("/login/passkey/start", "forged", &json!({})).await;
-    assert_eq!(status, 403, "a JSON call without the page's token is refused");
+    let (status, _, _) = v
+        .post_json("/login/passkey/start", "forged", &json!({}))
+        .await;
+    assert_eq!(
+        status, 403,
+        "a JSON call without the page's token is refused"
+    );
 
     let plain = crate::support::spawn_unlimited_app(Backend::Sqlite, &[]).await;
     let mut v = Visitor::new(&plain);
     let (_, _, page) = v.get("/login").await;
-    assert!(!page.contains("passkey"), "no passkey button where the public URL is an address: {page}");
+    assert!(
+        !page.contains("passkey"),
+        "no passkey button where the public URL is an address: {page}"
+    );
     let csrf = v.csrf_from("/login").await;
-    assert_eq!(v.post_json("/login/passkey/start", &csrf, &json!({})).await.0, 503);
+    assert_eq!(
+        v.post_json("/login/passkey/start", &csrf, &json!({}))
+            .await
+            .0,
+        503
+    );
 }
 
 /// ChromeDriver's WebAuthn extension: adds a virtual authenticator to the session (a platform
@@ -401,7 +434,10 @@ impl fantoccini::wd::WebDriverCompatibleCommand for AddVirtualAuthenticator {
         base_url: &url::Url,
         session_id: Option<&str>,
     ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!("session/{}/webauthn/authenticator", session_id.unwrap_or_default()))
+        base_url.join(&format!(
+            "session/{}/webauthn/authenticator",
+            session_id.unwrap_or_default()
+        ))
     }
 
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
@@ -438,22 +474,36 @@ async fn passkeys_work_end_to_end_in_chromium() {
     let Some(browser) = crate::support::browser::Browser::start(test).await else {
         return;
     };
-    let (app, sink) = spawn_app_with_mail(Backend::Sqlite, &[("GATEHOUSE_PUBLIC_URL", "http://localhost:0")]).await;
-    let ada = add_user(&app, ADA).name("Ada").password(PASSWORD).mfa().await;
+    let (app, sink) = spawn_app_with_mail(
+        Backend::Sqlite,
+        &[("GATEHOUSE_PUBLIC_URL", "http://localhost:0")],
+    )
+    .await;
+    let ada = add_user(&app, ADA)
+        .name("Ada")
+        .password(PASSWORD)
+        .mfa()
+        .await;
     let setup_key = ada.setup_key.unwrap();
     let base = origin(&app);
     let b = &browser.client;
-    b.issue_cmd(AddVirtualAuthenticator).await.expect("a virtual authenticator");
+    b.issue_cmd(AddVirtualAuthenticator)
+        .await
+        .expect("a virtual authenticator");
 
     // Password and TOTP code, then a passkey from the account page.
     b.goto(&format!("{base}/login")).await.unwrap();
     browser.expect_heading("Sign in").await;
     browser.fill("password-email", ADA).await;
     browser.fill("password", PASSWORD).await;
-    browser.click("form[action='/login/password'] button[type=submit]").await;
+    browser
+        .click("form[action='/login/password'] button[type=submit]")
+        .await;
     browser.expect_heading("Two-step sign-in").await;
     browser.fill("code", &totp_code(&app, &setup_key, 1)).await;
-    browser.click("form[action='/login/mfa'] button[type=submit]").await;
+    browser
+        .click("form[action='/login/mfa'] button[type=submit]")
+        .await;
     browser.expect_heading("Welcome, Ada").await;
     b.goto(&format!("{base}/account")).await.unwrap();
     browser.expect_heading("Your account").await;
@@ -465,7 +515,9 @@ async fn passkeys_work_end_to_end_in_chromium() {
 
     // Signed out, the passkey signs in with no address typed, and is both factors.
     browser.click("form[action='/logout'] button").await;
-    browser.expect_heading("Your team's items and documents, behind a proper gate.").await;
+    browser
+        .expect_heading("Your team's items and documents, behind a proper gate.")
+        .await;
     b.goto(&format!("{base}/login")).await.unwrap();
     browser.expect_heading("Sign in").await;
     browser.click("#passkey-sign-in").await;
@@ -474,27 +526,40 @@ async fn passkeys_work_end_to_end_in_chromium() {
 
     // After a password, the passkey in place of the code.
     browser.click("form[action='/logout'] button").await;
-    browser.expect_heading("Your team's items and documents, behind a proper gate.").await;
+    browser
+        .expect_heading("Your team's items and documents, behind a proper gate.")
+        .await;
     b.goto(&format!("{base}/login")).await.unwrap();
     browser.expect_heading("Sign in").await;
     browser.fill("password-email", ADA).await;
     browser.fill("password", PASSWORD).await;
-    browser.click("form[action='/login/password'] button[type=submit]").await;
+    browser
+        .click("form[action='/login/password'] button[type=submit]")
+        .await;
     browser.expect_heading("Two-step sign-in").await;
     browser.click("#passkey-second-factor").await;
     browser.expect_heading("Welcome, Ada").await;
 
     // Removed from the account page, it signs in no more.
     b.goto(&format!("{base}/account")).await.unwrap();
-    browser.click("form[action='/account/passkeys/remove'] button").await;
+    browser
+        .click("form[action='/account/passkeys/remove'] button")
+        .await;
     expect_text(&browser, "main", "The passkey was removed.").await;
     sink.wait_for_containing(ADA, "A passkey was removed").await;
     browser.click("form[action='/logout'] button").await;
-    browser.expect_heading("Your team's items and documents, behind a proper gate.").await;
+    browser
+        .expect_heading("Your team's items and documents, behind a proper gate.")
+        .await;
     b.goto(&format!("{base}/login")).await.unwrap();
     browser.expect_heading("Sign in").await;
     browser.click("#passkey-sign-in").await;
-    expect_text(&browser, "[data-passkey=sign-in] [data-passkey-message]", "did not sign you in").await;
+    expect_text(
+        &browser,
+        "[data-passkey=sign-in] [data-passkey-message]",
+        "did not sign you in",
+    )
+    .await;
     browser.screenshot("03-removed-passkey-refused").await;
 
     // A browser without WebAuthn is told so, in words (the script run again without it).
@@ -507,13 +572,30 @@ async fn passkeys_work_end_to_end_in_chromium() {
     )
     .await
     .unwrap();
-    expect_text(&browser, "[data-passkey=sign-in] [data-passkey-message]", "This browser cannot use passkeys").await;
+    expect_text(
+        &browser,
+        "[data-passkey=sign-in] [data-passkey-message]",
+        "This browser cannot use passkeys",
+    )
+    .await;
     browser.screenshot("04-no-webauthn").await;
     let log = actions(&app).await;
-    assert!(log.iter().any(|(a, c)| a == "auth.sign_in" && c.contains("\"method\":\"passkey\"")), "{log:?}");
-    assert!(log.iter().any(|(a, c)| a == "auth.sign_in" && c.contains("password+passkey")), "{log:?}");
+    assert!(
+        log.iter()
+            .any(|(a, c)| a == "auth.sign_in" && c.contains("\"method\":\"passkey\"")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|(a, c)| a == "auth.sign_in" && c.contains("password+passkey")),
+        "{log:?}"
+    );
     assert!(log.iter().any(|(a, _)| a == "passkey.remove"), "{log:?}");
 
     let problems = browser.problems();
-    assert!(problems.is_empty(), "console errors or CSP violations:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "console errors or CSP violations:\n{}",
+        problems.join("\n")
+    );
 }

@@ -58,13 +58,15 @@ pub(crate) async fn insert(
 /// The user's passkeys, oldest first.
 #[tracing::instrument(level = "debug", skip_all)]
 pub(crate) async fn list(db: &Db, user_id: Uuid) -> Result<Vec<StoredPasskey>, Error> {
-    db.query(&format!("{SELECT}WHERE user_id = $1 ORDER BY created_at, id"))
-        .bind_uuid(user_id)
-        .fetch_all()
-        .await?
-        .iter()
-        .map(passkey)
-        .collect()
+    db.query(&format!(
+        "{SELECT}WHERE user_id = $1 ORDER BY created_at, id"
+    ))
+    .bind_uuid(user_id)
+    .fetch_all()
+    .await?
+    .iter()
+    .map(passkey)
+    .collect()
 }
 
 /// The passkey with this credential ID (base64url), whoever's.

@@ -74,8 +74,8 @@ impl SoftPasskey {
     pub(crate) fn new(origin: &str) -> Self {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
-        let key =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
         let url = url::Url::parse(origin).unwrap();
         Self {
             key,
@@ -125,7 +125,11 @@ impl SoftPasskey {
         auth_data.push(self.flags() | AT);
         auth_data.extend_from_slice(&self.counter.to_be_bytes());
         auth_data.extend_from_slice(&[0; 16]);
-        auth_data.extend_from_slice(&u16::try_from(self.credential_id.len()).unwrap().to_be_bytes());
+        auth_data.extend_from_slice(
+            &u16::try_from(self.credential_id.len())
+                .unwrap()
+                .to_be_bytes(),
+        );
         auth_data.extend_from_slice(&self.credential_id);
         auth_data.extend(self.cose_key());
         let mut attestation = vec![0xa3];
