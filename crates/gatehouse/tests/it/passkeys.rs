@@ -255,7 +255,8 @@ on_every_store! {
         assert_eq!(status, 401, "{answer}");
         assert!(!signed_in_as(&mut replay, ADA).await);
 
-        // A fresh answer to a spent ceremony: still refused.
+        // A fresh answer to a spent ceremony (past the throttle's delay): still refused.
+        app.clock.advance(Duration::from_secs(60));
         let again = key.assert(&challenge["publicKey"]);
         assert_eq!(finish_sign_in(&mut replay, &csrf, &challenge["ceremony"], &again).await.0, 401);
 
@@ -305,6 +306,7 @@ on_every_store! {
         ada_key.origin = origin(&app);
 
         // Ada's passkey claiming to be Bob's account (the user handle): refused.
+        app.clock.advance(Duration::from_secs(60));
         let bob_id = bob_user.id;
         let saved = ada_key.user_handle.clone();
         ada_key.user_handle = bob_id.as_bytes().to_vec();
