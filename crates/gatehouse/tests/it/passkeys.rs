@@ -407,6 +407,23 @@ async fn passkey_calls_need_the_csrf_token_and_an_ip_address_host_turns_passkeys
         status, 403,
         "a JSON call without the page's token is refused"
     );
+    let csrf = v.csrf_from("/login").await;
+    let (status, _, answer) = v
+        .post_json(
+            "/login/passkey/finish",
+            &csrf,
+            &json!({ "ceremony": "x", "credential": {} }),
+        )
+        .await;
+    assert!(
+        (400..500).contains(&status),
+        "malformed answers are the client's error: {status} {answer}"
+    );
+    let mut key = SoftPasskey::new(&origin(&app));
+    key.user_handle = vec![1; 16];
+    let credential = key.assert(&json!({ "challenge": "AAAA" }));
+    let (status, _) = finish_sign_in(&mut v, &csrf, &json!("not-a-ceremony"), &credential).await;
+    assert_eq!(status, 401, "an unknown ceremony");
 
     let plain = crate::support::spawn_unlimited_app(Backend::Sqlite, &[]).await;
     let mut v = Visitor::new(&plain);
