@@ -211,7 +211,12 @@ fn link_failed(state: &AppState, nonce: &CspNonce, csrf: &CsrfToken) -> Result<R
     let page = state.templates.page(
         "login.html",
         nonce,
-        context! { title => "Sign in", csrf_token => csrf.as_str(), error => LINK_FAILED },
+        context! {
+            title => "Sign in",
+            csrf_token => csrf.as_str(),
+            error => LINK_FAILED,
+            passkeys => state.identity.passkeys_available(),
+        },
     )?;
     Ok(with_status(StatusCode::BAD_REQUEST, page))
 }
