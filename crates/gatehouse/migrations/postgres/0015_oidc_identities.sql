@@ -15,7 +15,7 @@ CREATE TABLE oidc_identities (
 CREATE INDEX oidc_identities_user ON oidc_identities (user_id);
 
 -- Single-use state of a browser flow in progress (an OpenID Connect sign-in between its start
--- and its callback), keyed by the SHA-256 of its random key; deleted when used or expired. Used
+-- and its callback, a passkey ceremony between its challenge and the answer), keyed by the SHA-256 of its random key; deleted when used or expired. Used
 -- when sessions live in the database (with Redis, the same values live there with a TTL).
 CREATE TABLE pending_flows (
     key_hash TEXT PRIMARY KEY NOT NULL,

@@ -322,6 +322,7 @@ fn identity_config(settings: &Settings) -> crate::identity::IdentityConfig {
         sign_in_link_lifetime: settings.sign_in_link_lifetime,
         password_reset_lifetime: settings.password_reset_lifetime,
         password_policy: settings.password_policy.clone(),
+        relying_party: crate::identity::passkeys::relying_party(&settings.public_url),
     }
 }
 

@@ -104,6 +104,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
                 .merge(web::account::router())
                 .merge(web::password_reset::router())
                 .merge(web::mfa::router())
+                .merge(web::passkeys::router())
                 .merge(web::api_keys::pages())
                 .merge(web::items::router())
                 .merge(web::setup::router())

@@ -49,6 +49,9 @@ pub struct IdentityConfig {
     pub password_reset_lifetime: Duration,
     /// What a new password must be.
     pub password_policy: PasswordPolicy,
+    /// The passkeys' relying party (the public URL's host and origin); `None` when the public
+    /// URL's host is an IP address, which browsers refuse: passkeys are then off.
+    pub relying_party: Option<webauthn_rs::Webauthn>,
 }
 
 /// The identity services. Cheap to clone (one reference count).

@@ -214,6 +214,11 @@ impl Sessions {
         }
     }
 
+    /// The time source.
+    pub(super) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     /// The lifetimes and limits in force.
     pub fn config(&self) -> &SessionConfig {
         &self.config
@@ -498,7 +503,8 @@ impl Sessions {
     /// Keeps `payload` under `key_hash` (the SHA-256 of a random key the browser holds) until
     /// `expires_at`, in the session store, for one [`Sessions::take_pending`]: the server-side
     /// state of a flow between two requests (an OpenID Connect sign-in between its start and
-    /// its callback).
+    /// its callback, a passkey ceremony between its challenge and the browser's answer). Each
+    /// user of this store names its keys with its own prefix (`oidc:`, `passkey:`).
     pub async fn put_pending(
         &self,
         key_hash: &str,
@@ -546,7 +552,7 @@ impl Sessions {
     }
 }
 
-fn redis_error(e: redis::RedisError) -> Error {
+pub(super) fn redis_error(e: redis::RedisError) -> Error {
     Error::Unavailable(format!("redis: {e}"))
 }
 

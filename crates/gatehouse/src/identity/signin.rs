@@ -1,6 +1,7 @@
-//! The one sign-in pipeline: every first factor (password, link, one-time code, OpenID Connect,
-//! the person an upstream access proxy vouches for: `super::upstream`) and the second factor, on
-//! the pages and through the API's password grant, runs through here.
+//! The one sign-in pipeline: every first factor (password, link, one-time code, passkey, OpenID
+//! Connect, the person an upstream access proxy vouches for: `super::upstream`) and the second
+//! factor (TOTP or recovery code, or a passkey), on the pages and through the API's password
+//! grant, runs through here.
 //!
 //! Each way in is one [`Identity`] method that takes an attempt and returns an [`Outcome`].
 //! Inside, once and in this order:
@@ -9,7 +10,9 @@
 //! 2. the lock check and the failure record as one atomic step ([`throttle::reserve`]);
 //! 3. verification of the factor;
 //! 4. the failure: its audit record, the lock record when this failure locked a key;
-//! 5. the MFA branch: a user with MFA gets no session or token from a first factor alone;
+//! 5. the MFA branch: a user with MFA gets no session or token from a first factor alone (a
+//!    passkey verified with user verification is both factors: possession and the PIN or
+//!    biometric that unlocked it);
 //! 6. the required-role rule: a user whose role requires MFA and who has none gets no token
 //!    ([`Outcome::EnrolmentRequired`]); in the browser their session reaches only enrolment;
 //! 7. the failure count cleared only after the LAST factor ([`throttle::Reservation`]);
@@ -27,6 +30,9 @@
 //!   disabled user get the same [`Outcome::Refused`] after the same work (a dummy
 //!   verification when there is no hash), and are recorded alike.
 //! - Every sign-in creates a new session (fresh token and CSRF secret) and is audited.
+//! - **Passkeys.** A discoverable answer names its account only once its ceremony (single use)
+//!   is taken; the per-address limit and the throttle then apply to that account as for a
+//!   password, and a failed verification counts as a failed sign-in (`auth.passkey_failed`).
 //! - A reset or a link never removes MFA: the second factor is due whichever first factor was
 //!   given.
 //! - **Login CSRF.** A link names the account it signs in ([`Identity::preview_link`], masked
@@ -59,6 +65,7 @@ use crate::audit::{self, Actor, AuditContext, AuditEvent};
 use crate::error::Error;
 use crate::mail::mask_email;
 use crate::store::Tx;
+use webauthn_rs::prelude::PublicKeyCredential;
 
 /// Where an attempt comes from: the client and the request.
 #[derive(Clone, Debug)]
@@ -101,6 +108,20 @@ pub enum Channel {
     Api {
         /// A TOTP code or a recovery code.
         otp: Option<String>,
+    },
+}
+
+/// The second factor of a pending sign-in.
+#[derive(Debug, Clone, Copy)]
+pub enum SecondFactor<'a> {
+    /// A TOTP code or a recovery code.
+    Code(&'a str),
+    /// A passkey's answer to the second-factor ceremony `ceremony`.
+    Passkey {
+        /// The ceremony's token.
+        ceremony: &'a str,
+        /// The browser's answer.
+        credential: &'a PublicKeyCredential,
     },
 }
 
@@ -167,6 +188,8 @@ struct FirstFactor {
     reservation: Reservation,
     /// See [`Identity::password_change_advised`].
     password_change_advised: bool,
+    /// The factor was verified with user verification (a passkey): it is both factors.
+    both_factors: bool,
 }
 
 impl Identity {
@@ -201,6 +224,7 @@ impl Identity {
                     next: next.as_deref().and_then(magic_links::safe_next),
                     reservation,
                     password_change_advised: self.password_change_advised(password),
+                    both_factors: false,
                 };
                 self.after_first_factor(first, channel, origin).await
             }
@@ -335,6 +359,7 @@ impl Identity {
             next: finished.next,
             reservation,
             password_change_advised: false,
+            both_factors: false,
         };
         let outcome = self
             .after_first_factor(first, Channel::Browser, origin)
@@ -342,12 +367,55 @@ impl Identity {
         Ok(OidcOutcome::SignIn(outcome))
     }
 
-    /// Finishes a browser sign-in whose second factor was due, with a TOTP or recovery code.
-    /// `pending` is what the browser's pending cookie held, already checked genuine.
+    /// Signs in with a discoverable passkey (browser, no address typed): `credential` is the
+    /// browser's answer to the sign-in ceremony `ceremony`. Verified with user verification, it
+    /// is both factors.
+    pub async fn sign_in_with_passkey(
+        &self,
+        ceremony: &str,
+        credential: &PublicKeyCredential,
+        next: Option<String>,
+        origin: &Origin,
+    ) -> Result<Outcome, Error> {
+        // The ceremony first: it works once, whatever comes after.
+        let Some(state) = self.passkey_sign_in_state(ceremony).await? else {
+            return Ok(Outcome::Refused);
+        };
+        let Some(claimed) = self.passkey_claimed(credential).await? else {
+            return Ok(Outcome::Refused);
+        };
+        let email = claimed.user.email.clone();
+        let reservation = match self.admit(&email, origin).await? {
+            Ok(reservation) => reservation,
+            Err(outcome) => return Ok(outcome),
+        };
+        if !self
+            .passkey_verify_discoverable(state, credential, &claimed)
+            .await?
+        {
+            let user = Some((claimed.user.id, "passkey"));
+            self.failed(&email, "auth.passkey_failed", reservation, origin, user)
+                .await?;
+            return Ok(Outcome::Refused);
+        }
+        let first = FirstFactor {
+            user: claimed.user,
+            method: "passkey".to_owned(),
+            next: next.as_deref().and_then(magic_links::safe_next),
+            reservation,
+            password_change_advised: false,
+            both_factors: true,
+        };
+        self.after_first_factor(first, Channel::Browser, origin)
+            .await
+    }
+
+    /// Finishes a browser sign-in whose second factor was due, with a TOTP or recovery code or
+    /// a passkey. `pending` is what the browser's pending cookie held, already checked genuine.
     pub async fn sign_in_second_factor(
         &self,
         pending: &PendingSignIn,
-        code: &str,
+        factor: SecondFactor<'_>,
         origin: &Origin,
     ) -> Result<Outcome, Error> {
         let user = match users::find_by_id(&self.db, pending.user_id).await? {
@@ -361,7 +429,7 @@ impl Identity {
                 Err(wait) => return Ok(Outcome::Throttled(wait)),
             };
         let method = match self
-            .check_second_factor(&user, code, reservation, origin, &pending.method)
+            .check_second_factor(&user, factor, reservation, origin, &pending.method)
             .await?
         {
             Some(method) => method,
@@ -478,6 +546,7 @@ impl Identity {
             next,
             reservation,
             password_change_advised: false,
+            both_factors: false,
         };
         self.after_first_factor(first, Channel::Browser, origin)
             .await
@@ -497,9 +566,10 @@ impl Identity {
             next,
             reservation,
             password_change_advised,
+            both_factors,
         } = first;
         let now = self.now();
-        let method = match (&channel, user.mfa_enabled) {
+        let method = match (&channel, user.mfa_enabled && !both_factors) {
             (Channel::Browser, true) => {
                 // Not the last factor: the attempt gives its count back, the address is not
                 // cleared until the code is right.
@@ -516,7 +586,13 @@ impl Identity {
             (Channel::Api { otp: Some(otp) }, true) => {
                 // The password and the code are one attempt: one reservation covers both.
                 match self
-                    .check_second_factor(&user, otp, reservation, origin, &method)
+                    .check_second_factor(
+                        &user,
+                        SecondFactor::Code(otp),
+                        reservation,
+                        origin,
+                        &method,
+                    )
                     .await?
                 {
                     Some(method) => method,
@@ -552,18 +628,43 @@ impl Identity {
     }
 
     /// Checks the second factor of `user` under `reservation`: on success the method with its
-    /// second factor (`password+totp`, …), the address cleared and a notice for a recovery
-    /// code; on failure `None`, recorded.
+    /// second factor (`password+totp`, `password+passkey`, …), the address cleared and a
+    /// notice for a recovery code; on failure `None`, recorded.
     async fn check_second_factor(
         &self,
         user: &User,
-        code: &str,
+        factor: SecondFactor<'_>,
         reservation: Reservation,
         origin: &Origin,
         first_method: &str,
     ) -> Result<Option<String>, Error> {
         let now = self.now();
         let ctx = origin.audit(Actor::User(user.id));
+        let code = match factor {
+            SecondFactor::Code(code) => code,
+            SecondFactor::Passkey {
+                ceremony,
+                credential,
+            } => {
+                if !self
+                    .passkey_verify_second_factor(user.id, ceremony, credential)
+                    .await?
+                {
+                    let failed_method = format!("{first_method}+passkey");
+                    self.failed(
+                        &user.email,
+                        "auth.mfa_failed",
+                        reservation,
+                        origin,
+                        Some((user.id, &failed_method)),
+                    )
+                    .await?;
+                    return Ok(None);
+                }
+                reservation.succeed(&self.db, now).await?;
+                return Ok(Some(format!("{first_method}+passkey")));
+            }
+        };
         let second = match mfa::check(&self.db, &self.keys, user.id, code, now, &ctx).await? {
             Checked::Totp => "totp",
             Checked::RecoveryCode { remaining } => {

@@ -1,5 +1,6 @@
 //! The account pages: the user's sessions (each revocable, or all others at once), their
-//! password, and the accounts at OpenID providers linked to theirs (link, unlink). Changes go through the identity services (recent sign-in, audit, revocations,
+//! passkeys (added and removed through `web::passkeys`), the accounts at OpenID providers linked
+//! to theirs (link, unlink) and their password. Changes go through the identity services (recent sign-in, audit, revocations,
 //! notice); these handlers render the outcome. Ending another session with a sign-in older
 //! than ten minutes shows the account page again, `403`, asking to sign in again.
 
@@ -161,6 +162,7 @@ async fn account(
         Some("common-password") => Notice::CommonPassword,
         Some("linked") => Notice::Message("The account was linked: you can sign in with it now."),
         Some("unlinked") => Notice::Message("The account was unlinked."),
+        Some("passkey-removed") => Notice::Message("The passkey was removed."),
         _ => Notice::None,
     };
     render_account(&state, &nonce, &csrf, &current, StatusCode::OK, notice).await
@@ -214,6 +216,20 @@ async fn render_account(
         .iter()
         .map(|(name, label)| context! { name => name, label => label })
         .collect();
+    let passkeys: Vec<_> = state
+        .identity
+        .passkeys(current.user.id)
+        .await?
+        .into_iter()
+        .map(|p| {
+            context! {
+                id => p.id.to_string(),
+                name => p.name,
+                created => timestamp_text(p.created_at)[..16].replace('T', " "),
+                last_used => p.last_used_at.map(|t| timestamp_text(t)[..16].replace('T', " ")),
+            }
+        })
+        .collect();
     let sessions: Vec<_> = state
         .sessions
         .list(current.user.id)
@@ -249,6 +265,8 @@ async fn render_account(
             message => match notice { Notice::Message(m) => Some(m), _ => None },
             error => match notice { Notice::Error(m) => Some(m), _ => None },
             stale => !state.identity.recently_signed_in(&current.session),
+            passkeys => passkeys,
+            passkeys_available => state.identity.passkeys_available(),
         },
     )?;
     Ok(with_status(status, page))
@@ -256,7 +274,7 @@ async fn render_account(
 
 /// The account page again, `403`: ending another session needs a recent sign-in, and the page
 /// offers it.
-async fn sign_in_again(
+pub(super) async fn sign_in_again(
     state: &AppState,
     nonce: &CspNonce,
     csrf: &CsrfToken,

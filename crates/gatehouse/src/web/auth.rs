@@ -131,7 +131,12 @@ async fn login_page(
     let page = login_page_with(
         &state,
         &nonce,
-        context! { title => "Sign in", csrf_token => csrf.as_str(), next => next },
+        context! {
+            title => "Sign in",
+            csrf_token => csrf.as_str(),
+            next => next,
+            passkeys => state.identity.passkeys_available(),
+        },
     )?;
     Ok(page.into_response())
 }
@@ -154,6 +159,7 @@ async fn request_link(
                     next => next,
                     error => "Enter a valid email address.",
                     email => form.email.trim(),
+                    passkeys => state.identity.passkeys_available(),
                 },
             )?;
             Ok(with_status(StatusCode::UNPROCESSABLE_ENTITY, page))
@@ -228,7 +234,12 @@ fn link_failed(state: &AppState, nonce: &CspNonce, csrf: &CsrfToken) -> Result<R
     let page = login_page_with(
         state,
         nonce,
-        context! { title => "Sign in", csrf_token => csrf.as_str(), error => LINK_FAILED },
+        context! {
+            title => "Sign in",
+            csrf_token => csrf.as_str(),
+            error => LINK_FAILED,
+            passkeys => state.identity.passkeys_available(),
+        },
     )?;
     Ok(with_status(StatusCode::BAD_REQUEST, page))
 }

@@ -11,6 +11,7 @@ pub mod items;
 pub mod mfa;
 pub mod oidc;
 pub mod origin;
+pub mod passkeys;
 pub mod password_reset;
 pub mod session;
 pub mod setup;

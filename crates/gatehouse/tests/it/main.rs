@@ -33,6 +33,7 @@ mod notices;
 mod oidc;
 mod openapi;
 mod pages;
+mod passkeys;
 mod password_forms;
 mod password_rules;
 mod password_storage;

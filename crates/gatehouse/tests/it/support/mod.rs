@@ -10,6 +10,7 @@
 //! - [`visitor`]: a browser stand-in over HTTP; [`browser`]: a real, headless Chromium.
 //! - [`smtp_sink`]: a local SMTP server that keeps what it receives.
 //! - [`access_proxy`]: a stand-in for Cloudflare Access (its certs endpoint and assertions).
+//! - [`passkey`]: a software passkey (ES256) answering WebAuthn ceremonies over HTTP.
 
 pub(crate) mod access_proxy;
 mod app;
@@ -19,6 +20,7 @@ mod cli;
 pub(crate) mod faults;
 mod logs;
 pub(crate) mod oidc_provider;
+pub(crate) mod passkey;
 mod require;
 pub(crate) mod smtp_sink;
 mod users;

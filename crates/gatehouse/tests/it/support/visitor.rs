@@ -64,11 +64,20 @@ impl<'a> Visitor<'a> {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.request_accepting(method, path, "text/html")
+    }
+
+    fn request_accepting(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        accept: &str,
+    ) -> reqwest::RequestBuilder {
         let mut request = self
             .app
             .request(method, path)
             .header("cookie", self.cookie_header())
-            .header("accept", "text/html");
+            .header("accept", accept);
         for (name, value) in &self.headers {
             request = request.header(name, value);
         }
@@ -128,6 +137,28 @@ impl<'a> Visitor<'a> {
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         (status, headers, res.text().await.unwrap())
+    }
+
+    /// Posts `body` as JSON with the CSRF token in the `X-CSRF-Token` header, as the pages'
+    /// scripts do; returns status, headers and the JSON answer (`null` when it is not JSON).
+    pub(crate) async fn post_json(
+        &mut self,
+        path: &str,
+        csrf: &str,
+        body: &serde_json::Value,
+    ) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+        let res = self
+            .request_accepting(reqwest::Method::POST, path, "application/json")
+            .header("x-csrf-token", csrf)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        self.remember(&res);
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let json = res.json().await.unwrap_or(serde_json::Value::Null);
+        (status, headers, json)
     }
 
     /// The CSRF token of the page at `path`.
