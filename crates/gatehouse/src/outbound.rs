@@ -1,6 +1,7 @@
 //! The back channel: the HTTP requests Gatehouse itself makes to a service its settings name
-//! (today the access proxy's signing keys, `identity::upstream`; an OpenID provider's discovery
-//! document and keys can use it the same way). One small client over hyper and rustls, both
+//! (the access proxy's signing keys, `identity::upstream`; an OpenID provider's discovery
+//! document, keys and token endpoint, `identity::oidc`, which hands this client to the
+//! `openidconnect` crate as its HTTP client). One small client over hyper and rustls, both
 //! already in the tree through the database, mail and Redis clients, with every rule for such
 //! a request in this one place.
 //!
@@ -20,13 +21,14 @@
 //!   connection goes straight to the named host, so an environment variable cannot route the
 //!   keys Gatehouse trusts through someone else.
 //! - **Bounded answers.** A body larger than [`MAX_BODY`] is refused before it is all read.
-//! - Only URLs from the settings are fetched, never one a request names (no SSRF surface).
+//! - Only URLs from the settings (and the endpoints a configured OpenID provider's discovery
+//!   document names) are fetched, never one a request names (no SSRF surface).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty, Limited};
+use http_body_util::{BodyExt as _, Full, Limited};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -140,17 +142,45 @@ impl Outbound {
         &self,
         url: &Url,
     ) -> Result<T, OutboundError> {
+        let request = http::Request::get(url.as_str())
+            .header(http::header::ACCEPT, "application/json")
+            .body(Vec::new())
+            .map_err(|_| OutboundError::Refused(url.as_str().to_owned()))?;
+        let response = self.send(request).await?;
         let host = url.host_str().unwrap_or_default().to_owned();
-        let body = tokio::time::timeout(self.total_timeout, self.get(url))
-            .await
-            .map_err(|_| OutboundError::Timeout(host.clone()))??;
-        serde_json::from_slice(&body).map_err(|e| OutboundError::Json {
+        if response.status() != http::StatusCode::OK {
+            return Err(OutboundError::Status {
+                host,
+                status: response.status().as_u16(),
+            });
+        }
+        serde_json::from_slice(response.body()).map_err(|e| OutboundError::Json {
             host,
             reason: e.to_string(),
         })
     }
 
-    async fn get(&self, url: &Url) -> Result<Bytes, OutboundError> {
+    /// Sends `request` (its URI absolute) under every rule of this module, and returns the
+    /// answer whatever its status (a provider's error is the caller's to read), except a
+    /// redirect, which is an error. The OpenID Connect client sends its requests through here
+    /// (`identity::oidc`).
+    pub async fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, OutboundError> {
+        let url = Url::parse(&request.uri().to_string())
+            .map_err(|_| OutboundError::Refused(request.uri().to_string()))?;
+        let host = url.host_str().unwrap_or_default().to_owned();
+        tokio::time::timeout(self.total_timeout, self.send_within(&url, request))
+            .await
+            .map_err(|_| OutboundError::Timeout(host))?
+    }
+
+    async fn send_within(
+        &self,
+        url: &Url,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, OutboundError> {
         let refused = || OutboundError::Refused(url.as_str().to_owned());
         let secure = match url.scheme() {
             "https" => true,
@@ -183,14 +213,20 @@ impl Outbound {
                 .connect(name, tcp)
                 .await
                 .map_err(|e| failed(format!("TLS: {e}")))?;
-            self.exchange(TokioIo::new(tls), url, &host).await
+            self.exchange(TokioIo::new(tls), url, &host, request).await
         } else {
-            self.exchange(TokioIo::new(tcp), url, &host).await
+            self.exchange(TokioIo::new(tcp), url, &host, request).await
         }
     }
 
     /// One HTTP/1.1 request over `io`, its answer's body read up to [`MAX_BODY`].
-    async fn exchange<IO>(&self, io: IO, url: &Url, host: &str) -> Result<Bytes, OutboundError>
+    async fn exchange<IO>(
+        &self,
+        io: IO,
+        url: &Url,
+        host: &str,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, OutboundError>
     where
         IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
@@ -203,15 +239,18 @@ impl Outbound {
             .map_err(|e| failed(format!("HTTP: {e}")))?;
         // The connection is driven beside the request, never longer than the exchange may take.
         tokio::spawn(tokio::time::timeout(self.total_timeout, connection));
-        let request = http::Request::get(&url[Position::BeforePath..Position::AfterQuery])
-            .header(
-                http::header::HOST,
-                &url[Position::BeforeHost..Position::AfterPort],
-            )
-            .header(http::header::ACCEPT, "application/json")
-            .header(http::header::USER_AGENT, "gatehouse")
-            .body(Empty::<Bytes>::new())
+        let (mut parts, body) = request.into_parts();
+        parts.uri = url[Position::BeforePath..Position::AfterQuery]
+            .parse()
             .map_err(|e| failed(format!("HTTP: {e}")))?;
+        let headers = &mut parts.headers;
+        let authority = http::HeaderValue::from_str(&url[Position::BeforeHost..Position::AfterPort])
+            .map_err(|e| failed(format!("HTTP: {e}")))?;
+        headers.insert(http::header::HOST, authority);
+        headers
+            .entry(http::header::USER_AGENT)
+            .or_insert(http::HeaderValue::from_static("gatehouse"));
+        let request = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
         let response = sender
             .send_request(request)
             .await
@@ -219,12 +258,6 @@ impl Outbound {
         let status = response.status();
         if status.is_redirection() {
             return Err(OutboundError::Redirect {
-                host: host.to_owned(),
-                status: status.as_u16(),
-            });
-        }
-        if status != http::StatusCode::OK {
-            return Err(OutboundError::Status {
                 host: host.to_owned(),
                 status: status.as_u16(),
             });
@@ -238,7 +271,8 @@ impl Outbound {
         if too_large {
             return Err(OutboundError::TooLarge(host.to_owned()));
         }
-        Limited::new(response.into_body(), MAX_BODY)
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, MAX_BODY)
             .collect()
             .await
             .map(|body| body.to_bytes())
@@ -248,7 +282,8 @@ impl Outbound {
                 } else {
                     failed(format!("HTTP: {e}"))
                 }
-            })
+            })?;
+        Ok(http::Response::from_parts(parts, body.to_vec()))
     }
 }
 

@@ -129,11 +129,11 @@ impl Application {
         );
         let mailer = Mailer::start(&settings.smtp).context("outgoing mail (SMTP_*)")?;
         let access_cache: Arc<crate::identity::tokens::AccessCache> = Arc::default();
-        let oidc_http = crate::identity::oidc::back_channel(settings.is_production())
-            .context("cannot build the OpenID Connect HTTP client")?;
+        // The one back-channel client (https only in production), shared by every caller.
+        let outbound = crate::outbound::Outbound::new(!settings.is_production());
         let oidc = Arc::new(crate::identity::oidc::Providers::new(
             &settings.oidc_providers,
-            oidc_http,
+            outbound.clone(),
             clock.clone(),
             settings.public_url.as_str(),
         ));
@@ -150,7 +150,7 @@ impl Application {
             access_cache: access_cache.clone(),
             upstream: Arc::new(crate::identity::upstream::Upstream::new(
                 settings.upstream_identity.clone(),
-                crate::outbound::Outbound::new(!settings.is_production()),
+                outbound,
             )),
             config: identity_config(&settings),
         });

@@ -552,7 +552,7 @@ impl Sessions {
     }
 }
 
-pub(super) fn redis_error(e: redis::RedisError) -> Error {
+fn redis_error(e: redis::RedisError) -> Error {
     Error::Unavailable(format!("redis: {e}"))
 }
 

@@ -419,7 +419,7 @@ impl Identity {
         origin: &Origin,
     ) -> Result<Outcome, Error> {
         let user = match users::find_by_id(&self.db, pending.user_id).await? {
-            Some(u) if u.status == UserStatus::Active && u.mfa_enabled => u,
+            Some(u) if u.status == UserStatus::Active && self.second_factor_due(&u).await? => u,
             _ => return Ok(Outcome::Refused),
         };
         let keys = throttle::keys(&self.config.throttle, &user.email, &origin.client);
@@ -445,11 +445,13 @@ impl Identity {
         })
     }
 
-    /// Whether a pending sign-in can still be finished: its user is active and still has MFA.
+    /// Whether a pending sign-in can still be finished: its user is active and still has a
+    /// second factor due.
     pub async fn pending_still_valid(&self, pending: &PendingSignIn) -> Result<bool, Error> {
-        Ok(users::find_by_id(&self.db, pending.user_id)
-            .await?
-            .is_some_and(|u| u.status == UserStatus::Active && u.mfa_enabled))
+        Ok(match users::find_by_id(&self.db, pending.user_id).await? {
+            Some(u) if u.status == UserStatus::Active => self.second_factor_due(&u).await?,
+            _ => false,
+        })
     }
 
     /// The per-address limit, then the throttle's reservation: `Err` is the outcome to answer.
@@ -569,7 +571,8 @@ impl Identity {
             both_factors,
         } = first;
         let now = self.now();
-        let method = match (&channel, user.mfa_enabled && !both_factors) {
+        let second_factor_due = !both_factors && self.second_factor_due(&user).await?;
+        let method = match (&channel, second_factor_due) {
             (Channel::Browser, true) => {
                 // Not the last factor: the attempt gives its count back, the address is not
                 // cleared until the code is right.
@@ -616,7 +619,7 @@ impl Identity {
                 })
             }
             Channel::Api { .. } => {
-                if self.enrolment_due(&user) {
+                if self.enrolment_due(&user).await? {
                     tracing::info!(event = "access_denied", user_id = %user.id, "no API tokens before MFA enrolment");
                     return Ok(Outcome::EnrolmentRequired);
                 }

@@ -51,6 +51,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("account.html", include_str!("../../templates/account.html")),
     (
+        "passkey_register.html",
+        include_str!("../../templates/passkey_register.html"),
+    ),
+    (
         "password_rules.html",
         include_str!("../../templates/password_rules.html"),
     ),

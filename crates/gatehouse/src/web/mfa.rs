@@ -140,6 +140,9 @@ async fn render_account(
     } else {
         0
     };
+    let required = state.identity.mfa_required(&user);
+    let passkey = required && !state.identity.passkeys(user.id).await?.is_empty();
+    let stale = !state.identity.recently_signed_in(&current.session);
     let page = state.templates.page(
         "account_mfa.html",
         nonce,
@@ -148,9 +151,12 @@ async fn render_account(
             csrf_token => csrf.as_str(),
             user => context! { email => user.email.as_str() },
             enabled => user.mfa_enabled,
-            required => state.settings.mfa_required_roles.contains(&user.role),
+            required => required,
+            passkey => passkey,
+            offer_passkey => required && !passkey && !user.mfa_enabled && !stale
+                && state.identity.passkeys_available(),
             remaining => remaining,
-            stale => !state.identity.recently_signed_in(&current.session),
+            stale => stale,
             ..extra
         },
     )?;

@@ -397,9 +397,14 @@ fn needs_session(path: &str) -> bool {
     !(path.starts_with("/static/") || matches!(path, "/healthz" | "/readyz" | "/csp-report"))
 }
 
-/// What a user who must enrol may still reach: the enrolment page and sign-out.
+/// What a user who must enrol may still reach: the enrolment page (TOTP), adding a passkey, and
+/// sign-out.
 fn enrolment_path(path: &str) -> bool {
-    path == "/account/mfa" || path.starts_with("/account/mfa/") || path == "/logout"
+    path == "/account/mfa"
+        || path.starts_with("/account/mfa/")
+        || path == "/account/passkeys/start"
+        || path == "/account/passkeys/finish"
+        || path == "/logout"
 }
 
 /// Whether the response already sets (or clears) the cookie `name`.

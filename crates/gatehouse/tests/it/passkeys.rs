@@ -30,6 +30,15 @@ enum Store {
 /// An app on `store` whose public URL is `http://localhost:PORT`, with mail, and Ada (password);
 /// `None` when the store is not here.
 async fn app(store: Store, test: &str) -> Option<(TestApp, SmtpSink)> {
+    app_with(store, test, &[]).await
+}
+
+/// [`app`], with the settings `extra` besides.
+async fn app_with(
+    store: Store,
+    test: &str,
+    extra: &[(&str, &str)],
+) -> Option<(TestApp, SmtpSink)> {
     let backend = match store {
         Store::Postgres => Backend::Postgres,
         Store::Sqlite | Store::Redis => Backend::Sqlite,
@@ -42,6 +51,7 @@ async fn app(store: Store, test: &str) -> Option<(TestApp, SmtpSink)> {
         Store::Sqlite | Store::Postgres => None,
     };
     let mut env = vec![("GATEHOUSE_PUBLIC_URL", "http://localhost:0")];
+    env.extend_from_slice(extra);
     if let Some(url) = &redis {
         env.push(("GATEHOUSE_REDIS_URL", url.as_str()));
     }
@@ -96,7 +106,17 @@ async fn password_sign_in(v: &mut Visitor<'_>, email: &str) -> (u16, reqwest::he
 
 /// Adds `key` to the signed-in visitor's account as `name`: the finish call's status and answer.
 async fn register(v: &mut Visitor<'_>, key: &mut SoftPasskey, name: &str) -> (u16, Value) {
-    let csrf = v.csrf_from("/account").await;
+    register_from(v, key, name, "/account").await
+}
+
+/// [`register`], with the CSRF token of the page `page` (the one the widget is on).
+async fn register_from(
+    v: &mut Visitor<'_>,
+    key: &mut SoftPasskey,
+    name: &str,
+    page: &str,
+) -> (u16, Value) {
+    let csrf = v.csrf_from(page).await;
     let (status, _, challenge) = v
         .post_json("/account/passkeys/start", &csrf, &json!({}))
         .await;
@@ -390,6 +410,58 @@ on_every_store! {
         let csrf = bob.csrf_from("/account").await;
         assert_eq!(bob.post("/account/passkeys/remove", &[("csrf_token", &csrf), ("id", &id)]).await.0, 404);
         assert_eq!(app.db.query("SELECT COUNT(*) FROM passkeys").fetch_one().await.unwrap().get::<i64>(0).unwrap(), 1);
+    }
+}
+
+/// A role that requires MFA takes a passkey as the MFA: the user who must enrol may add one
+/// instead of TOTP, and is then let in; after a password the passkey is then the second factor
+/// (a password alone no longer opens the account), and a passkey sign-in is both factors. Run
+/// on both databases (the passkeys are stored there).
+async fn a_role_that_requires_mfa_accepts_a_passkey(store: Store) {
+    let test = "passkeys::a_role_that_requires_mfa_accepts_a_passkey";
+    let Some((app, _sink)) =
+        app_with(store, test, &[("GATEHOUSE_MFA_REQUIRED_ROLES", "user")]).await
+    else {
+        return;
+    };
+    let mut v = Visitor::new(&app);
+    assert_eq!(password_sign_in(&mut v, ADA).await.0, 303);
+    let (status, headers, _) = v.get("/").await;
+    assert_eq!((status, &headers["location"]), (303, &"/account/mfa".parse().unwrap()), "enrolment first");
+    let (_, _, page) = v.get("/account/mfa").await;
+    assert!(page.contains("data-passkey=\"register\""), "a passkey is offered at enrolment: {page}");
+
+    let mut key = SoftPasskey::new(&origin(&app));
+    let (status, answer) = register_from(&mut v, &mut key, "Phone", "/account/mfa").await;
+    assert_eq!(status, 201, "a user who must enrol may add a passkey: {answer}");
+    assert_eq!(v.get("/").await.0, 200, "the passkey meets the role's requirement");
+    assert!(v.get("/account/mfa").await.2.contains("id=\"passkey-mfa\""));
+
+    // A password alone no longer opens the account: the passkey is asked for after it.
+    let mut later = Visitor::new(&app);
+    assert_eq!(password_sign_in(&mut later, ADA).await.1["location"], "/login/mfa");
+    assert!(!signed_in_as(&mut later, ADA).await);
+    let (status, answer) = passkey_second_factor(&mut later, &mut key).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(later.get("/").await.0, 200);
+
+    // A passkey sign-in is both factors: straight in, no enrolment.
+    let mut fresh = Visitor::new(&app);
+    assert_eq!(passkey_sign_in(&mut fresh, &mut key).await.0, 200);
+    assert_eq!(fresh.get("/").await.0, 200);
+}
+
+mod a_role_that_requires_mfa_accepts_a_passkey {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite() {
+        a_role_that_requires_mfa_accepts_a_passkey(Store::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        a_role_that_requires_mfa_accepts_a_passkey(Store::Postgres).await;
     }
 }
 

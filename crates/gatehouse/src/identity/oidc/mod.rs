@@ -13,10 +13,11 @@
 //!   cached for [`METADATA_LIFETIME`], and an ID token whose `kid` is not among the cached keys
 //!   makes one refresh of the keys, at most once per [`KEY_REFRESH_INTERVAL`] per provider (a
 //!   stream of tokens with made-up `kid`s cannot make Gatehouse hammer the provider).
-//! - **The back channel.** The crate takes any HTTP client; the one here ([`back_channel`])
+//! - **The back channel.** The crate takes any HTTP client; the one here is Gatehouse's one
+//!   back-channel client, [`Outbound`] (its `AsyncHttpClient` implementation is below): it
 //!   follows no redirects (a redirecting discovery document or token endpoint is an error, not a
 //!   detour to another host), ignores the `HTTP(S)_PROXY` variables, has connect and overall
-//!   timeouts, and in production refuses anything but https.
+//!   timeouts, bounds the answers, and in production refuses anything but https.
 //!
 //! # Security
 //! - The accepted signature algorithms are the provider's allowlist from the settings
@@ -30,6 +31,8 @@
 pub mod flow;
 pub mod identities;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +47,7 @@ use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
 use crate::clock::Clock;
+use crate::outbound::{Outbound, OutboundError};
 
 /// How long discovery metadata and keys are used before they are fetched again.
 pub const METADATA_LIFETIME: Duration = Duration::from_secs(3600);
@@ -51,10 +55,6 @@ pub const METADATA_LIFETIME: Duration = Duration::from_secs(3600);
 pub const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 /// How far in the future an ID token's `iat` may be.
 pub const CLOCK_SKEW: Duration = Duration::from_secs(300);
-/// How long a back-channel call may take in all.
-const BACK_CHANNEL_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long connecting to the provider may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An ID-token signature algorithm a provider may be allowed: asymmetric ones only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,30 +209,31 @@ pub struct Provider {
 #[derive(Debug)]
 pub struct Providers {
     providers: Vec<Arc<Provider>>,
-    http: reqwest::Client,
+    http: Outbound,
     clock: Arc<dyn Clock>,
     /// The public base URL (redirect URIs are made from it).
     base_url: String,
 }
 
-/// The back-channel HTTP client: no redirects, no proxy variables, timeouts, and https only in
-/// production.
-pub fn back_channel(production: bool) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(BACK_CHANNEL_TIMEOUT)
-        .https_only(production)
-        .user_agent("gatehouse")
-        .build()
+/// The `openidconnect` crate's requests (discovery, keys, the code exchange) go through the one
+/// back-channel client, under its rules. A provider's error answer (a token endpoint's `400`)
+/// is handed back for the crate to read; a redirect is an error.
+impl<'c> openidconnect::AsyncHttpClient<'c> for Outbound {
+    type Error = OutboundError;
+    type Future = Pin<
+        Box<dyn Future<Output = Result<openidconnect::HttpResponse, OutboundError>> + Send + 'c>,
+    >;
+
+    fn call(&'c self, request: openidconnect::HttpRequest) -> Self::Future {
+        Box::pin(self.send(request))
+    }
 }
 
 impl Providers {
     /// The providers of `configs`, reached through `http`, with redirect URIs under `base_url`.
     pub fn new(
         configs: &[ProviderConfig],
-        http: reqwest::Client,
+        http: Outbound,
         clock: Arc<dyn Clock>,
         base_url: &str,
     ) -> Self {
@@ -255,7 +256,7 @@ impl Providers {
 
     /// No provider at all (commands that sign nobody in).
     pub fn none(clock: Arc<dyn Clock>) -> Self {
-        Self::new(&[], reqwest::Client::new(), clock, "")
+        Self::new(&[], Outbound::new(false), clock, "")
     }
 
     /// The provider named `name`.
@@ -273,7 +274,7 @@ impl Providers {
         format!("{}/auth/oidc/{provider}/callback", self.base_url)
     }
 
-    pub(crate) fn http(&self) -> &reqwest::Client {
+    pub(crate) fn http(&self) -> &Outbound {
         &self.http
     }
 

@@ -69,6 +69,18 @@ pub(crate) async fn list(db: &Db, user_id: Uuid) -> Result<Vec<StoredPasskey>, E
     .collect()
 }
 
+/// Whether the user has a passkey.
+#[tracing::instrument(level = "debug", skip_all)]
+pub(crate) async fn any(db: &Db, user_id: Uuid) -> Result<bool, Error> {
+    let count: i64 = db
+        .query("SELECT COUNT(*) FROM passkeys WHERE user_id = $1")
+        .bind_uuid(user_id)
+        .fetch_one()
+        .await?
+        .get(0)?;
+    Ok(count > 0)
+}
+
 /// The passkey with this credential ID (base64url), whoever's.
 #[tracing::instrument(level = "debug", skip_all)]
 pub(crate) async fn by_credential_id(
