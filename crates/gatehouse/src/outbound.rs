@@ -244,8 +244,9 @@ impl Outbound {
             .parse()
             .map_err(|e| failed(format!("HTTP: {e}")))?;
         let headers = &mut parts.headers;
-        let authority = http::HeaderValue::from_str(&url[Position::BeforeHost..Position::AfterPort])
-            .map_err(|e| failed(format!("HTTP: {e}")))?;
+        let authority =
+            http::HeaderValue::from_str(&url[Position::BeforeHost..Position::AfterPort])
+                .map_err(|e| failed(format!("HTTP: {e}")))?;
         headers.insert(http::header::HOST, authority);
         headers
             .entry(http::header::USER_AGENT)

@@ -6,7 +6,7 @@
 //! # Security
 //! - The start is a `POST` with the CSRF token: another site cannot start a sign-in (or a link)
 //!   in the user's browser. Its answer is a page that moves on to the provider (see
-//!   [`render_started`] for why not a redirect).
+//!   `render_started` for why not a redirect).
 //! - The flow cookie binds the flow to this browser (`identity::oidc::flow`); the callback
 //!   clears it. Callback pages are `no-store` with `Referrer-Policy: same-origin`: the code and
 //!   state in their URL go nowhere else.

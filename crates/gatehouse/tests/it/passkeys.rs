@@ -34,11 +34,7 @@ async fn app(store: Store, test: &str) -> Option<(TestApp, SmtpSink)> {
 }
 
 /// [`app`], with the settings `extra` besides.
-async fn app_with(
-    store: Store,
-    test: &str,
-    extra: &[(&str, &str)],
-) -> Option<(TestApp, SmtpSink)> {
+async fn app_with(store: Store, test: &str, extra: &[(&str, &str)]) -> Option<(TestApp, SmtpSink)> {
     let backend = match store {
         Store::Postgres => Backend::Postgres,
         Store::Sqlite | Store::Redis => Backend::Sqlite,
@@ -427,19 +423,36 @@ async fn a_role_that_requires_mfa_accepts_a_passkey(store: Store) {
     let mut v = Visitor::new(&app);
     assert_eq!(password_sign_in(&mut v, ADA).await.0, 303);
     let (status, headers, _) = v.get("/").await;
-    assert_eq!((status, &headers["location"]), (303, &"/account/mfa".parse().unwrap()), "enrolment first");
+    assert_eq!(
+        (status, &headers["location"]),
+        (303, &"/account/mfa".parse().unwrap()),
+        "enrolment first"
+    );
     let (_, _, page) = v.get("/account/mfa").await;
-    assert!(page.contains("data-passkey=\"register\""), "a passkey is offered at enrolment: {page}");
+    assert!(
+        page.contains("data-passkey=\"register\""),
+        "a passkey is offered at enrolment: {page}"
+    );
 
     let mut key = SoftPasskey::new(&origin(&app));
     let (status, answer) = register_from(&mut v, &mut key, "Phone", "/account/mfa").await;
-    assert_eq!(status, 201, "a user who must enrol may add a passkey: {answer}");
-    assert_eq!(v.get("/").await.0, 200, "the passkey meets the role's requirement");
+    assert_eq!(
+        status, 201,
+        "a user who must enrol may add a passkey: {answer}"
+    );
+    assert_eq!(
+        v.get("/").await.0,
+        200,
+        "the passkey meets the role's requirement"
+    );
     assert!(v.get("/account/mfa").await.2.contains("id=\"passkey-mfa\""));
 
     // A password alone no longer opens the account: the passkey is asked for after it.
     let mut later = Visitor::new(&app);
-    assert_eq!(password_sign_in(&mut later, ADA).await.1["location"], "/login/mfa");
+    assert_eq!(
+        password_sign_in(&mut later, ADA).await.1["location"],
+        "/login/mfa"
+    );
     assert!(!signed_in_as(&mut later, ADA).await);
     let (status, answer) = passkey_second_factor(&mut later, &mut key).await;
     assert_eq!(status, 200, "{answer}");

@@ -419,7 +419,7 @@ pub(super) static ROWS: &[Setting] = &[
         aliases: &[],
         secrecy: Secrecy::Public,
         default: "`admin` in production, `none` in development",
-        doc: "roles (comma-separated, or `none`) whose users must set up two-step sign-in: until they do, every page sends them to `/account/mfa` and every other request gets `403`",
+        doc: "roles (comma-separated, or `none`) whose users must set up two-step sign-in, TOTP or a passkey: until they do, every page sends them to `/account/mfa` (where either is set up) and every other request gets `403`; once they have, a password or link is followed by the second factor",
         read: |s, v| {
             let default = match s.env {
                 Environment::Production => vec![Role::Admin],

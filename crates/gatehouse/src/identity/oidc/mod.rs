@@ -6,7 +6,7 @@
 //! exchange and the ID token's signature, `iss`, `aud`, `exp` and `nonce` checks). Around it,
 //! what the crate leaves to its user:
 //! - **`azp` and `iat`.** The crate does not check the authorized party (its source explains
-//!   why) nor, by default, the issue time: [`Providers::verify`] refuses a token whose `azp`
+//!   why) nor, by default, the issue time: `Providers::verify` refuses a token whose `azp`
 //!   is not this client (or that has several audiences and no `azp`), and one issued more than
 //!   [`CLOCK_SKEW`] in the future.
 //! - **Keys that rotate.** The crate fetches metadata and keys once, when asked. Here they are
