@@ -13,19 +13,14 @@ use serde_json::{Value, json};
 use crate::support::passkey::SoftPasskey;
 use crate::support::smtp_sink::SmtpSink;
 use crate::support::visitor::Visitor;
-use crate::support::{Backend, TestApp, add_user, redis_url, spawn_app_with_mail, totp_code};
+use crate::support::{Backend, TestApp, add_user, spawn_app_with_mail, totp_code};
 
 const ADA: &str = "ada@example.com";
 const BOB: &str = "bob@example.com";
 const PASSWORD: &str = "Vermilion-Otter-42";
 
-/// Where ceremony state is kept.
-#[derive(Clone, Copy, Debug)]
-enum Store {
-    Sqlite,
-    Postgres,
-    Redis,
-}
+/// Where ceremony state is kept (with the sessions).
+use crate::support::SessionStore as Store;
 
 /// An app on `store` whose public URL is `http://localhost:PORT`, with mail, and Ada (password);
 /// `None` when the store is not here.
@@ -35,22 +30,10 @@ async fn app(store: Store, test: &str) -> Option<(TestApp, SmtpSink)> {
 
 /// [`app`], with the settings `extra` besides.
 async fn app_with(store: Store, test: &str, extra: &[(&str, &str)]) -> Option<(TestApp, SmtpSink)> {
-    let backend = match store {
-        Store::Postgres => Backend::Postgres,
-        Store::Sqlite | Store::Redis => Backend::Sqlite,
-    };
-    if !backend.available(test) {
-        return None;
-    }
-    let redis = match store {
-        Store::Redis => Some(redis_url(test)?),
-        Store::Sqlite | Store::Postgres => None,
-    };
+    let (backend, redis) = store.settings(test)?;
     let mut env = vec![("GATEHOUSE_PUBLIC_URL", "http://localhost:0")];
     env.extend_from_slice(extra);
-    if let Some(url) = &redis {
-        env.push(("GATEHOUSE_REDIS_URL", url.as_str()));
-    }
+    env.extend(redis.iter().map(|(k, v)| (*k, v.as_str())));
     let (app, sink) = spawn_app_with_mail(backend, &env).await;
     add_user(&app, ADA).password(PASSWORD).await;
     Some((app, sink))

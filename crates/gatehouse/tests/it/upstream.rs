@@ -8,10 +8,11 @@ use std::time::Duration;
 use gatehouse::identity::{Email, users};
 use serde_json::{Value, json};
 
+use crate::support::SessionStore as Store;
 use crate::support::access_proxy::{AccessProxy, TestKey};
 use crate::support::visitor::{Visitor, field};
 use crate::support::{
-    Backend, TestApp, add_user, captured_log_text, redis_url, spawn_unlimited_app, totp_code,
+    Backend, TestApp, add_user, captured_log_text, spawn_unlimited_app, totp_code,
 };
 use crate::{backend_agnostic, on_every_backend};
 
@@ -77,29 +78,12 @@ fn visitor_as<'a>(app: &'a TestApp, proxy: &AccessProxy, email: &str) -> Visitor
     v
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Store {
-    Sqlite,
-    Postgres,
-    Redis,
-}
-
 /// An app behind `proxy` keeping its sessions in `store`; `None` (with a printed reason) when
 /// the store is not here.
 async fn behind_with_sessions_in(proxy: &AccessProxy, store: Store, test: &str) -> Option<TestApp> {
-    Some(match store {
-        Store::Sqlite => behind(proxy, Backend::Sqlite, &[]).await,
-        Store::Postgres => {
-            if !Backend::Postgres.available(test) {
-                return None;
-            }
-            behind(proxy, Backend::Postgres, &[]).await
-        }
-        Store::Redis => {
-            let url = redis_url(test)?;
-            behind(proxy, Backend::Sqlite, &[("GATEHOUSE_REDIS_URL", &url)]).await
-        }
-    })
+    let (backend, redis) = store.settings(test)?;
+    let env: Vec<(&str, &str)> = redis.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Some(behind(proxy, backend, &env).await)
 }
 
 /// Runs each body once per session store: `sqlite`, `postgres`, `redis`.

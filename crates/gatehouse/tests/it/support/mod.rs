@@ -29,7 +29,7 @@ pub(crate) mod visitor;
 pub(crate) use app::{
     TestApp, spawn_app, spawn_app_with, spawn_app_with_mail, spawn_instance, spawn_unlimited_app,
 };
-pub(crate) use backend::{Backend, redis_url};
+pub(crate) use backend::{Backend, SessionStore, redis_url};
 pub(crate) use cli::{
     ServedBinary, assert_audit_chain_verifies, env_of, run_cli, run_cli_with_stdin,
 };
