@@ -441,6 +441,16 @@ async fn a_role_that_requires_mfa_accepts_a_passkey(store: Store) {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(later.get("/").await.0, 200);
 
+    // Nor does a password alone get API tokens (the grant's second factor is a TOTP code).
+    let res = app
+        .request(reqwest::Method::POST, "/api/v1/auth/token")
+        .json(&json!({"grant_type": "password", "email": ADA, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "mfa_required");
+
     // A passkey sign-in is both factors: straight in, no enrolment.
     let mut fresh = Visitor::new(&app);
     assert_eq!(passkey_sign_in(&mut fresh, &mut key).await.0, 200);
