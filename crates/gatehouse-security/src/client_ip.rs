@@ -14,6 +14,9 @@
 //!
 //! The result is inserted into the request extensions as [`ClientIp`] (also an extractor) and
 //! recorded as the `client_ip` field of the current tracing span, if that span declares it.
+//! The TCP peer itself, and whether it is a trusted proxy, is inserted as [`Peer`]: the one
+//! answer for anything else a proxy may vouch for (an identity header an authenticating proxy
+//! sets, say), so that no second list or second check of the peer exists.
 //! Without `ConnectInfo` (for example in a test that calls the router directly) nothing is
 //! inserted.
 //!
@@ -151,6 +154,16 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
+/// The TCP peer of a request, and whether it is one of the trusted proxies, as
+/// [`ClientIpLayer`] judged it (an IPv4-mapped IPv6 peer counts as IPv4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// The peer's address.
+    pub ip: IpAddr,
+    /// Whether it is in the trusted proxies: only then may headers it sets be believed.
+    pub trusted_proxy: bool,
+}
+
 /// Determines the [`ClientIp`] of every request.
 ///
 /// See the [module docs](self) for the rules.
@@ -205,6 +218,10 @@ where
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip().to_canonical());
         if let Some(peer) = peer {
+            req.extensions_mut().insert(Peer {
+                ip: peer,
+                trusted_proxy: self.proxies.contains(peer),
+            });
             let ip = resolve(peer, &self.proxies, req.headers());
             tracing::Span::current().record("client_ip", tracing::field::display(ip));
             req.extensions_mut().insert(ClientIp(ip));
@@ -553,6 +570,32 @@ mod tests {
         let headers: &[(&str, &[u8])] = &[("x-forwarded-for", b"203.0.113.9, ::ffff:10.0.0.2")];
 
         assert_eq!(client_ip("10.0.0.1", headers).await, "203.0.113.9");
+    }
+
+    #[tokio::test]
+    async fn the_peer_is_marked_trusted_only_inside_the_trusted_proxies() {
+        async fn peer_of(addr: &str) -> Peer {
+            let inner = service_fn(|req: Request<Body>| async move {
+                Ok::<_, Infallible>(*req.extensions().get::<Peer>().unwrap())
+            });
+            let layer = ClientIpLayer::new(TrustedProxies::parse(PROXIES).unwrap());
+            let mut req = Request::new(Body::empty());
+            req.extensions_mut()
+                .insert(ConnectInfo(SocketAddr::new(addr.parse().unwrap(), 4242)));
+            layer.layer(inner).oneshot(req).await.unwrap()
+        }
+
+        let trusted = peer_of("::ffff:10.0.0.1").await;
+        let untrusted = peer_of("203.0.113.5").await;
+
+        assert_eq!(
+            trusted,
+            Peer {
+                ip: "10.0.0.1".parse().unwrap(),
+                trusted_proxy: true
+            }
+        );
+        assert!(!untrusted.trusted_proxy);
     }
 
     #[tokio::test]

@@ -71,7 +71,7 @@ pub mod request_id;
 pub mod sensitive;
 
 pub use body_limit::BodyLimitLayer;
-pub use client_ip::{ClientIp, ClientIpLayer, TrustedProxies};
+pub use client_ip::{ClientIp, ClientIpLayer, Peer, TrustedProxies};
 pub use cors::CorsPolicy;
 pub use csrf::{CsrfConfig, CsrfExempt, CsrfLayer, CsrfSecret, CsrfToken};
 pub use error::Error;

@@ -1,7 +1,8 @@
 //! Marks credential-carrying headers as sensitive so they never appear in logs.
 //!
 //! [`sensitive_headers_layer`] marks `Authorization`, `Proxy-Authorization`, `Cookie`,
-//! `Set-Cookie` and `X-API-Key` as [sensitive](http::HeaderValue::set_sensitive) on requests before the inner
+//! `Set-Cookie`, `X-API-Key` and `Cf-Access-Jwt-Assertion` (Cloudflare Access's signed identity,
+//! replayable until it expires) as [sensitive](http::HeaderValue::set_sensitive) on requests before the inner
 //! service sees them and on responses after it produced them. A sensitive value prints as
 //! `Sensitive` in `Debug` output, and tower-http's trace layer and most tracing code leave it
 //! out.
@@ -21,8 +22,11 @@ use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
 /// `X-API-Key`: an API key sent without `Authorization`, as many clients do.
 pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
-/// A layer marking `authorization`, `proxy-authorization`, `cookie`, `set-cookie` and
-/// `x-api-key` as sensitive on requests and responses.
+/// `Cf-Access-Jwt-Assertion`: the identity Cloudflare Access signs for the application behind it.
+pub const CF_ACCESS_JWT_ASSERTION: HeaderName = HeaderName::from_static("cf-access-jwt-assertion");
+
+/// A layer marking `authorization`, `proxy-authorization`, `cookie`, `set-cookie`, `x-api-key`
+/// and `cf-access-jwt-assertion` as sensitive on requests and responses.
 pub fn sensitive_headers_layer() -> SetSensitiveHeadersLayer {
     SetSensitiveHeadersLayer::new([
         header::AUTHORIZATION,
@@ -30,6 +34,7 @@ pub fn sensitive_headers_layer() -> SetSensitiveHeadersLayer {
         header::COOKIE,
         header::SET_COOKIE,
         X_API_KEY,
+        CF_ACCESS_JWT_ASSERTION,
     ])
 }
 
@@ -60,6 +65,7 @@ mod tests {
             .header(header::PROXY_AUTHORIZATION, "Basic proxy-secret")
             .header(header::COOKIE, "session=cookie-secret")
             .header("X-API-Key", "gk_api-key-secret")
+            .header("Cf-Access-Jwt-Assertion", "eyJ.assertion-secret.sig")
             .header(header::ACCEPT, "text/html")
             .body(Body::empty())
             .unwrap();
@@ -85,6 +91,7 @@ mod tests {
             "proxy-secret",
             "cookie-secret",
             "api-key-secret",
+            "assertion-secret",
         ] {
             assert!(!printed_request.contains(secret), "{printed_request}");
         }

@@ -18,6 +18,7 @@ pub mod items;
 pub mod keys;
 pub mod mail;
 pub mod ops;
+pub mod outbound;
 pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -132,16 +132,29 @@ impl Application {
         );
         let mailer = Mailer::start(&settings.smtp).context("outgoing mail (SMTP_*)")?;
         let access_cache: Arc<crate::identity::tokens::AccessCache> = Arc::default();
+        // The one back-channel client (https only in production), shared by every caller.
+        let outbound = crate::outbound::Outbound::new(!settings.is_production());
+        let oidc = Arc::new(crate::identity::oidc::Providers::new(
+            &settings.oidc_providers,
+            outbound.clone(),
+            clock.clone(),
+            settings.public_url.as_str(),
+        ));
         let identity = crate::identity::Identity::new(crate::identity::service::Parts {
             db: db.clone(),
             keys: keys.clone(),
             sessions: sessions.clone(),
+            oidc,
             limiter: limiter.clone(),
             passwords: passwords.clone(),
             mailer: mailer.clone(),
             clock: clock.clone(),
             tokens: tokens.clone(),
             access_cache: access_cache.clone(),
+            upstream: Arc::new(crate::identity::upstream::Upstream::new(
+                settings.upstream_identity.clone(),
+                outbound,
+            )),
             config: identity_config(&settings),
         });
         // After the listener: the links it mails or logs name the real port.
@@ -282,6 +295,8 @@ pub async fn cli_identity(
             mailer: Mailer::start(&settings.smtp).context("outgoing mail (SMTP_*)")?,
             tokens: Arc::new(KeyRing::unloaded(clock.now())),
             access_cache: Arc::default(),
+            oidc: Arc::new(crate::identity::oidc::Providers::none(clock.clone())),
+            upstream: Arc::new(crate::identity::upstream::Upstream::off()),
             config: identity_config(settings),
             clock,
         },
@@ -310,6 +325,7 @@ fn identity_config(settings: &Settings) -> crate::identity::IdentityConfig {
         sign_in_link_lifetime: settings.sign_in_link_lifetime,
         password_reset_lifetime: settings.password_reset_lifetime,
         password_policy: settings.password_policy.clone(),
+        relying_party: crate::identity::passkeys::relying_party(&settings.public_url),
     }
 }
 

@@ -22,8 +22,8 @@ use crate::{ops, web};
 /// Every route, wrapped in the request pipeline.
 ///
 /// The stack, outermost first (DESIGN.md §2, with the reasons for each place):
-/// 1. sensitive headers: `Authorization`, `Cookie`, `Set-Cookie`, `X-API-Key` are marked before
-///    anything can log them;
+/// 1. sensitive headers: `Authorization`, `Cookie`, `Set-Cookie`, `X-API-Key`,
+///    `Cf-Access-Jwt-Assertion` are marked before anything can log them;
 /// 2. request ID, then 3. client IP: both cannot panic, so running them first lets every
 ///    response, a panic's 500 included, carry the request ID, and lets the span name the client;
 /// 4. the request span, log line and metrics: it sees the final status of everything below;
@@ -40,9 +40,12 @@ use crate::{ops, web};
 /// 13. rate limits per client IP (`/healthz` and `/readyz` exempt);
 /// 14. authentication: the request's one credential (on the API a bearer token or API key, else
 ///     the session cookie) → its principal, and for a session `CurrentUser` and its CSRF secret;
-/// 15. rate limits per signed-in account (inside the session layer, which names the account);
-/// 16. CSRF: on the form routes, and on the API for cookie-authenticated requests;
-/// 17. the routes.
+/// 15. the upstream access proxy's identity, when configured (`web::upstream`): inside
+///     authentication, which names the session it compares with the proxy's person; a request
+///     without the proxy's valid assertion stops here;
+/// 16. rate limits per signed-in account (inside the session layer, which names the account);
+/// 17. CSRF: on the form routes, and on the API for cookie-authenticated requests;
+/// 18. the routes.
 pub fn router(state: AppState) -> anyhow::Result<Router> {
     let settings = &state.settings;
     let cors = settings
@@ -74,6 +77,10 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .option_layer((!cors.origins().is_empty()).then(|| cors.layer()))
         .layer(rate_limit_layer(&state)?)
         .layer(SessionLayer::new(state.clone()))
+        .option_layer(
+            web::upstream::enabled(&state)
+                .then(|| axum::middleware::from_fn_with_state(state.clone(), web::upstream::layer)),
+        )
         .layer(account_rate_limit_layer(&state)?);
     // CSRF guards the forms (sign-in, account); `/` needs no token for anonymous visitors and
     // `/csp-report` is posted by browsers without one.
@@ -93,9 +100,11 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .merge(crate::api::openapi::router().layer(csrf.clone().session_only()))
         .merge(
             web::auth::router()
+                .merge(web::oidc::router())
                 .merge(web::account::router())
                 .merge(web::password_reset::router())
                 .merge(web::mfa::router())
+                .merge(web::passkeys::router())
                 .merge(web::api_keys::pages())
                 .merge(web::items::router())
                 .merge(web::setup::router())
@@ -136,6 +145,7 @@ fn rate_limit_layer(state: &AppState) -> anyhow::Result<RateLimitLayer> {
             )?
             .path_prefix("/login")
             .path_prefix("/password")
+            .path_prefix("/auth/oidc")
             .path_prefix("/api/v1/auth/token")
             .methods([http::Method::POST]),
         );

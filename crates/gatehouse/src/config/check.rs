@@ -52,6 +52,20 @@ impl Settings {
                 ),
             );
         }
+        for provider in &self.oidc_providers {
+            if !provider.issuer.starts_with("https://") {
+                problem(
+                    &format!(
+                        "GATEHOUSE_OIDC_{}_ISSUER",
+                        provider.name.to_ascii_uppercase()
+                    ),
+                    format!(
+                        "is `{}`: an OpenID provider is reached over https:// in production",
+                        provider.issuer
+                    ),
+                );
+            }
+        }
         match &self.smtp.host {
             None => problem(
                 "SMTP_HOST",
@@ -64,6 +78,9 @@ impl Settings {
             Some(_) => {}
         }
         for p in self.transport_problems() {
+            problem(&p.setting, p.message);
+        }
+        for p in self.upstream_problems() {
             problem(&p.setting, p.message);
         }
         if self.cors_allow_credentials && self.cors_origins.iter().any(|o| o == "*") {
@@ -86,6 +103,9 @@ impl Settings {
                 setting: "GATEHOUSE_REDIS_URL".into(),
                 message: "PostgreSQL without Redis: rate limits are counted per instance; set GATEHOUSE_REDIS_URL when running several instances".into(),
             });
+        }
+        if !self.is_production() {
+            warnings.extend(self.upstream_problems());
         }
         if self.trusted_proxies.covers_every_address() {
             warnings.push(ConfigError {
@@ -124,6 +144,45 @@ impl Settings {
 }
 
 impl Settings {
+    /// An upstream identity that anyone could assert: refused in production, warned about in
+    /// development. Cloudflare's keys over plain HTTP could be swapped on the way; a trusted
+    /// header believed from no proxy is dead, and one believed from every address lets any
+    /// client name any person.
+    fn upstream_problems(&self) -> Vec<ConfigError> {
+        use crate::identity::upstream::UpstreamMode;
+        let mut problems = Vec::new();
+        let upstream = &self.upstream_identity;
+        match upstream.mode {
+            UpstreamMode::Off => {}
+            UpstreamMode::CloudflareAccess => {
+                if upstream
+                    .team_domain
+                    .as_ref()
+                    .is_some_and(|u| u.scheme() != "https")
+                {
+                    problems.push(ConfigError {
+                        setting: "GATEHOUSE_CF_ACCESS_TEAM_DOMAIN".into(),
+                        message: "is not https://: the signing keys would be fetched in the clear; set it to https://<team>.cloudflareaccess.com".into(),
+                    });
+                }
+            }
+            UpstreamMode::TrustedHeader => {
+                if self.trusted_proxies.is_empty() {
+                    problems.push(ConfigError {
+                        setting: "GATEHOUSE_TRUSTED_PROXIES".into(),
+                        message: "is empty while GATEHOUSE_UPSTREAM_IDENTITY=trusted_header: the identity header is believed only from trusted proxies; list the authenticating proxy's addresses".into(),
+                    });
+                } else if self.trusted_proxies.covers_every_address() {
+                    problems.push(ConfigError {
+                        setting: "GATEHOUSE_TRUSTED_PROXIES".into(),
+                        message: "trusts every address while GATEHOUSE_UPSTREAM_IDENTITY=trusted_header: any client could name any person in the identity header; list only the authenticating proxy's addresses".into(),
+                    });
+                }
+            }
+        }
+        problems
+    }
+
     /// Unprotected connections to another host: refused in production, warned about in
     /// development (see the module's Security section).
     fn transport_problems(&self) -> Vec<ConfigError> {
@@ -272,6 +331,44 @@ mod tests {
             ("GATEHOUSE_PUBLIC_URL", "http://gate.example"),
         ]);
         assert_eq!(names, ["GATEHOUSE_PUBLIC_URL"]);
+    }
+
+    #[test]
+    fn production_refuses_an_upstream_identity_anyone_could_assert() {
+        let base = [
+            ("GATEHOUSE_ENV", "production"),
+            ("GATEHOUSE_SECRET_KEY", GOOD_KEY),
+            ("SMTP_HOST", "smtp.example"),
+            ("GATEHOUSE_PUBLIC_URL", "https://gate.example"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = base.to_vec();
+            pairs.extend_from_slice(extra);
+            production_problem_names(&pairs)
+        };
+        let header = ("GATEHOUSE_UPSTREAM_IDENTITY", "trusted_header");
+        assert_eq!(with(&[header]), ["GATEHOUSE_TRUSTED_PROXIES"]);
+        assert_eq!(
+            with(&[header, ("GATEHOUSE_TRUSTED_PROXIES", "0.0.0.0/0")]),
+            ["GATEHOUSE_TRUSTED_PROXIES"]
+        );
+        assert!(with(&[header, ("GATEHOUSE_TRUSTED_PROXIES", "10.0.0.7")]).is_empty());
+        let cloudflare = [
+            ("GATEHOUSE_UPSTREAM_IDENTITY", "cloudflare_access"),
+            ("GATEHOUSE_CF_ACCESS_AUD", "0123abcd"),
+        ];
+        let mut plain = cloudflare.to_vec();
+        plain.push((
+            "GATEHOUSE_CF_ACCESS_TEAM_DOMAIN",
+            "http://acme.cloudflareaccess.com",
+        ));
+        assert_eq!(with(&plain), ["GATEHOUSE_CF_ACCESS_TEAM_DOMAIN"]);
+        let mut secure = cloudflare.to_vec();
+        secure.push((
+            "GATEHOUSE_CF_ACCESS_TEAM_DOMAIN",
+            "https://acme.cloudflareaccess.com",
+        ));
+        assert!(with(&secure).is_empty());
     }
 
     #[test]

@@ -65,6 +65,8 @@ impl Sources {
 /// Raw string values with their origins, before typing.
 struct Raw {
     values: BTreeMap<&'static str, (String, Origin)>,
+    /// The per-provider OpenID Connect variables (`table::oidc`), which no row declares.
+    providers: BTreeMap<String, (String, Origin)>,
 }
 
 impl Raw {
@@ -139,14 +141,20 @@ fn collect_raw(sources: &Sources, errors: &mut Vec<ConfigError>) -> Raw {
     }
 
     // The .env file sits below the real environment: apply it first.
+    let mut providers = BTreeMap::new();
     for (layer, origin) in [(&dotenv, Origin::DotEnv), (&sources.env, Origin::Env)] {
         for row in table::all() {
             if let Some(v) = lookup(row, layer, errors) {
                 values.insert(row.name, (v, origin));
             }
         }
+        for (name, v) in layer {
+            if table::oidc::is_provider_variable(name) && !v.is_empty() {
+                providers.insert(name.clone(), (v.clone(), origin));
+            }
+        }
     }
-    Raw { values }
+    Raw { values, providers }
 }
 
 /// Finds a setting in one layer: the name, then its `_FILE` variant, then each alias.
@@ -223,6 +231,7 @@ impl Settings {
                 let _ = (row.read)(&mut settings, None);
             }
         }
+        table::oidc::read_providers(&mut settings, &raw.providers, &mut errors);
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -250,6 +259,9 @@ impl Settings {
             cors_allow_credentials: false,
             admin_email: None,
             allowed_domains: Vec::new(),
+            oidc_provider_names: Vec::new(),
+            oidc_providers: Vec::new(),
+            upstream_identity: Default::default(),
             sign_in_link_lifetime: Duration::ZERO,
             session_idle_timeout: Duration::ZERO,
             session_lifetime: Duration::ZERO,

@@ -123,6 +123,14 @@ pub struct Settings {
     /// `GATEHOUSE_ALLOWED_DOMAINS`: addresses in these domains may sign in by magic link (and get
     /// an account with role `user` on first sign-in), besides existing active users.
     pub allowed_domains: Vec<String>,
+    /// `GATEHOUSE_OIDC_PROVIDERS`: the names listed, before their settings are read.
+    pub oidc_provider_names: Vec<String>,
+    /// The OpenID Connect providers (`GATEHOUSE_OIDC_PROVIDERS` and each one's
+    /// `GATEHOUSE_OIDC_<NAME>_…`).
+    pub oidc_providers: Vec<crate::identity::oidc::ProviderConfig>,
+    /// `GATEHOUSE_UPSTREAM_IDENTITY` (with `_HEADER`) and `GATEHOUSE_CF_ACCESS_*`: the person an
+    /// upstream access proxy names.
+    pub upstream_identity: crate::identity::upstream::UpstreamSettings,
     /// `GATEHOUSE_SIGN_IN_LINK_LIFETIME`: how long a mailed sign-in link and its code work.
     pub sign_in_link_lifetime: Duration,
     /// `GATEHOUSE_SESSION_IDLE_TIMEOUT`: a session unused this long ends.

@@ -181,15 +181,22 @@ impl Identity {
         current: &Session,
         origin: &Origin,
     ) -> Result<(), Error> {
-        self.sessions.revoke(user_id, &current.id_hash).await?;
-        self.audit_session(
-            user_id,
-            current,
-            origin,
-            "auth.sign_out",
-            serde_json::json!({}),
-        )
-        .await?;
+        self.end_session(user_id, current, origin, serde_json::json!({}))
+            .await
+    }
+
+    /// Ends `session` of `user_id` as a sign-out does (revoked, audited as `auth.sign_out` with
+    /// `changes` saying why when it was not the user's own click).
+    pub(super) async fn end_session(
+        &self,
+        user_id: Uuid,
+        session: &Session,
+        origin: &Origin,
+        changes: serde_json::Value,
+    ) -> Result<(), Error> {
+        self.sessions.revoke(user_id, &session.id_hash).await?;
+        self.audit_session(user_id, session, origin, "auth.sign_out", changes)
+            .await?;
         tracing::info!(event = "sign_out", user_id = %user_id, "signed out");
         Ok(())
     }

@@ -85,7 +85,7 @@ impl Identity {
         };
         Ok(match found {
             Some((user, via)) => Ok(Principal {
-                enrolment_due: self.enrolment_due(&user),
+                enrolment_due: self.enrolment_due(&user).await?,
                 user,
                 via,
             }),

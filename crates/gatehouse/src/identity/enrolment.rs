@@ -107,7 +107,7 @@ impl Identity {
         if !self.recently_signed_in(session) {
             return Ok(Err(MfaRefusal::NotRecent));
         }
-        if self.config.mfa_required_roles.contains(&user.role) {
+        if self.mfa_required(user) {
             return Ok(Err(MfaRefusal::RequiredByRole));
         }
         let ctx = origin.audit(Actor::User(user.id));

@@ -1,7 +1,7 @@
 //! Security notices by mail (DESIGN.md §7): a password changed or reset, MFA turned on or off or
 //! reset by an administrator, new recovery codes, a recovery code used, a used two-step code tried
 //! again, an API key made, a
-//! sign-in from a new device. Each names the account, the time, the client address and what to
+//! passkey added or removed, a sign-in from a new device. Each names the account, the time, the client address and what to
 //! do if it was not the user; the new-device notice also names the browser or client.
 //!
 //! Only the identity services send them, as part of the change they report, so every way to
@@ -88,6 +88,20 @@ pub const API_KEY_CREATED: Notice = Notice {
     subject: "A new API key was made for your Gatehouse account",
     what: "An API key was made for your account. It works until it expires or is revoked.",
     advice: "revoke it now (DELETE /api/v1/api-keys/{id}), change your password and tell your administrator.",
+};
+
+/// A passkey was added to the account.
+pub const PASSKEY_ADDED: Notice = Notice {
+    subject: "A passkey was added to your Gatehouse account",
+    what: "A passkey was registered for your account. It signs in to your account without a password or code.",
+    advice: "remove it now from your account page, change your password and tell your administrator.",
+};
+
+/// A passkey was removed from the account.
+pub const PASSKEY_REMOVED: Notice = Notice {
+    subject: "A passkey was removed from your Gatehouse account",
+    what: "A passkey was removed from your account; it no longer signs in.",
+    advice: "change your password, sign out every other session from your account page and tell your administrator.",
 };
 
 /// Queues `notice` to `email`, naming the time and the client address (`None`: the command

@@ -18,6 +18,7 @@ use super::throttle::ThrottleConfig;
 use super::tokens::{AccessCache, KeyRing};
 use super::{Role, User};
 use crate::clock::Clock;
+use crate::error::Error;
 use crate::keys::Keys;
 use crate::mail::Mailer;
 use crate::store::Db;
@@ -49,6 +50,9 @@ pub struct IdentityConfig {
     pub password_reset_lifetime: Duration,
     /// What a new password must be.
     pub password_policy: PasswordPolicy,
+    /// The passkeys' relying party (the public URL's host and origin); `None` when the public
+    /// URL's host is an IP address, which browsers refuse: passkeys are then off.
+    pub relying_party: Option<webauthn_rs::Webauthn>,
 }
 
 /// The identity services. Cheap to clone (one reference count).
@@ -76,6 +80,10 @@ pub struct Parts {
     pub tokens: Arc<KeyRing>,
     /// Access tokens checked in the last few seconds.
     pub access_cache: Arc<AccessCache>,
+    /// The OpenID Connect providers.
+    pub oidc: Arc<super::oidc::Providers>,
+    /// The upstream access proxy's identity, when one is configured (and its key cache).
+    pub upstream: Arc<super::upstream::Upstream>,
     /// The identity settings.
     pub config: IdentityConfig,
 }
@@ -99,11 +107,32 @@ impl Identity {
         self.clock.now()
     }
 
-    /// Whether `user`'s role requires MFA and they have none yet: such a user reaches nothing
-    /// but MFA enrolment (and signing out), whichever credential they hold. The one place this
-    /// rule is decided.
-    pub fn enrolment_due(&self, user: &User) -> bool {
-        !user.mfa_enabled && self.config.mfa_required_roles.contains(&user.role)
+    // ---- the role that requires MFA: the one place its rule is decided ----------------------
+
+    /// Whether `user`'s role requires MFA (`GATEHOUSE_MFA_REQUIRED_ROLES`).
+    pub fn mfa_required(&self, user: &User) -> bool {
+        self.config.mfa_required_roles.contains(&user.role)
+    }
+
+    /// Whether `user` has a second factor that meets a role requiring MFA: TOTP turned on, or a
+    /// registered passkey (every passkey is registered and used with user verification, so it
+    /// is a factor of its own: `super::passkeys`).
+    async fn has_mfa(&self, user: &User) -> Result<bool, Error> {
+        Ok(user.mfa_enabled || super::queries::passkeys::any(&self.db, user.id).await?)
+    }
+
+    /// Whether `user`'s role requires MFA and they have none yet (neither TOTP nor a passkey):
+    /// such a user reaches nothing but MFA enrolment (TOTP or a passkey) and signing out,
+    /// whichever credential they hold.
+    pub async fn enrolment_due(&self, user: &User) -> Result<bool, Error> {
+        Ok(self.mfa_required(user) && !self.has_mfa(user).await?)
+    }
+
+    /// Whether a first factor that is not both factors must be followed by a second: TOTP is
+    /// on, or the role requires MFA and the user's second factor is a passkey (so a password
+    /// alone never opens an account whose role requires MFA).
+    pub async fn second_factor_due(&self, user: &User) -> Result<bool, Error> {
+        Ok(user.mfa_enabled || (self.mfa_required(user) && self.has_mfa(user).await?))
     }
 
     /// Ends every browser session of `user_id` but `keep`, and every API sign-in

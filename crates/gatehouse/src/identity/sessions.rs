@@ -178,6 +178,10 @@ impl RedisSessions {
         format!("{}session:{id_hash}", self.prefix)
     }
 
+    fn pending_key(&self, key_hash: &str) -> String {
+        format!("{}pending:{key_hash}", self.prefix)
+    }
+
     fn user_key(&self, user_id: Uuid) -> String {
         format!("{}user-sessions:{user_id}", self.prefix)
     }
@@ -208,6 +212,11 @@ impl Sessions {
             config,
             clock,
         }
+    }
+
+    /// The time source.
+    pub(super) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// The lifetimes and limits in force.
@@ -481,9 +490,65 @@ impl Sessions {
         let now = self.clock.now();
         let idle_cutoff = now - self.config.idle_timeout;
         Ok(match &self.store {
-            SessionStore::Database(db) => queries::purge(db, now, idle_cutoff).await?,
+            SessionStore::Database(db) => {
+                queries::purge(db, now, idle_cutoff).await?
+                    + queries::purge_pending(db, now).await?
+            }
             SessionStore::Redis(_) => 0,
         })
+    }
+
+    // ---- single-use state of flows in progress -----------------------------------------------
+
+    /// Keeps `payload` under `key_hash` (the SHA-256 of a random key the browser holds) until
+    /// `expires_at`, in the session store, for one [`Sessions::take_pending`]: the server-side
+    /// state of a flow between two requests (an OpenID Connect sign-in between its start and
+    /// its callback, a passkey ceremony between its challenge and the browser's answer). Each
+    /// user of this store names its keys with its own prefix (`oidc:`, `passkey:`).
+    pub async fn put_pending(
+        &self,
+        key_hash: &str,
+        payload: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), Error> {
+        match &self.store {
+            SessionStore::Database(db) => {
+                queries::insert_pending(db, key_hash, payload, expires_at).await
+            }
+            SessionStore::Redis(r) => {
+                let mut conn = r.conn().await?;
+                redis::cmd("SET")
+                    .arg(r.pending_key(key_hash))
+                    .arg(payload)
+                    .arg("PXAT")
+                    .arg(unix_millis(expires_at))
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(redis_error)
+            }
+        }
+    }
+
+    /// Takes (reads and deletes, atomically) the state under `key_hash`: `None` when there is
+    /// none, or it was taken already. Of two concurrent takes exactly one gets it. Whether it
+    /// is still in time is the caller's to judge, with its clock (the stores drop it after its
+    /// deadline, Redis by the wall clock).
+    pub async fn take_pending(&self, key_hash: &str) -> Result<Option<String>, Error> {
+        match &self.store {
+            SessionStore::Database(db) => queries::take_pending(db, key_hash).await,
+            SessionStore::Redis(r) => {
+                let mut conn = r.conn().await?;
+                let (payload,): (Option<String>,) = redis::pipe()
+                    .atomic()
+                    .get(r.pending_key(key_hash))
+                    .del(r.pending_key(key_hash))
+                    .ignore()
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(redis_error)?;
+                Ok(payload)
+            }
+        }
     }
 }
 

@@ -1,5 +1,7 @@
-//! The one sign-in pipeline: every first factor (password, link, one-time code) and the second
-//! factor, on the pages and through the API's password grant, runs through here.
+//! The one sign-in pipeline: every first factor (password, link, one-time code, passkey, OpenID
+//! Connect, the person an upstream access proxy vouches for: `super::upstream`) and the second
+//! factor (TOTP or recovery code, or a passkey), on the pages and through the API's password
+//! grant, runs through here.
 //!
 //! Each way in is one [`Identity`] method that takes an attempt and returns an [`Outcome`].
 //! Inside, once and in this order:
@@ -8,7 +10,9 @@
 //! 2. the lock check and the failure record as one atomic step ([`throttle::reserve`]);
 //! 3. verification of the factor;
 //! 4. the failure: its audit record, the lock record when this failure locked a key;
-//! 5. the MFA branch: a user with MFA gets no session or token from a first factor alone;
+//! 5. the MFA branch: a user with MFA gets no session or token from a first factor alone (a
+//!    passkey verified with user verification is both factors: possession and the PIN or
+//!    biometric that unlocked it);
 //! 6. the required-role rule: a user whose role requires MFA and who has none gets no token
 //!    ([`Outcome::EnrolmentRequired`]); in the browser their session reaches only enrolment;
 //! 7. the failure count cleared only after the LAST factor ([`throttle::Reservation`]);
@@ -26,6 +30,9 @@
 //!   disabled user get the same [`Outcome::Refused`] after the same work (a dummy
 //!   verification when there is no hash), and are recorded alike.
 //! - Every sign-in creates a new session (fresh token and CSRF secret) and is audited.
+//! - **Passkeys.** A discoverable answer names its account only once its ceremony (single use)
+//!   is taken; the per-address limit and the throttle then apply to that account as for a
+//!   password, and a failed verification counts as a failed sign-in (`auth.passkey_failed`).
 //! - A reset or a link never removes MFA: the second factor is due whichever first factor was
 //!   given.
 //! - **Login CSRF.** A link names the account it signs in ([`Identity::preview_link`], masked
@@ -45,6 +52,8 @@ pub use super::links::LinkRequest;
 use super::magic_links::{self, CodeOutcome, Consumed};
 use super::mfa::{self, Checked, PendingSignIn};
 use super::notices;
+use super::oidc::flow::{Callback, FlowKey, Refusal};
+use super::oidc::identities::Resolved;
 use super::password_policy;
 use super::service::Identity;
 use super::sessions::{SessionMeta, SessionToken};
@@ -56,6 +65,7 @@ use crate::audit::{self, Actor, AuditContext, AuditEvent};
 use crate::error::Error;
 use crate::mail::mask_email;
 use crate::store::Tx;
+use webauthn_rs::prelude::PublicKeyCredential;
 
 /// Where an attempt comes from: the client and the request.
 #[derive(Clone, Debug)]
@@ -101,6 +111,20 @@ pub enum Channel {
     },
 }
 
+/// The second factor of a pending sign-in.
+#[derive(Debug, Clone, Copy)]
+pub enum SecondFactor<'a> {
+    /// A TOTP code or a recovery code.
+    Code(&'a str),
+    /// A passkey's answer to the second-factor ceremony `ceremony`.
+    Passkey {
+        /// The ceremony's token.
+        ceremony: &'a str,
+        /// The browser's answer.
+        credential: &'a PublicKeyCredential,
+    },
+}
+
 /// How a sign-in attempt ended.
 #[derive(Debug)]
 pub enum Outcome {
@@ -136,6 +160,17 @@ pub enum Outcome {
     RateLimited(Decision),
 }
 
+/// How an OpenID Connect callback ended.
+#[derive(Debug)]
+pub enum OidcOutcome {
+    /// A sign-in through the pipeline, ended as any other.
+    SignIn(Outcome),
+    /// A linking flow linked the identity to the signed-in user.
+    Linked,
+    /// Refused (and audited): which page to show.
+    Refused(Refusal),
+}
+
 /// What the confirmation page of a usable link says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkConfirmation {
@@ -148,11 +183,13 @@ pub struct LinkConfirmation {
 /// A first factor that checked out.
 struct FirstFactor {
     user: User,
-    method: &'static str,
+    method: String,
     next: Option<String>,
     reservation: Reservation,
     /// See [`Identity::password_change_advised`].
     password_change_advised: bool,
+    /// The factor was verified with user verification (a passkey): it is both factors.
+    both_factors: bool,
 }
 
 impl Identity {
@@ -182,10 +219,12 @@ impl Identity {
                         "api_password"
                     } else {
                         "password"
-                    },
+                    }
+                    .to_owned(),
                     next: next.as_deref().and_then(magic_links::safe_next),
                     reservation,
                     password_change_advised: self.password_change_advised(password),
+                    both_factors: false,
                 };
                 self.after_first_factor(first, channel, origin).await
             }
@@ -273,16 +312,114 @@ impl Identity {
         }
     }
 
-    /// Finishes a browser sign-in whose second factor was due, with a TOTP or recovery code.
-    /// `pending` is what the browser's pending cookie held, already checked genuine.
+    /// Finishes an OpenID Connect flow at its callback (browser): the state, the code and the ID
+    /// token checked (`oidc::flow`), the identity's user found or linked by the linking rules
+    /// (`oidc::identities`), then the per-address limit and lock and the rest of the pipeline
+    /// as for every first factor (`oidc:<provider>` in the records). A linking flow links the
+    /// identity to `signed_in`, who started it, instead. Refusals are audited.
+    pub async fn sign_in_with_oidc(
+        &self,
+        provider: &str,
+        callback: &Callback,
+        browser: Option<&FlowKey>,
+        signed_in: Option<&User>,
+        origin: &Origin,
+    ) -> Result<OidcOutcome, Error> {
+        let refused = |refusal: Refusal, user: Option<Uuid>| async move {
+            if refusal != Refusal::UnknownProvider {
+                self.oidc_refused(provider, refusal, user, origin).await?;
+            }
+            Ok::<_, Error>(OidcOutcome::Refused(refusal))
+        };
+        let finished = match self.finish_oidc(provider, callback, browser).await? {
+            Ok(finished) => finished,
+            Err(refusal) => return refused(refusal, signed_in.map(|u| u.id)).await,
+        };
+        if let Some(link_user) = finished.link_user {
+            // A linking flow links to the user who started it, still signed in here.
+            let Some(user) = signed_in.filter(|u| u.id == link_user) else {
+                return refused(Refusal::Expired, signed_in.map(|u| u.id)).await;
+            };
+            return match self.link_oidc(user, &finished, origin).await? {
+                Ok(()) => Ok(OidcOutcome::Linked),
+                Err(refusal) => refused(refusal, Some(user.id)).await,
+            };
+        }
+        let user = match self.resolve_oidc(&finished, origin).await? {
+            Resolved::User(user) => user,
+            Resolved::Refused(refusal) => return refused(refusal, None).await,
+        };
+        let reservation = match self.admit(&user.email, origin).await? {
+            Ok(reservation) => reservation,
+            Err(outcome) => return Ok(OidcOutcome::SignIn(outcome)),
+        };
+        let first = FirstFactor {
+            user,
+            method: format!("oidc:{provider}"),
+            next: finished.next,
+            reservation,
+            password_change_advised: false,
+            both_factors: false,
+        };
+        let outcome = self
+            .after_first_factor(first, Channel::Browser, origin)
+            .await?;
+        Ok(OidcOutcome::SignIn(outcome))
+    }
+
+    /// Signs in with a discoverable passkey (browser, no address typed): `credential` is the
+    /// browser's answer to the sign-in ceremony `ceremony`. Verified with user verification, it
+    /// is both factors.
+    pub async fn sign_in_with_passkey(
+        &self,
+        ceremony: &str,
+        credential: &PublicKeyCredential,
+        next: Option<String>,
+        origin: &Origin,
+    ) -> Result<Outcome, Error> {
+        // The ceremony first: it works once, whatever comes after.
+        let Some(state) = self.passkey_sign_in_state(ceremony).await? else {
+            return Ok(Outcome::Refused);
+        };
+        let Some(claimed) = self.passkey_claimed(credential).await? else {
+            return Ok(Outcome::Refused);
+        };
+        let email = claimed.user.email.clone();
+        let reservation = match self.admit(&email, origin).await? {
+            Ok(reservation) => reservation,
+            Err(outcome) => return Ok(outcome),
+        };
+        if !self
+            .passkey_verify_discoverable(state, credential, &claimed)
+            .await?
+        {
+            let user = Some((claimed.user.id, "passkey"));
+            self.failed(&email, "auth.passkey_failed", reservation, origin, user)
+                .await?;
+            return Ok(Outcome::Refused);
+        }
+        let first = FirstFactor {
+            user: claimed.user,
+            method: "passkey".to_owned(),
+            next: next.as_deref().and_then(magic_links::safe_next),
+            reservation,
+            password_change_advised: false,
+            both_factors: true,
+        };
+        self.after_first_factor(first, Channel::Browser, origin)
+            .await
+    }
+
+    /// Finishes a browser sign-in whose second factor was due, with a TOTP or recovery code or
+    /// a passkey. `pending` is what the browser's pending cookie held, already checked genuine.
     pub async fn sign_in_second_factor(
         &self,
         pending: &PendingSignIn,
-        code: &str,
+        factor: SecondFactor<'_>,
         origin: &Origin,
     ) -> Result<Outcome, Error> {
         let user = match users::find_by_id(&self.db, pending.user_id).await? {
-            Some(u) if u.status == UserStatus::Active && u.mfa_enabled => u,
+            Some(u) if u.status == UserStatus::Active && self.second_factor_due(&u).await? => u,
             _ => return Ok(Outcome::Refused),
         };
         let keys = throttle::keys(&self.config.throttle, &user.email, &origin.client);
@@ -292,7 +429,7 @@ impl Identity {
                 Err(wait) => return Ok(Outcome::Throttled(wait)),
             };
         let method = match self
-            .check_second_factor(&user, code, reservation, origin, &pending.method)
+            .check_second_factor(&user, factor, reservation, origin, &pending.method)
             .await?
         {
             Some(method) => method,
@@ -308,11 +445,13 @@ impl Identity {
         })
     }
 
-    /// Whether a pending sign-in can still be finished: its user is active and still has MFA.
+    /// Whether a pending sign-in can still be finished: its user is active and still has a
+    /// second factor due.
     pub async fn pending_still_valid(&self, pending: &PendingSignIn) -> Result<bool, Error> {
-        Ok(users::find_by_id(&self.db, pending.user_id)
-            .await?
-            .is_some_and(|u| u.status == UserStatus::Active && u.mfa_enabled))
+        Ok(match users::find_by_id(&self.db, pending.user_id).await? {
+            Some(u) if u.status == UserStatus::Active => self.second_factor_due(&u).await?,
+            _ => false,
+        })
     }
 
     /// The per-address limit, then the throttle's reservation: `Err` is the outcome to answer.
@@ -333,8 +472,27 @@ impl Identity {
         )
     }
 
-    /// A consumed link or code: its address's user (created in an allowed domain), then the
-    /// common tail.
+    /// Signs in (browser) the person an upstream access proxy vouches for, `email` as
+    /// `identity::upstream` verified it; `method` names the proxy (`cloudflare_access`,
+    /// `trusted_header`). The proxy did the checking, so nothing here can fail but the limits
+    /// and the allowlist; the rest is every first factor's.
+    pub(super) async fn sign_in_upstream(
+        &self,
+        email: &Email,
+        method: &'static str,
+        next: Option<String>,
+        origin: &Origin,
+    ) -> Result<Outcome, Error> {
+        let reservation = match self.admit(email, origin).await? {
+            Ok(reservation) => reservation,
+            Err(outcome) => return Ok(outcome),
+        };
+        let next = next.as_deref().and_then(magic_links::safe_next);
+        self.as_allowed_user(email, method, next, reservation, origin)
+            .await
+    }
+
+    /// A consumed link or code: its address's user, then the common tail.
     async fn after_consumed(
         &self,
         consumed: Consumed,
@@ -342,7 +500,22 @@ impl Identity {
         reservation: Reservation,
         origin: &Origin,
     ) -> Result<Outcome, Error> {
-        let user = match self.allowance(&consumed.email).await? {
+        self.as_allowed_user(&consumed.email, method, consumed.next, reservation, origin)
+            .await
+    }
+
+    /// A first factor that proved the address `email` (a link, a code, an upstream proxy):
+    /// its user when the address may sign in (created in an allowed domain), then the common
+    /// tail; refused otherwise, the attempt given back.
+    async fn as_allowed_user(
+        &self,
+        email: &Email,
+        method: &'static str,
+        next: Option<String>,
+        reservation: Reservation,
+        origin: &Origin,
+    ) -> Result<Outcome, Error> {
+        let user = match self.allowance(email).await? {
             Allowance::User(user) => user,
             Allowance::No => {
                 reservation.refund(&self.db, self.now()).await?;
@@ -350,19 +523,32 @@ impl Identity {
             }
             Allowance::NewInAllowedDomain => {
                 let new = NewUser {
-                    email: consumed.email.clone(),
+                    email: email.clone(),
                     display_name: DisplayName::default(),
                     role: Role::User,
                 };
-                users::create(&self.db, new, &origin.audit(Actor::System)).await?
+                match users::create(&self.db, new, &origin.audit(Actor::System)).await {
+                    Ok(user) => user,
+                    // Two first sign-ins at once (a page and its favicon behind a proxy): the
+                    // other made the account.
+                    Err(Error::Conflict(_)) => match users::find_by_email(&self.db, email).await? {
+                        Some(user) if user.status == UserStatus::Active => user,
+                        _ => {
+                            reservation.refund(&self.db, self.now()).await?;
+                            return Ok(Outcome::Refused);
+                        }
+                    },
+                    Err(e) => return Err(e),
+                }
             }
         };
         let first = FirstFactor {
             user,
-            method,
-            next: consumed.next,
+            method: method.to_owned(),
+            next,
             reservation,
             password_change_advised: false,
+            both_factors: false,
         };
         self.after_first_factor(first, Channel::Browser, origin)
             .await
@@ -382,15 +568,17 @@ impl Identity {
             next,
             reservation,
             password_change_advised,
+            both_factors,
         } = first;
         let now = self.now();
-        let method = match (&channel, user.mfa_enabled) {
+        let second_factor_due = !both_factors && self.second_factor_due(&user).await?;
+        let method = match (&channel, second_factor_due) {
             (Channel::Browser, true) => {
                 // Not the last factor: the attempt gives its count back, the address is not
                 // cleared until the code is right.
                 reservation.refund(&self.db, now).await?;
                 tracing::info!(event = "second_factor_due", user_id = %user.id, method, "first factor accepted; second factor due");
-                let mut pending = PendingSignIn::new(user.id, method, next, now);
+                let mut pending = PendingSignIn::new(user.id, &method, next, now);
                 pending.password_change_advised = password_change_advised;
                 return Ok(Outcome::SecondFactorDue(pending));
             }
@@ -401,7 +589,13 @@ impl Identity {
             (Channel::Api { otp: Some(otp) }, true) => {
                 // The password and the code are one attempt: one reservation covers both.
                 match self
-                    .check_second_factor(&user, otp, reservation, origin, method)
+                    .check_second_factor(
+                        &user,
+                        SecondFactor::Code(otp),
+                        reservation,
+                        origin,
+                        &method,
+                    )
                     .await?
                 {
                     Some(method) => method,
@@ -410,7 +604,7 @@ impl Identity {
             }
             (_, false) => {
                 reservation.succeed(&self.db, now).await?;
-                method.to_owned()
+                method
             }
         };
         match channel {
@@ -425,7 +619,7 @@ impl Identity {
                 })
             }
             Channel::Api { .. } => {
-                if self.enrolment_due(&user) {
+                if self.enrolment_due(&user).await? {
                     tracing::info!(event = "access_denied", user_id = %user.id, "no API tokens before MFA enrolment");
                     return Ok(Outcome::EnrolmentRequired);
                 }
@@ -437,18 +631,43 @@ impl Identity {
     }
 
     /// Checks the second factor of `user` under `reservation`: on success the method with its
-    /// second factor (`password+totp`, …), the address cleared and a notice for a recovery
-    /// code; on failure `None`, recorded.
+    /// second factor (`password+totp`, `password+passkey`, …), the address cleared and a
+    /// notice for a recovery code; on failure `None`, recorded.
     async fn check_second_factor(
         &self,
         user: &User,
-        code: &str,
+        factor: SecondFactor<'_>,
         reservation: Reservation,
         origin: &Origin,
         first_method: &str,
     ) -> Result<Option<String>, Error> {
         let now = self.now();
         let ctx = origin.audit(Actor::User(user.id));
+        let code = match factor {
+            SecondFactor::Code(code) => code,
+            SecondFactor::Passkey {
+                ceremony,
+                credential,
+            } => {
+                if !self
+                    .passkey_verify_second_factor(user.id, ceremony, credential)
+                    .await?
+                {
+                    let failed_method = format!("{first_method}+passkey");
+                    self.failed(
+                        &user.email,
+                        "auth.mfa_failed",
+                        reservation,
+                        origin,
+                        Some((user.id, &failed_method)),
+                    )
+                    .await?;
+                    return Ok(None);
+                }
+                reservation.succeed(&self.db, now).await?;
+                return Ok(Some(format!("{first_method}+passkey")));
+            }
+        };
         let second = match mfa::check(&self.db, &self.keys, user.id, code, now, &ctx).await? {
             Checked::Totp => "totp",
             Checked::RecoveryCode { remaining } => {

@@ -51,7 +51,7 @@ impl Identity {
                 let user = users::find_by_id(&self.db, user_id).await?;
                 match user {
                     Some(user) if user.status == UserStatus::Active => {
-                        if self.enrolment_due(&user) {
+                        if self.enrolment_due(&user).await? {
                             return Ok(Outcome::EnrolmentRequired);
                         }
                         Ok(Outcome::TokensIssued(

@@ -34,6 +34,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("error.html", include_str!("../../templates/error.html")),
     ("login.html", include_str!("../../templates/login.html")),
     (
+        "oidc_continue.html",
+        include_str!("../../templates/oidc_continue.html"),
+    ),
+    (
         "login_sent.html",
         include_str!("../../templates/login_sent.html"),
     ),
@@ -46,6 +50,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/dashboard.html"),
     ),
     ("account.html", include_str!("../../templates/account.html")),
+    (
+        "passkey_register.html",
+        include_str!("../../templates/passkey_register.html"),
+    ),
     (
         "password_rules.html",
         include_str!("../../templates/password_rules.html"),

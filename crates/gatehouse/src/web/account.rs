@@ -1,5 +1,6 @@
-//! The account pages: the user's sessions (each revocable, or all others at once) and their
-//! password. Changes go through the identity services (recent sign-in, audit, revocations,
+//! The account pages: the user's sessions (each revocable, or all others at once), their
+//! passkeys (added and removed through `web::passkeys`), the accounts at OpenID providers linked
+//! to theirs (link, unlink) and their password. Changes go through the identity services (recent sign-in, audit, revocations,
 //! notice); these handlers render the outcome. Ending another session with a sign-in older
 //! than ten minutes shows the account page again, `403`, asking to sign in again.
 
@@ -17,6 +18,7 @@ use super::auth::with_status;
 use super::session::{CurrentUser, clear_cookie};
 use crate::error::Error;
 use crate::identity::accounts::{PasswordChange, SessionsEnded};
+use crate::identity::oidc::identities::Unlinked;
 use crate::identity::signin::Origin;
 use crate::state::AppState;
 use crate::store::timestamp_text;
@@ -30,6 +32,8 @@ pub fn router() -> Router<AppState> {
             get(password_page).post(change_password),
         )
         .route("/account/sessions/revoke", post(revoke_session))
+        .route("/account/identities/link", post(link_identity))
+        .route("/account/identities/unlink", post(unlink_identity))
         .route(
             "/account/sessions/revoke-others",
             post(revoke_other_sessions),
@@ -44,6 +48,16 @@ struct AccountQuery {
 
 #[derive(Debug, Deserialize)]
 struct SessionForm {
+    id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct LinkForm {
+    provider: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct UnlinkForm {
     id: String,
 }
 
@@ -144,28 +158,78 @@ async fn account(
     current: CurrentUser,
     Query(q): Query<AccountQuery>,
 ) -> Result<Response, Error> {
-    let common_password = q.notice.as_deref() == Some("common-password");
-    render_account(
-        &state,
-        &nonce,
-        &csrf,
-        &current,
-        StatusCode::OK,
-        common_password,
-    )
-    .await
+    let notice = match q.notice.as_deref() {
+        Some("common-password") => Notice::CommonPassword,
+        Some("linked") => Notice::Message("The account was linked: you can sign in with it now."),
+        Some("unlinked") => Notice::Message("The account was unlinked."),
+        Some("passkey-removed") => Notice::Message("The passkey was removed."),
+        _ => Notice::None,
+    };
+    render_account(&state, &nonce, &csrf, &current, StatusCode::OK, notice).await
+}
+
+/// What the account page says above its content.
+#[derive(Clone, Copy, Debug)]
+enum Notice {
+    None,
+    /// The user just signed in with a password on the common list.
+    CommonPassword,
+    /// A status message.
+    Message(&'static str),
+    /// An error message (the page's status says which).
+    Error(&'static str),
 }
 
 /// Renders the account page with `status`: the sessions, whether ending others needs a new
-/// sign-in first, and the common-password notice when `common_password`.
+/// sign-in first, the linked identities and the providers to link, and `notice`.
 async fn render_account(
     state: &AppState,
     nonce: &CspNonce,
     csrf: &CsrfToken,
     current: &CurrentUser,
     status: StatusCode,
-    common_password: bool,
+    notice: Notice,
 ) -> Result<Response, Error> {
+    let providers = state.identity.oidc_providers();
+    let label = |name: &str| {
+        providers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or_else(|| name.to_owned(), |(_, l)| l.clone())
+    };
+    let identities: Vec<_> = state
+        .identity
+        .oidc_identities(current.user.id)
+        .await?
+        .into_iter()
+        .map(|i| {
+            context! {
+                id => i.id.to_string(),
+                provider => label(&i.provider),
+                email => i.email.unwrap_or_default(),
+                linked => timestamp_text(i.created_at)[..16].replace('T', " "),
+                last_used => i.last_used_at.map(|t| timestamp_text(t)[..16].replace('T', " ")),
+            }
+        })
+        .collect();
+    let providers: Vec<_> = providers
+        .iter()
+        .map(|(name, label)| context! { name => name, label => label })
+        .collect();
+    let passkeys: Vec<_> = state
+        .identity
+        .passkeys(current.user.id)
+        .await?
+        .into_iter()
+        .map(|p| {
+            context! {
+                id => p.id.to_string(),
+                name => p.name,
+                created => timestamp_text(p.created_at)[..16].replace('T', " "),
+                last_used => p.last_used_at.map(|t| timestamp_text(t)[..16].replace('T', " ")),
+            }
+        })
+        .collect();
     let sessions: Vec<_> = state
         .sessions
         .list(current.user.id)
@@ -195,8 +259,14 @@ async fn render_account(
                 mfa => current.user.mfa_enabled,
             },
             sessions => sessions,
-            common_password => common_password,
+            identities => identities,
+            providers => providers,
+            common_password => matches!(notice, Notice::CommonPassword),
+            message => match notice { Notice::Message(m) => Some(m), _ => None },
+            error => match notice { Notice::Error(m) => Some(m), _ => None },
             stale => !state.identity.recently_signed_in(&current.session),
+            passkeys => passkeys,
+            passkeys_available => state.identity.passkeys_available(),
         },
     )?;
     Ok(with_status(status, page))
@@ -204,13 +274,21 @@ async fn render_account(
 
 /// The account page again, `403`: ending another session needs a recent sign-in, and the page
 /// offers it.
-async fn sign_in_again(
+pub(super) async fn sign_in_again(
     state: &AppState,
     nonce: &CspNonce,
     csrf: &CsrfToken,
     current: &CurrentUser,
 ) -> Result<Response, Error> {
-    render_account(state, nonce, csrf, current, StatusCode::FORBIDDEN, false).await
+    render_account(
+        state,
+        nonce,
+        csrf,
+        current,
+        StatusCode::FORBIDDEN,
+        Notice::None,
+    )
+    .await
 }
 
 async fn revoke_session(
@@ -253,4 +331,72 @@ async fn revoke_other_sessions(
         return sign_in_again(&state, &nonce, &csrf, &current).await;
     }
     Ok(Redirect::to("/account").into_response())
+}
+
+/// `POST /account/identities/link`: starts linking an account at `provider` to this user (a
+/// recent sign-in needed), through the provider.
+async fn link_identity(
+    State(state): State<AppState>,
+    nonce: CspNonce,
+    csrf: CsrfToken,
+    current: CurrentUser,
+    headers: http::HeaderMap,
+    Form(form): Form<LinkForm>,
+) -> Result<Response, Error> {
+    let started = state
+        .identity
+        .start_oidc(
+            &form.provider,
+            None,
+            Some((&current.user, &current.session)),
+            super::session::oidc_flow_key(&state, &headers),
+        )
+        .await?;
+    let label = super::oidc::label_of(&state, &form.provider);
+    let mut refusal = None;
+    let response = super::oidc::render_started(&state, &nonce, started, &label, |status, _| {
+        refusal = Some(status);
+        Ok(Response::default())
+    })?;
+    let Some(status) = refusal else {
+        return Ok(response);
+    };
+    // A stale sign-in: the page's own question (sign in again); anything else: say so.
+    let notice = if status == StatusCode::FORBIDDEN {
+        Notice::None
+    } else {
+        Notice::Error("That provider cannot be used right now. Try again later.")
+    };
+    render_account(&state, &nonce, &csrf, &current, status, notice).await
+}
+
+/// `POST /account/identities/unlink`: unlinks one of the user's identities (a recent sign-in
+/// needed; never the last way in).
+async fn unlink_identity(
+    State(state): State<AppState>,
+    nonce: CspNonce,
+    csrf: CsrfToken,
+    current: CurrentUser,
+    origin: Origin,
+    Form(form): Form<UnlinkForm>,
+) -> Result<Response, Error> {
+    let Ok(id) = uuid::Uuid::parse_str(&form.id) else {
+        return Err(Error::NotFound);
+    };
+    let (status, notice) = match state
+        .identity
+        .unlink_oidc(&current.user, &current.session, id, &origin)
+        .await?
+    {
+        Unlinked::Done => return Ok(Redirect::to("/account?notice=unlinked").into_response()),
+        Unlinked::NotRecent => (StatusCode::FORBIDDEN, Notice::None),
+        Unlinked::LastWayIn => (
+            StatusCode::CONFLICT,
+            Notice::Error(
+                "This is your last way to sign in besides email links: set a password or link another account first.",
+            ),
+        ),
+        Unlinked::NotFound => return Err(Error::NotFound),
+    };
+    render_account(&state, &nonce, &csrf, &current, status, notice).await
 }

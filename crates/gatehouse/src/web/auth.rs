@@ -36,6 +36,7 @@ use crate::error::Error;
 use crate::identity::User;
 use crate::identity::magic_links::safe_next;
 use crate::identity::signin::{LinkConfirmation, LinkRequest, Origin, Outcome};
+use crate::identity::upstream::UpstreamMode;
 use crate::state::AppState;
 
 /// The sign-in routes.
@@ -48,6 +49,9 @@ pub fn router() -> Router<AppState> {
         .route("/login/password", post(password_sign_in))
         .route("/logout", post(logout))
 }
+
+/// Cloudflare Access's sign-out, which it serves on every host it protects.
+pub const CF_ACCESS_LOGOUT: &str = "/cdn-cgi/access/logout";
 
 const LINK_FAILED: &str =
     "This sign-in link has expired or was already used. Ask for a new one below.";
@@ -90,6 +94,25 @@ struct PasswordForm {
     next: Option<String>,
 }
 
+/// The sign-in page with `ctx`, and a button for each OpenID Connect provider.
+pub(super) fn login_page_with(
+    state: &AppState,
+    nonce: &CspNonce,
+    ctx: minijinja::Value,
+) -> Result<Html<String>, Error> {
+    let providers: Vec<_> = state
+        .identity
+        .oidc_providers()
+        .into_iter()
+        .map(|(name, label)| context! { name => name, label => label })
+        .collect();
+    state.templates.page(
+        "login.html",
+        nonce,
+        context! { providers => providers, ..ctx },
+    )
+}
+
 pub(super) fn with_status(status: StatusCode, page: Html<String>) -> Response {
     (status, page).into_response()
 }
@@ -105,10 +128,15 @@ async fn login_page(
     if user.is_some() {
         return Ok(Redirect::to(next.as_deref().unwrap_or("/")).into_response());
     }
-    let page = state.templates.page(
-        "login.html",
+    let page = login_page_with(
+        &state,
         &nonce,
-        context! { title => "Sign in", csrf_token => csrf.as_str(), next => next },
+        context! {
+            title => "Sign in",
+            csrf_token => csrf.as_str(),
+            next => next,
+            passkeys => state.identity.passkeys_available(),
+        },
     )?;
     Ok(page.into_response())
 }
@@ -122,8 +150,8 @@ async fn request_link(
     let next = form.next.as_deref().and_then(safe_next);
     match state.identity.request_link(&form.email, next.clone()).await {
         Err(_) => {
-            let page = state.templates.page(
-                "login.html",
+            let page = login_page_with(
+                &state,
                 &nonce,
                 context! {
                     title => "Sign in",
@@ -131,6 +159,7 @@ async fn request_link(
                     next => next,
                     error => "Enter a valid email address.",
                     email => form.email.trim(),
+                    passkeys => state.identity.passkeys_available(),
                 },
             )?;
             Ok(with_status(StatusCode::UNPROCESSABLE_ENTITY, page))
@@ -202,10 +231,15 @@ fn render_confirmation(
 
 /// The sign-in page with the one message for a link that cannot be used.
 fn link_failed(state: &AppState, nonce: &CspNonce, csrf: &CsrfToken) -> Result<Response, Error> {
-    let page = state.templates.page(
-        "login.html",
+    let page = login_page_with(
+        state,
         nonce,
-        context! { title => "Sign in", csrf_token => csrf.as_str(), error => LINK_FAILED },
+        context! {
+            title => "Sign in",
+            csrf_token => csrf.as_str(),
+            error => LINK_FAILED,
+            passkeys => state.identity.passkeys_available(),
+        },
     )?;
     Ok(with_status(StatusCode::BAD_REQUEST, page))
 }
@@ -328,8 +362,8 @@ async fn password_sign_in(
         )
         .await?;
     render_sign_in(&state, outcome, || {
-        let page = state.templates.page(
-            "login.html",
+        let page = login_page_with(
+            &state,
             &nonce,
             context! {
                 title => "Sign in",
@@ -366,7 +400,13 @@ async fn logout(
         .identity
         .sign_out(current.user.id, &current.session, &origin)
         .await?;
-    let mut response = Redirect::to("/").into_response();
+    // Behind Cloudflare Access the next page would sign the person straight back in: its own
+    // sign-out, on this host, ends the Access session too.
+    let to = match state.settings.upstream_identity.mode {
+        UpstreamMode::CloudflareAccess => CF_ACCESS_LOGOUT,
+        UpstreamMode::Off | UpstreamMode::TrustedHeader => "/",
+    };
+    let mut response = Redirect::to(to).into_response();
     response
         .headers_mut()
         .append(SET_COOKIE, clear_cookie(&state));

@@ -26,7 +26,7 @@ use super::session::{CurrentUser, clear_pending_cookie, pending_sign_in};
 use crate::error::Error;
 use crate::identity::enrolment::MfaRefusal;
 use crate::identity::mfa::{self, Enrolment};
-use crate::identity::signin::Origin;
+use crate::identity::signin::{Origin, SecondFactor};
 use crate::identity::users;
 use crate::state::AppState;
 
@@ -56,13 +56,17 @@ async fn second_factor_page(
     csrf: CsrfToken,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
-    if pending_sign_in(&state, &headers).is_none() {
+    let Some(pending) = pending_sign_in(&state, &headers) else {
         return Ok(Redirect::to("/login").into_response());
-    }
+    };
     let page = state.templates.page(
         "login_mfa.html",
         &nonce,
-        context! { title => "Two-step sign-in", csrf_token => csrf.as_str() },
+        context! {
+            title => "Two-step sign-in",
+            csrf_token => csrf.as_str(),
+            passkeys => offers_passkeys(&state, pending.user_id).await?,
+        },
     )?;
     Ok(page.into_response())
 }
@@ -80,13 +84,14 @@ async fn second_factor(
     };
     let outcome = state
         .identity
-        .sign_in_second_factor(&pending, &form.code, &origin)
+        .sign_in_second_factor(&pending, SecondFactor::Code(&form.code), &origin)
         .await?;
     if matches!(outcome, crate::identity::signin::Outcome::Refused)
         && !state.identity.pending_still_valid(&pending).await?
     {
         return Ok(start_over(&state));
     }
+    let passkeys = offers_passkeys(&state, pending.user_id).await?;
     render_sign_in(&state, outcome, || {
         let page = state.templates.page(
             "login_mfa.html",
@@ -95,10 +100,16 @@ async fn second_factor(
                 title => "Two-step sign-in",
                 csrf_token => csrf.as_str(),
                 error => CODE_FAILED,
+                passkeys => passkeys,
             },
         )?;
         Ok(with_status(StatusCode::UNAUTHORIZED, page))
     })
+}
+
+/// Whether the second-factor page offers a passkey: passkeys work here and the user has one.
+async fn offers_passkeys(state: &AppState, user_id: uuid::Uuid) -> Result<bool, Error> {
+    Ok(state.identity.passkeys_available() && !state.identity.passkeys(user_id).await?.is_empty())
 }
 
 /// Back to the sign-in page, forgetting the pending sign-in.
@@ -129,6 +140,9 @@ async fn render_account(
     } else {
         0
     };
+    let required = state.identity.mfa_required(&user);
+    let passkey = required && !state.identity.passkeys(user.id).await?.is_empty();
+    let stale = !state.identity.recently_signed_in(&current.session);
     let page = state.templates.page(
         "account_mfa.html",
         nonce,
@@ -137,9 +151,12 @@ async fn render_account(
             csrf_token => csrf.as_str(),
             user => context! { email => user.email.as_str() },
             enabled => user.mfa_enabled,
-            required => state.settings.mfa_required_roles.contains(&user.role),
+            required => required,
+            passkey => passkey,
+            offer_passkey => required && !passkey && !user.mfa_enabled && !stale
+                && state.identity.passkeys_available(),
             remaining => remaining,
-            stale => !state.identity.recently_signed_in(&current.session),
+            stale => stale,
             ..extra
         },
     )?;

@@ -9,10 +9,13 @@ pub mod csp_report;
 pub mod errors;
 pub mod items;
 pub mod mfa;
+pub mod oidc;
 pub mod origin;
+pub mod passkeys;
 pub mod password_reset;
 pub mod session;
 pub mod setup;
+pub mod upstream;
 
 use axum::Router;
 use axum::extract::State;

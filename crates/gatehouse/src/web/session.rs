@@ -10,7 +10,8 @@
 //! # Security
 //! - The cookie is `HttpOnly; SameSite=Lax; Path=/`, and in production `Secure` with the
 //!   `__Host-` prefix (so no subdomain can set or shadow it). The pending second-step cookie and
-//!   the device cookie (`identity::devices`) have the same attributes.
+//!   the device cookie (`identity::devices`) and the OpenID Connect flow cookie have the same
+//!   attributes.
 //! - The user's status is read on every request: a disabled user's sessions stop working at
 //!   once, not at expiry.
 //! - A request carrying `Authorization: Bearer` (or, on the API, `X-API-Key`) is never
@@ -43,6 +44,7 @@ use crate::access::{Check, Denial};
 use crate::identity::authentication::{Credential, Principal, Refused, Via};
 use crate::identity::devices::{DEVICE_COOKIE_LIFETIME, DeviceToken};
 use crate::identity::mfa::{PENDING_LIFETIME, PendingSignIn};
+use crate::identity::oidc::flow::{FLOW_LIFETIME, FlowKey};
 use crate::identity::sessions::{Session, SessionToken};
 use crate::identity::{Identity, User};
 use crate::state::AppState;
@@ -111,6 +113,42 @@ pub fn device_cookie_name(production: bool) -> &'static str {
     } else {
         "gatehouse-device"
     }
+}
+
+/// The name of the cookie that binds an OpenID Connect flow to the browser that started it
+/// (`identity::oidc::flow`).
+pub fn oidc_flow_cookie_name(production: bool) -> &'static str {
+    if production {
+        "__Host-gatehouse-oidc"
+    } else {
+        "gatehouse-oidc"
+    }
+}
+
+/// `Set-Cookie` for the OpenID Connect flow key (lives as long as a flow may take). `SameSite=Lax`:
+/// the provider's redirect back is a top-level navigation, which carries it.
+pub fn set_oidc_flow_cookie(state: &AppState, key: &FlowKey) -> HeaderValue {
+    let name = oidc_flow_cookie_name(state.settings.is_production());
+    cookie(state, name, key.expose(), FLOW_LIFETIME.as_secs())
+}
+
+/// `Set-Cookie` that removes the OpenID Connect flow key.
+pub fn clear_oidc_flow_cookie(state: &AppState) -> HeaderValue {
+    cookie(
+        state,
+        oidc_flow_cookie_name(state.settings.is_production()),
+        "",
+        0,
+    )
+}
+
+/// The browser's OpenID Connect flow key, from its cookie, when well formed.
+pub fn oidc_flow_key(state: &AppState, headers: &HeaderMap) -> Option<FlowKey> {
+    let raw = cookies::single(
+        headers,
+        oidc_flow_cookie_name(state.settings.is_production()),
+    )?;
+    FlowKey::parse(raw)
 }
 
 /// `Set-Cookie` for `name=value`, with the session cookie's attributes.
@@ -359,9 +397,14 @@ fn needs_session(path: &str) -> bool {
     !(path.starts_with("/static/") || matches!(path, "/healthz" | "/readyz" | "/csp-report"))
 }
 
-/// What a user who must enrol may still reach: the enrolment page and sign-out.
+/// What a user who must enrol may still reach: the enrolment page (TOTP), adding a passkey, and
+/// sign-out.
 fn enrolment_path(path: &str) -> bool {
-    path == "/account/mfa" || path.starts_with("/account/mfa/") || path == "/logout"
+    path == "/account/mfa"
+        || path.starts_with("/account/mfa/")
+        || path == "/account/passkeys/start"
+        || path == "/account/passkeys/finish"
+        || path == "/logout"
 }
 
 /// Whether the response already sets (or clears) the cookie `name`.

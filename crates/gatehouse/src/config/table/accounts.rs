@@ -194,7 +194,7 @@ pub(super) static ROWS: &[Setting] = &[
         aliases: &[],
         secrecy: Secrecy::Public,
         default: "`5/min`",
-        doc: "sign-in and reset form posts (`POST /login…`, `POST /password…`) and API token requests (`POST /api/v1/auth/token`) per client IP; `off` disables",
+        doc: "sign-in and reset form posts (`POST /login…`, `POST /password…`, `POST /auth/oidc/…/start`) and API token requests (`POST /api/v1/auth/token`) per client IP; `off` disables",
         read: |s, v| set(&mut s.signin_rate_limit, rate(v, 5, MINUTE)),
         show: |s| Shown::of(show_rate(s.signin_rate_limit)),
     },
@@ -450,7 +450,7 @@ pub(super) static ROWS: &[Setting] = &[
         aliases: &[],
         secrecy: Secrecy::Public,
         default: "`admin` in production, `none` in development",
-        doc: "roles (comma-separated, or `none`) whose users must set up two-step sign-in: until they do, every page sends them to `/account/mfa` and every other request gets `403`",
+        doc: "roles (comma-separated, or `none`) whose users must set up two-step sign-in, TOTP or a passkey: until they do, every page sends them to `/account/mfa` (where either is set up) and every other request gets `403`; once they have, a password or link is followed by the second factor",
         read: |s, v| {
             let default = match s.env {
                 Environment::Production => vec![Role::Admin],

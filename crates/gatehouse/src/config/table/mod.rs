@@ -21,7 +21,9 @@ use super::check::redact_url;
 
 mod accounts;
 mod mail;
+pub(crate) mod oidc;
 mod server;
+mod upstream;
 
 /// Whether a setting's value may be shown and whether it accepts `NAME_FILE`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,7 +134,12 @@ impl Setting {
 
 /// Every setting, in the order they are read and shown.
 pub(crate) fn all() -> impl Iterator<Item = &'static Setting> {
-    server::ROWS.iter().chain(accounts::ROWS).chain(mail::ROWS)
+    server::ROWS
+        .iter()
+        .chain(accounts::ROWS)
+        .chain(oidc::ROWS)
+        .chain(upstream::ROWS)
+        .chain(mail::ROWS)
 }
 
 /// README's configuration table, made from the rows (`gatehouse config reference` prints it).
@@ -141,6 +148,9 @@ pub fn reference_markdown() -> String {
     for row in all() {
         out.push_str(&row.markdown_row());
         out.push('\n');
+        if row.name == "GATEHOUSE_OIDC_PROVIDERS" {
+            out.push_str(&oidc::markdown_rows());
+        }
     }
     out
 }
@@ -329,8 +339,10 @@ mod tests {
 
     #[test]
     fn readme_names_only_settings_that_exist() {
+        let per_provider = oidc::documented_names();
         let known: HashSet<&str> = all()
             .flat_map(|row| std::iter::once(row.name).chain(row.aliases.iter().copied()))
+            .chain(per_provider.iter().map(String::as_str))
             .collect();
         let (readme, table) = readme_table();
         for line in readme[table].lines().skip(2) {

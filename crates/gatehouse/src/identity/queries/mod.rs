@@ -8,6 +8,8 @@ pub(crate) mod devices;
 pub(crate) mod first_admin;
 pub(crate) mod magic_links;
 pub(crate) mod mfa;
+pub(crate) mod oidc;
+pub(crate) mod passkeys;
 pub(crate) mod password_reset;
 pub(crate) mod sessions;
 pub(crate) mod throttle;

@@ -119,3 +119,40 @@ pub(crate) async fn purge(
         .execute()
         .await
 }
+
+/// Keeps a pending flow's state until `expires_at`.
+#[tracing::instrument(level = "debug", skip_all)]
+pub(crate) async fn insert_pending(
+    db: &Db,
+    key_hash: &str,
+    payload: &str,
+    expires_at: OffsetDateTime,
+) -> Result<(), Error> {
+    db.query("INSERT INTO pending_flows (key_hash, payload, expires_at) VALUES ($1, $2, $3)")
+        .bind(key_hash)
+        .bind(payload)
+        .bind_time(expires_at)
+        .execute()
+        .await
+        .map(drop)
+}
+
+/// Deletes a pending flow's state and returns it: of two concurrent takes, exactly one gets it.
+#[tracing::instrument(level = "debug", skip_all)]
+pub(crate) async fn take_pending(db: &Db, key_hash: &str) -> Result<Option<String>, Error> {
+    db.query("DELETE FROM pending_flows WHERE key_hash = $1 RETURNING payload")
+        .bind(key_hash)
+        .fetch_optional()
+        .await?
+        .map(|row| row.get(0))
+        .transpose()
+}
+
+/// Deletes pending flows past their deadline.
+#[tracing::instrument(level = "debug", skip_all)]
+pub(crate) async fn purge_pending(db: &Db, now: OffsetDateTime) -> Result<u64, Error> {
+    db.query("DELETE FROM pending_flows WHERE expires_at <= $1")
+        .bind_time(now)
+        .execute()
+        .await
+}

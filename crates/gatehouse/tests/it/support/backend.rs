@@ -50,6 +50,32 @@ pub(crate) fn redis_url(test: &str) -> Option<String> {
     url
 }
 
+/// Where an app keeps its sessions and other short-lived state (single-use flow and ceremony
+/// state): the database of either backend, or Redis (beside SQLite).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SessionStore {
+    Sqlite,
+    Postgres,
+    Redis,
+}
+
+impl SessionStore {
+    /// The backend to start an app on, and the settings that put its sessions in Redis; `None`
+    /// when the store is not here (see [`Backend::available`] and [`redis_url`]).
+    pub(crate) fn settings(self, test: &str) -> Option<(Backend, Vec<(&'static str, String)>)> {
+        match self {
+            Self::Sqlite => Some((Backend::Sqlite, Vec::new())),
+            Self::Postgres => Backend::Postgres
+                .available(test)
+                .then(|| (Backend::Postgres, Vec::new())),
+            Self::Redis => Some((
+                Backend::Sqlite,
+                vec![("GATEHOUSE_REDIS_URL", redis_url(test)?)],
+            )),
+        }
+    }
+}
+
 /// Runs a test body once per backend, for tests whose outcome depends on the database:
 /// `sqlite` always, `postgres` when `TEST_DATABASE_URL` is set (skipped with a printed reason
 /// otherwise, or failed when `GATEHOUSE_TEST_REQUIRE` names `postgres`).

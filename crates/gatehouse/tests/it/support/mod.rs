@@ -9,13 +9,18 @@
 //! - [`logs`]: every app's log lines, captured as JSON.
 //! - [`visitor`]: a browser stand-in over HTTP; [`browser`]: a real, headless Chromium.
 //! - [`smtp_sink`]: a local SMTP server that keeps what it receives.
+//! - [`access_proxy`]: a stand-in for Cloudflare Access (its certs endpoint and assertions).
+//! - [`passkey`]: a software passkey (ES256) answering WebAuthn ceremonies over HTTP.
 
+pub(crate) mod access_proxy;
 mod app;
 pub(crate) mod backend;
 pub(crate) mod browser;
 mod cli;
 pub(crate) mod faults;
 mod logs;
+pub(crate) mod oidc_provider;
+pub(crate) mod passkey;
 mod require;
 pub(crate) mod smtp_sink;
 mod users;
@@ -24,13 +29,14 @@ pub(crate) mod visitor;
 pub(crate) use app::{
     TestApp, spawn_app, spawn_app_with, spawn_app_with_mail, spawn_instance, spawn_unlimited_app,
 };
-pub(crate) use backend::{Backend, redis_url};
+pub(crate) use backend::{Backend, SessionStore, redis_url};
 pub(crate) use cli::{
     ServedBinary, assert_audit_chain_verifies, env_of, run_cli, run_cli_with_stdin,
 };
 pub(crate) use logs::{
     captured_log_text, captured_log_text_since, captured_logs, log_mark, request_log,
 };
+pub(crate) use require::{Service, unavailable};
 pub(crate) use users::{add_user, api_token, app_hasher, totp_code};
 
 /// A secret key long enough for production.

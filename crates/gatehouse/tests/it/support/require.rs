@@ -19,10 +19,17 @@ pub(crate) enum Service {
     Redis,
     /// Headless Chromium and ChromeDriver, for the browser tests.
     Chromium,
+    /// An independent OpenID provider at `GATEHOUSE_TEST_OIDC_INTEROP_URL`.
+    OidcInterop,
 }
 
 impl Service {
-    const ALL: [Self; 3] = [Self::Postgres, Self::Redis, Self::Chromium];
+    const ALL: [Self; 4] = [
+        Self::Postgres,
+        Self::Redis,
+        Self::Chromium,
+        Self::OidcInterop,
+    ];
 
     /// The service's name in `GATEHOUSE_TEST_REQUIRE`.
     pub(crate) fn name(self) -> &'static str {
@@ -30,6 +37,7 @@ impl Service {
             Self::Postgres => "postgres",
             Self::Redis => "redis",
             Self::Chromium => "chromium",
+            Self::OidcInterop => "oidc-interop",
         }
     }
 
@@ -44,6 +52,10 @@ impl Service {
                 "install Debian's chromium and chromium-driver packages (/usr/bin/chromium and \
                  /usr/bin/chromedriver; .ci/run installs them)"
             }
+            Self::OidcInterop => {
+                "set GATEHOUSE_TEST_OIDC_INTEROP_URL to the issuer of a running npm \
+                 `oauth2-mock-server` (.ci/run installs and starts one)"
+            }
         }
     }
 }
@@ -57,7 +69,7 @@ pub(crate) fn requires(list: &str, service: Service) -> bool {
             .into_iter()
             .find(|s| s.name().eq_ignore_ascii_case(name))
             .unwrap_or_else(|| {
-                panic!("{REQUIRE_VAR} names {name:?}; the services are postgres, redis, chromium")
+                panic!("{REQUIRE_VAR} names {name:?}; the services are postgres, redis, chromium, oidc-interop")
             });
         found |= known == service;
     }

@@ -9,6 +9,8 @@ pub(crate) struct Visitor<'a> {
     app: &'a TestApp,
     pub(crate) cookies: BTreeMap<String, String>,
     user_agent: Option<String>,
+    /// Headers sent with every request (what a proxy in front would add), by name.
+    pub(crate) headers: BTreeMap<String, String>,
 }
 
 /// The value of the first `name="…" value="…"` hidden field in `page`.
@@ -49,6 +51,7 @@ impl<'a> Visitor<'a> {
             app,
             cookies: BTreeMap::new(),
             user_agent: None,
+            headers: BTreeMap::new(),
         }
     }
 
@@ -61,11 +64,23 @@ impl<'a> Visitor<'a> {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let request = self
+        self.request_accepting(method, path, "text/html")
+    }
+
+    fn request_accepting(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        accept: &str,
+    ) -> reqwest::RequestBuilder {
+        let mut request = self
             .app
             .request(method, path)
             .header("cookie", self.cookie_header())
-            .header("accept", "text/html");
+            .header("accept", accept);
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
         match &self.user_agent {
             Some(agent) => request.header("user-agent", agent),
             None => request,
@@ -122,6 +137,28 @@ impl<'a> Visitor<'a> {
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         (status, headers, res.text().await.unwrap())
+    }
+
+    /// Posts `body` as JSON with the CSRF token in the `X-CSRF-Token` header, as the pages'
+    /// scripts do; returns status, headers and the JSON answer (`null` when it is not JSON).
+    pub(crate) async fn post_json(
+        &mut self,
+        path: &str,
+        csrf: &str,
+        body: &serde_json::Value,
+    ) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+        let res = self
+            .request_accepting(reqwest::Method::POST, path, "application/json")
+            .header("x-csrf-token", csrf)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        self.remember(&res);
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let json = res.json().await.unwrap_or(serde_json::Value::Null);
+        (status, headers, json)
     }
 
     /// The CSRF token of the page at `path`.
