@@ -46,6 +46,10 @@ pub(super) trait GroupConn: Send + 'static {
     fn control(&mut self, sql: &'static str) -> impl Future<Output = Result<(), Error>> + Send;
     /// Whether the shared transaction is still open (false: the database ended it).
     fn in_transaction(&self) -> bool;
+    /// Whether the connection is lost (the next turn opens a new one).
+    fn is_lost(&self) -> bool {
+        false
+    }
 }
 
 /// The one connection, its queue of writers and what they share.
@@ -102,6 +106,11 @@ impl<C: GroupConn> Turns<C> {
         self.commits.load(Ordering::Relaxed)
     }
 
+    /// How long a writer waits for its turn, and the backend for its connection.
+    pub(super) fn wait(&self) -> Duration {
+        self.wait
+    }
+
     /// Whether [`Turns::close`] was called.
     pub(super) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
@@ -120,6 +129,10 @@ impl<C: GroupConn> Turns<C> {
             return Err(Error::Unavailable("the database is closed".into()));
         }
         writer.clean_up().await;
+        if writer.conn.as_ref().is_some_and(C::is_lost) {
+            writer.roll_back_group().await;
+            writer.conn = None;
+        }
         Ok(writer)
     }
 

@@ -249,7 +249,7 @@ impl<'q, 'c> Query<'q, 'c> {
             Bound::Sqlite(q) => q.run(false, true).await?.1,
             Bound::Postgres(PgOn::Pool(p), q) => q.execute(p).await?.rows_affected(),
             Bound::Postgres(PgOn::Turn(t), q) => {
-                let result = q.execute(&mut *t.conn()?.conn).await;
+                let result = q.execute(&mut t.conn()?.conn).await;
                 in_turn(t, result).await?.rows_affected()
             }
         })
@@ -261,7 +261,7 @@ impl<'q, 'c> Query<'q, 'c> {
             Bound::Sqlite(q) => q.run(true, false).await?.0.pop().map(Row::Sqlite),
             Bound::Postgres(PgOn::Pool(p), q) => q.fetch_optional(p).await?.map(Row::Postgres),
             Bound::Postgres(PgOn::Turn(t), q) => {
-                let result = q.fetch_optional(&mut *t.conn()?.conn).await;
+                let result = q.fetch_optional(&mut t.conn()?.conn).await;
                 in_turn(t, result).await?.map(Row::Postgres)
             }
         })
@@ -279,7 +279,7 @@ impl<'q, 'c> Query<'q, 'c> {
                 .ok_or(Error::Database(sqlx::Error::RowNotFound)),
             Bound::Postgres(PgOn::Pool(p), q) => Ok(Row::Postgres(q.fetch_one(p).await?)),
             Bound::Postgres(PgOn::Turn(t), q) => {
-                let result = q.fetch_one(&mut *t.conn()?.conn).await;
+                let result = q.fetch_one(&mut t.conn()?.conn).await;
                 Ok(Row::Postgres(in_turn(t, result).await?))
             }
         }
@@ -291,7 +291,7 @@ impl<'q, 'c> Query<'q, 'c> {
             Bound::Sqlite(q) => wrap(q.run(false, false).await?.0, Row::Sqlite),
             Bound::Postgres(PgOn::Pool(p), q) => wrap(q.fetch_all(p).await?, Row::Postgres),
             Bound::Postgres(PgOn::Turn(t), q) => {
-                let result = q.fetch_all(&mut *t.conn()?.conn).await;
+                let result = q.fetch_all(&mut t.conn()?.conn).await;
                 wrap(in_turn(t, result).await?, Row::Postgres)
             }
         })

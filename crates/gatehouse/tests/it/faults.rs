@@ -295,7 +295,18 @@ async fn a_database_outage_is_a_503_with_retry_after_and_recovery_needs_no_resta
             .bearer_auth(&token)
             .send()
     };
+    let write = || {
+        app.request(reqwest::Method::POST, "/api/v1/items")
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"name": "Lamp", "description": "A desk lamp."}))
+            .send()
+    };
     assert_eq!(items().await.unwrap().status(), 200);
+    assert_eq!(
+        write().await.unwrap().status(),
+        201,
+        "the writer's connection is open"
+    );
 
     proxy.cut();
     // A token checked in the last 5 s is trusted without the database: wait that out.
@@ -319,6 +330,17 @@ async fn a_database_outage_is_a_503_with_retry_after_and_recovery_needs_no_resta
     );
     assert_eq!(res.headers()["retry-after"], "5");
     assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let asked = Instant::now();
+    assert_eq!(
+        write().await.unwrap().status(),
+        503,
+        "a write fails closed too"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "no hang: {:?}",
+        asked.elapsed()
+    );
     let (status, body) = readiness(&app).await;
     assert_eq!(
         (status, &body["checks"]["database"]),
@@ -330,6 +352,11 @@ async fn a_database_outage_is_a_503_with_retry_after_and_recovery_needs_no_resta
         items().await.unwrap().status(),
         200,
         "back without a restart"
+    );
+    assert_eq!(
+        write().await.unwrap().status(),
+        201,
+        "writes are back too: the writer connects again"
     );
     assert_eq!(readiness(&app).await.0, 200);
 }

@@ -75,6 +75,28 @@ fn fields(problem: &Value) -> Vec<String> {
 }
 
 on_every_backend! {
+    // The writer keeps a connection of its own: with a pool of one, reads and writes at once
+    // still all succeed (were the writer's connection taken from the pool, every read would
+    // wait for it and end in a 503).
+    async fn a_pool_of_one_connection_serves_reads_and_writes_at_once(backend) {
+        let app = crate::support::spawn_unlimited_app(backend, &[("GATEHOUSE_DATABASE_MAX_CONNECTIONS", "1")]).await;
+        let token = token_for(&app, "ada@example.com", "user").await;
+        let work = (0..20).map(|i| {
+            let (app, token) = (&app, &token);
+            async move {
+                if i % 2 == 0 {
+                    create(app, token, &format!("Item {i}")).await;
+                } else {
+                    let r = call(app, token, reqwest::Method::GET, "/api/v1/items?limit=5", None, None).await;
+                    assert_eq!(r.status, 200, "{}", r.body);
+                }
+            }
+        });
+        futures_util::future::join_all(work).await;
+        let r = call(&app, &token, reqwest::Method::GET, "/api/v1/items?limit=50", None, None).await;
+        assert_eq!(r.body["items"].as_array().map(Vec::len), Some(10), "{}", r.body);
+    }
+
     // Writes from two instances at once, many of them in the same commit group, some failing
     // inside their group (a version that moved): every acknowledged write is there, no failed
     // one left a trace, and the audit chain is one unbroken line.

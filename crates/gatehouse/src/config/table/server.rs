@@ -152,7 +152,7 @@ pub(super) static ROWS: &[Setting] = &[
         aliases: &[],
         secrecy: Secrecy::Public,
         default: "`10`",
-        doc: "database pool size",
+        doc: "database pool size, for reads (and on SQLite the read connections kept); each instance also keeps one connection of its own for writes",
         read: |s, v| {
             let expected = "a number of connections between 1 and 1000";
             set(
