@@ -203,14 +203,23 @@ impl Browser {
             .unwrap();
     }
 
+    /// The text of `css`, read again (at most 10 s) when the page it was found on was replaced
+    /// before its text could be read (a navigation still finishing).
     pub(crate) async fn text_of(&self, css: &str) -> String {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"))
-            .text()
-            .await
-            .unwrap()
+        let mut last = None;
+        for _ in 0..200 {
+            let found = self
+                .client
+                .find(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("no {css}: {e}"));
+            match found.text().await {
+                Ok(text) => return text,
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the text of {css} could not be read: {last:?}");
     }
 
     pub(crate) async fn password_sign_in(&self, app: &TestApp, email: &str, password: &str) {
